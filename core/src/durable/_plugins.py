@@ -1,0 +1,208 @@
+"""The plugin manager: loads plugins from entry points, validates them, resolves store URLs."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from importlib import import_module
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import pluggy
+
+from durable import hookspecs
+from durable.errors import PluginError, UnknownStoreError
+from durable.hookspecs import StoreBackend
+
+if TYPE_CHECKING:
+    from durable.store import Store
+
+ENTRY_POINT_GROUP = "durable"
+DISABLE_ENV = "DURABLE_DISABLE_PLUGINS"
+
+# First-party stores that live in optional extras: what to tell a user who lacks one.
+KNOWN_EXTRAS: dict[str, str] = {
+    "sqlite": "sqlite",
+    "memory": "memory",
+    "redis": "redis",
+    "rediss": "redis",
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "postgresql+asyncpg": "postgres",
+}
+STORE_CLASSES: dict[str, tuple[str, str]] = {
+    "SQLiteStore": ("durable_sqlite", "sqlite"),
+    "InMemoryStore": ("durable_memory", "memory"),
+    "RedisStore": ("durable_redis", "redis"),
+    "PostgresStore": ("durable_postgres", "postgres"),
+}
+
+
+def install_hint(extra: str) -> str:
+    return f"pip install 'python-durable[{extra}]'"
+
+
+@dataclass(frozen=True)
+class LoadedPlugin:
+    name: str
+    version: str | None
+    plugin: object
+    hooks: tuple[str, ...]
+
+
+class PluginManager:
+    """durable's pluggy manager plus the backend registry built from it."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        self.versions: dict[str, str | None] = {}
+        self._backends: dict[str, tuple[StoreBackend, str]] | None = None
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def register(self, plugin: object, name: str | None = None, version: str | None = None) -> str:
+        """Register a plugin after checking that none of its hooks is ``async def``."""
+        plugin_name = name or getattr(plugin, "__name__", None) or repr(plugin)
+        for attr in dir(plugin):
+            impl = getattr(plugin, attr, None)
+            if attr.startswith("durable_") and callable(impl) and inspect.iscoroutinefunction(impl):
+                raise PluginError(
+                    f"plugin {plugin_name!r}: hook {attr} is 'async def'; durable hooks are "
+                    "synchronous (return an unopened store or metadata; the core awaits open())"
+                )
+        registered = self.pm.register(plugin, name=plugin_name)
+        if registered is None:
+            raise PluginError(f"plugin {plugin_name!r} is blocked or already registered")
+        self.versions[plugin_name] = version
+        self._backends = None
+        return registered
+
+    def load_entry_points(self) -> None:
+        disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in disabled:
+                self.pm.set_blocked(ep.name)
+                continue
+            if self.pm.has_plugin(ep.name) or self.pm.is_blocked(ep.name):
+                warnings.warn(
+                    f"durable plugin {ep.name!r} from {_dist_name(ep)} is installed twice; "
+                    "the first one found is used",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
+            try:
+                plugin = ep.load()
+                self.register(plugin, name=ep.name, version=ep.dist.version if ep.dist else None)
+            except Exception as exc:  # a broken plugin must not take the application down
+                warnings.warn(
+                    f"durable plugin {ep.name!r} ({ep.value}) failed to load and is skipped: "
+                    f"{type(exc).__name__}: {exc}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+    def plugins(self) -> list[LoadedPlugin]:
+        found = []
+        for name, plugin in self.pm.list_name_plugin():
+            hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()))
+            found.append(LoadedPlugin(name, self.versions.get(name), plugin, hooks))
+        return found
+
+    def backends(self) -> dict[str, tuple[StoreBackend, str]]:
+        """Scheme -> (backend, plugin name). Raises if two plugins claim one scheme."""
+        if self._backends is not None:
+            return self._backends
+        by_scheme: dict[str, tuple[StoreBackend, str]] = {}
+        for impl in self.pm.hook.durable_store_backends.get_hookimpls():
+            for backend in impl.function() or ():
+                for scheme in backend.schemes:
+                    if scheme in by_scheme:
+                        other, other_plugin = by_scheme[scheme]
+                        raise PluginError(
+                            f"store scheme {scheme!r} is claimed by two plugins: "
+                            f"{other_plugin!r} (backend {other.name!r}) and "
+                            f"{impl.plugin_name!r} (backend {backend.name!r}); uninstall one "
+                            f"or block it with {DISABLE_ENV}={impl.plugin_name}"
+                        )
+                    by_scheme[scheme] = (backend, impl.plugin_name)
+        self._backends = by_scheme
+        return by_scheme
+
+    def backend_named(self, name: str) -> StoreBackend:
+        unique = {b.name: b for b, _ in self.backends().values()}
+        if name not in unique:
+            raise UnknownStoreError(
+                f"no store backend named {name!r} is installed; installed: {', '.join(sorted(unique)) or 'none'}"
+            )
+        return unique[name]
+
+    def store_from_url(self, url: str, **options: Any) -> Store:
+        scheme = urlsplit(url).scheme.lower()
+        backends = self.backends()
+        if scheme not in backends:
+            raise UnknownStoreError(_unknown_scheme_message(url, scheme, sorted(backends)))
+        store = self.pm.hook.durable_store_from_url(url=url, options=options)
+        if store is None:
+            backend, plugin = backends[scheme]
+            raise PluginError(f"plugin {plugin!r} declares scheme {scheme!r} but returned no store for it")
+        return store  # type: ignore[no-any-return]
+
+
+def _dist_name(ep: EntryPoint) -> str:
+    return ep.dist.name if ep.dist else "an unknown distribution"
+
+
+def _unknown_scheme_message(url: str, scheme: str, installed: list[str]) -> str:
+    shown = url.split("://", 1)[0] + "://..." if "://" in url else url
+    message = f"no installed durable plugin handles {shown!r} (scheme {scheme!r})"
+    if scheme in KNOWN_EXTRAS:
+        message += f"; install it with: {install_hint(KNOWN_EXTRAS[scheme])}"
+    return message + f". Installed schemes: {', '.join(installed) or 'none'}"
+
+
+_manager: PluginManager | None = None
+_lock = threading.Lock()
+
+
+def get_plugin_manager() -> PluginManager:
+    """The process-wide manager, loading entry points on first use."""
+    global _manager
+    with _lock:
+        if _manager is None:
+            manager = PluginManager()
+            manager.load_entry_points()
+            _manager = manager
+        return _manager
+
+
+def reset_plugin_manager() -> None:
+    """Forget loaded plugins (tests change the environment and load again)."""
+    global _manager
+    with _lock:
+        _manager = None
+
+
+def as_store_url(db: str | os.PathLike[str]) -> str:
+    """A bare path means SQLite, as in the original library."""
+    text = os.fspath(db)
+    if "://" in text:
+        return text
+    return "sqlite:///" + text
+
+
+def import_store_class(name: str) -> type[Store]:
+    module_name, extra = STORE_CLASSES[name]
+    try:
+        module = import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"{name} is not installed; install it with: {install_hint(extra)}") from exc
+    cls: type[Store] = getattr(module, name)
+    return cls

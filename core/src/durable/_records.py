@@ -1,0 +1,161 @@
+"""The rows a store keeps: runs, steps, signals and leases.
+
+Stores persist these records field by field and never interpret payloads: every
+``inputs``, ``result``, ``error`` and ``payload`` is JSON text produced by the core.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+
+class RunStatus(str, Enum):
+    """Where a run is in its life."""
+
+    PENDING = "pending"
+    """Recorded but not yet executed (a signal sent with ``create=True``, a queued run)."""
+    RUNNING = "running"
+    """Owned by an executor, or interrupted: an expired lease means nobody runs it."""
+    WAITING = "waiting"
+    """Waiting for a signal or for a durable sleep to elapse."""
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """Completed and cancelled runs are never executed again unless resumed explicitly."""
+        return self in (RunStatus.COMPLETED, RunStatus.CANCELLED)
+
+
+class StepStatus(str, Enum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """A failure as it is stored: exception type, message and formatted traceback."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps({"type": self.type, "message": self.message, "traceback": self.traceback})
+
+    @classmethod
+    def from_json(cls, text: str) -> ErrorInfo:
+        data = json.loads(text)
+        return cls(data["type"], data["message"], data.get("traceback", ""))
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        import traceback
+
+        return cls(
+            type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+        )
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One workflow run: its identity, inputs, state, outcome and lease."""
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    inputs: str
+    """JSON text of the bound call arguments."""
+    inputs_digest: str
+    created_at: float
+    updated_at: float
+    result: str | None = None
+    """JSON text of the return value, once completed."""
+    error: str | None = None
+    """``ErrorInfo`` JSON text, once failed."""
+    owner: str | None = None
+    """Executor currently holding the lease, if any."""
+    lease_token: int = 0
+    """Fencing token: increases on every claim; writes carrying an older token are refused."""
+    lease_expires_at: float | None = None
+    wake_at: float | None = None
+    """When a waiting run is due again (durable sleep, or a signal just delivered)."""
+    deadline: float | None = None
+    """Absolute time after which the run fails with a timeout, across restarts."""
+    parent_run_id: str | None = None
+    cancel_requested: bool = False
+
+    @property
+    def error_info(self) -> ErrorInfo | None:
+        return ErrorInfo.from_json(self.error) if self.error else None
+
+    def lease_is_live(self, now: float) -> bool:
+        return self.owner is not None and (self.lease_expires_at or 0.0) > now
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One checkpointed step of a run: a task call, a signal wait or a sleep."""
+
+    run_id: str
+    key: str
+    """Stable position in the run, e.g. ``fetch``, ``fetch#1``, ``load@item-3``."""
+    task: str
+    args_digest: str
+    status: StepStatus
+    result: str | None
+    error: str | None
+    attempts: int
+    started_at: float
+    finished_at: float
+
+
+@dataclass(frozen=True)
+class SignalRecord:
+    """One delivery of a named signal to a run, in arrival order (``seq``)."""
+
+    run_id: str
+    name: str
+    delivery_id: str
+    payload: str
+    seq: int
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Proof of ownership of a run; every fenced write carries it."""
+
+    run_id: str
+    owner: str
+    token: int
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Filters for listing runs; results are newest first."""
+
+    statuses: frozenset[RunStatus] | None = None
+    workflow: str | None = None
+    id_prefix: str | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    updated_before: float | None = None
+    limit: int = 100
+    offset: int = 0
+
+    def matches(self, run: RunRecord) -> bool:
+        """The reference semantics of every filter, for stores that filter in Python."""
+        return (
+            (self.statuses is None or run.status in self.statuses)
+            and (self.workflow is None or run.workflow == self.workflow)
+            and (self.id_prefix is None or run.run_id.startswith(self.id_prefix))
+            and (self.created_after is None or run.created_at >= self.created_after)
+            and (self.created_before is None or run.created_at < self.created_before)
+            and (self.updated_before is None or run.updated_at < self.updated_before)
+        )

@@ -1,0 +1,87 @@
+"""Every error durable raises derives from ``DurableError``.
+
+Each message names the run, step key, task or store at fault, so a log line is
+enough to find the problem.
+"""
+
+from __future__ import annotations
+
+
+class DurableError(Exception):
+    """Base class of all durable errors."""
+
+
+class ConfigurationError(DurableError, ValueError):
+    """Bad arguments to ``Workflow``, ``task`` or ``workflow`` (caught at decoration time)."""
+
+
+class NondeterminismError(DurableError):
+    """A replay reached a checkpoint recorded for a different task or different arguments."""
+
+    def __init__(self, run_id: str, key: str, recorded: str, called: str) -> None:
+        self.run_id, self.key, self.recorded, self.called = run_id, key, recorded, called
+        super().__init__(
+            f"run {run_id!r}, step {key!r}: the journal recorded {recorded}, "
+            f"but the workflow now calls {called}. The workflow code or its inputs changed "
+            "since this run started; restore the old code to finish the run, or start a new run id."
+        )
+
+
+class SerializationError(DurableError, TypeError):
+    """A value cannot be encoded to (or decoded from) a checkpoint."""
+
+
+class RunConflictError(DurableError):
+    """A run id was called with a different workflow or different inputs than it was started with."""
+
+
+class RunInProgress(DurableError):
+    """Another live executor owns the run, and the caller chose not to wait."""
+
+
+class RunCancelled(DurableError):
+    """The run was cancelled; ``resume()`` it to continue."""
+
+
+class RunFailed(DurableError):
+    """Waiting for a run that another executor finished with a failure."""
+
+
+class UnknownRunError(DurableError, LookupError):
+    """No run with that id exists in the store."""
+
+
+class SignalTimeout(DurableError, TimeoutError):
+    """``wf.signal(name, timeout=...)`` expired before a delivery arrived."""
+
+
+class NonRetryableError(DurableError):
+    """Raise (or subclass) from a task to fail it at once, without further retries."""
+
+
+class StoreError(DurableError):
+    """A store could not do what was asked."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached right now; the operation may succeed if tried again."""
+
+
+class StoreCorrupted(StoreError):
+    """The file or schema is not a durable store, is damaged, or is from a newer version."""
+
+
+class LeaseLost(StoreError):
+    """A write carried a fencing token that is no longer the run's current one.
+
+    Another executor took the run over (this one was paused, partitioned or too slow
+    to renew its lease); nothing was written.
+    """
+
+
+class UnknownStoreError(DurableError, ValueError):
+    """No installed plugin handles a store URL's scheme."""
+
+
+class PluginError(DurableError):
+    """A plugin is invalid or conflicts with another plugin."""

@@ -1,0 +1,122 @@
+"""The hooks a durable plugin may implement.
+
+A plugin is a module (or object) registered under the entry-point group ``durable``
+whose functions are marked with ``durable.hookimpl``. Every hook is synchronous:
+pluggy cannot await, and an ``async def`` implementation is rejected when the
+plugin is registered. Stores are returned unopened; the core awaits ``open()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from durable.store import Store
+
+PROJECT_NAME = "durable"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@dataclass(frozen=True)
+class StoreBackend:
+    """A store a plugin offers, as ``durable stores`` lists it."""
+
+    name: str
+    """Short unique name, used by ``--durable-store NAME`` in the contract suite."""
+    schemes: tuple[str, ...]
+    """URL schemes it opens (``sqlite``, ``redis``, ...). Two backends may not share one."""
+    description: str
+    store_class: type[Store]
+    install_hint: str = ""
+    """What to install to get it, e.g. ``pip install 'python-durable[redis]'``."""
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+    test_server: Callable[[], AbstractContextManager[str]] | None = None
+    """For the contract suite: a context manager that starts (or finds) a throwaway server and
+    yields its base URL. Used when ``DURABLE_TEST_<NAME>_URL`` is unset; may raise if it cannot."""
+    isolated_url: Callable[[str, str], str] | None = None
+    """For the contract suite: given a base URL and a unique token, a URL whose store shares no
+    data with any other token's (a fresh schema, key prefix or file). Identity if ``None``."""
+
+
+@dataclass(frozen=True)
+class TypeCodec:
+    """Teaches the serialiser one more type.
+
+    ``encode`` turns an instance into JSON-compatible data; ``decode`` rebuilds the
+    instance from that data. ``tag`` is stored with the value and must be unique.
+    """
+
+    tag: str
+    type: type
+    encode: Callable[[Any], Any]
+    decode: Callable[[Any], Any]
+
+
+@hookspec
+def durable_store_backends() -> Sequence[StoreBackend]:
+    """Declare the store backends this plugin provides.
+
+    Called once when plugins are loaded. The core reports two backends claiming one
+    URL scheme as an error naming both plugins.
+    """
+    raise NotImplementedError
+
+
+@hookspec(firstresult=True)
+def durable_store_from_url(url: str, options: dict[str, Any]) -> Store | None:
+    """Return an unopened store for ``url``, or ``None`` if the scheme is not yours.
+
+    ``options`` are keyword arguments given by the caller in addition to the URL's
+    query string. The first non-``None`` result wins.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def durable_type_codecs() -> Sequence[TypeCodec]:
+    """Extra types the checkpoint serialiser should round-trip."""
+    raise NotImplementedError
+
+
+# Observer hooks: called by the core as things happen, results ignored. They must be
+# cheap and must not raise; an exception is logged and otherwise ignored.
+
+
+@hookspec
+def durable_run_started(workflow: str, run_id: str, resumed: bool) -> None:
+    """A run began executing in this process (``resumed``: it had checkpoints already)."""
+
+
+@hookspec
+def durable_run_finished(workflow: str, run_id: str, status: str, error: BaseException | None) -> None:
+    """A run stopped executing in this process: ``completed``, ``failed``, ``cancelled``,
+    ``waiting`` (parked) or ``running`` (interrupted)."""
+
+
+@hookspec
+def durable_step_started(run_id: str, key: str, task: str, attempt: int) -> None:
+    """An attempt of a step began (not called for replayed steps)."""
+
+
+@hookspec
+def durable_step_retried(
+    run_id: str, key: str, task: str, attempt: int, error: BaseException, delay: float
+) -> None:
+    """An attempt failed and the step will be tried again after ``delay`` seconds."""
+
+
+@hookspec
+def durable_step_finished(run_id: str, key: str, task: str, attempts: int, error: BaseException | None) -> None:
+    """A step's outcome was checkpointed (``error`` set when all attempts failed)."""
+
+
+@hookspec
+def durable_signal_delivered(run_id: str, name: str, delivery_id: str, recorded: bool) -> None:
+    """``complete()`` delivered a signal (``recorded`` is False for a duplicate)."""

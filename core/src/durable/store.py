@@ -1,0 +1,242 @@
+"""The ``Store`` contract: what a persistence backend must do for the core.
+
+A store keeps runs, step checkpoints and signal deliveries. It never serialises
+values (it stores the JSON text the core hands it) and never decides workflow
+semantics; it only guarantees the atomic operations documented on each method.
+``durable-contract-tests`` checks every one of these promises against a real store.
+
+Fencing: every write made on behalf of an executing run carries its ``Lease``.
+A store must refuse (raise ``LeaseLost``) a fenced write whose ``lease.token`` is
+not the run's current ``lease_token``, atomically with the write itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from durable._records import (
+    ErrorInfo,
+    Lease,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    SignalRecord,
+    StepRecord,
+    StepStatus,
+)
+
+__all__ = [
+    "Capability",
+    "ErrorInfo",
+    "InMemoryStore",
+    "Lease",
+    "RunQuery",
+    "RunRecord",
+    "RunStatus",
+    "SQLiteStore",
+    "SignalRecord",
+    "StepRecord",
+    "StepStatus",
+    "Store",
+]
+
+
+class Capability:
+    """Names a store may list in ``Store.capabilities``; the contract suite skips what is absent."""
+
+    PERSISTENT = "persistent"
+    """Data survives closing and reopening the store."""
+    MULTI_PROCESS = "multi-process"
+    """Several processes (or hosts) may share the store at once."""
+    NOTIFY = "notify"
+    """``wait_for_signal`` wakes on delivery instead of polling."""
+
+
+class Store(ABC):
+    """Base class of every store. Subclass it and implement the abstract methods.
+
+    Times are seconds since the epoch (``time.time()``), taken by the store.
+    """
+
+    name: ClassVar[str] = "store"
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    poll_interval: float = 0.25
+    """Upper bound of the polling interval used by the default ``wait_for_signal``."""
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and create or migrate the schema. Called once before any other method."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release every connection and thread. Safe to call twice."""
+
+    async def setup(self) -> None:
+        """Alias of ``open()``, the original library's name."""
+        await self.open()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- runs --------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
+        """Insert ``run`` unless a run with its id exists.
+
+        Returns the stored record and whether this call created it. Of concurrent
+        creators exactly one gets ``True``. ``run`` may already carry a lease
+        (owner, token 1, expiry): the creator then owns the new run.
+        """
+
+    @abstractmethod
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or ``None`` if there is none with that id."""
+
+    @abstractmethod
+    async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
+        """Take the run's lease if nobody holds it.
+
+        Succeeds when the run exists, its status is not final (completed, cancelled)
+        and it has no owner or an expired lease. On success, atomically: status
+        becomes ``running``, ``lease_token`` increases by one, ``owner`` and
+        ``lease_expires_at`` are set and ``wake_at`` cleared. Returns ``None`` otherwise.
+        """
+
+    @abstractmethod
+    async def renew_lease(self, lease: Lease, lease_seconds: float) -> RunRecord:
+        """Extend a held lease and return the run (callers read ``cancel_requested``).
+
+        Raises ``LeaseLost`` if ``lease.token`` is no longer current.
+        """
+
+    @abstractmethod
+    async def update_run(
+        self,
+        lease: Lease,
+        status: RunStatus,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        wake_at: float | None = None,
+        release: bool = False,
+    ) -> None:
+        """Fenced write of the run's status and outcome fields (``result``, ``error``, ``wake_at``
+        are written as given, ``None`` included).
+
+        With ``release=True`` the lease is dropped (``owner`` and ``lease_expires_at``
+        cleared, token kept) so another executor may claim the run at once.
+        Raises ``LeaseLost`` if the token is stale.
+        """
+
+    @abstractmethod
+    async def request_cancel(self, run_id: str) -> RunRecord | None:
+        """Ask a run to stop; returns the run after the change, or ``None`` if unknown.
+
+        Sets ``cancel_requested``. If nobody holds a live lease and the status is not
+        final, the status becomes ``cancelled`` at once; otherwise the owner sees the
+        flag when it renews its lease and cancels itself.
+        """
+
+    @abstractmethod
+    async def reset_run(self, run_id: str) -> RunRecord | None:
+        """Make a cancelled or failed run claimable again.
+
+        Clears ``cancel_requested``, ``error`` and ``wake_at``; status becomes
+        ``pending``. Checkpoints are kept. Returns ``None`` if the run is unknown.
+        """
+
+    @abstractmethod
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
+        """Runs matching ``query`` (see ``RunQuery.matches``), newest ``created_at`` first,
+        ties broken by ``run_id``, then ``offset`` and ``limit`` applied."""
+
+    @abstractmethod
+    async def delete_run(self, run_id: str) -> bool:
+        """Delete a run with its steps and signals. Returns whether it existed."""
+
+    # -- steps -------------------------------------------------------------------
+
+    @abstractmethod
+    async def load_steps(self, run_id: str) -> list[StepRecord]:
+        """Every checkpoint of the run, in one round trip, ordered by ``finished_at``."""
+
+    @abstractmethod
+    async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
+        """Fenced write of a checkpoint; returns the record that is stored afterwards.
+
+        First completed writer wins: if a ``completed`` step with that key exists it
+        is returned unchanged. A ``failed`` step is replaced by any later write.
+        Raises ``LeaseLost`` if the token is stale (and writes nothing).
+        """
+
+    async def save_steps(self, lease: Lease, steps: Iterable[StepRecord]) -> list[StepRecord]:
+        """Several checkpoints of one run; stores may do this in one transaction."""
+        return [await self.save_step(lease, step) for step in steps]
+
+    # -- signals -----------------------------------------------------------------
+
+    @abstractmethod
+    async def send_signal(self, run_id: str, name: str, delivery_id: str, payload: str) -> bool:
+        """Record one delivery unless ``(run_id, name, delivery_id)`` exists.
+
+        Returns whether it was recorded. Deliveries of a run get increasing ``seq``
+        numbers in arrival order. The run need not exist. If the run is
+        ``waiting``, its ``wake_at`` is set to now in the same atomic step, so
+        workers see it due. Stores with ``notify`` wake ``wait_for_signal`` callers.
+        """
+
+    @abstractmethod
+    async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
+        """Deliveries for the run (of one name if given), ordered by ``seq``."""
+
+    async def wait_for_signal(
+        self, run_id: str, name: str, index: int, timeout: float | None
+    ) -> SignalRecord | None:
+        """Wait for the ``index``-th (0-based) delivery of ``name``; ``None`` on timeout.
+
+        This default polls ``list_signals`` with a growing interval up to
+        ``poll_interval``; stores that can be notified override it.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = 0.005
+        while True:
+            deliveries = await self.list_signals(run_id, name)
+            if len(deliveries) > index:
+                return deliveries[index]
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                interval = min(interval, remaining)
+            await asyncio.sleep(interval)
+            interval = min(interval * 2, self.poll_interval)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+def __getattr__(name: str) -> Any:
+    # The default stores live in their own distributions; import them on first use.
+    if name in ("SQLiteStore", "InMemoryStore"):
+        from durable._plugins import import_store_class
+
+        return import_store_class(name)
+    raise AttributeError(f"module 'durable.store' has no attribute {name!r}")
