@@ -62,6 +62,7 @@ class PluginManager:
         self.pm.add_hookspecs(hookspecs)
         self.versions: dict[str, str | None] = {}
         self._backends: dict[str, tuple[StoreBackend, str]] | None = None
+        self._observed: frozenset[str] | None = None
 
     @property
     def hook(self) -> Any:
@@ -82,6 +83,7 @@ class PluginManager:
             raise PluginError(f"plugin {plugin_name!r} is blocked or already registered")
         self.versions[plugin_name] = version
         self._backends = None
+        self._observed = None
         return registered
 
     def load_entry_points(self) -> None:
@@ -108,6 +110,22 @@ class PluginManager:
                     RuntimeWarning,
                     stacklevel=2,
                 )
+
+    def observed_hooks(self) -> frozenset[str]:
+        """Names of hooks with at least one implementation (the engine skips the rest)."""
+        if self._observed is None:
+            self._observed = frozenset(
+                name for name, caller in vars(self.pm.hook).items() if hasattr(caller, "get_hookimpls")
+                and caller.get_hookimpls()
+            )
+        return self._observed
+
+    def register_codecs(self) -> None:
+        from durable import _codec
+
+        for codecs in self.pm.hook.durable_type_codecs():
+            for codec in codecs or ():
+                _codec.register_codec(codec)
 
     def plugins(self) -> list[LoadedPlugin]:
         found = []
@@ -179,6 +197,7 @@ def get_plugin_manager() -> PluginManager:
         if _manager is None:
             manager = PluginManager()
             manager.load_entry_points()
+            manager.register_codecs()
             _manager = manager
         return _manager
 

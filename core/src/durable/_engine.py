@@ -1,0 +1,241 @@
+"""The run engine: executing steps (replay, retries, checkpoints) and runs (lease, heartbeat, outcome)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from durable._records import ErrorInfo, RunStatus, StepRecord, StepStatus
+from durable.backoff import BackoffStrategy
+from durable.context import RunContext, _current, _scope
+from durable.errors import (
+    LeaseLost,
+    NondeterminismError,
+    NonRetryableError,
+    RunCancelled,
+    SerializationError,
+)
+
+if TYPE_CHECKING:
+    from durable._plugins import PluginManager
+
+T = TypeVar("T")
+log = logging.getLogger("durable")
+
+# Errors that say something about the program or the run, not about a flaky attempt.
+_NEVER_RETRIED = (NonRetryableError, SerializationError, NondeterminismError, LeaseLost, RunCancelled)
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    retries: int = 0
+    backoff: BackoffStrategy | None = None
+    retry_on: tuple[type[BaseException], ...] | None = None
+    timeout: float | None = None
+
+    def should_retry(self, exc: BaseException, attempt: int) -> bool:
+        if attempt > self.retries or not isinstance(exc, Exception) or isinstance(exc, _NEVER_RETRIED):
+            return False
+        return self.retry_on is None or isinstance(exc, self.retry_on)
+
+    def delay(self, attempt: int) -> float:
+        return 0.0 if self.backoff is None else max(0.0, float(self.backoff(attempt)))
+
+
+async def _sleep(seconds: float) -> None:
+    # A seam for tests that check retry delays without waiting for them.
+    await asyncio.sleep(seconds)
+
+
+def observe(plugins: PluginManager | None, hook: str, **kwargs: Any) -> None:
+    """Call an observer hook; a failing observer is logged, never propagated."""
+    if plugins is None or hook not in plugins.observed_hooks():
+        return
+    try:
+        getattr(plugins.hook, hook)(**kwargs)
+    except Exception:
+        log.exception("durable observer hook %s failed", hook)
+
+
+async def call_with_retries(
+    fn: Callable[[], Awaitable[T]],
+    policy: StepPolicy,
+    on_attempt: Callable[[int], None] | None = None,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+) -> tuple[T, int]:
+    """Call ``fn`` until it succeeds or the policy gives up; returns the value and attempts made."""
+    attempt = 0
+    while True:
+        attempt += 1
+        if on_attempt is not None:
+            on_attempt(attempt)
+        try:
+            if policy.timeout is None:
+                return await fn(), attempt
+            async with asyncio.timeout(policy.timeout):
+                return await fn(), attempt
+        except BaseException as exc:
+            if not policy.should_retry(exc, attempt):
+                exc.__dict__.setdefault("_durable_attempts", attempt)
+                raise
+            delay = policy.delay(attempt)
+            if on_retry is not None:
+                on_retry(attempt, exc, delay)
+            await _sleep(delay)
+
+
+async def execute_step(
+    ctx: RunContext,
+    key: str,
+    task: str,
+    args_digest: str,
+    fn: Callable[[], Awaitable[Any]],
+    policy: StepPolicy,
+    encode: Callable[[Any], str],
+    decode: Callable[[str], T],
+) -> T:
+    """Replay the step ``key`` from the journal, or execute and checkpoint it."""
+    recorded = ctx.journal.get(key)
+    if recorded is not None:
+        if recorded.task != task or recorded.args_digest != args_digest:
+            raise NondeterminismError(
+                ctx.run_id,
+                key,
+                recorded=f"task {recorded.task!r} with arguments digest {recorded.args_digest}",
+                called=f"task {task!r} with arguments digest {args_digest}",
+            )
+        if recorded.status is StepStatus.COMPLETED:
+            return decode(recorded.result)  # type: ignore[arg-type]
+
+    plugins = ctx.workflow.plugins
+    started_at = time.time()
+
+    async def attempt_once() -> Any:
+        ctx.keys.reset_scope(key)
+        token = _scope.set(key)
+        try:
+            return await fn()
+        finally:
+            _scope.reset(token)
+
+    def on_attempt(attempt: int) -> None:
+        observe(plugins, "durable_step_started", run_id=ctx.run_id, key=key, task=task, attempt=attempt)
+
+    def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
+        log.info("run %r step %r attempt %d failed (%r); retrying in %.3gs", ctx.run_id, key, attempt, exc, delay)
+        observe(
+            plugins, "durable_step_retried",
+            run_id=ctx.run_id, key=key, task=task, attempt=attempt, error=exc, delay=delay,
+        )  # fmt: skip
+
+    try:
+        value, attempts = await call_with_retries(attempt_once, policy, on_attempt, on_retry)
+    except Exception as exc:
+        if not isinstance(exc, (LeaseLost, RunCancelled)):
+            await _record_failure(ctx, key, task, args_digest, exc, started_at)
+        raise
+
+    try:
+        text = encode(value)
+    except SerializationError as exc:
+        # Not retried: running the body again would repeat its side effects for nothing.
+        raise SerializationError(
+            f"task {task!r} (run {ctx.run_id!r}, step {key!r}) returned a value that cannot be "
+            f"checkpointed: {exc}"
+        ) from exc
+    step = StepRecord(
+        run_id=ctx.run_id,
+        key=key,
+        task=task,
+        args_digest=args_digest,
+        status=StepStatus.COMPLETED,
+        result=text,
+        error=None,
+        attempts=attempts,
+        started_at=started_at,
+        finished_at=time.time(),
+    )
+    stored = await ctx.write(lambda: ctx.store.save_step(ctx.lease, step))
+    ctx.journal[key] = stored
+    observe(plugins, "durable_step_finished", run_id=ctx.run_id, key=key, task=task, attempts=attempts, error=None)
+    return decode(stored.result)  # type: ignore[arg-type]
+
+
+async def _record_failure(
+    ctx: RunContext, key: str, task: str, args_digest: str, exc: Exception, started_at: float
+) -> None:
+    """Checkpoint a step that ran out of attempts, so operators see why (best effort)."""
+    step = StepRecord(
+        run_id=ctx.run_id,
+        key=key,
+        task=task,
+        args_digest=args_digest,
+        status=StepStatus.FAILED,
+        result=None,
+        error=ErrorInfo.from_exception(exc).to_json(),
+        attempts=int(exc.__dict__.get("_durable_attempts", 1)),
+        started_at=started_at,
+        finished_at=time.time(),
+    )
+    try:
+        ctx.journal[key] = await ctx.write(lambda: ctx.store.save_step(ctx.lease, step))
+    except Exception:
+        log.warning("run %r: could not record the failure of step %r", ctx.run_id, key, exc_info=True)
+    observe(
+        ctx.workflow.plugins, "durable_step_finished",
+        run_id=ctx.run_id, key=key, task=task, attempts=step.attempts, error=exc,
+    )  # fmt: skip
+
+
+async def execute_run(ctx: RunContext, body: Callable[[], Awaitable[Any]], lease_seconds: float) -> Any:
+    """Run a workflow body under ``ctx``'s lease, renewing it, and record the outcome.
+
+    The body runs in its own task so the heartbeat can stop it when the run is
+    cancelled or the lease is lost. Returns the body's value; raises its error.
+    """
+    token = _current.set(ctx)
+    try:
+        runner = asyncio.ensure_future(body())
+    finally:
+        _current.reset(token)
+    heartbeat = asyncio.ensure_future(_heartbeat(ctx, runner, lease_seconds))
+    try:
+        return await runner
+    except asyncio.CancelledError:
+        caller = asyncio.current_task()
+        if ctx.stop_reason is not None and not (caller is not None and caller.cancelling()):
+            # The heartbeat stopped the body: report why instead of a bare cancellation.
+            raise ctx.stop_reason from None
+        raise
+    finally:
+        heartbeat.cancel()
+        if not runner.done():
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+
+
+async def _heartbeat(ctx: RunContext, runner: asyncio.Future[Any], lease_seconds: float) -> None:
+    interval = max(lease_seconds / 3.0, 0.01)
+    while not runner.done():
+        await asyncio.sleep(interval)
+        try:
+            run = await ctx.store.renew_lease(ctx.lease, lease_seconds)
+        except LeaseLost as exc:
+            ctx.stop_reason = exc
+            runner.cancel()
+            return
+        except Exception:
+            log.warning("run %r: lease renewal failed; retrying", ctx.run_id, exc_info=True)
+            continue
+        if run.cancel_requested:
+            ctx.stop_reason = RunCancelled(f"run {ctx.run_id!r} was cancelled")
+            runner.cancel()
+            return
+
+
+def final_status_of(exc: BaseException) -> RunStatus:
+    return RunStatus.CANCELLED if isinstance(exc, RunCancelled) else RunStatus.FAILED

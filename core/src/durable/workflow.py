@@ -1,0 +1,586 @@
+"""``Workflow``: the decorators users write (``@wf.task``, ``@wf.workflow``) and the run API."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from types import TracebackType
+from typing import Any, Generic, ParamSpec, Self, TypeVar, overload
+
+from durable import _codec, _keys
+from durable._engine import (
+    StepPolicy,
+    call_with_retries,
+    execute_run,
+    execute_step,
+    final_status_of,
+    observe,
+)
+from durable._plugins import PluginManager, as_store_url, get_plugin_manager
+from durable._records import ErrorInfo, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord
+from durable.backoff import BackoffStrategy, exponential
+from durable.context import RunContext, _current, current_run
+from durable.errors import (
+    ConfigurationError,
+    RunCancelled,
+    RunConflictError,
+    RunInProgress,
+    SignalTimeout,
+    UnknownRunError,
+)
+from durable.store import Store
+
+__all__ = ["TaskFunction", "Workflow", "WorkflowFunction"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+MAX_RUN_ID_LENGTH = 1024
+SIGNAL_TASK = "durable:signal"
+
+
+def _check_run_id(run_id: object, workflow: str) -> str:
+    if not isinstance(run_id, str) or not run_id:
+        raise ConfigurationError(f"workflow {workflow!r}: run id must be a non-empty str, got {run_id!r}")
+    if len(run_id) > MAX_RUN_ID_LENGTH or "\x00" in run_id:
+        raise ConfigurationError(
+            f"workflow {workflow!r}: run id {run_id[:80]!r}... is longer than {MAX_RUN_ID_LENGTH} "
+            "characters or contains NUL"
+        )
+    return run_id
+
+
+class TaskFunction(Generic[P, R]):
+    """A function decorated with ``@wf.task``: checkpointed inside a run, plain outside."""
+
+    def __init__(self, workflow: Workflow, fn: Callable[P, Awaitable[R]], name: str, policy: StepPolicy):
+        if not inspect.iscoroutinefunction(fn):
+            raise ConfigurationError(f"@task {name!r}: {fn!r} must be an 'async def' function")
+        self.workflow = workflow
+        self.fn = fn
+        self.name = _keys.check_task_name(name)
+        self.policy = policy
+        self._annotation: Any = None
+        functools.update_wrapper(self, fn)
+
+    @property
+    def return_annotation(self) -> Any:
+        if self._annotation is None:  # resolved late: forward references may be defined after the task
+            self._annotation = _codec.return_annotation(self.fn)
+        return self._annotation
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        step_id = kwargs.pop("step_id", None)
+        ctx = current_run()
+        if ctx is None:
+            return self._call_plain(args, kwargs)
+        # The key is taken now, at call time, so asyncio.gather replays in call order.
+        key = ctx.next_key(_keys.task_base(self.name, step_id))  # type: ignore[arg-type]
+        return self._call_in_run(ctx, key, args, kwargs)
+
+    async def _call_plain(self, args: Any, kwargs: Any) -> R:
+        value, _ = await call_with_retries(lambda: self.fn(*args, **kwargs), self.policy)
+        return value
+
+    async def _call_in_run(self, ctx: RunContext, key: str, args: Any, kwargs: Any) -> R:
+        annotation = self.return_annotation
+        return await execute_step(
+            ctx,
+            key,
+            self.name,
+            _codec.digest([list(args), kwargs]),
+            lambda: self.fn(*args, **kwargs),
+            self.policy,
+            _codec.dumps,
+            lambda text: _codec.loads(text, annotation),
+        )
+
+    def __repr__(self) -> str:
+        return f"<durable task {self.name!r}>"
+
+
+class WorkflowFunction(Generic[P, R]):
+    """A function decorated with ``@wf.workflow``: each call runs or resumes one durable run."""
+
+    def __init__(self, workflow: Workflow, fn: Callable[P, Awaitable[R]], name: str, id_template: str | None):
+        if not inspect.iscoroutinefunction(fn):
+            raise ConfigurationError(f"@workflow {name!r}: {fn!r} must be an 'async def' function")
+        self.workflow = workflow
+        self.fn = fn
+        self.name = name
+        self.id_template = id_template
+        self.signature = inspect.signature(fn)
+        functools.update_wrapper(self, fn)
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self.call(None, args, kwargs)
+
+    async def run(self, run_id: str, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run (or resume) the workflow under an explicit run id."""
+        return await self.call(run_id, args, kwargs)
+
+    def run_id_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The run id a call with these arguments would use."""
+        return self._run_id(self._bind(args, kwargs))
+
+    def invoke(self, arguments: dict[str, Any]) -> Awaitable[R]:
+        """Call the function with bound arguments (as ``_bind`` returns or stored inputs decode to)."""
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        hints = _codec._type_hints(self.fn)
+        for name, param in self.signature.parameters.items():
+            if name not in arguments:
+                continue
+            value = _codec.coerce(arguments[name], hints.get(name, Any))
+            if param.kind is param.VAR_POSITIONAL:
+                args.extend(value)
+            elif param.kind is param.VAR_KEYWORD:
+                kwargs.update(value)
+            elif param.kind is param.POSITIONAL_ONLY:
+                args.append(value)
+            else:
+                kwargs[name] = value
+        return self.fn(*args, **kwargs)
+
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"workflow {self.name!r}: {exc}") from None
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def _run_id(self, arguments: dict[str, Any]) -> str:
+        if self.id_template is None:
+            return f"{self.name}-{_codec.digest(arguments)}"
+        try:
+            # Only the bound parameters fill the template: a dict argument cannot inject fields.
+            run_id = self.id_template.format_map(arguments)
+        except (KeyError, IndexError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"workflow {self.name!r}: id template {self.id_template!r} refers to {exc} which is not "
+                f"a parameter of {self.name}{self.signature}"
+            ) from None
+        return _check_run_id(run_id, self.name)
+
+    async def call(
+        self,
+        run_id: str | None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> R:
+        """Run or resume a run; the full form of ``__call__`` and ``run``.
+
+        If another live executor owns the run, wait up to ``timeout`` seconds for its
+        outcome (``wait=True``) or raise ``RunInProgress`` at once (``wait=False``).
+        """
+        arguments = self._bind(args, kwargs or {})
+        run_id = self._run_id(arguments) if run_id is None else _check_run_id(run_id, self.name)
+        return await self.workflow._execute(self, run_id, arguments, wait=wait, timeout=timeout)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<durable workflow {self.name!r}>"
+
+
+class Workflow:
+    """A durable application: its store, its tasks and its workflows.
+
+    ``db`` is a ``Store``, a store URL (``sqlite:///app.db``, ``memory://``,
+    ``redis://...``, ``postgresql://...``) or a bare path, which means SQLite.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        db: str | os.PathLike[str] | Store = "durable.db",
+        default_retries: int = 3,
+        default_backoff: BackoffStrategy | None = None,
+        *,
+        lease_seconds: float = 15.0,
+    ) -> None:
+        if not name or not isinstance(name, str):
+            raise ConfigurationError(f"Workflow name must be a non-empty str, got {name!r}")
+        _check_retries(default_retries, f"Workflow({name!r})")
+        if lease_seconds <= 0:
+            raise ConfigurationError(f"Workflow({name!r}): lease_seconds must be > 0, got {lease_seconds}")
+        self.name = name
+        self.default_retries = default_retries
+        self.default_backoff = default_backoff if default_backoff is not None else exponential()
+        self.lease_seconds = lease_seconds
+        self.plugins: PluginManager = get_plugin_manager()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._db = db
+        self._store: Store | None = db if isinstance(db, Store) else None
+        self._store_url = None if isinstance(db, Store) else as_store_url(db)
+        self._opened_on: asyncio.AbstractEventLoop | None = None
+        self._open_lock: asyncio.Lock | None = None
+        self._workflows: dict[str, WorkflowFunction[Any, Any]] = {}
+
+    # -- decorators --------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, Awaitable[R]], /) -> TaskFunction[P, R]: ...
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        backoff: BackoffStrategy | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[Callable[P, Awaitable[R]]], TaskFunction[P, R]]: ...
+
+    def task(
+        self,
+        fn: Callable[P, Awaitable[R]] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retries: int | None = None,
+        backoff: BackoffStrategy | None = None,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+        timeout: float | None = None,
+    ) -> TaskFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], TaskFunction[P, R]]:
+        """Make an async function a checkpointed step (``@wf.task`` or ``@wf.task(...)``).
+
+        ``retries`` extra attempts (so ``retries + 1`` in all) wait ``backoff(k)``
+        seconds before retry ``k``; only exceptions matching ``retry_on`` are retried;
+        ``timeout`` limits each attempt.
+        """
+
+        def decorate(f: Callable[P, Awaitable[R]]) -> TaskFunction[P, R]:
+            task_name = name or f.__name__
+            n = self.default_retries if retries is None else retries
+            _check_retries(n, f"task {task_name!r}")
+            if timeout is not None and timeout <= 0:
+                raise ConfigurationError(f"task {task_name!r}: timeout must be > 0, got {timeout}")
+            policy = StepPolicy(
+                retries=n,
+                backoff=backoff if backoff is not None else self.default_backoff,
+                retry_on=(retry_on,) if isinstance(retry_on, type) else retry_on,
+                timeout=timeout,
+            )
+            return TaskFunction(self, f, task_name, policy)
+
+        return decorate(fn) if fn is not None else decorate
+
+    @overload
+    def workflow(self, fn: Callable[P, Awaitable[R]], /) -> WorkflowFunction[P, R]: ...
+    @overload
+    def workflow(
+        self, fn: None = None, /, *, id: str | None = None, name: str | None = None
+    ) -> Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]: ...
+
+    def workflow(
+        self,
+        fn: Callable[P, Awaitable[R]] | None = None,
+        /,
+        *,
+        id: str | None = None,  # noqa: A002 - the original API's name
+        name: str | None = None,
+    ) -> WorkflowFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]:
+        """Mark the entry point of a durable run; ``id`` is a template over its parameters."""
+
+        def decorate(f: Callable[P, Awaitable[R]]) -> WorkflowFunction[P, R]:
+            wf_name = name or f.__name__
+            if wf_name in self._workflows and self._workflows[wf_name].fn is not f:
+                other = self._workflows[wf_name].fn
+                raise ConfigurationError(
+                    f"workflow name {wf_name!r} is used by both {other.__module__}.{other.__qualname__} "
+                    f"and {f.__module__}.{f.__qualname__}; pass name=... to tell them apart"
+                )
+            wrapped = WorkflowFunction(self, f, wf_name, id)
+            self._workflows[wf_name] = wrapped
+            return wrapped
+
+        return decorate(fn) if fn is not None else decorate
+
+    # -- store -------------------------------------------------------------------
+
+    async def get_store(self) -> Store:
+        """The opened store (opened on first use)."""
+        loop = asyncio.get_running_loop()
+        if self._store is not None and self._opened_on is loop:
+            return self._store
+        if self._open_lock is None or self._opened_on is not loop:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._opened_on is not loop:
+                if self._store_url is not None and self._opened_on is not None:
+                    # A URL store opened on an event loop that is gone cannot be reused
+                    # (pools and listeners belong to their loop): open a fresh one.
+                    self._store = None
+                if self._store is None:
+                    assert self._store_url is not None
+                    self._store = self.plugins.store_from_url(self._store_url)
+                await self._store.open()
+                self._opened_on = loop
+        return self._store
+
+    async def close(self) -> None:
+        """Close the store. The workflow may be used again: the store reopens on demand."""
+        if self._store is not None and self._opened_on is not None:
+            await self._store.close()
+        self._opened_on = None
+        if self._store_url is not None:
+            self._store = None
+
+    async def __aenter__(self) -> Self:
+        await self.get_store()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- running -----------------------------------------------------------------
+
+    async def _execute(
+        self,
+        wfn: WorkflowFunction[Any, Any],
+        run_id: str,
+        arguments: dict[str, Any],
+        *,
+        wait: bool,
+        timeout: float | None,
+    ) -> Any:
+        store = await self.get_store()
+        try:
+            inputs = _codec.dumps(arguments)
+        except Exception as exc:
+            raise _codec.SerializationError(
+                f"workflow {wfn.name!r} run {run_id!r}: its arguments cannot be stored: {exc}"
+            ) from exc
+        digest = _codec.digest(arguments)
+        annotation = _codec.return_annotation(wfn.fn)
+        now = time.time()
+        fresh = RunRecord(
+            run_id=run_id,
+            workflow=wfn.name,
+            status=RunStatus.RUNNING,
+            inputs=inputs,
+            inputs_digest=digest,
+            created_at=now,
+            updated_at=now,
+            owner=self.owner,
+            lease_token=1,
+            lease_expires_at=now + self.lease_seconds,
+            parent_run_id=None if (parent := current_run()) is None else parent.run_id,
+        )
+        run, created = await store.create_run(fresh)
+        if created:
+            lease = _lease_of(fresh)
+            journal: dict[str, StepRecord] = {}
+        else:
+            _check_same_run(run, wfn.name, digest)
+            claimed = await self._claim_or_wait(store, run, wait, timeout)
+            if isinstance(claimed, RunRecord):  # finished by someone else (or earlier)
+                return _outcome(claimed, annotation)
+            lease = claimed
+            journal = {step.key: step for step in await store.load_steps(run_id)}
+
+        ctx = RunContext(self, wfn.name, run_id, store, lease, journal)
+        observe(self.plugins, "durable_run_started", workflow=wfn.name, run_id=run_id, resumed=bool(journal))
+        try:
+            value = await execute_run(ctx, lambda: wfn.invoke(arguments), self.lease_seconds)
+        except asyncio.CancelledError:
+            # Interrupted (shutdown, caller cancelled): release the lease so any executor may resume.
+            await _quietly(store.update_run(lease, RunStatus.RUNNING, release=True))
+            observe(self.plugins, "durable_run_finished", workflow=wfn.name, run_id=run_id, status="running", error=None)
+            raise
+        except Exception as exc:
+            status = final_status_of(exc)
+            await _quietly(
+                ctx.write(
+                    lambda: store.update_run(
+                        lease, status, error=ErrorInfo.from_exception(exc).to_json(), release=True
+                    )
+                )
+            )
+            observe(self.plugins, "durable_run_finished", workflow=wfn.name, run_id=run_id, status=status.value, error=exc)
+            raise
+        text = _codec.dumps(value)
+        await ctx.write(lambda: store.update_run(lease, RunStatus.COMPLETED, result=text, release=True))
+        observe(self.plugins, "durable_run_finished", workflow=wfn.name, run_id=run_id, status="completed", error=None)
+        return _codec.loads(text, annotation)
+
+    async def _claim_or_wait(
+        self, store: Store, run: RunRecord, wait: bool, timeout: float | None
+    ) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = 0.01
+        while True:
+            if run.status is RunStatus.COMPLETED:
+                return run
+            if run.status is RunStatus.CANCELLED:
+                raise RunCancelled(f"run {run.run_id!r} was cancelled; call wf.resume({run.run_id!r}) to continue it")
+            lease = await store.claim_run(run.run_id, self.owner, self.lease_seconds)
+            if lease is not None:
+                return lease
+            if not wait or (deadline is not None and time.monotonic() >= deadline):
+                raise RunInProgress(
+                    f"run {run.run_id!r} is being executed by {run.owner!r} (lease until "
+                    f"{run.lease_expires_at}); call again later or with wait=True"
+                )
+            await asyncio.sleep(interval)
+            interval = min(interval * 2, 0.5)
+            latest = await store.get_run(run.run_id)
+            if latest is None:
+                raise UnknownRunError(f"run {run.run_id!r} was deleted while waiting for it")
+            run = latest
+
+    # -- signals -----------------------------------------------------------------
+
+    async def signal(self, name: str, *, timeout: float | None = None) -> Any:
+        """Wait durably for the next delivery of signal ``name`` to this run.
+
+        The n-th wait on a name receives the n-th delivery. A delivered payload is
+        checkpointed, so a replay returns it at once. Raises ``SignalTimeout`` after
+        ``timeout`` seconds (and again on replay: the timeout is part of the journal).
+        """
+        ctx = current_run()
+        if ctx is None:
+            raise ConfigurationError(f"wf.signal({name!r}) must be awaited inside a workflow run")
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"run {ctx.run_id!r}: signal name must be a non-empty str, got {name!r}")
+        index = ctx.signal_counts.get(name, 0)
+        ctx.signal_counts[name] = index + 1
+        key = ctx.next_key(_keys.system_base("signal", name))
+
+        async def receive() -> dict[str, Any]:
+            store = ctx.store
+            await ctx.write(lambda: store.update_run(ctx.lease, RunStatus.WAITING))
+            delivery = await store.wait_for_signal(ctx.run_id, name, index, timeout)
+            await ctx.write(lambda: store.update_run(ctx.lease, RunStatus.RUNNING))
+            if delivery is None:
+                return {"timeout": timeout}
+            return {"payload": _codec.loads(delivery.payload), "seq": delivery.seq}
+
+        outcome = await execute_step(
+            ctx, key, SIGNAL_TASK, _codec.digest([name, index]), receive, StepPolicy(), _codec.dumps, _codec.loads
+        )
+        if "timeout" in outcome:
+            raise SignalTimeout(f"run {ctx.run_id!r}: no signal {name!r} arrived within {timeout} seconds")
+        return outcome["payload"]
+
+    async def complete(
+        self,
+        run_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        delivery_id: str = "",
+        create: bool = False,
+    ) -> bool:
+        """Deliver signal ``name`` with ``payload`` to run ``run_id``.
+
+        Returns ``False`` if a delivery with the same ``delivery_id`` was made before
+        (so a retried webhook delivers once). Use distinct delivery ids to send one
+        name several times. An unknown run is an error unless ``create=True``.
+        """
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"run {run_id!r}: signal name must be a non-empty str, got {name!r}")
+        store = await self.get_store()
+        if not create and await store.get_run(run_id) is None:
+            raise UnknownRunError(
+                f"cannot deliver signal {name!r}: no run {run_id!r} in {store!r} "
+                "(pass create=True to deliver before the run starts)"
+            )
+        try:
+            text = _codec.dumps(payload)
+        except Exception as exc:
+            raise _codec.SerializationError(f"run {run_id!r} signal {name!r}: payload cannot be stored: {exc}") from exc
+        recorded = await store.send_signal(run_id, name, delivery_id, text)
+        observe(self.plugins, "durable_signal_delivered", run_id=run_id, name=name, delivery_id=delivery_id, recorded=recorded)
+        return recorded
+
+    # -- inspection and control --------------------------------------------------
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await (await self.get_store()).get_run(run_id)
+
+    async def list_runs(self, query: RunQuery | None = None, **filters: Any) -> list[RunRecord]:
+        """Runs, newest first; pass a ``RunQuery`` or its fields as keywords."""
+        return await (await self.get_store()).list_runs(query or RunQuery(**filters))
+
+    async def get_steps(self, run_id: str) -> list[StepRecord]:
+        return await (await self.get_store()).load_steps(run_id)
+
+    async def get_signals(self, run_id: str) -> list[SignalRecord]:
+        return await (await self.get_store()).list_signals(run_id)
+
+    async def cancel(self, run_id: str) -> RunRecord:
+        """Ask a run to stop at its next step boundary; an idle run is cancelled at once."""
+        run = await (await self.get_store()).request_cancel(run_id)
+        if run is None:
+            raise UnknownRunError(f"cannot cancel: no run {run_id!r}")
+        return run
+
+    async def resume(self, run_id: str) -> Any:
+        """Continue a cancelled or failed run from its journal, in this process."""
+        store = await self.get_store()
+        run = await store.reset_run(run_id)
+        if run is None:
+            raise UnknownRunError(f"cannot resume: no run {run_id!r}")
+        wfn = self._workflows.get(run.workflow)
+        if wfn is None:
+            raise ConfigurationError(
+                f"run {run_id!r} belongs to workflow {run.workflow!r}, which this Workflow does not define "
+                f"(defined: {', '.join(sorted(self._workflows)) or 'none'})"
+            )
+        arguments = _codec.loads(run.inputs)
+        return await self._execute(wfn, run_id, arguments, wait=True, timeout=None)
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.name!r} store={self._store_url or self._store!r}>"
+
+
+def _check_retries(retries: object, where: str) -> None:
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ConfigurationError(f"{where}: retries must be an int >= 0 (extra attempts), got {retries!r}")
+
+
+def _check_same_run(run: RunRecord, workflow: str, digest: str) -> None:
+    if run.workflow != workflow:
+        raise RunConflictError(
+            f"run id {run.run_id!r} belongs to workflow {run.workflow!r}, not {workflow!r}; use another run id"
+        )
+    if run.inputs_digest != digest:
+        raise RunConflictError(
+            f"run {run.run_id!r} of workflow {workflow!r} was started with other inputs ({run.inputs}); "
+            "a run id names one execution: use another id for other inputs"
+        )
+
+
+def _lease_of(run: RunRecord) -> Any:
+    from durable.store import Lease
+
+    assert run.owner is not None and run.lease_expires_at is not None
+    return Lease(run.run_id, run.owner, run.lease_token, run.lease_expires_at)
+
+
+def _outcome(run: RunRecord, annotation: Any) -> Any:
+    assert run.result is not None
+    return _codec.loads(run.result, annotation)
+
+
+async def _quietly(op: Awaitable[Any]) -> None:
+    try:
+        await op
+    except Exception:
+        import logging
+
+        logging.getLogger("durable").warning("could not record a run's outcome", exc_info=True)

@@ -1,0 +1,231 @@
+"""In-memory store for durable: complete and fast, gone when the process ends.
+
+Every method runs without awaiting in between its reads and writes, so each one is
+atomic on the event loop without a lock. Values are the JSON text the core produced,
+so a caller mutating what a task returned cannot reach a checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import Any
+
+from durable.errors import LeaseLost
+from durable.hookspecs import StoreBackend, hookimpl
+from durable.store import (
+    Capability,
+    Lease,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    SignalRecord,
+    StepRecord,
+    StepStatus,
+    Store,
+)
+
+__all__ = ["InMemoryStore"]
+
+
+class InMemoryStore(Store):
+    """A store kept in this process's memory (``memory://``)."""
+
+    name = "memory"
+    capabilities = frozenset({Capability.NOTIFY})
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunRecord] = {}
+        self._steps: dict[str, dict[str, StepRecord]] = {}
+        self._signals: dict[str, list[SignalRecord]] = {}
+        self._seq = 0
+        self._waiters: dict[tuple[str, str], set[asyncio.Event]] = {}
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    # -- runs --------------------------------------------------------------------
+
+    async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
+        existing = self._runs.get(run.run_id)
+        if existing is not None:
+            return existing, False
+        self._runs[run.run_id] = run
+        return run, True
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return self._runs.get(run_id)
+
+    async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
+        run = self._runs.get(run_id)
+        now = time.time()
+        if run is None or run.status.is_final or run.lease_is_live(now):
+            return None
+        lease = Lease(run_id, owner, run.lease_token + 1, now + lease_seconds)
+        self._runs[run_id] = replace(
+            run,
+            status=RunStatus.RUNNING,
+            owner=owner,
+            lease_token=lease.token,
+            lease_expires_at=lease.expires_at,
+            wake_at=None,
+            updated_at=now,
+        )
+        return lease
+
+    def _fenced(self, lease: Lease) -> RunRecord:
+        run = self._runs.get(lease.run_id)
+        if run is None or run.lease_token != lease.token:
+            current = None if run is None else run.lease_token
+            raise LeaseLost(
+                f"run {lease.run_id!r}: lease token {lease.token} is stale (current: {current}); "
+                "another executor owns the run"
+            )
+        return run
+
+    async def renew_lease(self, lease: Lease, lease_seconds: float) -> RunRecord:
+        run = self._fenced(lease)
+        now = time.time()
+        run = replace(run, owner=lease.owner, lease_expires_at=now + lease_seconds)
+        self._runs[lease.run_id] = run
+        return run
+
+    async def update_run(
+        self,
+        lease: Lease,
+        status: RunStatus,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        wake_at: float | None = None,
+        release: bool = False,
+    ) -> None:
+        run = self._fenced(lease)
+        changes: dict[str, Any] = {}
+        if release:
+            changes = {"owner": None, "lease_expires_at": None}
+        self._runs[lease.run_id] = replace(
+            run, status=status, result=result, error=error, wake_at=wake_at, updated_at=time.time(), **changes
+        )
+
+    async def request_cancel(self, run_id: str) -> RunRecord | None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return None
+        now = time.time()
+        status = run.status
+        if not status.is_final and not run.lease_is_live(now):
+            status = RunStatus.CANCELLED
+        run = replace(run, cancel_requested=True, status=status, updated_at=now)
+        self._runs[run_id] = run
+        return run
+
+    async def reset_run(self, run_id: str) -> RunRecord | None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return None
+        run = replace(
+            run,
+            status=RunStatus.PENDING,
+            cancel_requested=False,
+            error=None,
+            wake_at=None,
+            updated_at=time.time(),
+        )
+        self._runs[run_id] = run
+        return run
+
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
+        found = sorted(
+            (run for run in self._runs.values() if query.matches(run)),
+            key=lambda run: (-run.created_at, run.run_id),
+        )
+        return found[query.offset : query.offset + query.limit]
+
+    async def delete_run(self, run_id: str) -> bool:
+        self._steps.pop(run_id, None)
+        self._signals.pop(run_id, None)
+        return self._runs.pop(run_id, None) is not None
+
+    # -- steps -------------------------------------------------------------------
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]:
+        return sorted(self._steps.get(run_id, {}).values(), key=lambda step: step.finished_at)
+
+    async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
+        self._fenced(lease)
+        steps = self._steps.setdefault(lease.run_id, {})
+        existing = steps.get(step.key)
+        if existing is not None and existing.status is StepStatus.COMPLETED:
+            return existing
+        steps[step.key] = step
+        return step
+
+    # -- signals -----------------------------------------------------------------
+
+    async def send_signal(self, run_id: str, name: str, delivery_id: str, payload: str) -> bool:
+        deliveries = self._signals.setdefault(run_id, [])
+        if any(s.name == name and s.delivery_id == delivery_id for s in deliveries):
+            return False
+        self._seq += 1
+        now = time.time()
+        deliveries.append(SignalRecord(run_id, name, delivery_id, payload, self._seq, now))
+        run = self._runs.get(run_id)
+        if run is not None and run.status is RunStatus.WAITING:
+            self._runs[run_id] = replace(run, wake_at=now, updated_at=now)
+        for event in self._waiters.get((run_id, name), ()):
+            event.set()
+        return True
+
+    async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
+        return [s for s in self._signals.get(run_id, ()) if name is None or s.name == name]
+
+    async def wait_for_signal(
+        self, run_id: str, name: str, index: int, timeout: float | None
+    ) -> SignalRecord | None:
+        event = asyncio.Event()
+        waiters = self._waiters.setdefault((run_id, name), set())
+        waiters.add(event)
+        try:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                deliveries = await self.list_signals(run_id, name)
+                if len(deliveries) > index:
+                    return deliveries[index]
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                event.clear()
+                try:
+                    await asyncio.wait_for(event.wait(), remaining)
+                except TimeoutError:
+                    return None
+        finally:
+            waiters.discard(event)
+            if not waiters:
+                self._waiters.pop((run_id, name), None)
+
+
+@hookimpl
+def durable_store_backends() -> list[StoreBackend]:
+    return [
+        StoreBackend(
+            name="memory",
+            schemes=("memory",),
+            description="In-process memory; for tests and examples, gone at exit.",
+            store_class=InMemoryStore,
+            install_hint="pip install 'python-durable[memory]'",
+            capabilities=InMemoryStore.capabilities,
+        )
+    ]
+
+
+@hookimpl
+def durable_store_from_url(url: str, options: dict[str, Any]) -> Store | None:
+    if not url.lower().startswith("memory:"):
+        return None
+    return InMemoryStore(**options)
