@@ -1,0 +1,482 @@
+"""``SQLiteStore``: one long-lived connection, WAL, and group commit of concurrent writes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import aiosqlite
+
+from durable.errors import ConfigurationError, LeaseLost, StoreUnavailable
+from durable.store import (
+    Capability,
+    Lease,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    SignalRecord,
+    StepRecord,
+    StepStatus,
+    Store,
+)
+from durable_sqlite._schema import migrate, read_version
+
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], Any]
+
+RUN_COLUMNS = (
+    "run_id, workflow, status, inputs, inputs_digest, created_at, updated_at, result, error, owner, "
+    "lease_token, lease_expires_at, wake_at, deadline, parent_run_id, cancel_requested"
+)
+STEP_COLUMNS = "run_id, key, task, args_digest, status, result, error, attempts, started_at, finished_at"
+SIGNAL_COLUMNS = "run_id, name, delivery_id, payload, seq, sent_at"
+SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
+BUSY_RETRIES = 8
+
+
+def _run(row: Sequence[Any]) -> RunRecord:
+    return RunRecord(
+        row[0], row[1], RunStatus(row[2]), row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+        row[10], row[11], row[12], row[13], row[14], bool(row[15]),
+    )  # fmt: skip
+
+
+def _step(row: Sequence[Any]) -> StepRecord:
+    return StepRecord(row[0], row[1], row[2], row[3], StepStatus(row[4]), *row[5:])
+
+
+def _stale(lease: Lease, conn: sqlite3.Connection) -> LeaseLost:
+    row = conn.execute("SELECT lease_token FROM runs WHERE run_id = ?", (lease.run_id,)).fetchone()
+    return LeaseLost(
+        f"run {lease.run_id!r}: lease token {lease.token} is stale (current: {row[0] if row else None}); "
+        "another executor owns the run"
+    )
+
+
+class SQLiteStore(Store):
+    """A store in one SQLite file, shareable by several processes on one host.
+
+    ``synchronous="normal"`` (the default) makes a committed step survive a process
+    crash; after a power loss the last few commits may be lost. ``"full"`` fsyncs
+    every commit and survives power loss, at about 5x the cost of a write.
+    """
+
+    name = "sqlite"
+    capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS})
+    poll_interval = 0.1
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = "durable.db",
+        *,
+        synchronous: str = "normal",
+        busy_timeout: float = 10.0,
+    ) -> None:
+        self.path = os.fspath(path)
+        if synchronous.lower() not in SYNCHRONOUS_MODES:
+            raise ConfigurationError(
+                f"SQLiteStore({self.path!r}): synchronous={synchronous!r} is not one of {SYNCHRONOUS_MODES}"
+            )
+        self.synchronous = synchronous.lower()
+        self.busy_timeout = float(busy_timeout)
+        self._conn: aiosqlite.Connection | None = None
+        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._waiters: dict[tuple[str, str], set[asyncio.Event]] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteStore:
+        """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``?synchronous=full&busy_timeout=5``."""
+        parts = urlsplit(url)
+        path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
+        if parts.netloc:  # sqlite://relative.db, a common slip
+            path = unquote(parts.netloc) + unquote(parts.path)
+        if not path:
+            raise ConfigurationError(f"store URL {url!r} names no file; write sqlite:///path/to/file.db")
+        query = dict(parse_qsl(parts.query))
+        kwargs: dict[str, Any] = {}
+        if "synchronous" in query:
+            kwargs["synchronous"] = query.pop("synchronous")
+        if "busy_timeout" in query:
+            kwargs["busy_timeout"] = float(query.pop("busy_timeout"))
+        if query:
+            raise ConfigurationError(f"store URL {url!r}: unknown options {sorted(query)}")
+        return cls(path, **{**kwargs, **options})
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        conn = aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
+        # An unclosed store must not keep the interpreter alive at exit; committed data is
+        # safe in the WAL whenever the thread stops.
+        conn._thread.daemon = True
+        await conn
+        try:
+            await self._in_thread(conn, self._prepare)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        read_version(db, self.path)  # refuse foreign or newer files before any pragma writes to them
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+        db.execute("PRAGMA foreign_keys = OFF")
+        migrate(db, self.path)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await conn.close()
+
+    @staticmethod
+    async def _in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # aiosqlite runs every call on the connection's own thread; submitting one function
+        # that does a whole batch costs one thread hop instead of one per statement.
+        return await conn._execute(fn, conn._conn)  # type: ignore[no-any-return]
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreUnavailable(f"SQLiteStore({self.path!r}) is not open (call open() or use Workflow)")
+        return self._conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._connection()
+        return await self._in_thread(conn, lambda db: self._retry_busy(db, fn))
+
+    def _retry_busy(self, db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        for attempt in range(BUSY_RETRIES):
+            try:
+                return fn(db)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                time.sleep(min(0.01 * 2**attempt, 1.0))
+        raise StoreUnavailable(
+            f"SQLiteStore({self.path!r}) stayed locked by other writers for over "
+            f"{self.busy_timeout * BUSY_RETRIES:.0f}s"
+        )
+
+    # -- group commit ------------------------------------------------------------
+
+    async def _write(self, op: Op) -> Any:
+        """Queue a write; writes queued while a batch commits share the next transaction.
+
+        Each op runs inside its own savepoint, so one op raising (``LeaseLost``) leaves
+        the others of its batch intact. The caller resumes only after the commit.
+        """
+        self._connection()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending and self._conn is not None:
+            batch, self._pending = self._pending, []
+            try:
+                outcomes = await self._in_thread(self._conn, lambda db: self._retry_busy(db, self._commit(batch)))
+            except BaseException as exc:
+                error = exc if isinstance(exc, Exception) else StoreUnavailable(f"write interrupted: {exc!r}")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+
+    @staticmethod
+    def _commit(batch: list[tuple[Op, asyncio.Future[Any]]]) -> Callable[[sqlite3.Connection], list[Any]]:
+        def run(db: sqlite3.Connection) -> list[tuple[bool, Any]]:
+            outcomes: list[tuple[bool, Any]] = []
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for op, _ in batch:
+                    if len(batch) > 1:
+                        db.execute("SAVEPOINT op")
+                    try:
+                        outcomes.append((True, op(db)))
+                        if len(batch) > 1:
+                            db.execute("RELEASE op")
+                    except (LeaseLost, sqlite3.IntegrityError, ValueError) as exc:
+                        if len(batch) > 1:
+                            db.execute("ROLLBACK TO op")
+                            db.execute("RELEASE op")
+                        outcomes.append((False, exc))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return outcomes
+
+        return run
+
+    # -- runs --------------------------------------------------------------------
+
+    async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
+        def op(db: sqlite3.Connection) -> tuple[RunRecord, bool]:
+            cursor = db.execute(
+                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (run_id) DO NOTHING",
+                (
+                    run.run_id, run.workflow, run.status.value, run.inputs, run.inputs_digest, run.created_at,
+                    run.updated_at, run.result, run.error, run.owner, run.lease_token, run.lease_expires_at,
+                    run.wake_at, run.deadline, run.parent_run_id, int(run.cancel_requested),
+                ),
+            )  # fmt: skip
+            if cursor.rowcount == 1:
+                return run, True
+            row = db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run.run_id,)).fetchone()
+            return _run(row), False
+
+        result: tuple[RunRecord, bool] = await self._write(op)
+        return result
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        row = await self._read(
+            lambda db: db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        )
+        return None if row is None else _run(row)
+
+    async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
+        def op(db: sqlite3.Connection) -> Lease | None:
+            now = time.time()
+            row = db.execute(
+                "UPDATE runs SET status = 'running', lease_token = lease_token + 1, owner = ?, "
+                "lease_expires_at = ?, wake_at = NULL, updated_at = ? "
+                "WHERE run_id = ? AND status NOT IN ('completed', 'cancelled') "
+                "AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ?) "
+                "RETURNING lease_token",
+                (owner, now + lease_seconds, now, run_id, now),
+            ).fetchone()
+            return None if row is None else Lease(run_id, owner, row[0], now + lease_seconds)
+
+        lease: Lease | None = await self._write(op)
+        return lease
+
+    async def renew_lease(self, lease: Lease, lease_seconds: float) -> RunRecord:
+        def op(db: sqlite3.Connection) -> RunRecord:
+            now = time.time()
+            row = db.execute(
+                f"UPDATE runs SET owner = ?, lease_expires_at = ? WHERE run_id = ? AND lease_token = ? "
+                f"RETURNING {RUN_COLUMNS}",
+                (lease.owner, now + lease_seconds, lease.run_id, lease.token),
+            ).fetchone()
+            if row is None:
+                raise _stale(lease, db)
+            return _run(row)
+
+        run: RunRecord = await self._write(op)
+        return run
+
+    async def update_run(
+        self,
+        lease: Lease,
+        status: RunStatus,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        wake_at: float | None = None,
+        release: bool = False,
+    ) -> None:
+        release_sql = ", owner = NULL, lease_expires_at = NULL" if release else ""
+
+        def op(db: sqlite3.Connection) -> None:
+            cursor = db.execute(
+                f"UPDATE runs SET status = ?, result = ?, error = ?, wake_at = ?, updated_at = ?{release_sql} "
+                "WHERE run_id = ? AND lease_token = ?",
+                (status.value, result, error, wake_at, time.time(), lease.run_id, lease.token),
+            )
+            if cursor.rowcount == 0:
+                raise _stale(lease, db)
+
+        await self._write(op)
+
+    async def request_cancel(self, run_id: str) -> RunRecord | None:
+        def op(db: sqlite3.Connection) -> RunRecord | None:
+            now = time.time()
+            row = db.execute(
+                "UPDATE runs SET cancel_requested = 1, updated_at = ?, status = CASE "
+                "WHEN status NOT IN ('completed', 'cancelled') "
+                "AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ?) "
+                f"THEN 'cancelled' ELSE status END WHERE run_id = ? RETURNING {RUN_COLUMNS}",
+                (now, now, run_id),
+            ).fetchone()
+            return None if row is None else _run(row)
+
+        run: RunRecord | None = await self._write(op)
+        return run
+
+    async def reset_run(self, run_id: str) -> RunRecord | None:
+        def op(db: sqlite3.Connection) -> RunRecord | None:
+            row = db.execute(
+                "UPDATE runs SET status = 'pending', cancel_requested = 0, error = NULL, wake_at = NULL, "
+                f"updated_at = ? WHERE run_id = ? RETURNING {RUN_COLUMNS}",
+                (time.time(), run_id),
+            ).fetchone()
+            return None if row is None else _run(row)
+
+        run: RunRecord | None = await self._write(op)
+        return run
+
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
+        where, params = ["1 = 1"], []
+        if query.statuses is not None:
+            if not query.statuses:
+                return []
+            where.append(f"status IN ({', '.join('?' * len(query.statuses))})")
+            params.extend(sorted(status.value for status in query.statuses))
+        if query.workflow is not None:
+            where.append("workflow = ?")
+            params.append(query.workflow)
+        if query.id_prefix is not None:
+            # substr() rather than LIKE: the prefix may contain % and _ and must match literally.
+            where.append("substr(run_id, 1, ?) = ?")
+            params.extend([len(query.id_prefix), query.id_prefix])
+        for column, op, value in (
+            ("created_at", ">=", query.created_after),
+            ("created_at", "<", query.created_before),
+            ("updated_at", "<", query.updated_before),
+        ):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                params.append(value)
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
+            "ORDER BY created_at DESC, run_id LIMIT ? OFFSET ?"
+        )
+        params.extend([query.limit, query.offset])
+        rows = await self._read(lambda db: db.execute(sql, params).fetchall())
+        return [_run(row) for row in rows]
+
+    async def delete_run(self, run_id: str) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            db.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM signals WHERE run_id = ?", (run_id,))
+            return db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount == 1
+
+        deleted: bool = await self._write(op)
+        return deleted
+
+    # -- steps -------------------------------------------------------------------
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]:
+        rows = await self._read(
+            lambda db: db.execute(
+                f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY finished_at, key", (run_id,)
+            ).fetchall()
+        )
+        return [_step(row) for row in rows]
+
+    async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
+        def op(db: sqlite3.Connection) -> StepRecord:
+            # One statement: the fencing check and the first-completed-writer-wins insert.
+            cursor = db.execute(
+                f"INSERT INTO steps ({STEP_COLUMNS}) SELECT ?,?,?,?,?,?,?,?,?,? "
+                "WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND lease_token = ?) "
+                "ON CONFLICT (run_id, key) DO UPDATE SET task = excluded.task, "
+                "args_digest = excluded.args_digest, status = excluded.status, result = excluded.result, "
+                "error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at, "
+                "finished_at = excluded.finished_at WHERE steps.status <> 'completed'",
+                (
+                    lease.run_id, step.key, step.task, step.args_digest, step.status.value, step.result,
+                    step.error, step.attempts, step.started_at, step.finished_at, lease.run_id, lease.token,
+                ),
+            )  # fmt: skip
+            if cursor.rowcount == 1:
+                return step
+            token = db.execute("SELECT lease_token FROM runs WHERE run_id = ?", (lease.run_id,)).fetchone()
+            if token is None or token[0] != lease.token:
+                raise _stale(lease, db)
+            row = db.execute(
+                f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? AND key = ?", (lease.run_id, step.key)
+            ).fetchone()
+            return _step(row)
+
+        stored: StepRecord = await self._write(op)
+        return stored
+
+    # -- signals -----------------------------------------------------------------
+
+    async def send_signal(self, run_id: str, name: str, delivery_id: str, payload: str) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            now = time.time()
+            cursor = db.execute(
+                "INSERT INTO signals (run_id, name, delivery_id, payload, sent_at) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (run_id, name, delivery_id) DO NOTHING",
+                (run_id, name, delivery_id, payload, now),
+            )
+            if cursor.rowcount == 0:
+                return False
+            db.execute(
+                "UPDATE runs SET wake_at = ?, updated_at = ? WHERE run_id = ? AND status = 'waiting'",
+                (now, now, run_id),
+            )
+            return True
+
+        recorded: bool = await self._write(op)
+        if recorded:
+            for event in self._waiters.get((run_id, name), ()):
+                event.set()
+        return recorded
+
+    async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
+        if name is None:
+            sql, params = f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE run_id = ? ORDER BY seq", (run_id,)
+        else:
+            sql = f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE run_id = ? AND name = ? ORDER BY seq"
+            params = (run_id, name)
+        rows = await self._read(lambda db: db.execute(sql, params).fetchall())
+        return [SignalRecord(*row) for row in rows]
+
+    async def wait_for_signal(
+        self, run_id: str, name: str, index: int, timeout: float | None
+    ) -> SignalRecord | None:
+        # Deliveries from this process wake the waiter at once; deliveries from other
+        # processes are seen by polling, at most ``poll_interval`` late.
+        event = asyncio.Event()
+        waiters = self._waiters.setdefault((run_id, name), set())
+        waiters.add(event)
+        try:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            interval = 0.005
+            while True:
+                event.clear()
+                deliveries = await self.list_signals(run_id, name)
+                if len(deliveries) > index:
+                    return deliveries[index]
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                wait = interval if remaining is None else min(interval, remaining)
+                try:
+                    await asyncio.wait_for(event.wait(), wait)
+                except TimeoutError:
+                    interval = min(interval * 2, self.poll_interval)
+        finally:
+            waiters.discard(event)
+            if not waiters:
+                self._waiters.pop((run_id, name), None)
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.path!r}>"
