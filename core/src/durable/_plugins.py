@@ -130,6 +130,8 @@ class PluginManager:
     def plugins(self) -> list[LoadedPlugin]:
         found = []
         for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:  # blocked by DURABLE_DISABLE_PLUGINS
+                continue
             hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()))
             found.append(LoadedPlugin(name, self.versions.get(name), plugin, hooks))
         return found

@@ -16,7 +16,10 @@ def exponential(base: float = 2.0, max: float = 60.0) -> BackoffStrategy:  # noq
         raise ValueError(f"exponential(base={base}, max={max}): base must be > 0 and max >= 0")
 
     def delay(retry: int) -> float:
-        return float(min(base**retry, max))
+        try:
+            return float(min(base**retry, max))
+        except OverflowError:  # a very late retry of a long-lived task
+            return float(max)
 
     return delay
 
