@@ -6,9 +6,7 @@ import asyncio
 import functools
 import inspect
 import os
-import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, Self, TypeVar, overload
@@ -22,19 +20,21 @@ from durable._engine import (
     final_status_of,
     observe,
 )
+from durable._owner import is_dead_local_owner, new_owner_id
 from durable._plugins import PluginManager, as_store_url, get_plugin_manager
 from durable._records import ErrorInfo, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord
 from durable.backoff import BackoffStrategy, exponential
 from durable.context import RunContext, _current, current_run
 from durable.errors import (
     ConfigurationError,
+    LeaseLost,
     RunCancelled,
     RunConflictError,
     RunInProgress,
     SignalTimeout,
     UnknownRunError,
 )
-from durable.store import Store
+from durable.store import Lease, Store
 
 __all__ = ["TaskFunction", "Workflow", "WorkflowFunction"]
 
@@ -217,7 +217,7 @@ class Workflow:
         self.default_backoff = default_backoff if default_backoff is not None else exponential()
         self.lease_seconds = lease_seconds
         self.plugins: PluginManager = get_plugin_manager()
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = new_owner_id()
         self._db = db
         self._store: Store | None = db if isinstance(db, Store) else None
         self._store_url = None if isinstance(db, Store) else as_store_url(db)
@@ -430,6 +430,19 @@ class Workflow:
             lease = await store.claim_run(run.run_id, self.owner, self.lease_seconds)
             if lease is not None:
                 return lease
+            if run.status is not RunStatus.COMPLETED and is_dead_local_owner(run.owner):
+                # Its process is gone: release the lease with its own token instead of waiting
+                # for it to expire. A stale token means someone else got there first.
+                assert run.owner is not None
+                dead = Lease(run.run_id, run.owner, run.lease_token, 0.0)
+                try:
+                    await store.update_run(dead, run.status, release=True)
+                except LeaseLost:
+                    pass
+                latest = await store.get_run(run.run_id)
+                if latest is not None:
+                    run = latest
+                    continue
             if not wait or (deadline is not None and time.monotonic() >= deadline):
                 raise RunInProgress(
                     f"run {run.run_id!r} is being executed by {run.owner!r} (lease until "
@@ -565,9 +578,7 @@ def _check_same_run(run: RunRecord, workflow: str, digest: str) -> None:
         )
 
 
-def _lease_of(run: RunRecord) -> Any:
-    from durable.store import Lease
-
+def _lease_of(run: RunRecord) -> Lease:
     assert run.owner is not None and run.lease_expires_at is not None
     return Lease(run.run_id, run.owner, run.lease_token, run.lease_expires_at)
 
