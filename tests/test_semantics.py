@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import Calls, Crash
+from helpers import Calls, Crash
 
 from durable import RunStatus, Workflow
 from durable.backoff import constant, exponential, linear

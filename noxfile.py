@@ -1,0 +1,102 @@
+"""Test matrix: `nox -l` lists sessions. Stores needing a server read DURABLE_TEST_<NAME>_URL."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "tests-3.11", "contract_all"]
+
+PYTHONS = ["3.11", "3.12", "3.13"]
+STORES = ["sqlite", "memory", "postgres", "redis"]
+PLUGINS = {
+    "sqlite": "plugins/sqlite",
+    "memory": "plugins/memory",
+    "postgres": "plugins/postgres",
+    "redis": "plugins/redis",
+    "pydantic-ai": "plugins/pydantic_ai",
+}
+TEST_TOOLS = ["pytest>=8", "pytest-asyncio>=1.0", "pydantic>=2", "fakeredis>=2.26"]
+
+
+def editable(*paths: str) -> list[str]:
+    args: list[str] = []
+    for path in paths:
+        args += ["-e", path]
+    return args
+
+
+def install_everything(session: nox.Session) -> None:
+    session.install(
+        *editable("core[cli]", *PLUGINS.values(), "contract_tests", "examples/third_party_store"), *TEST_TOOLS
+    )
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The whole test suite (core, every store's contract, plugins, examples)."""
+    install_everything(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("store", STORES)
+def contract(session: nox.Session, store: str) -> None:
+    """The store contract suite over one store, installed alone with the core."""
+    session.install(*editable("core", PLUGINS[store], "contract_tests"), *TEST_TOOLS)
+    session.run("pytest", "--pyargs", "durable_contract_tests", "--durable-store", store, *session.posargs)
+
+
+@nox.session(python="3.11")
+def contract_all(session: nox.Session) -> None:
+    """The contract suite over every store, with every plugin installed together."""
+    install_everything(session)
+    session.run("pytest", "--pyargs", "durable_contract_tests", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff (lint and format) and mypy --strict."""
+    install_everything(session)
+    session.install("ruff>=0.8", "mypy>=1.13")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session(python="3.11")
+def packaging(session: nox.Session) -> None:
+    """Build every wheel, install the meta package with all extras in a clean venv, list stores."""
+    session.install("build")
+    dist = Path(tempfile.mkdtemp(prefix="durable-dist-"))
+    for project in [".", "core", *PLUGINS.values()]:
+        session.run("python", "-m", "build", "--wheel", "--outdir", str(dist), project, silent=True)
+    wheels = sorted(str(p) for p in dist.glob("*.whl"))
+    session.log("built: " + ", ".join(Path(w).name for w in wheels))
+    venv = dist / "venv"
+    session.run("uv", "venv", "-q", str(venv), external=True)
+    env = {"VIRTUAL_ENV": str(venv)}
+    session.run(
+        "uv", "pip", "install", "-q", "--find-links", str(dist), "python-durable[all]", external=True, env=env
+    )
+    session.run(str(venv / "bin" / "durable"), "stores", external=True)
+    session.run(str(venv / "bin" / "durable"), "plugins", external=True)
+    session.run(str(venv / "bin" / "python"), "-c", "import durable, durable.pydantic_ai", external=True)
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmarks for every installed store, side by side with the peers (see benchmarks/README.md)."""
+    install_everything(session)
+    session.run("python", "benchmarks/run.py", *session.posargs, env={"PYTHONUNBUFFERED": "1"})
+
+
+@nox.session(python=False)
+def services(session: nox.Session) -> None:
+    """Show which test servers the environment points at."""
+    for name in ("POSTGRES", "REDIS"):
+        session.log(f"DURABLE_TEST_{name}_URL={os.environ.get(f'DURABLE_TEST_{name}_URL', '(unset)')}")
