@@ -1,6 +1,6 @@
 """The in-memory store: same API, nothing on disk. Good for tests and notebooks.
 
-    python examples/in_memory.py
+python examples/in_memory.py
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ async def main() -> None:
     port = server.sockets[0].getsockname()[1]
     async with server, wf:
         order = asyncio.ensure_future(process_order(order_id="42"))
-        while (run := await wf.get_run("order-42")) is None or run.status.value != "waiting":
+        while (run := await wf.get_run("order-42")) is None or run.status.value != "waiting":  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         print("order-42 is", run.status.value, "for manager-approval")
         print("manager approves:", await post(port, "/orders/42/approval", {"approved": True}))

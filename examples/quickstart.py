@@ -33,7 +33,7 @@ class FakeResponse:
         return {"source": self.url.rsplit("/", 1)[-1], "rows": [1, 2, 3]}
 
 
-class httpx:  # noqa: N801 - stands in for the real module in the README
+class httpx:
     class AsyncClient:
         async def __aenter__(self) -> httpx.AsyncClient:
             return self
@@ -47,7 +47,7 @@ class httpx:  # noqa: N801 - stands in for the real module in the README
             return FakeResponse(url)
 
 
-class db:  # noqa: N801 - stands in for the application's database
+class db:
     @staticmethod
     async def insert(data: dict[str, object]) -> None:
         print(f"  save_result: inserting {data} (executing)")

@@ -4,10 +4,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import Calls
-
 from durable import Workflow
 from durable.backoff import constant
+from helpers import Calls
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -8,7 +8,6 @@ import textwrap
 from typing import Any
 
 import pytest
-
 from durable import Workflow, hookimpl
 from durable._plugins import PluginManager, get_plugin_manager
 from durable.errors import PluginError, UnknownStoreError
@@ -45,17 +44,19 @@ def test_two_plugins_claiming_one_scheme_are_reported_by_name() -> None:
     manager = PluginManager()
     manager.register(plugin("one"), name="plugin-one")
     manager.register(plugin("two"), name="plugin-two")
-    with pytest.raises(PluginError, match="plugin-one.*plugin-two"):
+    with pytest.raises(PluginError, match=r"plugin-one.*plugin-two"):
         manager.backends()
 
 
 def test_unknown_scheme_names_the_extra_to_install() -> None:
     with pytest.raises(UnknownStoreError, match=r"pip install 'python-durable\[redis\]'"):
-        get_plugin_manager().store_from_url("rediss://secret@host:6379/0" if not _has("durable_redis") else "nope://x")
+        get_plugin_manager().store_from_url(
+            "rediss://secret@host:6379/0" if not _has("durable_redis") else "nope://x"
+        )
 
 
 def test_unknown_scheme_lists_the_installed_ones() -> None:
-    with pytest.raises(UnknownStoreError, match="Installed schemes: .*memory.*sqlite"):
+    with pytest.raises(UnknownStoreError, match=r"Installed schemes: .*memory.*sqlite"):
         get_plugin_manager().store_from_url("cassandra://db/ks")
 
 

@@ -6,8 +6,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from helpers import Calls, Crash
-
 from durable import RunStatus, Workflow
 from durable.backoff import constant, exponential, linear
 from durable.errors import (
@@ -20,6 +18,7 @@ from durable.errors import (
     StoreUnavailable,
     UnknownRunError,
 )
+from helpers import Calls, Crash
 
 
 async def test_finished_steps_replay_and_only_the_rest_executes(wf: Workflow, calls: Calls) -> None:
@@ -121,7 +120,9 @@ async def test_replay_reaching_another_task_raises_instead_of_returning_its_resu
     assert await flow() == "b"  # "b" has its own key; the recorded "a" is never returned for it
 
 
-async def test_gather_assigns_keys_in_call_order_and_replays_deterministically(wf: Workflow, calls: Calls) -> None:
+async def test_gather_assigns_keys_in_call_order_and_replays_deterministically(
+    wf: Workflow, calls: Calls
+) -> None:
     delays = {0: 0.03, 1: 0.0, 2: 0.015}
 
     @wf.task
@@ -193,7 +194,9 @@ async def test_nested_tasks_are_keyed_under_their_parent(wf: Workflow) -> None:
     assert keys == ["inner", "outer", "outer/inner", "outer/inner#1"]
 
 
-async def test_unserialisable_result_names_the_task_and_does_not_rerun_the_body(wf: Workflow, calls: Calls) -> None:
+async def test_unserialisable_result_names_the_task_and_does_not_rerun_the_body(
+    wf: Workflow, calls: Calls
+) -> None:
     @wf.task(retries=3)
     async def send_email() -> object:
         calls("send")
@@ -292,7 +295,7 @@ async def test_retry_on_filters_and_non_retryable_errors_stop_at_once(wf: Workfl
 
 def test_negative_retries_are_rejected_with_the_task_name() -> None:
     wf = Workflow("x", db="memory://")
-    with pytest.raises(ConfigurationError, match="my_task.*retries"):
+    with pytest.raises(ConfigurationError, match=r"my_task.*retries"):
 
         @wf.task(retries=-1)
         async def my_task() -> None: ...

@@ -1,13 +1,13 @@
 """durable: make any async workflow resumable after a crash with one decorator.
 
-    wf = Workflow("my-app")              # SQLite file durable.db by default
+wf = Workflow("my-app")              # SQLite file durable.db by default
 
-    @wf.task
-    async def fetch(url: str) -> dict: ...
+@wf.task
+async def fetch(url: str) -> dict: ...
 
-    @wf.workflow(id="pipeline-{source}")
-    async def pipeline(source: str) -> None:
-        await fetch(f"https://example.com/{source}")
+@wf.workflow(id="pipeline-{source}")
+async def pipeline(source: str) -> None:
+    await fetch(f"https://example.com/{source}")
 """
 
 from __future__ import annotations

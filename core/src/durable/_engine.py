@@ -126,7 +126,9 @@ async def execute_step(
         observe(plugins, "durable_step_started", run_id=ctx.run_id, key=key, task=task, attempt=attempt)
 
     def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
-        log.info("run %r step %r attempt %d failed (%r); retrying in %.3gs", ctx.run_id, key, attempt, exc, delay)
+        log.info(
+            "run %r step %r attempt %d failed (%r); retrying in %.3gs", ctx.run_id, key, attempt, exc, delay
+        )
         observe(
             plugins, "durable_step_retried",
             run_id=ctx.run_id, key=key, task=task, attempt=attempt, error=exc, delay=delay,
@@ -161,7 +163,9 @@ async def execute_step(
     )
     stored = await ctx.write(lambda: ctx.store.save_step(ctx.lease, step))
     ctx.journal[key] = stored
-    observe(plugins, "durable_step_finished", run_id=ctx.run_id, key=key, task=task, attempts=attempts, error=None)
+    observe(
+        plugins, "durable_step_finished", run_id=ctx.run_id, key=key, task=task, attempts=attempts, error=None
+    )
     return decode(stored.result)  # type: ignore[arg-type]
 
 

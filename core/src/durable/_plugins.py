@@ -6,6 +6,7 @@ import inspect
 import os
 import threading
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from importlib.metadata import EntryPoint, entry_points
@@ -115,8 +116,9 @@ class PluginManager:
         """Names of hooks with at least one implementation (the engine skips the rest)."""
         if self._observed is None:
             self._observed = frozenset(
-                name for name, caller in vars(self.pm.hook).items() if hasattr(caller, "get_hookimpls")
-                and caller.get_hookimpls()
+                name
+                for name, caller in vars(self.pm.hook).items()
+                if hasattr(caller, "get_hookimpls") and caller.get_hookimpls()
             )
         return self._observed
 
@@ -142,7 +144,8 @@ class PluginManager:
             return self._backends
         by_scheme: dict[str, tuple[StoreBackend, str]] = {}
         for impl in self.pm.hook.durable_store_backends.get_hookimpls():
-            for backend in impl.function() or ():
+            declared: Sequence[StoreBackend] = impl.function() or ()
+            for backend in declared:
                 for scheme in backend.schemes:
                     if scheme in by_scheme:
                         other, other_plugin = by_scheme[scheme]
@@ -160,7 +163,8 @@ class PluginManager:
         unique = {b.name: b for b, _ in self.backends().values()}
         if name not in unique:
             raise UnknownStoreError(
-                f"no store backend named {name!r} is installed; installed: {', '.join(sorted(unique)) or 'none'}"
+                f"no store backend named {name!r} is installed; "
+                f"installed: {', '.join(sorted(unique)) or 'none'}"
             )
         return unique[name]
 
@@ -171,7 +175,7 @@ class PluginManager:
             raise UnknownStoreError(_unknown_scheme_message(url, scheme, sorted(backends)))
         store = self.pm.hook.durable_store_from_url(url=url, options=options)
         if store is None:
-            backend, plugin = backends[scheme]
+            plugin = backends[scheme][1]
             raise PluginError(f"plugin {plugin!r} declares scheme {scheme!r} but returned no store for it")
         return store  # type: ignore[no-any-return]
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
-class RunStatus(str, Enum):
+
+class RunStatus(StrEnum):
     """Where a run is in its life."""
 
     PENDING = "pending"
@@ -29,7 +30,7 @@ class RunStatus(str, Enum):
         return self in (RunStatus.COMPLETED, RunStatus.CANCELLED)
 
 
-class StepStatus(str, Enum):
+class StepStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
 

@@ -10,7 +10,7 @@ BackoffStrategy = Callable[[int], float]
 __all__ = ["BackoffStrategy", "constant", "exponential", "linear"]
 
 
-def exponential(base: float = 2.0, max: float = 60.0) -> BackoffStrategy:  # noqa: A002 - original API
+def exponential(base: float = 2.0, max: float = 60.0) -> BackoffStrategy:
     """``base ** k`` capped at ``max``: ``exponential(base=2)`` waits 2s, 4s, 8s, 16s, ..."""
     if base <= 0 or max < 0:
         raise ValueError(f"exponential(base={base}, max={max}): base must be > 0 and max >= 0")

@@ -113,7 +113,9 @@ def durable_step_retried(
 
 
 @hookspec
-def durable_step_finished(run_id: str, key: str, task: str, attempts: int, error: BaseException | None) -> None:
+def durable_step_finished(
+    run_id: str, key: str, task: str, attempts: int, error: BaseException | None
+) -> None:
     """A step's outcome was checkpointed (``error`` set when all attempts failed)."""
 
 

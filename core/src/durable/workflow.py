@@ -24,13 +24,14 @@ from durable._owner import is_dead_local_owner, new_owner_id
 from durable._plugins import PluginManager, as_store_url, get_plugin_manager
 from durable._records import ErrorInfo, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord
 from durable.backoff import BackoffStrategy, exponential
-from durable.context import RunContext, _current, current_run
+from durable.context import RunContext, current_run
 from durable.errors import (
     ConfigurationError,
     LeaseLost,
     RunCancelled,
     RunConflictError,
     RunInProgress,
+    SerializationError,
     SignalTimeout,
     UnknownRunError,
 )
@@ -288,7 +289,7 @@ class Workflow:
         fn: Callable[P, Awaitable[R]] | None = None,
         /,
         *,
-        id: str | None = None,  # noqa: A002 - the original API's name
+        id: str | None = None,
         name: str | None = None,
     ) -> WorkflowFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]:
         """Mark the entry point of a durable run; ``id`` is a template over its parameters."""
@@ -327,6 +328,7 @@ class Workflow:
                     self._store = self.plugins.store_from_url(self._store_url)
                 await self._store.open()
                 self._opened_on = loop
+        assert self._store is not None
         return self._store
 
     async def close(self) -> None:
@@ -361,7 +363,7 @@ class Workflow:
         try:
             inputs = _codec.dumps(arguments)
         except Exception as exc:
-            raise _codec.SerializationError(
+            raise SerializationError(
                 f"workflow {wfn.name!r} run {run_id!r}: its arguments cannot be stored: {exc}"
             ) from exc
         digest = _codec.digest(arguments)
@@ -399,38 +401,54 @@ class Workflow:
         except asyncio.CancelledError:
             # Interrupted (shutdown, caller cancelled): release the lease so any executor may resume.
             await _quietly(store.update_run(lease, RunStatus.RUNNING, release=True))
-            observe(self.plugins, "durable_run_finished", workflow=wfn.name, run_id=run_id, status="running", error=None)
+            observe(
+                self.plugins,
+                "durable_run_finished",
+                workflow=wfn.name,
+                run_id=run_id,
+                status="running",
+                error=None,
+            )
             raise
         except Exception as exc:
             status = final_status_of(exc)
-            await _quietly(
-                ctx.write(
-                    lambda: store.update_run(
-                        lease, status, error=ErrorInfo.from_exception(exc).to_json(), release=True
-                    )
-                )
+            error = ErrorInfo.from_exception(exc).to_json()
+            await _quietly(ctx.write(lambda: store.update_run(lease, status, error=error, release=True)))
+            observe(
+                self.plugins,
+                "durable_run_finished",
+                workflow=wfn.name,
+                run_id=run_id,
+                status=status.value,
+                error=exc,
             )
-            observe(self.plugins, "durable_run_finished", workflow=wfn.name, run_id=run_id, status=status.value, error=exc)
             raise
         text = _codec.dumps(value)
         await ctx.write(lambda: store.update_run(lease, RunStatus.COMPLETED, result=text, release=True))
-        observe(self.plugins, "durable_run_finished", workflow=wfn.name, run_id=run_id, status="completed", error=None)
+        observe(
+            self.plugins,
+            "durable_run_finished",
+            workflow=wfn.name,
+            run_id=run_id,
+            status="completed",
+            error=None,
+        )
         return _codec.loads(text, annotation)
 
-    async def _claim_or_wait(
-        self, store: Store, run: RunRecord, wait: bool, timeout: float | None
-    ) -> Any:
+    async def _claim_or_wait(self, store: Store, run: RunRecord, wait: bool, timeout: float | None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = 0.01
         while True:
             if run.status is RunStatus.COMPLETED:
                 return run
             if run.status is RunStatus.CANCELLED:
-                raise RunCancelled(f"run {run.run_id!r} was cancelled; call wf.resume({run.run_id!r}) to continue it")
+                raise RunCancelled(
+                    f"run {run.run_id!r} was cancelled; call wf.resume({run.run_id!r}) to continue it"
+                )
             lease = await store.claim_run(run.run_id, self.owner, self.lease_seconds)
             if lease is not None:
                 return lease
-            if run.status is not RunStatus.COMPLETED and is_dead_local_owner(run.owner):
+            if is_dead_local_owner(run.owner):
                 # Its process is gone: release the lease with its own token instead of waiting
                 # for it to expire. A stale token means someone else got there first.
                 assert run.owner is not None
@@ -483,7 +501,14 @@ class Workflow:
             return {"payload": _codec.loads(delivery.payload), "seq": delivery.seq}
 
         outcome = await execute_step(
-            ctx, key, SIGNAL_TASK, _codec.digest([name, index]), receive, StepPolicy(), _codec.dumps, _codec.loads
+            ctx,
+            key,
+            SIGNAL_TASK,
+            _codec.digest([name, index]),
+            receive,
+            StepPolicy(),
+            _codec.dumps,
+            _codec.loads,
         )
         if "timeout" in outcome:
             raise SignalTimeout(f"run {ctx.run_id!r}: no signal {name!r} arrived within {timeout} seconds")
@@ -515,9 +540,18 @@ class Workflow:
         try:
             text = _codec.dumps(payload)
         except Exception as exc:
-            raise _codec.SerializationError(f"run {run_id!r} signal {name!r}: payload cannot be stored: {exc}") from exc
+            raise SerializationError(
+                f"run {run_id!r} signal {name!r}: payload cannot be stored: {exc}"
+            ) from exc
         recorded = await store.send_signal(run_id, name, delivery_id, text)
-        observe(self.plugins, "durable_signal_delivered", run_id=run_id, name=name, delivery_id=delivery_id, recorded=recorded)
+        observe(
+            self.plugins,
+            "durable_signal_delivered",
+            run_id=run_id,
+            name=name,
+            delivery_id=delivery_id,
+            recorded=recorded,
+        )
         return recorded
 
     # -- inspection and control --------------------------------------------------
@@ -569,7 +603,8 @@ def _check_retries(retries: object, where: str) -> None:
 def _check_same_run(run: RunRecord, workflow: str, digest: str) -> None:
     if run.workflow != workflow:
         raise RunConflictError(
-            f"run id {run.run_id!r} belongs to workflow {run.workflow!r}, not {workflow!r}; use another run id"
+            f"run id {run.run_id!r} belongs to workflow {run.workflow!r}, not {workflow!r}; "
+            "use another run id"
         )
     if run.inputs_digest != digest:
         raise RunConflictError(

@@ -103,7 +103,8 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
                 if statement.strip():
                     conn.execute(statement)
         conn.execute(
-            "INSERT OR REPLACE INTO durable_meta (key, value) VALUES ('application', ?), ('schema_version', ?)",
+            "INSERT OR REPLACE INTO durable_meta (key, value) "
+            "VALUES ('application', ?), ('schema_version', ?)",
             (APPLICATION, str(SCHEMA_VERSION)),
         )
         conn.execute("COMMIT")

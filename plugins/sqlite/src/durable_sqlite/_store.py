@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3
 import time
@@ -11,7 +12,6 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiosqlite
-
 from durable.errors import ConfigurationError, LeaseLost, StoreUnavailable
 from durable.store import (
     Capability,
@@ -24,6 +24,7 @@ from durable.store import (
     StepStatus,
     Store,
 )
+
 from durable_sqlite._schema import migrate, read_version
 
 T = TypeVar("T")
@@ -144,7 +145,7 @@ class SQLiteStore(Store):
     async def _in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
         # aiosqlite runs every call on the connection's own thread; submitting one function
         # that does a whole batch costs one thread hop instead of one per statement.
-        return await conn._execute(fn, conn._conn)  # type: ignore[no-any-return]
+        return await conn._execute(fn, conn._conn)  # type: ignore[no-untyped-call,no-any-return]
 
     def _connection(self) -> aiosqlite.Connection:
         if self._conn is None:
@@ -188,8 +189,9 @@ class SQLiteStore(Store):
     async def _flush(self) -> None:
         while self._pending and self._conn is not None:
             batch, self._pending = self._pending, []
+            commit = functools.partial(self._retry_busy, fn=self._commit(batch))
             try:
-                outcomes = await self._in_thread(self._conn, lambda db: self._retry_busy(db, self._commit(batch)))
+                outcomes = await self._in_thread(self._conn, commit)
             except BaseException as exc:
                 error = exc if isinstance(exc, Exception) else StoreUnavailable(f"write interrupted: {exc!r}")
                 for _, future in batch:
@@ -303,7 +305,8 @@ class SQLiteStore(Store):
 
         def op(db: sqlite3.Connection) -> None:
             cursor = db.execute(
-                f"UPDATE runs SET status = ?, result = ?, error = ?, wake_at = ?, updated_at = ?{release_sql} "
+                "UPDATE runs SET status = ?, result = ?, error = ?, wake_at = ?, "
+                f"updated_at = ?{release_sql} "
                 "WHERE run_id = ? AND lease_token = ?",
                 (status.value, result, error, wake_at, time.time(), lease.run_id, lease.token),
             )
@@ -340,7 +343,8 @@ class SQLiteStore(Store):
         return run
 
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
-        where, params = ["1 = 1"], []
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
         if query.statuses is not None:
             if not query.statuses:
                 return []
@@ -441,6 +445,7 @@ class SQLiteStore(Store):
         return recorded
 
     async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
+        params: tuple[str, ...]
         if name is None:
             sql, params = f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE run_id = ? ORDER BY seq", (run_id,)
         else:
