@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import pluggy
@@ -144,7 +144,7 @@ class PluginManager:
             return self._backends
         by_scheme: dict[str, tuple[StoreBackend, str]] = {}
         for impl in self.pm.hook.durable_store_backends.get_hookimpls():
-            declared: Sequence[StoreBackend] = impl.function() or ()
+            declared = cast("Sequence[StoreBackend]", impl.function() or ())
             for backend in declared:
                 for scheme in backend.schemes:
                     if scheme in by_scheme:
