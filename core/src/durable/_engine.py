@@ -17,6 +17,7 @@ from durable.errors import (
     NondeterminismError,
     NonRetryableError,
     RunCancelled,
+    RunTimeout,
     SerializationError,
 )
 
@@ -195,17 +196,33 @@ async def _record_failure(
     )  # fmt: skip
 
 
-async def execute_run(ctx: RunContext, body: Callable[[], Awaitable[Any]], lease_seconds: float) -> Any:
-    """Run a workflow body under ``ctx``'s lease, renewing it, and record the outcome.
+class Park(BaseException):
+    """Unwinds a run whose wait releases the process (a BaseException: user code
+    catching ``Exception`` must not swallow it)."""
 
-    The body runs in its own task so the heartbeat can stop it when the run is
-    cancelled or the lease is lost. Returns the body's value; raises its error.
+    def __init__(self, wake_at: float | None) -> None:
+        super().__init__(wake_at)
+        self.wake_at = wake_at
+
+
+async def execute_run(
+    ctx: RunContext, body: Callable[[], Awaitable[Any]], lease_seconds: float, deadline: float | None = None
+) -> Any:
+    """Run a workflow body under ``ctx``'s lease, renewing it.
+
+    The body runs in its own task so the heartbeat, ``cancel()`` and the run's
+    deadline can stop it. Returns the body's value; raises its error.
     """
     token = _current.set(ctx)
     try:
         runner = asyncio.ensure_future(body())
     finally:
         _current.reset(token)
+    ctx.runner = runner
+    timer = None
+    if deadline is not None:
+        reason = RunTimeout(f"run {ctx.run_id!r} passed its deadline")
+        timer = asyncio.get_running_loop().call_later(max(0.0, deadline - time.time()), ctx.stop, reason)
     heartbeat = asyncio.ensure_future(_heartbeat(ctx, runner, lease_seconds))
     try:
         return await runner
@@ -217,6 +234,8 @@ async def execute_run(ctx: RunContext, body: Callable[[], Awaitable[Any]], lease
         raise
     finally:
         heartbeat.cancel()
+        if timer is not None:
+            timer.cancel()
         if not runner.done():
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
@@ -229,15 +248,13 @@ async def _heartbeat(ctx: RunContext, runner: asyncio.Future[Any], lease_seconds
         try:
             run = await ctx.store.renew_lease(ctx.lease, lease_seconds)
         except LeaseLost as exc:
-            ctx.stop_reason = exc
-            runner.cancel()
+            ctx.stop(exc)
             return
         except Exception:
             log.warning("run %r: lease renewal failed; retrying", ctx.run_id, exc_info=True)
             continue
         if run.cancel_requested:
-            ctx.stop_reason = RunCancelled(f"run {ctx.run_id!r} was cancelled")
-            runner.cancel()
+            ctx.stop(RunCancelled(f"run {ctx.run_id!r} was cancelled"))
             return
 
 

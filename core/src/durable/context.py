@@ -39,8 +39,18 @@ class RunContext:
     journal: dict[str, StepRecord]
     keys: KeyCounter = field(default_factory=KeyCounter)
     signal_counts: dict[str, int] = field(default_factory=dict)
+    parkable: bool = False
+    """Waits may release the process (the run is executed by a worker)."""
     stop_reason: BaseException | None = None
-    """Set by the heartbeat when the run must stop (cancel requested, lease lost)."""
+    """Why the run was stopped from outside its body (cancelled, lease lost, deadline)."""
+    runner: asyncio.Future[Any] | None = None
+
+    def stop(self, reason: BaseException) -> None:
+        """Stop the body at its next await and make the run end with ``reason``."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self.runner is not None and not self.runner.done():
+            self.runner.cancel()
 
     def next_key(self, base: str) -> str:
         """The key of the next call of ``base`` in the current scope (taken at call time)."""

@@ -43,6 +43,19 @@ class RunCancelled(DurableError):
     """The run was cancelled; ``resume()`` it to continue."""
 
 
+class RunParked(DurableError):
+    """The run is waiting (signal or sleep) and released its process; a worker resumes it when due."""
+
+    def __init__(self, run_id: str, wake_at: float | None) -> None:
+        self.run_id, self.wake_at = run_id, wake_at
+        when = "when its signal arrives" if wake_at is None else f"at {wake_at:.3f} (epoch seconds)"
+        super().__init__(f"run {run_id!r} is parked; a worker resumes it {when}")
+
+
+class RunTimeout(DurableError, TimeoutError):
+    """The run passed the deadline set by ``@wf.workflow(timeout=...)``."""
+
+
 class RunFailed(DurableError):
     """Waiting for a run that another executor finished with a failure."""
 

@@ -57,6 +57,20 @@ class Capability:
     """``wait_for_signal`` wakes on delivery instead of polling."""
 
 
+def is_due(run: RunRecord, now: float) -> bool:
+    """Whether a worker should resume ``run`` now.
+
+    Nobody may hold a live lease on it, and it must be pending, interrupted (running
+    without a live owner), left waiting by a crashed owner, or parked with its wake
+    time reached (a durable sleep elapsed, or a signal delivered).
+    """
+    if run.lease_is_live(now) or run.status.is_final or run.status is RunStatus.FAILED:
+        return False
+    if run.status is RunStatus.WAITING:
+        return run.owner is not None or (run.wake_at is not None and run.wake_at <= now)
+    return True
+
+
 class Store(ABC):
     """Base class of every store. Subclass it and implement the abstract methods.
 
@@ -167,6 +181,23 @@ class Store(ABC):
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
         """Runs matching ``query`` (see ``RunQuery.matches``), newest ``created_at`` first,
         ties broken by ``run_id``, then ``offset`` and ``limit`` applied."""
+
+    async def due_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
+        """Runs a worker should resume at ``now`` (see ``is_due``), at most ``limit``.
+
+        This default pages through ``list_runs``; stores may override it with an
+        indexed query returning the same runs.
+        """
+        found: list[RunRecord] = []
+        offset, page_size = 0, 500
+        active = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING})
+        while len(found) < limit:
+            page = await self.list_runs(RunQuery(statuses=active, limit=page_size, offset=offset))
+            found.extend(run for run in page if is_due(run, now))
+            if len(page) < page_size:
+                break
+            offset += page_size
+        return found[:limit]
 
     @abstractmethod
     async def delete_run(self, run_id: str) -> bool:

@@ -6,36 +6,31 @@ import asyncio
 import functools
 import inspect
 import os
-import time
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, Self, TypeVar, overload
 
-from durable import _codec, _keys
+from durable import _codec, _keys, _runner, _waits
 from durable._engine import (
     StepPolicy,
     call_with_retries,
-    execute_run,
     execute_step,
-    final_status_of,
     observe,
 )
-from durable._owner import is_dead_local_owner, new_owner_id
+from durable._owner import new_owner_id
 from durable._plugins import PluginManager, as_store_url, get_plugin_manager
-from durable._records import ErrorInfo, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord
+from durable._records import RunQuery, RunRecord, SignalRecord, StepRecord
+from durable._worker import Worker
 from durable.backoff import BackoffStrategy, exponential
 from durable.context import RunContext, current_run
 from durable.errors import (
     ConfigurationError,
-    LeaseLost,
     RunCancelled,
-    RunConflictError,
-    RunInProgress,
     SerializationError,
-    SignalTimeout,
     UnknownRunError,
 )
-from durable.store import Lease, Store
+from durable.store import Store
 
 __all__ = ["TaskFunction", "Workflow", "WorkflowFunction"]
 
@@ -43,7 +38,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 MAX_RUN_ID_LENGTH = 1024
-SIGNAL_TASK = "durable:signal"
 
 
 def _check_run_id(run_id: object, workflow: str) -> str:
@@ -109,13 +103,23 @@ class TaskFunction(Generic[P, R]):
 class WorkflowFunction(Generic[P, R]):
     """A function decorated with ``@wf.workflow``: each call runs or resumes one durable run."""
 
-    def __init__(self, workflow: Workflow, fn: Callable[P, Awaitable[R]], name: str, id_template: str | None):
+    def __init__(
+        self,
+        workflow: Workflow,
+        fn: Callable[P, Awaitable[R]],
+        name: str,
+        id_template: str | None,
+        timeout: float | None = None,
+    ):
         if not inspect.iscoroutinefunction(fn):
             raise ConfigurationError(f"@workflow {name!r}: {fn!r} must be an 'async def' function")
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError(f"@workflow {name!r}: timeout must be > 0, got {timeout}")
         self.workflow = workflow
         self.fn = fn
-        self.name = name
+        self.name = _keys.check_task_name(name)
         self.id_template = id_template
+        self.timeout = timeout
         self.signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
 
@@ -125,6 +129,15 @@ class WorkflowFunction(Generic[P, R]):
     async def run(self, run_id: str, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run (or resume) the workflow under an explicit run id."""
         return await self.call(run_id, args, kwargs)
+
+    async def start(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Record a pending run for a worker to execute and return its id at once.
+
+        Idempotent: starting the same run id with the same inputs again is a no-op.
+        ``await wf.wait_for(run_id)`` gets the result.
+        """
+        arguments = self._bind(args, kwargs)
+        return await _runner.enqueue(self.workflow, self, self._run_id(arguments), arguments)
 
     def run_id_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The run id a call with these arguments would use."""
@@ -185,8 +198,16 @@ class WorkflowFunction(Generic[P, R]):
         outcome (``wait=True``) or raise ``RunInProgress`` at once (``wait=False``).
         """
         arguments = self._bind(args, kwargs or {})
+        parent = current_run()
+        if parent is not None and run_id is None:
+            # Called from a workflow: a child run, checkpointed as a step of the parent.
+            result: R = await _runner.run_child(parent, self, arguments)
+            return result
         run_id = self._run_id(arguments) if run_id is None else _check_run_id(run_id, self.name)
-        return await self.workflow._execute(self, run_id, arguments, wait=wait, timeout=timeout)  # type: ignore[no-any-return]
+        value: R = await _runner.start_or_resume(
+            self.workflow, self, run_id, arguments, wait=wait, timeout=timeout
+        )
+        return value
 
     def __repr__(self) -> str:
         return f"<durable workflow {self.name!r}>"
@@ -225,6 +246,7 @@ class Workflow:
         self._opened_on: asyncio.AbstractEventLoop | None = None
         self._open_lock: asyncio.Lock | None = None
         self._workflows: dict[str, WorkflowFunction[Any, Any]] = {}
+        self._active: dict[str, RunContext] = {}
 
     # -- decorators --------------------------------------------------------------
 
@@ -281,7 +303,13 @@ class Workflow:
     def workflow(self, fn: Callable[P, Awaitable[R]], /) -> WorkflowFunction[P, R]: ...
     @overload
     def workflow(
-        self, fn: None = None, /, *, id: str | None = None, name: str | None = None
+        self,
+        fn: None = None,
+        /,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+        timeout: float | None = None,
     ) -> Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]: ...
 
     def workflow(
@@ -291,8 +319,13 @@ class Workflow:
         *,
         id: str | None = None,
         name: str | None = None,
+        timeout: float | None = None,
     ) -> WorkflowFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]:
-        """Mark the entry point of a durable run; ``id`` is a template over its parameters."""
+        """Mark the entry point of a durable run; ``id`` is a template over its parameters.
+
+        ``timeout`` is the run's deadline in seconds from its creation, stored with the
+        run and enforced across restarts (the run fails with ``RunTimeout``).
+        """
 
         def decorate(f: Callable[P, Awaitable[R]]) -> WorkflowFunction[P, R]:
             wf_name = name or f.__name__
@@ -302,7 +335,7 @@ class Workflow:
                     f"workflow name {wf_name!r} is used by both {other.__module__}.{other.__qualname__} "
                     f"and {f.__module__}.{f.__qualname__}; pass name=... to tell them apart"
                 )
-            wrapped = WorkflowFunction(self, f, wf_name, id)
+            wrapped = WorkflowFunction(self, f, wf_name, id, timeout)
             self._workflows[wf_name] = wrapped
             return wrapped
 
@@ -350,130 +383,7 @@ class Workflow:
 
     # -- running -----------------------------------------------------------------
 
-    async def _execute(
-        self,
-        wfn: WorkflowFunction[Any, Any],
-        run_id: str,
-        arguments: dict[str, Any],
-        *,
-        wait: bool,
-        timeout: float | None,
-    ) -> Any:
-        store = await self.get_store()
-        try:
-            inputs = _codec.dumps(arguments)
-        except Exception as exc:
-            raise SerializationError(
-                f"workflow {wfn.name!r} run {run_id!r}: its arguments cannot be stored: {exc}"
-            ) from exc
-        digest = _codec.digest(arguments)
-        annotation = _codec.return_annotation(wfn.fn)
-        now = time.time()
-        fresh = RunRecord(
-            run_id=run_id,
-            workflow=wfn.name,
-            status=RunStatus.RUNNING,
-            inputs=inputs,
-            inputs_digest=digest,
-            created_at=now,
-            updated_at=now,
-            owner=self.owner,
-            lease_token=1,
-            lease_expires_at=now + self.lease_seconds,
-            parent_run_id=None if (parent := current_run()) is None else parent.run_id,
-        )
-        run, created = await store.create_run(fresh)
-        if created:
-            lease = _lease_of(fresh)
-            journal: dict[str, StepRecord] = {}
-        else:
-            _check_same_run(run, wfn.name, digest)
-            claimed = await self._claim_or_wait(store, run, wait, timeout)
-            if isinstance(claimed, RunRecord):  # finished by someone else (or earlier)
-                return _outcome(claimed, annotation)
-            lease = claimed
-            journal = {step.key: step for step in await store.load_steps(run_id)}
-
-        ctx = RunContext(self, wfn.name, run_id, store, lease, journal)
-        observe(self.plugins, "durable_run_started", workflow=wfn.name, run_id=run_id, resumed=bool(journal))
-        try:
-            value = await execute_run(ctx, lambda: wfn.invoke(arguments), self.lease_seconds)
-        except asyncio.CancelledError:
-            # Interrupted (shutdown, caller cancelled): release the lease so any executor may resume.
-            await _quietly(store.update_run(lease, RunStatus.RUNNING, release=True))
-            observe(
-                self.plugins,
-                "durable_run_finished",
-                workflow=wfn.name,
-                run_id=run_id,
-                status="running",
-                error=None,
-            )
-            raise
-        except Exception as exc:
-            status = final_status_of(exc)
-            error = ErrorInfo.from_exception(exc).to_json()
-            await _quietly(ctx.write(lambda: store.update_run(lease, status, error=error, release=True)))
-            observe(
-                self.plugins,
-                "durable_run_finished",
-                workflow=wfn.name,
-                run_id=run_id,
-                status=status.value,
-                error=exc,
-            )
-            raise
-        text = _codec.dumps(value)
-        await ctx.write(lambda: store.update_run(lease, RunStatus.COMPLETED, result=text, release=True))
-        observe(
-            self.plugins,
-            "durable_run_finished",
-            workflow=wfn.name,
-            run_id=run_id,
-            status="completed",
-            error=None,
-        )
-        return _codec.loads(text, annotation)
-
-    async def _claim_or_wait(self, store: Store, run: RunRecord, wait: bool, timeout: float | None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        interval = 0.01
-        while True:
-            if run.status is RunStatus.COMPLETED:
-                return run
-            if run.status is RunStatus.CANCELLED:
-                raise RunCancelled(
-                    f"run {run.run_id!r} was cancelled; call wf.resume({run.run_id!r}) to continue it"
-                )
-            lease = await store.claim_run(run.run_id, self.owner, self.lease_seconds)
-            if lease is not None:
-                return lease
-            if is_dead_local_owner(run.owner):
-                # Its process is gone: release the lease with its own token instead of waiting
-                # for it to expire. A stale token means someone else got there first.
-                assert run.owner is not None
-                dead = Lease(run.run_id, run.owner, run.lease_token, 0.0)
-                try:
-                    await store.update_run(dead, run.status, release=True)
-                except LeaseLost:
-                    pass
-                latest = await store.get_run(run.run_id)
-                if latest is not None:
-                    run = latest
-                    continue
-            if not wait or (deadline is not None and time.monotonic() >= deadline):
-                raise RunInProgress(
-                    f"run {run.run_id!r} is being executed by {run.owner!r} (lease until "
-                    f"{run.lease_expires_at}); call again later or with wait=True"
-                )
-            await asyncio.sleep(interval)
-            interval = min(interval * 2, 0.5)
-            latest = await store.get_run(run.run_id)
-            if latest is None:
-                raise UnknownRunError(f"run {run.run_id!r} was deleted while waiting for it")
-            run = latest
-
-    # -- signals -----------------------------------------------------------------
+    # -- waits -------------------------------------------------------------------
 
     async def signal(self, name: str, *, timeout: float | None = None) -> Any:
         """Wait durably for the next delivery of signal ``name`` to this run.
@@ -481,38 +391,21 @@ class Workflow:
         The n-th wait on a name receives the n-th delivery. A delivered payload is
         checkpointed, so a replay returns it at once. Raises ``SignalTimeout`` after
         ``timeout`` seconds (and again on replay: the timeout is part of the journal).
+        In a run executed by a worker, a wait without timeout releases the process.
         """
-        ctx = current_run()
-        if ctx is None:
-            raise ConfigurationError(f"wf.signal({name!r}) must be awaited inside a workflow run")
-        if not isinstance(name, str) or not name:
-            raise ConfigurationError(f"run {ctx.run_id!r}: signal name must be a non-empty str, got {name!r}")
-        index = ctx.signal_counts.get(name, 0)
-        ctx.signal_counts[name] = index + 1
-        key = ctx.next_key(_keys.system_base("signal", name))
+        return await _waits.wait_for_signal(name, timeout)
 
-        async def receive() -> dict[str, Any]:
-            store = ctx.store
-            await ctx.write(lambda: store.update_run(ctx.lease, RunStatus.WAITING))
-            delivery = await store.wait_for_signal(ctx.run_id, name, index, timeout)
-            await ctx.write(lambda: store.update_run(ctx.lease, RunStatus.RUNNING))
-            if delivery is None:
-                return {"timeout": timeout}
-            return {"payload": _codec.loads(delivery.payload), "seq": delivery.seq}
+    async def sleep(self, seconds: float) -> None:
+        """Sleep durably: the wake time is checkpointed, so a crash does not extend it.
 
-        outcome = await execute_step(
-            ctx,
-            key,
-            SIGNAL_TASK,
-            _codec.digest([name, index]),
-            receive,
-            StepPolicy(),
-            _codec.dumps,
-            _codec.loads,
-        )
-        if "timeout" in outcome:
-            raise SignalTimeout(f"run {ctx.run_id!r}: no signal {name!r} arrived within {timeout} seconds")
-        return outcome["payload"]
+        In a run executed by a worker, a sleep longer than a second releases the process
+        and any worker resumes the run when it is due.
+        """
+        await _waits.sleep(seconds)
+
+    async def sleep_until(self, when: float | datetime) -> None:
+        """``sleep`` until an absolute time (epoch seconds or an aware ``datetime``)."""
+        await _waits.sleep_until(when)
 
     async def complete(
         self,
@@ -570,10 +463,22 @@ class Workflow:
         return await (await self.get_store()).list_signals(run_id)
 
     async def cancel(self, run_id: str) -> RunRecord:
-        """Ask a run to stop at its next step boundary; an idle run is cancelled at once."""
-        run = await (await self.get_store()).request_cancel(run_id)
+        """Stop a run at its next await and mark it cancelled, with its child runs.
+
+        A run executing in this process stops at once; one executing elsewhere stops
+        when its owner next renews its lease (within a third of ``lease_seconds``);
+        an idle run is cancelled immediately. ``resume()`` continues it.
+        """
+        store = await self.get_store()
+        run = await store.request_cancel(run_id)
         if run is None:
             raise UnknownRunError(f"cannot cancel: no run {run_id!r}")
+        local = self._active.get(run_id)
+        if local is not None:
+            local.stop(RunCancelled(f"run {run_id!r} was cancelled"))
+        for child in await store.list_runs(RunQuery(id_prefix=run_id + "/", limit=10_000)):
+            if child.parent_run_id == run_id and not child.status.is_final:
+                await self.cancel(child.run_id)
         return run
 
     async def resume(self, run_id: str) -> Any:
@@ -582,14 +487,35 @@ class Workflow:
         run = await store.reset_run(run_id)
         if run is None:
             raise UnknownRunError(f"cannot resume: no run {run_id!r}")
-        wfn = self._workflows.get(run.workflow)
-        if wfn is None:
+        if run.workflow not in self._workflows:
             raise ConfigurationError(
                 f"run {run_id!r} belongs to workflow {run.workflow!r}, which this Workflow does not define "
                 f"(defined: {', '.join(sorted(self._workflows)) or 'none'})"
             )
-        arguments = _codec.loads(run.inputs)
-        return await self._execute(wfn, run_id, arguments, wait=True, timeout=None)
+        claimed = await _runner.claim_or_wait(self, store, run, wait=True, timeout=None)
+        if isinstance(claimed, RunRecord):
+            return _runner.outcome(claimed, self._workflows[run.workflow])
+        return await _runner.resume_claimed(self, run, claimed, parkable=False)
+
+    async def wait_for(self, run_id: str, *, timeout: float | None = None) -> Any:
+        """Wait for a run executed elsewhere (a worker) and return its result.
+
+        Raises ``RunFailed`` or ``RunCancelled`` for those outcomes, ``TimeoutError``
+        after ``timeout`` seconds.
+        """
+        return await _runner.wait_for_outcome(self, run_id, timeout)
+
+    # -- workers -----------------------------------------------------------------
+
+    def worker(self, *, concurrency: int = 16, poll_interval: float = 0.5) -> Worker:
+        """A worker that resumes due runs of this Workflow's workflows (see ``Worker``)."""
+        return Worker(self, concurrency=concurrency, poll_interval=poll_interval)
+
+    async def run_worker(
+        self, *, concurrency: int = 16, poll_interval: float = 0.5, stop: asyncio.Event | None = None
+    ) -> None:
+        """Work as a worker until ``stop`` is set (or the task is cancelled)."""
+        await self.worker(concurrency=concurrency, poll_interval=poll_interval).run(stop)
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} store={self._store_url or self._store!r}>"
@@ -598,35 +524,3 @@ class Workflow:
 def _check_retries(retries: object, where: str) -> None:
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ConfigurationError(f"{where}: retries must be an int >= 0 (extra attempts), got {retries!r}")
-
-
-def _check_same_run(run: RunRecord, workflow: str, digest: str) -> None:
-    if run.workflow != workflow:
-        raise RunConflictError(
-            f"run id {run.run_id!r} belongs to workflow {run.workflow!r}, not {workflow!r}; "
-            "use another run id"
-        )
-    if run.inputs_digest != digest:
-        raise RunConflictError(
-            f"run {run.run_id!r} of workflow {workflow!r} was started with other inputs ({run.inputs}); "
-            "a run id names one execution: use another id for other inputs"
-        )
-
-
-def _lease_of(run: RunRecord) -> Lease:
-    assert run.owner is not None and run.lease_expires_at is not None
-    return Lease(run.run_id, run.owner, run.lease_token, run.lease_expires_at)
-
-
-def _outcome(run: RunRecord, annotation: Any) -> Any:
-    assert run.result is not None
-    return _codec.loads(run.result, annotation)
-
-
-async def _quietly(op: Awaitable[Any]) -> None:
-    try:
-        await op
-    except Exception:
-        import logging
-
-        logging.getLogger("durable").warning("could not record a run's outcome", exc_info=True)

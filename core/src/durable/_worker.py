@@ -1,0 +1,100 @@
+"""Workers: resume runs that are due (pending, interrupted, woken) from the store alone."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from durable import _runner
+from durable._records import Lease, RunRecord
+from durable.errors import DurableError, RunParked
+
+if TYPE_CHECKING:
+    from durable.workflow import Workflow
+
+log = logging.getLogger("durable.worker")
+
+
+class Worker:
+    """Polls the store for due runs and executes them, ``concurrency`` at a time.
+
+    Any number of workers, in any processes on any hosts, may share a store: a run
+    is executed only by the worker that claims its lease.
+    """
+
+    def __init__(self, wf: Workflow, *, concurrency: int = 16, poll_interval: float = 0.5) -> None:
+        if concurrency < 1 or poll_interval <= 0:
+            raise ValueError(
+                f"Worker: concurrency must be >= 1 and poll_interval > 0 ({concurrency}, {poll_interval})"
+            )
+        self.wf = wf
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.unknown_runs: dict[str, str] = {}
+        """Run id -> workflow name, for due runs of workflows this code does not define."""
+        self.resumed = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Work until ``stop`` is set (or forever); running runs are interrupted on exit and
+        stay resumable by any other worker."""
+        stop = stop or asyncio.Event()
+        try:
+            while not stop.is_set():
+                await self.poll_once()
+                self._slot_freed.clear()
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._slot_freed.wait())]
+                await asyncio.wait(waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def poll_once(self) -> int:
+        """Claim and start due runs up to the free capacity; returns how many were started."""
+        free = self.concurrency - len(self._tasks)
+        if free <= 0:
+            return 0
+        store = await self.wf.get_store()
+        started = 0
+        for run in await store.due_runs(time.time(), limit=free * 2):
+            if started >= free:
+                break
+            if run.workflow not in self.wf._workflows:
+                if run.run_id not in self.unknown_runs:
+                    self.unknown_runs[run.run_id] = run.workflow
+                    log.warning(
+                        "run %r is due but its workflow %r is not defined in this code; left for a worker "
+                        "that defines it",
+                        run.run_id,
+                        run.workflow,
+                    )
+                continue
+            lease = await store.claim_run(run.run_id, self.wf.owner, self.wf.lease_seconds)
+            if lease is None:
+                continue  # another worker was faster
+            claimed = await store.get_run(run.run_id)
+            task = asyncio.ensure_future(self._execute(claimed or run, lease))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+            started += 1
+        return started
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slot_freed.set()
+
+    async def _execute(self, run: RunRecord, lease: Lease) -> None:
+        self.resumed += 1
+        try:
+            await _runner.resume_claimed(self.wf, run, lease, parkable=True)
+        except RunParked:
+            pass
+        except (DurableError, Exception) as exc:
+            # The outcome is recorded in the store; the worker carries on with other runs.
+            log.info("run %r ended with %s: %s", run.run_id, type(exc).__name__, exc)
