@@ -169,6 +169,12 @@ async def drive(
         finished("waiting", None)
         raise RunParked(run_id, park.wake_at) from None
     except asyncio.CancelledError:
+        if isinstance(ctx.stop_reason, RunCancelled):
+            # Cancelled while its caller is being cancelled too (a parent): still a cancellation.
+            error = ErrorInfo.from_exception(ctx.stop_reason).to_json()
+            await _quietly(store.update_run(lease, RunStatus.CANCELLED, error=error, release=True))
+            finished("cancelled", ctx.stop_reason)
+            raise
         # Interrupted (shutdown, caller cancelled): release the lease so any executor may resume.
         await _quietly(store.update_run(lease, RunStatus.RUNNING, release=True))
         finished("running", None)

@@ -473,12 +473,13 @@ class Workflow:
         run = await store.request_cancel(run_id)
         if run is None:
             raise UnknownRunError(f"cannot cancel: no run {run_id!r}")
-        local = self._active.get(run_id)
-        if local is not None:
-            local.stop(RunCancelled(f"run {run_id!r} was cancelled"))
+        # Children first: a parent stopped first would interrupt them instead of cancelling them.
         for child in await store.list_runs(RunQuery(id_prefix=run_id + "/", limit=10_000)):
             if child.parent_run_id == run_id and not child.status.is_final:
                 await self.cancel(child.run_id)
+        local = self._active.get(run_id)
+        if local is not None:
+            local.stop(RunCancelled(f"run {run_id!r} was cancelled"))
         return run
 
     async def resume(self, run_id: str) -> Any:
