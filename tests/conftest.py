@@ -4,8 +4,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from durable import Workflow
 from durable.backoff import constant
+
 from helpers import Calls
 
 

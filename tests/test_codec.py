@@ -9,9 +9,10 @@ from decimal import Decimal
 from typing import Any, Optional
 
 import pytest
+from pydantic import BaseModel
+
 from durable import Workflow, _codec
 from durable.errors import SerializationError
-from pydantic import BaseModel
 
 
 class Item(BaseModel):

@@ -8,6 +8,7 @@ import textwrap
 from typing import Any
 
 import pytest
+
 from durable import Workflow, hookimpl
 from durable._plugins import PluginManager, get_plugin_manager
 from durable.errors import PluginError, UnknownStoreError

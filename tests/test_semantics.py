@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+
 from durable import RunStatus, Workflow
 from durable.backoff import constant, exponential, linear
 from durable.errors import (
@@ -18,6 +19,7 @@ from durable.errors import (
     StoreUnavailable,
     UnknownRunError,
 )
+
 from helpers import Calls, Crash
 
 

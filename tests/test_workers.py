@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from helpers import Calls
 
 from durable import RunStatus, Workflow
 from durable.errors import RunCancelled, RunFailed, RunInProgress, RunTimeout
+
+from helpers import Calls
 
 
 @asynccontextmanager
