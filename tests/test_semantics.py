@@ -20,7 +20,7 @@ from durable.errors import (
     UnknownRunError,
 )
 
-from helpers import Calls, Crash
+from helpers import Calls, Crash, until_status
 
 
 async def test_finished_steps_replay_and_only_the_rest_executes(wf: Workflow, calls: Calls) -> None:
@@ -385,7 +385,7 @@ class TestSignals:
 
         for kind, payload in [("false", False), ("zero", 0), ("none", None), ("empty", "")]:
             task = asyncio.ensure_future(wait_one(kind))
-            await asyncio.sleep(0.02)
+            await until_status(wf, f"falsy-{kind}", RunStatus.WAITING)
             assert await wf.complete(f"falsy-{kind}", "value", payload) is True
             assert await task == payload
 
@@ -429,8 +429,7 @@ class TestSignals:
             return [await wf.signal("n"), await wf.signal("n")]
 
         task = asyncio.ensure_future(twice())
-        await asyncio.sleep(0.02)
-        assert (await wf.get_run("twice")).status is RunStatus.WAITING  # type: ignore[union-attr]
+        await until_status(wf, "twice", RunStatus.WAITING)
         await wf.complete("twice", "n", 1, delivery_id="first")
         await wf.complete("twice", "n", 2, delivery_id="second")
         assert await task == [1, 2]
@@ -456,7 +455,7 @@ class TestSignals:
             return await runner.signal("go")
 
         task = asyncio.ensure_future(remote())
-        await asyncio.sleep(0.05)
+        await until_status(runner, "remote", RunStatus.WAITING)
         web_handler = Workflow("app", db=store_url)  # a fresh object that never opened the store
         assert await web_handler.complete("remote", "go", {"ok": 1}) is True
         assert await asyncio.wait_for(task, 5) == {"ok": 1}

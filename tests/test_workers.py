@@ -13,7 +13,7 @@ import pytest
 from durable import RunStatus, Workflow
 from durable.errors import RunCancelled, RunFailed, RunInProgress, RunTimeout
 
-from helpers import Calls
+from helpers import Calls, until_status
 
 
 @asynccontextmanager
@@ -61,12 +61,8 @@ async def test_a_parked_signal_wait_is_resumed_by_the_worker_that_sees_the_signa
 
     await approval.start()
     async with running_worker(wf):
-        for _ in range(200):
-            run = await wf.get_run("approval")
-            if run is not None and run.status is RunStatus.WAITING:
-                break
-            await asyncio.sleep(0.01)
-        assert run is not None and run.status is RunStatus.WAITING and run.owner is None  # parked
+        run = await until_status(wf, "approval", RunStatus.WAITING)
+        assert run.owner is None  # parked: no process holds it
         await wf.complete("approval", "ok", {"yes": True})
         assert await wf.wait_for("approval", timeout=10) == {"yes": True}
     assert calls.log == ["before"]
@@ -81,12 +77,8 @@ async def test_durable_sleep_keeps_its_original_wake_time_and_parks_in_a_worker(
     started = time.time()
     await napper.start()
     async with running_worker(wf):
-        for _ in range(200):
-            run = await wf.get_run("napper")
-            if run is not None and run.status is RunStatus.WAITING:
-                break
-            await asyncio.sleep(0.01)
-        assert run is not None and run.owner is None and run.wake_at is not None
+        run = await until_status(wf, "napper", RunStatus.WAITING)
+        assert run.owner is None and run.wake_at is not None
         assert started + 1.4 <= run.wake_at <= started + 2.5
         woke = await wf.wait_for("napper", timeout=10)
     assert woke >= run.wake_at

@@ -80,6 +80,10 @@ class Store(ABC):
     name: ClassVar[str] = "store"
     capabilities: ClassVar[frozenset[str]] = frozenset()
 
+    loop_bound: ClassVar[bool] = True
+    """Connections belong to the event loop that opened them: a ``Workflow`` used from a new
+    loop (a second ``asyncio.run``) opens a fresh store from the same URL."""
+
     poll_interval: float = 0.25
     """Upper bound of the polling interval used by the default ``wait_for_signal``."""
 

@@ -7,7 +7,7 @@ import functools
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Generic, ParamSpec, Self, TypeVar, overload
 
@@ -28,6 +28,7 @@ from durable.errors import (
     ConfigurationError,
     RunCancelled,
     SerializationError,
+    StoreUnavailable,
     UnknownRunError,
 )
 from durable.store import Store
@@ -245,6 +246,7 @@ class Workflow:
         self._store_url = None if isinstance(db, Store) else as_store_url(db)
         self._opened_on: asyncio.AbstractEventLoop | None = None
         self._open_lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._workflows: dict[str, WorkflowFunction[Any, Any]] = {}
         self._active: dict[str, RunContext] = {}
 
@@ -348,11 +350,11 @@ class Workflow:
         loop = asyncio.get_running_loop()
         if self._store is not None and self._opened_on is loop:
             return self._store
-        if self._open_lock is None or self._opened_on is not loop:
-            self._open_lock = asyncio.Lock()
+        if self._open_lock is None or self._lock_loop is not loop:
+            self._open_lock, self._lock_loop = asyncio.Lock(), loop
         async with self._open_lock:
             if self._opened_on is not loop:
-                if self._store_url is not None and self._opened_on is not None:
+                if self._store_url is not None and self._opened_on is not None and self._store_loop_bound():
                     # A URL store opened on an event loop that is gone cannot be reused
                     # (pools and listeners belong to their loop): open a fresh one.
                     self._store = None
@@ -361,15 +363,20 @@ class Workflow:
                     self._store = self.plugins.store_from_url(self._store_url)
                 await self._store.open()
                 self._opened_on = loop
-        assert self._store is not None
-        return self._store
+            store = self._store
+        if store is None:
+            raise StoreUnavailable(f"{self!r} was closed while its store was being opened")
+        return store
+
+    def _store_loop_bound(self) -> bool:
+        return self._store is None or type(self._store).loop_bound
 
     async def close(self) -> None:
         """Close the store. The workflow may be used again: the store reopens on demand."""
         if self._store is not None and self._opened_on is not None:
             await self._store.close()
         self._opened_on = None
-        if self._store_url is not None:
+        if self._store_url is not None and self._store_loop_bound():
             self._store = None
 
     async def __aenter__(self) -> Self:
@@ -461,6 +468,21 @@ class Workflow:
 
     async def get_signals(self, run_id: str) -> list[SignalRecord]:
         return await (await self.get_store()).list_signals(run_id)
+
+    async def prune(self, older_than: float | timedelta) -> int:
+        """Delete finished runs (completed, failed, cancelled) with their steps and signals
+        when last updated more than ``older_than`` (seconds or a ``timedelta``) ago.
+
+        Returns how many runs were deleted. Runs that may still execute are never deleted.
+        """
+        import time
+
+        from durable._inspect import prune
+
+        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else float(older_than)
+        if not seconds >= 0:
+            raise ConfigurationError(f"prune(older_than={older_than!r}): must be >= 0")
+        return await prune(await self.get_store(), time.time() - seconds)
 
     async def cancel(self, run_id: str) -> RunRecord:
         """Stop a run at its next await and mark it cancelled, with its child runs.

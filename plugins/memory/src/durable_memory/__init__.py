@@ -34,6 +34,7 @@ class InMemoryStore(Store):
 
     name = "memory"
     capabilities = frozenset({Capability.NOTIFY})
+    loop_bound = False  # plain dicts: the data must outlive one asyncio.run()
 
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}

@@ -10,7 +10,6 @@ from typing import Any
 
 from durable.hookspecs import StoreBackend, hookimpl
 from durable.store import Store
-
 from durable_sqlite._store import SQLiteStore
 
 __all__ = ["SQLiteStore"]

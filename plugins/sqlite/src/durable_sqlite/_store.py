@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import sqlite3
 import time
@@ -11,7 +10,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import aiosqlite
 from durable.errors import ConfigurationError, LeaseLost, StoreUnavailable
 from durable.store import (
     Capability,
@@ -24,11 +22,10 @@ from durable.store import (
     StepStatus,
     Store,
 )
-
+from durable_sqlite._connection import Connection, Op
 from durable_sqlite._schema import migrate, read_version
 
 T = TypeVar("T")
-Op = Callable[[sqlite3.Connection], Any]
 
 RUN_COLUMNS = (
     "run_id, workflow, status, inputs, inputs_digest, created_at, updated_at, result, error, owner, "
@@ -37,7 +34,6 @@ RUN_COLUMNS = (
 STEP_COLUMNS = "run_id, key, task, args_digest, status, result, error, attempts, started_at, finished_at"
 SIGNAL_COLUMNS = "run_id, name, delivery_id, payload, seq, sent_at"
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
-BUSY_RETRIES = 8
 
 
 def _run(row: Sequence[Any]) -> RunRecord:
@@ -85,9 +81,7 @@ class SQLiteStore(Store):
             )
         self.synchronous = synchronous.lower()
         self.busy_timeout = float(busy_timeout)
-        self._conn: aiosqlite.Connection | None = None
-        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._db: Connection | None = None
         self._waiters: dict[tuple[str, str], set[asyncio.Event]] = {}
 
     @classmethod
@@ -112,126 +106,36 @@ class SQLiteStore(Store):
     # -- lifecycle ---------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._conn is not None:
+        if self._db is not None:
             return
-        conn = aiosqlite.connect(self.path, isolation_level=None, timeout=self.busy_timeout)
-        # An unclosed store must not keep the interpreter alive at exit; committed data is
-        # safe in the WAL whenever the thread stops.
-        conn._thread.daemon = True
-        await conn
-        try:
-            await self._in_thread(conn, self._prepare)
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn = conn
+        db = Connection(self.path, wait_for_lock=self.busy_timeout, inline_commits=self.synchronous != "full")
+        await db.open(self._prepare)
+        self._db = db
 
     def _prepare(self, db: sqlite3.Connection) -> None:
+        # Opening runs on aiosqlite's thread, where waiting for another process's lock is fine.
+        db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         read_version(db, self.path)  # refuse foreign or newer files before any pragma writes to them
         db.execute("PRAGMA journal_mode = WAL")
         db.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-        db.execute("PRAGMA foreign_keys = OFF")
         migrate(db, self.path)
+        db.execute("PRAGMA busy_timeout = 0")  # see _connection: never wait for a lock on the loop
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
-        await conn.close()
+        db, self._db = self._db, None
+        if db is not None:
+            await db.close()
 
-    @staticmethod
-    async def _in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-        # aiosqlite runs every call on the connection's own thread; submitting one function
-        # that does a whole batch costs one thread hop instead of one per statement.
-        return await conn._execute(fn, conn._conn)  # type: ignore[no-untyped-call,no-any-return]
-
-    def _connection(self) -> aiosqlite.Connection:
-        if self._conn is None:
+    def _connection(self) -> Connection:
+        if self._db is None:
             raise StoreUnavailable(f"SQLiteStore({self.path!r}) is not open (call open() or use Workflow)")
-        return self._conn
+        return self._db
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._connection()
-        return await self._in_thread(conn, lambda db: self._retry_busy(db, fn))
-
-    def _retry_busy(self, db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-        for attempt in range(BUSY_RETRIES):
-            try:
-                return fn(db)
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                time.sleep(min(0.01 * 2**attempt, 1.0))
-        raise StoreUnavailable(
-            f"SQLiteStore({self.path!r}) stayed locked by other writers for over "
-            f"{self.busy_timeout * BUSY_RETRIES:.0f}s"
-        )
-
-    # -- group commit ------------------------------------------------------------
+        return await self._connection().read(fn)
 
     async def _write(self, op: Op) -> Any:
-        """Queue a write; writes queued while a batch commits share the next transaction.
-
-        Each op runs inside its own savepoint, so one op raising (``LeaseLost``) leaves
-        the others of its batch intact. The caller resumes only after the commit.
-        """
-        self._connection()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.ensure_future(self._flush())
-        return await future
-
-    async def _flush(self) -> None:
-        while self._pending and self._conn is not None:
-            batch, self._pending = self._pending, []
-            commit = functools.partial(self._retry_busy, fn=self._commit(batch))
-            try:
-                outcomes = await self._in_thread(self._conn, commit)
-            except BaseException as exc:
-                error = exc if isinstance(exc, Exception) else StoreUnavailable(f"write interrupted: {exc!r}")
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
-
-    @staticmethod
-    def _commit(batch: list[tuple[Op, asyncio.Future[Any]]]) -> Callable[[sqlite3.Connection], list[Any]]:
-        def run(db: sqlite3.Connection) -> list[tuple[bool, Any]]:
-            outcomes: list[tuple[bool, Any]] = []
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for op, _ in batch:
-                    if len(batch) > 1:
-                        db.execute("SAVEPOINT op")
-                    try:
-                        outcomes.append((True, op(db)))
-                        if len(batch) > 1:
-                            db.execute("RELEASE op")
-                    except (LeaseLost, sqlite3.IntegrityError, ValueError) as exc:
-                        if len(batch) > 1:
-                            db.execute("ROLLBACK TO op")
-                            db.execute("RELEASE op")
-                        outcomes.append((False, exc))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            return outcomes
-
-        return run
+        return await self._connection().write(op)
 
     # -- runs --------------------------------------------------------------------
 
