@@ -76,6 +76,12 @@ def read_version(conn: sqlite3.Connection, path: str) -> int:
                 f"{', '.join(sorted(tables)[:5])}); durable left it unchanged. Use another file."
             )
         meta = dict(conn.execute("SELECT key, value FROM durable_meta").fetchall())
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise  # another process is busy with the file: not a sign of damage
+        raise StoreCorrupted(
+            f"{path!r} is not a durable store or is damaged ({exc}); durable left it unchanged"
+        ) from exc
     except sqlite3.DatabaseError as exc:
         raise StoreCorrupted(
             f"{path!r} is not a durable store or is damaged ({exc}); durable left it unchanged"

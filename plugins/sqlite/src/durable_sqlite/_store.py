@@ -22,7 +22,7 @@ from durable.store import (
     StepStatus,
     Store,
 )
-from durable_sqlite._connection import Connection, Op
+from durable_sqlite._connection import Connection, Op, is_busy
 from durable_sqlite._schema import migrate, read_version
 
 T = TypeVar("T")
@@ -113,12 +113,24 @@ class SQLiteStore(Store):
         self._db = db
 
     def _prepare(self, db: sqlite3.Connection) -> None:
-        # Opening runs on aiosqlite's thread, where waiting for another process's lock is fine.
+        # Opening runs on aiosqlite's thread, where waiting for another process is fine. Some
+        # lock conflicts while several openers switch a new file to WAL bypass SQLite's busy
+        # handler, so the whole preparation is retried until busy_timeout.
         db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        read_version(db, self.path)  # refuse foreign or newer files before any pragma writes to them
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-        migrate(db, self.path)
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                read_version(db, self.path)  # refuse foreign or newer files before any write to them
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+                migrate(db, self.path)
+                break
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc) or time.monotonic() > deadline:
+                    raise
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                time.sleep(0.005)
         db.execute("PRAGMA busy_timeout = 0")  # see _connection: never wait for a lock on the loop
 
     async def close(self) -> None:

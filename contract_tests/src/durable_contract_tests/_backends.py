@@ -1,0 +1,142 @@
+"""Installed store backends as contract targets: finding a server, isolating each test's data."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+
+import pytest
+
+from durable._plugins import get_plugin_manager
+from durable.hookspecs import StoreBackend
+from durable.store import Store
+
+PROBE_TIMEOUT = 60.0
+
+
+class BackendUnavailable(Exception):
+    """No server for a backend; the message says how to provide one."""
+
+
+def env_var(name: str) -> str:
+    return "DURABLE_TEST_" + "".join(c if c.isalnum() else "_" for c in name.upper()) + "_URL"
+
+
+def installed_backends() -> dict[str, StoreBackend]:
+    return {backend.name: backend for backend, _ in get_plugin_manager().backends().values()}
+
+
+def session_token() -> str:
+    # Lower-case letters and digits only: it becomes a schema name, key prefix or file name.
+    return f"dct{os.getpid():x}{secrets.token_hex(4)}"
+
+
+@dataclass
+class BackendTarget:
+    """One backend with the base URL of its server for this session."""
+
+    backend: StoreBackend
+    base_url: str
+    token: str
+    _counter: Iterator[int] = field(default_factory=itertools.count)
+
+    def isolated(self, suffix: str) -> str:
+        if self.backend.isolated_url is None:
+            return self.base_url
+        return self.backend.isolated_url(self.base_url, f"{self.token}_{suffix}")
+
+    def factory(self) -> BackendStoreFactory:
+        return BackendStoreFactory(self)
+
+
+class BackendStoreFactory:
+    """A ``StoreFactory`` over a backend's URLs: each fresh store gets its own isolated URL."""
+
+    def __init__(self, target: BackendTarget) -> None:
+        self._target = target
+        self._urls: dict[int, tuple[Store, str]] = {}
+
+    def __call__(self, same_data_as: Store | None = None) -> Store:
+        if same_data_as is None:
+            url = self._target.isolated(str(next(self._target._counter)))
+        else:
+            known = self._urls.get(id(same_data_as))
+            if known is None or known[0] is not same_data_as:
+                raise LookupError(f"{same_data_as!r} was not made by this factory")
+            url = known[1]
+        store = get_plugin_manager().store_from_url(url)
+        self._urls[id(store)] = (store, url)
+        return store
+
+    def url_for(self, store: Store) -> str:
+        """The URL another process opens to reach ``store``'s data."""
+        return self._urls[id(store)][1]
+
+
+@contextmanager
+def backend_target(name: str) -> Iterator[BackendTarget]:
+    """The backend's server for this session: ``DURABLE_TEST_<NAME>_URL``, else its
+    ``test_server()``, else none needed (``scheme://``). Raises ``BackendUnavailable``."""
+    backend = installed_backends()[name]
+    variable = env_var(name)
+    example = f"{variable}={backend.schemes[0]}://..." if backend.schemes else variable
+    token = session_token()
+    with ExitStack() as stack:
+        configured = os.environ.get(variable)
+        if configured:
+            base_url, source = configured, f"{variable}={configured}"
+        elif backend.test_server is not None:
+            try:
+                # Construction too: testcontainers raises DockerException there without a daemon.
+                base_url = stack.enter_context(backend.test_server())
+            except Exception as exc:
+                raise BackendUnavailable(
+                    f"no {name!r} server to test against: set {example} or install Docker "
+                    f"(with `pip install 'durable-contract-tests[containers]'`) so the backend's "
+                    f"test_server() can start one; it failed with {type(exc).__name__}: {exc}"
+                ) from exc
+            source = f"{name!r} backend's test_server()"
+        else:
+            base_url, source = (f"{backend.schemes[0]}://" if backend.schemes else ""), "no server needed"
+        target = BackendTarget(backend, base_url, token)
+        try:
+            probe(target)
+        except Exception as exc:
+            raise BackendUnavailable(
+                f"the {name!r} store at {redact(base_url)} ({source}) cannot be opened: "
+                f"{type(exc).__name__}: {exc}. Set {example} to a reachable server."
+            ) from exc
+        yield target
+
+
+def probe(target: BackendTarget) -> None:
+    """Open and close one isolated store, so an unreachable server is one clear message."""
+
+    async def open_and_close() -> None:
+        store = get_plugin_manager().store_from_url(target.isolated("probe"))
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            await store.open()
+        await store.close()
+
+    # A worker thread owns its event loop, whether or not one runs in this thread.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, open_and_close()).result()
+
+
+def redact(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+def unavailable(reason: str, strict: bool) -> None:
+    if strict:
+        pytest.fail(f"{reason} (strict mode: --durable-strict or DURABLE_TEST_STRICT=1)", pytrace=False)
+    pytest.skip(reason)

@@ -1,0 +1,140 @@
+"""Signals: recording deliveries once, in order, and waiting for them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from durable.store import Capability, RunStatus, Store
+from durable_contract_tests._base import ContractBase, StoreHarness, requires
+from durable_contract_tests._kit import get, owned_run
+
+WAIT_LIMIT = 10.0
+"""No wait in these tests should take this long; a store that hangs fails instead of blocking the run."""
+
+
+class SignalContract(ContractBase, contract=True):
+    """``send_signal``, ``list_signals`` and ``wait_for_signal``."""
+
+    async def test_a_delivery_is_recorded_with_its_fields(self, store: Store) -> None:
+        before = time.time()
+        assert await store.send_signal("run-1", "approve", "hook-1", '{"ok": true}') is True
+        [delivery] = await store.list_signals("run-1")
+        assert (delivery.run_id, delivery.name, delivery.delivery_id, delivery.payload) == (
+            "run-1",
+            "approve",
+            "hook-1",
+            '{"ok": true}',
+        )
+        assert before - 1 <= delivery.sent_at <= time.time() + 1
+
+    async def test_a_signal_can_be_sent_before_its_run_exists(self, store: Store) -> None:
+        assert await store.send_signal("future-run", "go", "", "1") is True
+        assert await store.get_run("future-run") is None
+        assert [s.payload for s in await store.list_signals("future-run", "go")] == ["1"]
+
+    async def test_the_same_delivery_id_is_recorded_once(self, store: Store) -> None:
+        assert await store.send_signal("run-1", "approve", "hook-1", '"first"') is True
+        assert await store.send_signal("run-1", "approve", "hook-1", '"second"') is False
+        assert await store.send_signal("run-1", "approve", "", '"empty id"') is True
+        assert await store.send_signal("run-1", "approve", "", '"empty id again"') is False
+        assert [s.payload for s in await store.list_signals("run-1")] == ['"first"', '"empty id"']
+
+    async def test_a_delivery_id_is_scoped_to_its_run_and_signal_name(self, store: Store) -> None:
+        assert await store.send_signal("run-1", "approve", "d", "1") is True
+        assert await store.send_signal("run-1", "reject", "d", "2") is True
+        assert await store.send_signal("run-2", "approve", "d", "3") is True
+        assert [s.payload for s in await store.list_signals("run-1")] == ["1", "2"]
+        assert [s.payload for s in await store.list_signals("run-2")] == ["3"]
+
+    async def test_of_concurrent_duplicate_deliveries_exactly_one_is_recorded(self, store: Store) -> None:
+        outcomes = await asyncio.gather(
+            *(store.send_signal("run-1", "go", "same", f"{i}") for i in range(30))
+        )
+        assert outcomes.count(True) == 1
+        [delivery] = await store.list_signals("run-1", "go")
+        assert delivery.payload == str(outcomes.index(True))
+
+    async def test_deliveries_are_listed_in_arrival_order_with_increasing_seq(self, store: Store) -> None:
+        sent = [("b", "1"), ("a", "2"), ("b", "3"), ("c", "4"), ("a", "5")]
+        for i, (name, payload) in enumerate(sent):
+            await store.send_signal("run-1", name, f"d{i}", payload)
+        everything = await store.list_signals("run-1")
+        assert [(s.name, s.payload) for s in everything] == sent
+        seqs = [s.seq for s in everything]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        assert [s.payload for s in await store.list_signals("run-1", "a")] == ["2", "5"]
+        assert [s.payload for s in await store.list_signals("run-1", "b")] == ["1", "3"]
+        assert await store.list_signals("run-1", "missing") == []
+
+    async def test_concurrent_deliveries_get_distinct_seq_numbers(self, store: Store) -> None:
+        await asyncio.gather(*(store.send_signal("run-1", "n", f"d{i}", str(i)) for i in range(40)))
+        deliveries = await store.list_signals("run-1", "n")
+        assert len(deliveries) == 40
+        assert len({s.seq for s in deliveries}) == 40
+        assert sorted(int(s.payload) for s in deliveries) == list(range(40))
+
+    async def test_a_delivery_to_a_waiting_run_makes_it_due_at_once(self, store: Store) -> None:
+        lease = await owned_run(store, "run-1")
+        await store.update_run(lease, RunStatus.WAITING, release=True)
+        before = time.time()
+        await store.send_signal("run-1", "approve", "", "true")
+        run = await get(store, "run-1")
+        assert run.wake_at is not None and before - 1 <= run.wake_at <= time.time() + 1
+        assert [due.run_id for due in await store.due_runs(time.time() + 1)] == ["run-1"]
+
+    async def test_waiting_for_an_already_delivered_signal_returns_it(self, store: Store) -> None:
+        await store.send_signal("run-1", "approve", "", '"early"')
+        found = await asyncio.wait_for(store.wait_for_signal("run-1", "approve", 0, None), WAIT_LIMIT)
+        assert found is not None and found.payload == '"early"'
+
+    async def test_a_waiter_receives_a_delivery_sent_after_it_started_waiting(self, store: Store) -> None:
+        waiter = asyncio.ensure_future(store.wait_for_signal("run-1", "approve", 0, WAIT_LIMIT))
+        await asyncio.sleep(0.1)
+        assert not waiter.done()
+        await store.send_signal("run-1", "approve", "", '"late"')
+        found = await asyncio.wait_for(waiter, WAIT_LIMIT)
+        assert found is not None and found.payload == '"late"'
+
+    async def test_waiting_for_the_nth_delivery_skips_the_earlier_ones(self, store: Store) -> None:
+        await store.send_signal("run-1", "tick", "t0", "0")
+        await store.send_signal("run-1", "other", "t1", "x")
+        waiter = asyncio.ensure_future(store.wait_for_signal("run-1", "tick", 2, WAIT_LIMIT))
+        await store.send_signal("run-1", "tick", "t2", "1")
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        await store.send_signal("run-1", "tick", "t3", "2")
+        found = await asyncio.wait_for(waiter, WAIT_LIMIT)
+        assert found is not None and (found.delivery_id, found.payload) == ("t3", "2")
+        first = await store.wait_for_signal("run-1", "tick", 0, 0.5)
+        assert first is not None and first.payload == "0"
+
+    async def test_waiting_times_out_with_none(self, store: Store) -> None:
+        await store.send_signal("run-1", "other-name", "", "1")
+        await store.send_signal("other-run", "approve", "", "1")
+        started = time.monotonic()
+        found = await asyncio.wait_for(store.wait_for_signal("run-1", "approve", 0, 0.3), WAIT_LIMIT)
+        elapsed = time.monotonic() - started
+        assert found is None
+        assert 0.25 <= elapsed < 5.0
+
+    @requires(Capability.NOTIFY)
+    async def test_a_notifying_store_wakes_a_long_waiting_waiter_promptly(self, store: Store) -> None:
+        waiter = asyncio.ensure_future(store.wait_for_signal("run-1", "approve", 0, WAIT_LIMIT))
+        await asyncio.sleep(0.6)  # long enough for a polling loop to back off to its slowest interval
+        sent = time.monotonic()
+        await store.send_signal("run-1", "approve", "", "1")
+        found = await asyncio.wait_for(waiter, WAIT_LIMIT)
+        assert found is not None
+        assert time.monotonic() - sent < 0.15
+
+    @requires(Capability.MULTI_PROCESS)
+    async def test_a_delivery_through_another_store_object_reaches_a_waiter(
+        self, store: Store, stores: StoreHarness
+    ) -> None:
+        other = await stores.reopen(store)
+        waiter = asyncio.ensure_future(store.wait_for_signal("run-1", "approve", 0, WAIT_LIMIT))
+        await asyncio.sleep(0.1)
+        await other.send_signal("run-1", "approve", "web", '"from elsewhere"')
+        found = await asyncio.wait_for(waiter, WAIT_LIMIT)
+        assert found is not None and (found.delivery_id, found.payload) == ("web", '"from elsewhere"')

@@ -1,0 +1,32 @@
+"""Durable pydantic-ai agents: every model request, tool call and event dispatch is a checkpointed step.
+
+    from durable import Workflow
+    from durable.pydantic_ai import DurableAgent, TaskConfig
+
+    wf = Workflow("my-app")
+    durable_agent = DurableAgent(agent, wf, model_task_config=TaskConfig(retries=5))
+    result = await durable_agent.run("...", run_id="ticket-42")   # resumes after a crash
+
+Registered under the ``durable`` entry-point group; it implements no hooks (pydantic-ai values are
+encoded with pydantic-ai's own type adapters inside each step, not by durable's codec).
+"""
+
+from __future__ import annotations
+
+from durable_pydantic_ai._agent import ApprovalHandler, DurableAgent
+from durable_pydantic_ai._capability import TOOL_CONFIG_KEY, DurableCapability, ResumeToken
+from durable_pydantic_ai._config import TaskConfig
+from durable_pydantic_ai._tools import durable_pipeline, durable_tool
+
+__version__ = "0.3.0"
+
+__all__ = [
+    "TOOL_CONFIG_KEY",
+    "ApprovalHandler",
+    "DurableAgent",
+    "DurableCapability",
+    "ResumeToken",
+    "TaskConfig",
+    "durable_pipeline",
+    "durable_tool",
+]

@@ -1,0 +1,373 @@
+"""The pydantic-ai durability capability backed by durable's step journal.
+
+pydantic-ai's ``BaseDurabilityCapability`` owns the agent machinery (which model requests, tool
+calls and event dispatches become durable units, and their JSON encoding); this module supplies
+the engine side: each unit is one ``RunContext.step`` of the enclosing durable run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, cast
+
+from pydantic import JsonValue
+from pydantic_ai import RunContext
+from pydantic_ai.agent import EventStreamHandler
+from pydantic_ai.capabilities import AbstractCapability, WrapRunHandler
+from pydantic_ai.durable_exec import (
+    JSON_CODEC,
+    BaseDurabilityCapability,
+    CallableOperationBackend,
+    DurabilityEngineSpec,
+    DurableOperationBackend,
+    DurableOperationId,
+    DurableOperationNamer,
+    EventStreamHandlerId,
+    ExternalEventError,
+    ExternalEventWaiter,
+    JournalOperationNamer,
+    ModelRequestId,
+    RoleBasedOperationConfig,
+    ToolsetCallToolId,
+    ToolsetValidateToolArgumentsId,
+    conversation_id_from_run_id,
+    external_event_scope,
+    record_durable_unit,
+    replay_scope,
+)
+from pydantic_ai.durable_exec._operation_names import DurableInvocationName
+from pydantic_ai.models import Model
+from pydantic_ai.run import AgentRunResult
+from pydantic_ai.tools import AgentDepsT
+from pydantic_ai.toolsets import ToolsetTool
+from pydantic_core import to_jsonable_python
+
+from durable import Workflow
+from durable.context import RunContext as DurableRunContext
+from durable.context import current_run
+from durable.errors import DurableError, SerializationError, SignalTimeout
+from durable_pydantic_ai._config import PermanentStepError, StepConfig, TaskConfig, is_non_retryable, resolve
+
+__all__ = ["TOOL_CONFIG_KEY", "DurableCapability", "ResumeToken", "escape_key_part"]
+
+TOOL_CONFIG_KEY = "durable"
+"""Tool metadata key for per-tool step configuration: ``metadata={"durable": TaskConfig(...)}``
+(or ``False`` to run the tool without a step of its own)."""
+
+# durable's step keys use these characters for structure (see durable._keys); user-chosen names
+# (agent, toolset, tool) are escaped so that no name can produce another name's key.
+_KEY_ESCAPES = {"%": "%25", "#": "%23", "/": "%2F", "@": "%40", ":": "%3A"}
+
+
+def escape_key_part(text: str) -> str:
+    return "".join(_KEY_ESCAPES.get(ch, ch) for ch in text)
+
+
+class DurableKeyNamer(DurableOperationNamer):
+    """pydantic-ai's journal naming convention, made safe for durable's step-key grammar.
+
+    The names are compatibility data: a changed name strands runs recorded under the old one.
+    ``{agent}__model.request``, ``{agent}__function_toolset__{id}.call_tool@{tool}``,
+    ``{agent}__event_stream_handler``, ... (the ``:label`` of the journal namer becomes ``@label``).
+    """
+
+    def __init__(self, agent_name: str, default_model_id: str | None) -> None:
+        self._journal = JournalOperationNamer(agent_name, default_model_id=default_model_id or "default")
+
+    def operation_name(self, operation_id: DurableOperationId) -> str:
+        return escape_key_part(self._journal.operation_name(operation_id))
+
+    def invocation_name(
+        self, operation_id: DurableOperationId, *, label: str | None
+    ) -> DurableInvocationName:
+        name = self.operation_name(operation_id)
+        if isinstance(operation_id, ToolsetCallToolId) and label is not None:
+            name = f"{name}@{escape_key_part(label)}"
+        return DurableInvocationName(name)
+
+
+def _tool_call_parts(cache_key: tuple[object, ...]) -> tuple[str | None, Any, str | None]:
+    """The tool name, arguments and tool call id carried by a tool operation's cache identity."""
+    name = next((part for part in cache_key if isinstance(part, str)), None)
+    args = next((part for part in cache_key if isinstance(part, dict)), None)
+    ctx = next((part for part in cache_key if isinstance(part, RunContext)), None)
+    return name, args, None if ctx is None else ctx.tool_call_id
+
+
+class _DurableStepBackend(CallableOperationBackend[TaskConfig]):
+    """Runs each pydantic-ai durable unit as one checkpointed step of the current durable run."""
+
+    def __init__(self, owner: DurableCapability[Any], config: RoleBasedOperationConfig[TaskConfig]) -> None:
+        super().__init__(namer=DurableKeyNamer(owner.name, owner.default_model_id), config=config)
+        self._owner = owner
+
+    async def execute(
+        self,
+        *,
+        operation_id: DurableOperationId,
+        name: str,
+        body: Callable[[], Awaitable[object]],
+        cache_key: tuple[object, ...],
+        config: TaskConfig,
+    ) -> object:
+        ctx = current_run()
+        if ctx is None:
+            # Only reachable when pydantic-ai routes a unit outside a durable run: nothing to record.
+            return await body()
+        step = self._owner.step_config(config)
+        base = name
+        digest: Any = None
+        if isinstance(operation_id, ToolsetCallToolId | ToolsetValidateToolArgumentsId):
+            tool_name, args, call_id = _tool_call_parts(cache_key)
+            # The call id comes from the (journaled) model response, so it is the same on replay;
+            # keying on it makes parallel tool calls independent of the order they get scheduled in.
+            if call_id:
+                base = f"{name}({escape_key_part(call_id)})"
+            digest = [tool_name, to_jsonable_python(args, fallback=repr)]
+        elif isinstance(operation_id, ModelRequestId):
+            digest = [operation_id.model_id, operation_id.streaming]
+        elif isinstance(operation_id, EventStreamHandlerId):
+            digest = "event"
+
+        executed = False
+
+        async def attempt() -> object:
+            nonlocal executed
+            executed = True
+            try:
+                return await body()
+            except Exception as exc:
+                if is_non_retryable(exc) and not isinstance(exc, DurableError):
+                    raise PermanentStepError(exc) from exc
+                raise
+
+        try:
+            value = await ctx.step(
+                base,
+                attempt,
+                args_digest_of=digest,
+                retries=step.retries,
+                backoff=step.backoff,
+                retry_on=step.retry_on,
+                timeout=step.timeout,
+            )
+        except PermanentStepError as exc:
+            raise exc.original from None
+        record_durable_unit(executed=executed)
+        return value
+
+
+class ResumeToken:
+    """What an approval request hands out: which run waits, and for which delivery of which signal.
+
+    ``str(token)`` is JSON; ``ResumeToken.parse(text)`` reads it back. Deliver the answer with
+    ``wf.complete(token.run_id, token.signal, payload, delivery_id=token.delivery_id)``.
+    """
+
+    __slots__ = ("index", "run_id", "signal")
+
+    def __init__(self, run_id: str, signal: str, index: int) -> None:
+        self.run_id = run_id
+        self.signal = signal
+        self.index = index
+
+    @property
+    def delivery_id(self) -> str:
+        return f"{self.signal}#{self.index}"
+
+    def __str__(self) -> str:
+        return json.dumps({"run_id": self.run_id, "signal": self.signal, "index": self.index})
+
+    def __repr__(self) -> str:
+        return f"ResumeToken(run_id={self.run_id!r}, signal={self.signal!r}, index={self.index})"
+
+    @classmethod
+    def parse(cls, text: str) -> ResumeToken:
+        data = json.loads(text)
+        return cls(str(data["run_id"]), str(data["signal"]), int(data["index"]))
+
+
+class _SignalWaiter(ExternalEventWaiter):
+    """pydantic-ai's external-event waits (approvals, ``RequestInput``) as durable signals.
+
+    ``ask`` runs once in its own step (its answer is journaled); if it hands the token on instead of
+    answering, the run waits for signal ``name`` with ``wf.signal``: the delivery is journaled too,
+    so a replay neither asks again nor waits again, and a wait survives a restart of the process.
+    """
+
+    def __init__(self, owner: DurableCapability[Any]) -> None:
+        self._owner = owner
+
+    async def wait(
+        self,
+        name: str,
+        *,
+        ask: Callable[[str], Awaitable[JsonValue]],
+        timeout: timedelta | None,
+    ) -> JsonValue:
+        ctx = current_run()
+        if ctx is None:  # pragma: no cover - the waiter is installed only inside a durable run
+            raise ExternalEventError("durable approval waits need an enclosing durable run")
+        # The n-th wait on a name receives the n-th delivery (durable's signal contract).
+        token = ResumeToken(ctx.run_id, name, ctx.signal_counts.get(name, 0))
+        ask_key = f"{escape_key_part(self._owner.name)}__external_event@{escape_key_part(name)}.ask"
+
+        async def call_ask() -> JsonValue:
+            return await ask(str(token))
+
+        answer: JsonValue = await ctx.step(ask_key, call_ask, args_digest_of=[name, token.index])
+        if answer is not None:
+            return answer
+        try:
+            payload = await self._owner.workflow.signal(
+                name, timeout=None if timeout is None else timeout.total_seconds()
+            )
+        except SignalTimeout as exc:
+            raise ExternalEventError(str(exc)) from exc
+        return cast(JsonValue, to_jsonable_python(payload))
+
+
+class DurableCapability(BaseDurabilityCapability[AgentDepsT]):
+    """Makes an agent durable on a ``durable.Workflow``: inside a durable run, every model request,
+    tool call and event-stream dispatch is its own checkpointed step. Outside one it does nothing.
+
+    ``Agent(..., name="assistant", capabilities=[DurableCapability(wf)])`` for agents run inside your
+    own ``@wf.workflow``; ``DurableAgent`` attaches it for you and starts the run itself.
+    """
+
+    engine_spec = DurabilityEngineSpec(
+        engine_name="durable",
+        durable_unit_noun="step",
+        durable_unit_plural="steps",
+        durable_container_noun="workflow run",
+        codec=JSON_CODEC,
+        serialization_failure=lambda exc: SerializationError(f"a pydantic-ai value cannot be stored: {exc}"),
+        wrapped_toolset_kinds=frozenset({"function", "mcp", "dynamic"}),
+        # Steps run in the run's own process and task, so an MCP session can live for the whole run.
+        toolset_lifecycles={
+            "function": "enter-always",
+            "mcp": "enter-in-durable-unit",
+            "dynamic": "enter-never",
+        },
+        unsupported_runtime_toolset_kinds=frozenset({"function", "mcp", "dynamic"}),
+        tool_call_result_upgrade_lenient=False,
+        journal_discovery=True,
+        # Tool steps are keyed by tool call id, so concurrent calls need no serialisation.
+        sequential_tools_in_durable_context=False,
+        tool_config_key=TOOL_CONFIG_KEY,
+    )
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        *,
+        name: str | None = None,
+        model_task_config: TaskConfig | None = None,
+        tool_task_config: TaskConfig | None = None,
+        mcp_task_config: TaskConfig | None = None,
+        event_stream_handler_task_config: TaskConfig | None = None,
+        event_stream_handler: EventStreamHandler[AgentDepsT] | None = None,
+        models: Mapping[str, Model] | None = None,
+        pydantic_run_id: str | None = None,
+    ) -> None:
+        super().__init__(models=models, event_stream_handler=event_stream_handler, name=name)
+        self.workflow = workflow
+        self._model_config: TaskConfig = dict(model_task_config or {})  # type: ignore[assignment]
+        self._tool_config: TaskConfig = dict(tool_task_config or {})  # type: ignore[assignment]
+        self._mcp_config: TaskConfig = dict(mcp_task_config or tool_task_config or {})  # type: ignore[assignment]
+        self._event_config: TaskConfig = dict(event_stream_handler_task_config or {})  # type: ignore[assignment]
+        self._pydantic_run_id = pydantic_run_id
+        for config in (self._model_config, self._tool_config, self._mcp_config, self._event_config):
+            self.step_config(config)  # fail at construction, not at the first step
+
+    # -- engine hooks ------------------------------------------------------------------------
+
+    @property
+    def in_durable_context(self) -> bool:
+        return current_run() is not None
+
+    def step_config(self, config: TaskConfig | None) -> StepConfig:
+        return resolve(config, self.workflow.default_retries, self.workflow.default_backoff)
+
+    def get_durable_operation_backend(self) -> DurableOperationBackend[TaskConfig]:
+        def tool_config(
+            operation_id: DurableOperationId, tool: object | None, tool_name: str
+        ) -> TaskConfig | Literal[False]:
+            kind = getattr(operation_id, "toolset_kind", "function")
+            if tool is not None and _is_durable_task_tool(tool):
+                # A @durable_tool checkpoints itself as a task with its own retries.
+                return False
+            resolved = self._build_resolve_tool_config(self._toolset_base_config(kind))(
+                cast(ToolsetTool[Any] | None, tool), tool_name
+            )
+            return cast(TaskConfig | Literal[False], resolved)
+
+        return _DurableStepBackend(
+            self,
+            RoleBasedOperationConfig(
+                model=self._model_config,
+                event=self._event_config,
+                capability=self._tool_config,
+                tool=self._tool_config,
+                resolve_tool=tool_config,
+            ),
+        )
+
+    def _toolset_base_config(self, kind: Any) -> Any:
+        return self._mcp_config if kind == "mcp" else self._tool_config
+
+    def _normalize_unit_config(self, config: Any) -> Any:
+        self.step_config(config)  # a bad per-tool TaskConfig fails loudly, naming the keys
+        return config
+
+    def get_default_run_id(self) -> str | None:
+        ctx = current_run()
+        if ctx is None:
+            return None
+        if self._pydantic_run_id is not None:
+            return self._pydantic_run_id
+        # Taken in call order like a step key, so the n-th agent run of a durable run gets the
+        # same pydantic-ai run id on every replay.
+        return f"{ctx.run_id}/{ctx.next_key(escape_key_part(self.name) + '__run')}"
+
+    def get_default_conversation_id(self, run_id: str) -> str | None:
+        return conversation_id_from_run_id(run_id) if self.in_durable_context else None
+
+    async def get_run_start_time(self, run_id: str) -> datetime | None:
+        ctx = current_run()
+        if ctx is None:
+            return None
+
+        async def now() -> float:
+            return time.time()
+
+        # Journaled so that a resumed run keeps the deadline of its first attempt.
+        started: float = await ctx.step(f"{escape_key_part(self.name)}__run_start_time", now)
+        return datetime.fromtimestamp(started, UTC)
+
+    async def wrap_run(self, ctx: RunContext[AgentDepsT], *, handler: WrapRunHandler) -> AgentRunResult[Any]:
+        if not self.in_durable_context:
+            return await handler()
+        with replay_scope(), external_event_scope(_SignalWaiter(self)):
+            return await super().wrap_run(ctx, handler=handler)
+
+    def for_agent(self, agent: Any) -> AbstractCapability[AgentDepsT]:
+        if not (self.name or agent.name):
+            raise ValueError(
+                "a durable agent needs a name: it prefixes the agent's persisted step names. "
+                "Pass Agent(..., name='...') or DurableAgent(agent, wf, name='...')"
+            )
+        return super().for_agent(agent)
+
+
+def _is_durable_task_tool(tool: object) -> bool:
+    call = getattr(tool, "call_func", None)
+    function = getattr(getattr(call, "__self__", None), "function", None)
+    return getattr(function, "__durable_task__", None) is not None
+
+
+def durable_run_context() -> DurableRunContext | None:
+    return current_run()
