@@ -286,7 +286,7 @@ class Workflow:
         """
 
         def decorate(f: Callable[P, Awaitable[R]]) -> TaskFunction[P, R]:
-            task_name = name or f.__name__
+            task_name = f.__name__ if name is None else name
             n = self.default_retries if retries is None else retries
             _check_retries(n, f"task {task_name!r}")
             if timeout is not None and timeout <= 0:
@@ -330,7 +330,7 @@ class Workflow:
         """
 
         def decorate(f: Callable[P, Awaitable[R]]) -> WorkflowFunction[P, R]:
-            wf_name = name or f.__name__
+            wf_name = f.__name__ if name is None else name
             if wf_name in self._workflows and self._workflows[wf_name].fn is not f:
                 other = self._workflows[wf_name].fn
                 raise ConfigurationError(
