@@ -150,7 +150,7 @@ async def test_explicit_step_id_cannot_collide_with_automatic_key(wf: Workflow, 
 
     @wf.workflow(id="collide")
     async def flow() -> list[int]:
-        return [await t(1), await t(2), await t(3, step_id="t#1")]
+        return [await t(1), await t(2), await t.with_step_id("t#1")(3)]
 
     assert await flow() == [1, 2, 3]
     assert sorted(s.key for s in await wf.get_steps("collide")) == ["t", "t#1", "t@t%231"]

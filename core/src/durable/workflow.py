@@ -80,6 +80,15 @@ class TaskFunction(Generic[P, R]):
         key = ctx.next_key(_keys.task_base(self.name, step_id))  # type: ignore[arg-type]
         return self._call_in_run(ctx, key, args, kwargs)
 
+    def with_step_id(self, step_id: str) -> Callable[P, Coroutine[Any, Any, R]]:
+        """``task.with_step_id("item-3")(x)`` is ``task(x, step_id="item-3")``, fully typed
+        (type checkers reject the ``step_id=`` keyword on the task's own signature)."""
+
+        def call(*args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+            return self(*args, **kwargs, step_id=step_id)  # type: ignore[arg-type]
+
+        return call
+
     async def _call_plain(self, args: Any, kwargs: Any) -> R:
         value, _ = await call_with_retries(lambda: self.fn(*args, **kwargs), self.policy)
         return value

@@ -1,0 +1,716 @@
+"""The ``durable`` command: inspect and operate runs in any store, list plugins and stores.
+
+The store comes from ``--store URL`` or ``DURABLE_STORE``. Human-readable output by
+default, ``--json`` for scripts. Failures print one ``error: ...`` line on stderr and
+exit with status 1 (2 for bad usage); set ``DURABLE_DEBUG=1`` to see a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import IO, Any, NoReturn, TypeVar
+
+try:
+    import click
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise SystemExit(
+        f"the durable command needs its extra dependencies ({exc.name} is missing): "
+        "pip install 'durable-core[cli]' (python-durable includes it)"
+    ) from None
+
+from durable import _inspect
+from durable._inspect import FINISHED, RunSummary, RunTimeline, StepView
+from durable._plugins import as_store_url, get_plugin_manager
+from durable._records import RunQuery, RunStatus
+from durable.errors import DurableError, UnknownRunError
+from durable.store import Store
+from durable.workflow import Workflow
+
+__all__ = ["cli", "main"]
+
+T = TypeVar("T")
+
+STORE_ENV = "DURABLE_STORE"
+DEBUG_ENV = "DURABLE_DEBUG"
+OPEN_TIMEOUT_ENV = "DURABLE_OPEN_TIMEOUT"
+STATUSES = [str(s) for s in RunStatus]
+FINISHED_NAMES = sorted(str(s) for s in FINISHED)
+
+
+class CLIError(click.ClickException):
+    """A failure reported as one line on stderr, exit status 1."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        # One line, whatever the underlying message looks like: scripts grep stderr.
+        super().__init__(" ".join(message.split()))
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _fail(message: str) -> NoReturn:
+    raise CLIError(message)
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run one command's coroutine, turning every failure into a ``CLIError``."""
+
+    async def runner() -> T:
+        return await factory()
+
+    try:
+        return asyncio.run(runner())
+    except (click.ClickException, click.exceptions.Exit, click.Abort):
+        raise
+    except KeyboardInterrupt:
+        raise click.Abort() from None
+    except DurableError as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        raise CLIError(str(exc)) from None
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        raise CLIError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _store_url(url: str | None) -> str:
+    if not url:
+        raise click.UsageError(
+            f"no store given: pass --store URL or set {STORE_ENV} (e.g. sqlite:///durable.db)"
+        )
+    return as_store_url(url)
+
+
+def _unopened_store(url: str) -> Store:
+    store = get_plugin_manager().store_from_url(url)
+    path = getattr(store, "path", None)
+    # Opening a mistyped SQLite path would silently create an empty store and show nothing.
+    if isinstance(path, str) and path != ":memory:" and not os.path.exists(path):
+        _fail(f"store file {path!r} does not exist (check --store or {STORE_ENV})")
+    return store
+
+
+@asynccontextmanager
+async def open_workflow(url: str | None) -> AsyncIterator[tuple[Workflow, Store]]:
+    """A ``Workflow`` bound to the store at ``url``, opened, closed on exit."""
+    target = _store_url(url)
+    store = _unopened_store(target)
+    wf = Workflow("durable-cli", db=store)
+    timeout = float(os.environ.get(OPEN_TIMEOUT_ENV, "15"))
+    try:
+        opened = await asyncio.wait_for(wf.get_store(), timeout)
+    except DurableError as exc:
+        _fail(f"cannot open store {_inspect.redact_url(target)}: {exc}")
+    except TimeoutError:
+        _fail(f"cannot open store {_inspect.redact_url(target)}: no answer within {timeout:g}s")
+    except Exception as exc:
+        _fail(f"cannot open store {_inspect.redact_url(target)}: {type(exc).__name__}: {exc}")
+    try:
+        yield wf, opened
+    finally:
+        await wf.close()
+
+
+# -- output helpers ----------------------------------------------------------------
+
+
+class _TrimmedLines:
+    """A text stream that drops the padding rich leaves at the end of table lines."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            self.stream.write(line.rstrip(" ") + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _console(err: bool = False) -> Console:
+    stream = sys.stderr if err else sys.stdout
+    if stream.isatty():
+        return Console(file=stream, highlight=False)
+    # Piped output is for grep and logs: lay tables out wide instead of wrapping at 80 columns.
+    width = int(os.environ.get("COLUMNS", "") or 200)
+    return Console(file=_TrimmedLines(stream), width=width, highlight=False, no_color=True)  # type: ignore[arg-type]
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"
+
+
+_STATUS_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "waiting": "blue",
+    "pending": "magenta",
+}
+
+
+def _clip(text: str, width: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLE.get(status, ""))
+
+
+_FOLD = frozenset({"RUN ID", "KEY", "NAME", "DELIVERY ID", ""})
+_SQUEEZE = frozenset({"ERROR", "RESULT", "PAYLOAD", "HOOKS"})
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
+    for column in columns:
+        if column in _SQUEEZE:  # previews give way first, cut with an ellipsis
+            table.add_column(column, overflow="ellipsis", no_wrap=True, max_width=60)
+        elif column in _FOLD:  # identifiers are never cut, only wrapped on a narrow terminal
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, no_wrap=True)
+    return table
+
+
+class _Progress:
+    """Progress on stderr: a bar on a terminal, a few plain lines in logs, nothing if quiet."""
+
+    def __init__(self, what: str, *, quiet: bool = False) -> None:
+        self.what = what
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+        self._last_line = -1.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet or total == 0:
+            return
+        if self.tty:
+            if self._bar is None:
+                from rich.progress import Progress
+
+                self._bar = Progress(console=_console(err=True), transient=True)
+                self._bar.start()
+                self._task = self._bar.add_task(self.what, total=total)
+            self._bar.update(self._task, completed=done, total=total)
+            return
+        now = time.monotonic()
+        if done in (0, total) or now - self._last_line >= 1.0:
+            self._last_line = now
+            click.echo(f"{self.what}: {done}/{total}", err=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+# -- commands ------------------------------------------------------------------------
+
+store_option = click.option(
+    "--store",
+    "store_url",
+    envvar=STORE_ENV,
+    metavar="URL",
+    help=f"Store URL (sqlite:///durable.db, memory://, redis://..., postgresql://...); default ${STORE_ENV}.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@click.group(name="durable", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="durable-core", prog_name="durable")
+def cli() -> None:
+    """Inspect and operate durable workflow runs.
+
+    Every command that reads runs takes --store URL (or $DURABLE_STORE).
+    """
+
+
+@cli.command("plugins")
+@json_option
+def plugins_command(as_json: bool) -> None:
+    """List installed durable plugins with their versions and hooks."""
+    try:
+        loaded = get_plugin_manager().plugins()
+    except DurableError as exc:
+        _fail(str(exc))
+    if as_json:
+        _emit_json([{"name": p.name, "version": p.version, "hooks": list(p.hooks)} for p in loaded])
+        return
+    table = _table("NAME", "VERSION", "HOOKS")
+    for p in loaded:
+        table.add_row(Text(p.name), Text(p.version or "-"), Text(", ".join(p.hooks)))
+    _console().print(table)
+
+
+@cli.command("stores")
+@json_option
+def stores_command(as_json: bool) -> None:
+    """List the store backends installed plugins provide."""
+    try:
+        backends = get_plugin_manager().backends()
+    except DurableError as exc:
+        _fail(str(exc))
+    seen: dict[str, dict[str, Any]] = {}
+    for backend, plugin in backends.values():
+        seen.setdefault(
+            backend.name,
+            {
+                "name": backend.name,
+                "plugin": plugin,
+                "schemes": list(backend.schemes),
+                "capabilities": sorted(backend.capabilities),
+                "description": backend.description,
+                "install_hint": backend.install_hint,
+            },
+        )
+    rows = sorted(seen.values(), key=lambda r: r["name"])
+    if as_json:
+        _emit_json(rows)
+        return
+    console = _console()
+    for i, row in enumerate(rows):
+        if i:
+            console.print()
+        console.print(Text(f"{row['name']}  (plugin {row['plugin']})", style="bold"))
+        details = _table("", "")
+        details.show_header = False
+        details.add_row("schemes", Text(", ".join(f"{s}://" for s in row["schemes"])))
+        details.add_row("capabilities", Text(", ".join(row["capabilities"]) or "-"))
+        details.add_row("description", Text(row["description"]))
+        details.add_row("install", Text(row["install_hint"] or "-"))
+        console.print(details)
+
+
+@cli.group("runs")
+def runs_group() -> None:
+    """List, show, cancel, resume and prune runs."""
+
+
+@runs_group.command("list")
+@store_option
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(STATUSES),
+    help="Only runs with this status (repeatable).",
+)
+@click.option("--workflow", help="Only runs of this workflow.")
+@click.option("--prefix", help="Only run ids starting with this.")
+@click.option("--since", metavar="AGE", help="Only runs created within AGE (30m, 1h, 2d).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most N runs.")
+@click.option(
+    "--offset", type=click.IntRange(min=0), default=0, show_default=True, help="Skip the first N runs."
+)
+@json_option
+def runs_list(
+    store_url: str | None,
+    statuses: Sequence[str],
+    workflow: str | None,
+    prefix: str | None,
+    since: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """List runs, newest first."""
+    try:
+        created_after = (
+            None if since is None else time.time() - _inspect.parse_duration(since).total_seconds()
+        )
+    except DurableError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    query = RunQuery(
+        statuses=frozenset(RunStatus(s) for s in statuses) or None,
+        workflow=workflow,
+        id_prefix=prefix,
+        created_after=created_after,
+        offset=offset,
+    )
+    progress = _Progress("listing runs", quiet=as_json or not sys.stderr.isatty())
+
+    async def fetch() -> list[RunSummary]:
+        async with open_workflow(store_url) as (_, store):
+            found: list[RunSummary] = []
+            try:
+                async for run in _inspect.iter_runs(
+                    store, query, limit=limit, on_page=lambda n: progress(n, max(n, limit))
+                ):
+                    found.append(RunSummary.of(run))
+            finally:
+                progress.close()
+            return found
+
+    runs = _run(fetch)
+    if as_json:
+        _emit_json([r.to_json() for r in runs])
+        return
+    if not runs:
+        click.echo("no runs match")
+        return
+    table = _table("RUN ID", "WORKFLOW", "STATUS", "CREATED", "UPDATED", "ERROR")
+    for r in runs:
+        error = "" if r.error is None else f"{r.error.type.rsplit('.', 1)[-1]}: {r.error.message}"
+        table.add_row(
+            Text(r.run_id),
+            Text(r.workflow),
+            _status(r.status),
+            fmt_time(r.created_at),
+            fmt_time(r.updated_at),
+            Text(_clip(error, 60)),
+        )
+    _console().print(table)
+    more = " (--limit reached; page with --offset)" if len(runs) == limit else ""
+    click.echo(f"{len(runs)} run{'s' if len(runs) != 1 else ''}{more}")
+
+
+@runs_group.command("show")
+@click.argument("run_id")
+@store_option
+@json_option
+def runs_show(run_id: str, store_url: str | None, as_json: bool) -> None:
+    """Show a run: status, inputs, result or error, its step timeline and signals."""
+
+    async def fetch() -> RunTimeline:
+        async with open_workflow(store_url) as (_, store):
+            return await _inspect.load_timeline(store, run_id)
+
+    timeline = _run(fetch)
+    if as_json:
+        _emit_json(timeline.to_json())
+        return
+    _print_timeline(timeline)
+
+
+def _print_timeline(t: RunTimeline) -> None:
+    console = _console()
+    run = t.run
+    head = _table("", "")
+    head.show_header = False
+    head.add_row("run", Text(run.run_id, style="bold"))
+    head.add_row("workflow", Text(run.workflow))
+    head.add_row("status", _status(run.status + (" (cancel requested)" if run.cancel_requested else "")))
+    if run.parent_run_id:
+        head.add_row("parent", Text(run.parent_run_id))
+    head.add_row("created", fmt_time(run.created_at))
+    head.add_row("updated", fmt_time(run.updated_at))
+    head.add_row("duration", fmt_duration(t.end - run.created_at))
+    if run.owner:
+        head.add_row("owner", Text(f"{run.owner} (lease until {fmt_time(t.lease_expires_at)})"))
+    if t.wake_at is not None:
+        head.add_row("wakes at", fmt_time(t.wake_at))
+    if t.deadline is not None:
+        head.add_row("deadline", fmt_time(t.deadline))
+    head.add_row("inputs", Text(_inspect.preview(json.dumps(t.inputs), 200)))
+    if t.has_result:
+        head.add_row("result", Text(_inspect.preview(json.dumps(t.result), 200)))
+    if run.error is not None:
+        head.add_row("error", Text(f"{run.error.type}: {run.error.message}", style="red"))
+    console.print(head)
+    if run.error is not None and run.error.traceback:
+        console.print()
+        console.print(Text("traceback:", style="bold"))
+        console.print(Text(run.error.traceback.rstrip()), soft_wrap=True)
+
+    console.print()
+    console.print(Text(f"steps ({len(t.steps)})", style="bold"))
+    if t.steps:
+        steps = _table("#", "KEY", "TASK", "STATUS", "ATTEMPTS", "START", "DURATION", "RESULT")
+        for i, s in enumerate(t.steps, start=1):
+            steps.add_row(
+                str(i),
+                Text(s.key),
+                Text(s.task if s.kind == "task" else f"({s.kind})"),
+                _status(s.status),
+                str(s.attempts),
+                "+" + fmt_duration(max(0.0, s.started_at - t.start)),
+                fmt_duration(s.duration),
+                Text(_result_cell(s)),
+            )
+        console.print(steps)
+    retried = [s for s in t.steps if s.failed_attempts]
+    if retried:
+        console.print()
+        console.print(Text("failed attempts:", style="bold"))
+        for s in retried:
+            _print_failed_attempts(console, s)
+
+    console.print()
+    console.print(Text(f"signals ({len(t.signals)})", style="bold"))
+    if t.signals:
+        signals = _table("SEQ", "NAME", "DELIVERY ID", "SENT", "PAYLOAD")
+        for sig in t.signals:
+            signals.add_row(
+                str(sig.seq), Text(sig.name), Text(sig.delivery_id or "-"), fmt_time(sig.sent_at),
+                Text(sig.payload_preview),
+            )  # fmt: skip
+        console.print(signals)
+    if t.children:
+        console.print()
+        console.print(Text(f"child runs ({len(t.children)})", style="bold"))
+        children = _table("RUN ID", "WORKFLOW", "STATUS")
+        for child in t.children:
+            children.add_row(Text(child.run_id), Text(child.workflow), _status(child.status))
+        console.print(children)
+
+
+def _result_cell(s: StepView) -> str:
+    if s.status != "completed":
+        return ""
+    if s.kind == "sleep" and s.until is not None:
+        return f"until {fmt_time(s.until)}"
+    return s.result_preview
+
+
+def _print_failed_attempts(console: Console, s: StepView) -> None:
+    if s.status == "failed":
+        console.print(Text(f"  {s.key}: failed after {s.attempts} attempt(s)", style="red"))
+        if s.error is not None:
+            console.print(Text(f"    {s.error.type}: {s.error.message}"), soft_wrap=True)
+            if s.error.traceback:
+                indented = "\n".join("    " + line for line in s.error.traceback.rstrip().splitlines())
+                console.print(Text(indented), soft_wrap=True)
+    else:
+        # The engine keeps only a step's final outcome; errors of retried attempts are logged, not stored.
+        console.print(
+            Text(f"  {s.key}: {s.failed_attempts} failed attempt(s) before it succeeded (errors not stored)")
+        )
+
+
+@runs_group.command("cancel")
+@click.argument("run_id")
+@store_option
+@json_option
+def runs_cancel(run_id: str, store_url: str | None, as_json: bool) -> None:
+    """Cancel a run (and its child runs).
+
+    An idle run is cancelled at once; a run executing elsewhere stops when its owner next
+    renews its lease. `durable runs resume` continues it later.
+    """
+
+    async def act() -> tuple[RunSummary, str]:
+        async with open_workflow(store_url) as (wf, store):
+            before = await store.get_run(run_id)
+            if before is None:
+                raise UnknownRunError(f"cannot cancel: no run {run_id!r}")
+            if before.status is RunStatus.COMPLETED:
+                _fail(f"run {run_id!r} is already completed; there is nothing to cancel")
+            if before.status is RunStatus.CANCELLED:
+                return RunSummary.of(before), f"run {run_id!r} was already cancelled"
+            after = await wf.cancel(run_id)
+            if after.status is RunStatus.CANCELLED:
+                return RunSummary.of(after), f"run {run_id!r} cancelled"
+            return RunSummary.of(after), (
+                f"cancel requested for run {run_id!r}: its executor ({after.owner}) stops it at its next "
+                "lease renewal"
+            )
+
+    summary, message = _run(act)
+    if as_json:
+        _emit_json({**summary.to_json(), "message": message})
+    else:
+        click.echo(message)
+
+
+@runs_group.command("resume")
+@click.argument("run_id")
+@store_option
+@json_option
+def runs_resume(run_id: str, store_url: str | None, as_json: bool) -> None:
+    """Make a failed or cancelled run pending again.
+
+    This resets the run in the store; it does not execute it here. A worker of its
+    workflow, or the next call of the workflow with this run id, resumes it from its
+    journal: finished steps replay, the rest executes.
+    """
+
+    async def act() -> tuple[RunSummary, str]:
+        async with open_workflow(store_url) as (_, store):
+            run = await _inspect.resume_run(store, run_id)
+            if run.status is RunStatus.COMPLETED:
+                _fail(f"run {run_id!r} is completed; there is nothing to resume")
+            if run.status is not RunStatus.PENDING:
+                return RunSummary.of(run), (
+                    f"run {run_id!r} is {run.status}, not failed or cancelled; left unchanged"
+                )
+            return RunSummary.of(run), (
+                f"run {run_id!r} reset to pending: a worker for workflow {run.workflow!r} or the next call "
+                "with this run id resumes it from its journal"
+            )
+
+    summary, message = _run(act)
+    if as_json:
+        _emit_json({**summary.to_json(), "message": message})
+    else:
+        click.echo(message)
+
+
+@runs_group.command("prune")
+@store_option
+@click.option(
+    "--older-than", required=True, metavar="AGE", help="Delete runs last updated before AGE ago (30d)."
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(FINISHED_NAMES),
+    help="Only finished runs with this status (repeatable; default: all finished).",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+@json_option
+def runs_prune(
+    store_url: str | None, older_than: str, statuses: Sequence[str], dry_run: bool, quiet: bool, as_json: bool
+) -> None:
+    """Delete finished runs (completed, failed, cancelled) with their steps and signals.
+
+    Pending, running and waiting runs are never deleted.
+    """
+    try:
+        age = _inspect.parse_duration(older_than)
+    except DurableError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    chosen = frozenset(RunStatus(s) for s in statuses) or FINISHED
+    cutoff = time.time() - age.total_seconds()
+    progress = _Progress("deleting runs", quiet=quiet or as_json)
+
+    async def act() -> int:
+        async with open_workflow(store_url) as (_, store):
+            try:
+                return await _inspect.prune(
+                    store, cutoff, statuses=chosen, progress=progress, dry_run=dry_run
+                )
+            finally:
+                progress.close()
+
+    count = _run(act)
+    names = ", ".join(sorted(chosen))
+    if as_json:
+        _emit_json(
+            {"deleted": 0 if dry_run else count, "matched": count, "dry_run": dry_run, "cutoff": cutoff}
+        )
+    elif dry_run:
+        click.echo(f"would delete {count} run(s) ({names}) last updated before {fmt_time(cutoff)}")
+    else:
+        click.echo(f"deleted {count} run(s) ({names}) last updated before {fmt_time(cutoff)}")
+
+
+@cli.command("signal")
+@click.argument("run_id")
+@click.argument("name")
+@click.argument("payload", default="null", required=False)
+@store_option
+@click.option("--delivery-id", default="", help="Idempotency key: a second delivery with it is ignored.")
+@click.option("--create", is_flag=True, help="Deliver even if the run does not exist yet.")
+@json_option
+def signal_command(
+    run_id: str, name: str, payload: str, store_url: str | None, delivery_id: str, create: bool, as_json: bool
+) -> None:
+    """Deliver signal NAME with a JSON PAYLOAD (default null) to run RUN_ID."""
+    try:
+        value = json.loads(payload)
+    except ValueError as exc:
+        _fail(f"payload is not valid JSON ({exc}): {payload[:80]!r}")
+
+    async def act() -> bool:
+        async with open_workflow(store_url) as (wf, _):
+            return await wf.complete(run_id, name, value, delivery_id=delivery_id, create=create)
+
+    recorded = _run(act)
+    if as_json:
+        _emit_json({"run_id": run_id, "name": name, "delivery_id": delivery_id, "recorded": recorded})
+    elif recorded:
+        click.echo(f"signal {name!r} delivered to run {run_id!r}")
+    else:
+        click.echo(
+            f"signal {name!r} with delivery id {delivery_id!r} was already delivered to run {run_id!r}"
+        )
+
+
+@cli.command("ui")
+@store_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any).")
+@click.option(
+    "--poll", type=click.FloatRange(min=0.2), default=2.0, show_default=True, help="Refresh seconds."
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
+def ui_command(store_url: str | None, host: str, port: int, poll: float, open_browser: bool) -> None:
+    """Serve a read-only web page of runs and their step timelines."""
+    from durable._ui import UIServer
+
+    target = _store_url(store_url)
+
+    async def check() -> None:
+        async with open_workflow(target):
+            pass
+
+    _run(check)  # fail here, with one line, rather than on the first page load
+    try:
+        server = UIServer(target, host=host, port=port, poll_interval=poll)
+        server.start()
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    except DurableError as exc:
+        _fail(str(exc))
+    click.echo(f"durable ui for {_inspect.redact_url(target)} at {server.url} (read-only; Ctrl+C stops it)")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="durable")
