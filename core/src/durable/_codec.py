@@ -135,17 +135,21 @@ def from_data(data: Any) -> Any:
     return data
 
 
+# Encoders built once: json.dumps with options builds a new encoder on every call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_canonical = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
+_decode = json.JSONDecoder().decode
+# Annotations whose values need no rebuilding after from_data.
+_AS_IS = frozenset({Any, object, int, str, bool, type(None), None})
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(to_data(value), ensure_ascii=False, separators=(",", ":"))
+    return _encode(to_data(value))
 
 
 def loads(text: str, annotation: Any = Any) -> Any:
-    value = from_data(json.loads(text))
-    return value if annotation is Any else coerce(value, annotation)
-
-
-def _canonical(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    value = from_data(_decode(text))
+    return value if annotation in _AS_IS else coerce(value, annotation)
 
 
 def digest(value: Any) -> str:
