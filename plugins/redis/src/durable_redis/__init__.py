@@ -1,0 +1,86 @@
+"""Redis store for durable: ``RedisStore(url="redis://localhost:6379/0", ttl=86400, prefix="durable")``.
+
+Key layout (``_keys``): a run's keys are ``<prefix>:{<escaped run id>}:run`` (hash of the run's
+fields), ``:steps`` (hash: step key -> checkpoint), ``:sigs`` (list of deliveries in ``seq``
+order) and ``:sigids`` (hash: length-prefixed ``(name, delivery_id)`` -> seq, plus the ``seq``
+counter). The braces are a Redis Cluster hash tag: one run, one slot. ``<prefix>:runs`` is a
+sorted set of run ids by ``created_at`` for ``list_runs``; ``<prefix>:signals`` is the pub/sub
+channel that wakes ``wait_for_signal``.
+
+Atomicity (``_scripts``): every operation that checks and writes is one Lua script run with
+EVALSHA, fenced by the run's lease token where the Store contract says so. A new checkpoint is
+one round trip.
+
+TTL policy: a run's keys get ``ttl`` seconds when it reaches a final status (``completed`` or
+``cancelled``), counted from that moment; claiming or resetting it again removes the expiry.
+Pending, running, waiting and *failed* runs never expire: a failed run is resumed by calling
+it again, possibly days later, and must keep its checkpoints so finished steps do not run
+twice. Delete failed runs you will not resume with ``delete_run``. Signals sent to a run that
+does not exist (yet) expire after ``ttl`` unless the run is created meanwhile. ``ttl=0`` keeps
+everything forever. ``list_runs`` drops index entries whose run has expired.
+
+URL options: ``redis://[[user]:password@]host[:port][/db][?prefix=...&ttl=...]`` and
+``rediss://`` for TLS; other query options go to ``redis.asyncio.from_url``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from durable.hookspecs import StoreBackend, hookimpl
+from durable.store import Store
+from durable_redis._store import RedisStore
+
+__all__ = ["RedisStore"]
+
+SCHEMES = ("redis", "rediss")
+
+
+@contextmanager
+def _test_server() -> Iterator[str]:
+    # Imported here: testcontainers is a test-only dependency (the `containers` extra).
+    from testcontainers.community.redis import RedisContainer  # type: ignore[import-not-found]
+
+    with RedisContainer() as container:
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(container.port)
+        yield f"redis://{host}:{port}/0"
+
+
+def _isolated_url(base_url: str, token: str) -> str:
+    """``base_url`` with a fresh key prefix: the store shares no key with any other token's."""
+    parts = urlsplit(base_url)
+    query = [(n, v) for n, v in parse_qsl(parts.query, keep_blank_values=True) if n != "prefix"]
+    query.append(("prefix", f"durable-test-{token}"))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def random_prefix() -> str:
+    return "durable-test-" + secrets.token_hex(6)
+
+
+@hookimpl
+def durable_store_backends() -> list[StoreBackend]:
+    return [
+        StoreBackend(
+            name="redis",
+            schemes=SCHEMES,
+            description="Redis (or a Redis Cluster): many processes and hosts; pub/sub signal wake-ups.",
+            store_class=RedisStore,
+            install_hint="pip install 'python-durable[redis]'",
+            capabilities=RedisStore.capabilities,
+            test_server=_test_server,
+            isolated_url=_isolated_url,
+        )
+    ]
+
+
+@hookimpl
+def durable_store_from_url(url: str, options: dict[str, Any]) -> Store | None:
+    if urlsplit(url).scheme.lower() not in SCHEMES:
+        return None
+    return RedisStore.from_url(url, **options)

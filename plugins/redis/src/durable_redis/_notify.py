@@ -1,0 +1,109 @@
+"""Signal wake-ups: one pub/sub connection per store, dispatching to the local waiters.
+
+The ``send_signal`` script publishes ``[run_id, name]`` on the prefix's channel in the same
+atomic step as the write, so a waiter subscribed before it last read the deliveries cannot
+miss one. While the subscription is down, waiters fall back to polling (``healthy`` is
+False) and every change of that state wakes them all so they re-read what they may have
+missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from durable_redis._keys import parse_notice
+
+log = logging.getLogger("durable_redis")
+
+SUBSCRIBE_WAIT = 2.0
+"""How long a first waiter waits for the subscription before it starts out polling."""
+
+
+class Notifier:
+    def __init__(self, client: aioredis.Redis, channel: str) -> None:
+        self._client = client
+        self._channel = channel
+        self._waiters: dict[tuple[str, str], set[asyncio.Event]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self.healthy = False
+
+    async def register(self, run_id: str, name: str) -> asyncio.Event:
+        event = asyncio.Event()
+        self._waiters.setdefault((run_id, name), set()).add(event)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._listen(), name="durable-redis-notify")
+        if not self.healthy:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._subscribed.wait(), SUBSCRIBE_WAIT)
+        return event
+
+    def unregister(self, run_id: str, name: str, event: asyncio.Event) -> None:
+        waiters = self._waiters.get((run_id, name))
+        if waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                del self._waiters[(run_id, name)]
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()
+
+    def _set_health(self, healthy: bool) -> None:
+        if healthy != self.healthy:
+            self.healthy = healthy
+            if healthy:
+                self._subscribed.set()
+            else:
+                self._subscribed.clear()
+            self._wake_all()
+
+    async def _listen(self) -> None:
+        delay = 0.05
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                while True:
+                    message: dict[str, Any] | None = await pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        self._set_health(True)
+                        delay = 0.05
+                    elif message["type"] == "message":
+                        self._dispatch(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if self.healthy:
+                    log.warning("durable-redis: signal subscription lost (%s); polling until it is back", exc)
+                self._set_health(False)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _dispatch(self, data: str) -> None:
+        try:
+            key = parse_notice(data)
+        except ValueError:
+            return
+        for event in self._waiters.get(key, ()):
+            event.set()
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._set_health(False)

@@ -1,0 +1,78 @@
+"""Fixtures for the Redis store's own tests.
+
+Server tests use ``DURABLE_TEST_REDIS_URL`` and skip with a reason when it is unset (they
+fail instead with ``DURABLE_TEST_STRICT=1``). Each session works under one fresh random
+key prefix and deletes every key under it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import redis
+
+from durable_redis import RedisStore
+
+URL_ENV = "DURABLE_TEST_REDIS_URL"
+STRICT_ENV = "DURABLE_TEST_STRICT"
+
+StoreMaker = Callable[..., RedisStore]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get(URL_ENV)
+    if not url:
+        reason = f"no Redis server: set {URL_ENV}=redis://127.0.0.1:6379/0"
+        if os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+            pytest.fail(f"{reason} ({STRICT_ENV}=1)", pytrace=False)
+        pytest.skip(reason)
+    return url
+
+
+@pytest.fixture(scope="session")
+def session_prefix(redis_url: str) -> Iterator[str]:
+    prefix = "durable-redis-test-" + secrets.token_hex(5)
+    yield prefix
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        for key in admin.scan_iter(match=prefix + "*", count=1000):
+            admin.unlink(key)
+    finally:
+        admin.close()
+
+
+@pytest.fixture
+def admin(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain synchronous client for inspecting keys, TTLs and connections."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest_asyncio.fixture
+async def make_store(redis_url: str, session_prefix: str) -> AsyncIterator[StoreMaker]:
+    """Unopened stores, each under its own prefix within the session's (or ``prefix=``'s)."""
+    made: list[RedisStore] = []
+
+    def make(*, prefix: str | None = None, url: str | None = None, **options: Any) -> RedisStore:
+        chosen = prefix or f"{session_prefix}-{secrets.token_hex(4)}"
+        store = RedisStore(url or redis_url, prefix=chosen, **options)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.close()
+
+
+@pytest_asyncio.fixture
+async def store(make_store: StoreMaker) -> RedisStore:
+    opened = make_store()
+    await opened.open()
+    return opened
