@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -50,10 +51,15 @@ def _server_url(name: str) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shared.db'}"
-    return _server_url(request.param)
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+        return
+    url = _server_url(request.param)
+    yield url
+    drop = get_plugin_manager().backend_named(request.param).drop_isolated
+    if drop is not None:
+        asyncio.run(drop(url))
 
 
 class Cluster:
@@ -69,14 +75,20 @@ class Cluster:
         subprocess.run([sys.executable, APP, *args], check=True, env=self.env, timeout=60)
 
     def spawn(self) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, APP, "worker", self.url, str(self.log)],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
+        errors = self.log.with_suffix(".stderr")
+        with errors.open("ab") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, APP, "worker", self.url, str(self.log)],
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+            )
         assert process.stdout is not None
-        process.stdout.readline()  # "worker PID ready": the worker is importable and started
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        if not ready or not process.stdout.readline():  # "worker PID ready": importable and started
+            process.kill()
+            process.wait(timeout=10)
+            raise AssertionError(f"worker exited with {process.returncode}: {errors.read_text()[-2000:]}")
         self.workers.append(process)
         return process
 

@@ -6,10 +6,12 @@ import asyncio
 import itertools
 import os
 import secrets
-from collections.abc import Iterator
+import warnings
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -46,10 +48,33 @@ class BackendTarget:
     token: str
     _counter: Iterator[int] = field(default_factory=itertools.count)
 
+    made: list[str] = field(default_factory=list)
+
     def isolated(self, suffix: str) -> str:
         if self.backend.isolated_url is None:
             return self.base_url
-        return self.backend.isolated_url(self.base_url, f"{self.token}_{suffix}")
+        url = self.backend.isolated_url(self.base_url, f"{self.token}_{suffix}")
+        self.made.append(url)
+        return url
+
+    def drop_all(self) -> None:
+        """Delete what this session stored on the server (best effort: a failure is a warning)."""
+        drop = self.backend.drop_isolated
+        if drop is None or not self.made:
+            return
+
+        async def drop_each() -> None:
+            for url in self.made:
+                await drop(url)
+
+        try:
+            run_in_own_loop(drop_each())
+        except Exception as exc:
+            warnings.warn(
+                f"could not delete the contract suite's test data at {redact(self.base_url)}: {exc!r}",
+                RuntimeWarning,
+                stacklevel=1,
+            )
 
     def factory(self) -> BackendStoreFactory:
         return BackendStoreFactory(self)
@@ -112,7 +137,10 @@ def backend_target(name: str) -> Iterator[BackendTarget]:
                 f"the {name!r} store at {redact(base_url)} ({source}) cannot be opened: "
                 f"{type(exc).__name__}: {exc}. Set {example} to a reachable server."
             ) from exc
-        yield target
+        try:
+            yield target
+        finally:
+            target.drop_all()
 
 
 def probe(target: BackendTarget) -> None:
@@ -124,9 +152,13 @@ def probe(target: BackendTarget) -> None:
             await store.open()
         await store.close()
 
+    run_in_own_loop(open_and_close())
+
+
+def run_in_own_loop(coroutine: Coroutine[Any, Any, None]) -> None:
     # A worker thread owns its event loop, whether or not one runs in this thread.
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, open_and_close()).result()
+        pool.submit(asyncio.run, coroutine).result()
 
 
 def redact(url: str) -> str:

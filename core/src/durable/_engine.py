@@ -200,9 +200,11 @@ class Park(BaseException):
     """Unwinds a run whose wait releases the process (a BaseException: user code
     catching ``Exception`` must not swallow it)."""
 
-    def __init__(self, wake_at: float | None) -> None:
+    def __init__(self, wake_at: float | None, signal: tuple[str, int] | None = None) -> None:
         super().__init__(wake_at)
         self.wake_at = wake_at
+        self.signal = signal
+        """(name, index) of the delivery a parked signal wait needs."""
 
 
 async def execute_run(

@@ -405,15 +405,16 @@ async def prune(
     return deleted
 
 
-async def resume_run(store: Store, run_id: str) -> RunRecord:
+async def resume_run(store: Store, run_id: str) -> tuple[RunRecord, bool]:
     """Make a failed or cancelled run pending again, so a worker (or the next call of its
-    workflow) resumes it from its journal. Other statuses are left alone and returned."""
+    workflow) resumes it from its journal. Returns the run and whether it was reset; runs
+    in other statuses are left alone."""
     run = await store.get_run(run_id)
     if run is None:
         raise UnknownRunError(f"cannot resume: no run {run_id!r}")
     if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
-        return run
+        return run, False
     reset = await store.reset_run(run_id)
     if reset is None:
         raise UnknownRunError(f"cannot resume: run {run_id!r} was deleted")
-    return reset
+    return reset, True

@@ -166,6 +166,8 @@ async def drive(
     except Park as park:
         wake_at = park.wake_at
         await ctx.write(lambda: store.update_run(lease, RunStatus.WAITING, wake_at=wake_at, release=True))
+        if park.signal is not None:
+            await _wake_if_delivered(wf, store, run_id, *park.signal)
         finished("waiting", None)
         raise RunParked(run_id, park.wake_at) from None
     except asyncio.CancelledError:
@@ -192,6 +194,16 @@ async def drive(
     await ctx.write(lambda: store.update_run(lease, RunStatus.COMPLETED, result=text, release=True))
     finished("completed", None)
     return _codec.loads(text, _codec.return_annotation(wfn.fn))
+
+
+async def _wake_if_delivered(wf: Workflow, store: Store, run_id: str, name: str, index: int) -> None:
+    """Close the window between checking for a signal and parking: a delivery that committed
+    in between found the run still running, so nothing marked it due. Mark it due now."""
+    if len(await store.list_signals(run_id, name)) <= index:
+        return
+    lease = await store.claim_run(run_id, wf.owner, wf.lease_seconds)
+    if lease is not None:  # None: another executor already took it, which is just as good
+        await store.update_run(lease, RunStatus.WAITING, wake_at=time.time(), release=True)
 
 
 async def resume_claimed(wf: Workflow, run: RunRecord, lease: Lease, *, parkable: bool) -> Any:

@@ -85,6 +85,10 @@ class UIServer:
             host = "127.0.0.1"
         return f"http://{host}:{self.port}/"
 
+    def request_stop(self) -> None:
+        """Make ``wait()`` return (safe from a signal handler)."""
+        self._stopped.set()
+
     def wait(self) -> None:
         # Wake up regularly so Ctrl+C reaches the main thread.
         while not self._stopped.wait(0.5):
@@ -243,6 +247,7 @@ PAGE = """<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>durable runs</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/app.css">
 </head>
 <body>
@@ -337,6 +342,8 @@ svg text { font-size: 12px; fill: var(--fg); }
 svg .label { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 svg .axis text, svg .dur { fill: var(--muted); font-size: 11px; }
 svg .grid-line { stroke: var(--line); }
+svg .dur.inside { fill: #fff; }
+svg g[data-row="run"] .dur.inside { fill: var(--fg); }
 svg .now { stroke: var(--running); stroke-dasharray: 4 3; }
 svg .bar { rx: 3; }
 svg .bar.completed { fill: var(--completed); } svg .bar.failed { fill: var(--failed); }
@@ -462,9 +469,9 @@ function drawTimeline(run) {
     g.append(bar);
     const text = fmtDur(Math.max(0, t1 - t0));
     const inside = bw > 60;
-    g.append(svg("text", { class: "dur", x: inside ? bx + bw - 6 : bx + bw + 6, y: y + ROW / 2 + 4,
+    const tx = inside ? bx + bw - 6 : bx + bw + 6;
+    g.append(svg("text", { class: inside ? "dur inside" : "dur", x: tx, y: y + ROW / 2 + 4,
       "text-anchor": inside ? "end" : "start" }, text));
-    if (inside) g.lastChild.setAttribute("fill", "#fff");
     root.append(g);
     return bar;
   };

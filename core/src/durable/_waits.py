@@ -46,7 +46,7 @@ async def wait_for_signal(name: str, timeout: float | None) -> Any:
         if len(deliveries) > index:
             delivery = deliveries[index]
         elif ctx.parkable and timeout is None:
-            raise Park(None)
+            raise Park(None, signal=(name, index))
         else:
             await ctx.write(lambda: store.update_run(ctx.lease, RunStatus.WAITING))
             found = await store.wait_for_signal(ctx.run_id, name, index, timeout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal as _signals
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -260,7 +261,9 @@ store_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
-@click.group(name="durable", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    name="durable", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(package_name="durable-core", prog_name="durable")
 def cli() -> None:
     """Inspect and operate durable workflow runs.
@@ -570,10 +573,10 @@ def runs_resume(run_id: str, store_url: str | None, as_json: bool) -> None:
 
     async def act() -> tuple[RunSummary, str]:
         async with open_workflow(store_url) as (_, store):
-            run = await _inspect.resume_run(store, run_id)
+            run, reset = await _inspect.resume_run(store, run_id)
             if run.status is RunStatus.COMPLETED:
                 _fail(f"run {run_id!r} is completed; there is nothing to resume")
-            if run.status is not RunStatus.PENDING:
+            if not reset:
                 return RunSummary.of(run), (
                     f"run {run_id!r} is {run.status}, not failed or cancelled; left unchanged"
                 )
@@ -703,12 +706,68 @@ def ui_command(store_url: str | None, host: str, port: int, poll: float, open_br
         import webbrowser
 
         webbrowser.open(server.url)
+    # A service manager stops us with SIGTERM: close the store as cleanly as on Ctrl+C.
+    _signals.signal(_signals.SIGTERM, lambda *_: server.request_stop())
     try:
         server.wait()
     except KeyboardInterrupt:
         pass
     finally:
         server.stop()
+
+
+@cli.command("worker")
+@click.argument("target", metavar="MODULE:ATTRIBUTE")
+@click.option(
+    "--store", "store_url", default=None, help="Store URL; default: the Workflow's own (or DURABLE_STORE)."
+)
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=16, show_default=True, help="Runs at once."
+)
+@click.option(
+    "--poll", type=click.FloatRange(min=0.01), default=0.5, show_default=True, help="Seconds between polls."
+)
+def worker_command(target: str, store_url: str | None, concurrency: int, poll: float) -> None:
+    """Resume due runs of the Workflow at MODULE:ATTRIBUTE (e.g. app.jobs:wf) until Ctrl+C or SIGTERM.
+
+    Start as many workers as you like, in any processes or hosts sharing the store.
+    """
+    wf = _load_workflow(target)
+    url = store_url or os.environ.get(STORE_ENV)
+    if url:
+        wf.use_store(url)
+
+    async def work() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (_signals.SIGTERM, _signals.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        store = await wf.get_store()
+        names = ", ".join(sorted(wf._workflows)) or "no workflows"
+        click.echo(f"worker {wf.owner} serving {names} from {store!r}; Ctrl+C stops it", err=True)
+        try:
+            await wf.run_worker(concurrency=concurrency, poll_interval=poll, stop=stop)
+        finally:
+            await wf.close()
+
+    _run(work)
+
+
+def _load_workflow(target: str) -> Workflow:
+    import importlib
+
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        _fail(f"{target!r} is not MODULE:ATTRIBUTE (for example app.jobs:wf)")
+    sys.path.insert(0, os.getcwd())  # as `python -m` would: the application is usually here
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        _fail(f"cannot import {module_name!r}: {exc}")
+    wf = getattr(module, attribute, None)
+    if not isinstance(wf, Workflow):
+        _fail(f"{target!r} is {type(wf).__name__}, not a durable Workflow")
+    return wf
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,7 +8,7 @@ plugin is registered. Stores are returned unopened; the core awaits ``open()``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,9 @@ class StoreBackend:
     isolated_url: Callable[[str, str], str] | None = None
     """For the contract suite: given a base URL and a unique token, a URL whose store shares no
     data with any other token's (a fresh schema, key prefix or file). Identity if ``None``."""
+    drop_isolated: Callable[[str], Awaitable[None]] | None = None
+    """For the contract suite: delete everything stored under a URL ``isolated_url`` made
+    (drop the schema, delete the prefix's keys), so test runs leave nothing on a shared server."""
 
 
 @dataclass(frozen=True)

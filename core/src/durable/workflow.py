@@ -377,6 +377,14 @@ class Workflow:
             raise StoreUnavailable(f"{self!r} was closed while its store was being opened")
         return store
 
+    def use_store(self, db: str | os.PathLike[str] | Store) -> None:
+        """Point this Workflow at another store before it is opened (``durable worker --store``)."""
+        if self._opened_on is not None:
+            raise ConfigurationError(f"{self!r}: use_store() must be called before the store is opened")
+        self._db = db
+        self._store = db if isinstance(db, Store) else None
+        self._store_url = None if isinstance(db, Store) else as_store_url(db)
+
     def _store_loop_bound(self) -> bool:
         return self._store is None or type(self._store).loop_bound
 

@@ -67,7 +67,7 @@ class Recorder:
             raise Crash(f"crash in tool call {n}")
         if n == self.hang_in_tool_call:
             assert self.log is not None
-            Path(f"{self.log}.ready").write_text(item)  # noqa: ASYNC240
+            Path(f"{self.log}.ready").write_text(item)
             await asyncio.sleep(3600)
         return f"{item}: ok"
 
@@ -102,7 +102,7 @@ async def _main(url: str, run_id: str, log: str, hang: int | None) -> None:
     recorder = Recorder(log=Path(log), hang_in_tool_call=hang)
     async with Workflow("pai-tests", db=url, default_retries=0, lease_seconds=2.0) as wf:
         result = await build(wf, recorder).run("look things up", run_id=run_id)
-        Path(f"{log}.result").write_text(json.dumps({"output": result.output, "pid": os.getpid()}))  # noqa: ASYNC240
+        Path(f"{log}.result").write_text(json.dumps({"output": result.output, "pid": os.getpid()}))
 
 
 if __name__ == "__main__":

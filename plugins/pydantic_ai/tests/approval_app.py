@@ -37,7 +37,7 @@ def build(wf: Workflow, log: Path) -> DurableAgent[str]:
         # A real app would post to Slack; the test reads this file.
         with log.open("a") as fh:
             fh.write("ask\n")
-        Path(f"{log}.pending").write_text(  # noqa: ASYNC240
+        Path(f"{log}.pending").write_text(
             json.dumps({"token": str(token), "calls": [c.tool_call_id for c in requests.approvals]})
         )
         return None
@@ -48,7 +48,7 @@ def build(wf: Workflow, log: Path) -> DurableAgent[str]:
 async def _main(url: str, run_id: str, log: str) -> None:
     async with Workflow("pai-approvals", db=url) as wf:
         result = await build(wf, Path(log)).run("refund my order", run_id=run_id)
-        Path(f"{log}.result").write_text(result.output)  # noqa: ASYNC240
+        Path(f"{log}.result").write_text(result.output)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ async def test_approval_in_process(wf: Workflow, run_prefix: str, tmp_path: Path
     task = asyncio.ensure_future(build(wf, log).run("refund my order", run_id=run_id))
     await _wait_until_waiting(wf, run_id)
     assert _lines(log) == ["model", "ask"]
-    pending = json.loads(Path(f"{log}.pending").read_text())  # noqa: ASYNC240
+    pending = json.loads(Path(f"{log}.pending").read_text())
     assert pending["calls"] == ["refund-1"]
     assert await wf.complete(run_id, "approval", {"approvals": {"refund-1": True}})
     result = await asyncio.wait_for(task, 10)
@@ -60,7 +60,7 @@ async def test_denied_approval_reaches_the_model(wf: Workflow, run_prefix: str, 
     run_id = f"{run_prefix}-d"
     task = asyncio.ensure_future(build(wf, log).run("refund my order", run_id=run_id))
     await _wait_until_waiting(wf, run_id)
-    token = ResumeToken.parse(json.loads(Path(f"{log}.pending").read_text())["token"])  # noqa: ASYNC240
+    token = ResumeToken.parse(json.loads(Path(f"{log}.pending").read_text())["token"])
     assert token.run_id == run_id and token.signal == "approval"
     durable = build(wf, log)
     assert await durable.resolve(token, DeferredToolResults(approvals={"refund-1": False}))

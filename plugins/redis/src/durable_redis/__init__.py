@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import redis.asyncio as aioredis
+
 from durable.hookspecs import StoreBackend, hookimpl
 from durable.store import Store
 from durable_redis._store import RedisStore
@@ -63,6 +65,24 @@ def random_prefix() -> str:
     return "durable-test-" + secrets.token_hex(6)
 
 
+async def _drop_isolated(url: str) -> None:
+    """Delete every key under an isolated test URL's prefix (the contract suite's clean-up)."""
+    store = RedisStore.from_url(url)
+    client = aioredis.from_url(store.url)
+    pattern = "".join("\\" + c if c in "*?[]\\" else c for c in store.prefix) + ":*"
+    try:
+        batch: list[Any] = []
+        async for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                await client.unlink(*batch)
+                batch.clear()
+        if batch:
+            await client.unlink(*batch)
+    finally:
+        await client.aclose()
+
+
 @hookimpl
 def durable_store_backends() -> list[StoreBackend]:
     return [
@@ -75,6 +95,7 @@ def durable_store_backends() -> list[StoreBackend]:
             capabilities=RedisStore.capabilities,
             test_server=_test_server,
             isolated_url=_isolated_url,
+            drop_isolated=_drop_isolated,
         )
     ]
 

@@ -1,0 +1,117 @@
+"""One LISTEN connection per store, waking the ``wait_for_signal`` callers a NOTIFY is for."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger("durable_postgres")
+
+RECONNECT_INTERVAL = 1.0
+"""Least time between two attempts to reopen a lost listening connection."""
+
+
+def wake_key(run_id: str, name: str) -> str:
+    """The NOTIFY payload for deliveries of ``name`` to ``run_id``: short (payloads are limited to
+    8000 bytes, ids are not) and unambiguous (length-prefixed before hashing)."""
+    return hashlib.sha256(f"{len(run_id)}:{run_id}{name}".encode()).hexdigest()[:32]
+
+
+def channel_name(schema: str) -> str:
+    """The NOTIFY channel of one schema (at most 63 bytes, as Postgres requires)."""
+    name = f"durable_signals_{schema}"
+    if len(name.encode()) <= 63:
+        return name
+    return "durable_signals_" + hashlib.sha256(schema.encode()).hexdigest()[:40]
+
+
+class Listener:
+    """Dispatches NOTIFYs on one channel to waiters by payload.
+
+    ``healthy`` is False until LISTEN succeeds and again after the connection drops;
+    waiters then fall back to polling and ask for a reconnect now and then.
+    """
+
+    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]], channel: str) -> None:
+        self._connect = connect
+        self._channel = channel
+        self._conn: asyncpg.Connection | None = None
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._lock = asyncio.Lock()
+        self._last_attempt = float("-inf")
+        self._closed = False
+
+    @property
+    def healthy(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    @contextlib.contextmanager
+    def waiting(self, key: str) -> Iterator[asyncio.Event]:
+        """An event set whenever a delivery for ``key`` may have arrived (or the listener failed)."""
+        event = asyncio.Event()
+        events = self._waiters.setdefault(key, set())
+        events.add(event)
+        try:
+            yield event
+        finally:
+            events.discard(event)
+            if not events:
+                self._waiters.pop(key, None)
+
+    def wake(self, key: str) -> None:
+        for event in self._waiters.get(key, ()):
+            event.set()
+
+    async def ensure(self) -> bool:
+        """Connect and LISTEN unless already done or tried less than ``RECONNECT_INTERVAL`` ago."""
+        if self.healthy or self._closed:
+            return self.healthy
+        async with self._lock:
+            if self.healthy or self._closed or time.monotonic() - self._last_attempt < RECONNECT_INTERVAL:
+                return self.healthy
+            self._last_attempt = time.monotonic()
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await self._connect()
+                conn.add_termination_listener(self._lost)
+                await conn.add_listener(self._channel, self._notified)
+            except Exception as exc:
+                log.warning("durable-postgres: cannot LISTEN on %s (%s); polling instead", self._channel, exc)
+                if conn is not None:
+                    conn.terminate()
+                return False
+            if self._closed:
+                conn.terminate()
+                return False
+            self._conn = conn
+            return True
+
+    def _notified(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        if isinstance(payload, str):
+            self.wake(payload)
+
+    def _lost(self, conn: Any) -> None:
+        if conn is self._conn:
+            self._conn = None
+        if not self._closed:
+            log.warning("durable-postgres: LISTEN connection lost; waiters poll until it is back")
+        # Deliveries may be missed while disconnected: every waiter checks again now.
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+    async def close(self) -> None:
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await asyncio.wait_for(conn.close(), 2.0)
+            except Exception:
+                conn.terminate()

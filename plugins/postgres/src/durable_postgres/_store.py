@@ -1,0 +1,656 @@
+"""``PostgresStore``: an asyncpg pool, one statement per checkpoint, LISTEN/NOTIFY for signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from urllib.parse import parse_qsl, urlsplit
+
+import asyncpg
+from asyncpg import Record
+from asyncpg.pool import PoolConnectionProxy
+
+from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreUnavailable
+from durable.store import (
+    Capability,
+    Lease,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    SignalRecord,
+    StepRecord,
+    StepStatus,
+    Store,
+)
+from durable_postgres._errors import Failure, classify, describe
+from durable_postgres._listener import Listener, channel_name, wake_key
+from durable_postgres._schema import migrate
+from durable_postgres._url import DEFAULT_SCHEMA, check_schema_name, parse_url, quote_identifier
+
+T = TypeVar("T")
+if TYPE_CHECKING:
+    Conn: TypeAlias = PoolConnectionProxy[Record]
+    Row: TypeAlias = Record | tuple[Any, ...]
+log = logging.getLogger("durable_postgres")
+
+RUN_COLUMNS = (
+    "run_id, workflow, status, inputs, inputs_digest, created_at, updated_at, result, error, owner, "
+    "lease_token, lease_expires_at, wake_at, deadline, parent_run_id, cancel_requested"
+)
+STEP_COLUMNS = "run_id, key, task, args_digest, status, result, error, attempts, started_at, finished_at"
+SIGNAL_COLUMNS = "run_id, name, delivery_id, payload, seq, sent_at"
+# The database server's clock, so executors on hosts with skewed clocks agree on lease expiry.
+NOW = "extract(epoch FROM now())::float8"
+LIVE_LEASE = f"(owner IS NOT NULL AND lease_expires_at IS NOT NULL AND lease_expires_at > {NOW})"
+SIGNAL_LOCK_SPACE = 0x6475  # first key of the two-int advisory locks that order a run's deliveries
+
+APPLICATION_NAME = "durable-postgres"
+SAFETY_POLL = 5.0
+"""While the LISTEN connection is up, waiters still re-check this often, in case a NOTIFY is lost."""
+
+
+def _run(row: Row) -> RunRecord:
+    return RunRecord(
+        row[0], row[1], RunStatus(row[2]), row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+        row[10], row[11], row[12], row[13], row[14], row[15],
+    )  # fmt: skip
+
+
+def _step(row: Row) -> StepRecord:
+    return StepRecord(
+        row[0], row[1], row[2], row[3], StepStatus(row[4]), row[5], row[6], row[7], row[8], row[9]
+    )
+
+
+def _signal(row: Row) -> SignalRecord:
+    return SignalRecord(row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+def _affected(status: str) -> int:
+    """The row count of an ``INSERT 0 n`` / ``UPDATE n`` / ``DELETE n`` command tag."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _rebuild(cls: type[PostgresStore], url: str, options: dict[str, Any]) -> PostgresStore:
+    return cls(url, **options)
+
+
+class PostgresStore(Store):
+    """A store in its own schema of a PostgreSQL database, shared by any number of hosts.
+
+    Options (keyword arguments, or the URL's query string; keywords win): ``schema``
+    (default ``durable``), ``min_size``/``max_size`` of the connection pool (1/10),
+    ``command_timeout`` and ``connect_timeout`` in seconds (60/10), ``retries`` of an
+    operation that failed for a transient reason (3). Other query options (``sslmode``,
+    ...) go to asyncpg. Times the store takes come from the database server's clock.
+    Text is stored exactly, except NUL (``\\x00``), which PostgreSQL ``TEXT`` cannot hold;
+    the core's JSON escapes it (``\\u0000``), so only hand-made records can contain it.
+    """
+
+    name = "postgres"
+    capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY})
+    poll_interval = 0.25
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        min_size: int | None = None,
+        max_size: int | None = None,
+        command_timeout: float | None = None,
+        connect_timeout: float | None = None,
+        retries: int | None = None,
+    ) -> None:
+        given = {
+            "schema": schema,
+            "min_size": min_size,
+            "max_size": max_size,
+            "command_timeout": command_timeout,
+            "connect_timeout": connect_timeout,
+            "retries": retries,
+        }
+        self._url = url
+        self._given = {key: value for key, value in given.items() if value is not None}
+        target = parse_url(url)
+        options = {**target.options, **self._given}
+        self._target = target
+        self.schema = check_schema_name(str(options.get("schema", DEFAULT_SCHEMA)))
+        self.min_size = int(options.get("min_size", 1))
+        self.max_size = int(options.get("max_size", 10))
+        self.command_timeout = float(options.get("command_timeout", 60.0))
+        self.connect_timeout = float(options.get("connect_timeout", 10.0))
+        self.retries = int(options.get("retries", 3))
+        if not 0 <= self.min_size <= self.max_size or self.max_size < 1:
+            raise ConfigurationError(
+                f"{self!r}: need 0 <= min_size <= max_size and max_size >= 1 "
+                f"(got min_size={self.min_size}, max_size={self.max_size})"
+            )
+        if self.retries < 0 or self.command_timeout <= 0 or self.connect_timeout <= 0:
+            raise ConfigurationError(f"{self!r}: retries must be >= 0 and timeouts > 0")
+        self._quoted = quote_identifier(self.schema)
+        self._channel = channel_name(self.schema)
+        self._pool: asyncpg.Pool | None = None
+        self._listener: Listener | None = None
+        self._sql = _statements(self._quoted)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> PostgresStore:
+        """``postgresql://user:pass@host:5432/db?schema=app&max_size=20`` (also ``postgres://``,
+        ``postgresql+asyncpg://``)."""
+        return cls(url, **options)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Unopened stores travel to subprocesses as their URL and options, never a pool.
+        return (_rebuild, (type(self), self._url, self._given))
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore {self._target.display()} schema={self.schema!r}>"
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        pool = await self._retrying_connect("open the connection pool", self._create_pool)
+        try:
+            await self._retrying_connect("create or migrate the schema", lambda: self._migrate(pool))
+        except BaseException:
+            pool.terminate()
+            raise
+        self._pool = pool
+        self._listener = Listener(self._connect, self._channel)
+
+    async def _migrate(self, pool: asyncpg.Pool) -> None:
+        try:
+            async with pool.acquire(timeout=self.connect_timeout) as conn:
+                await migrate(conn, self.schema, self._quoted)
+        except asyncpg.PostgresError as exc:
+            if classify(exc) is not Failure.PERMANENT:
+                raise
+            raise StoreError(f"{self!r}: cannot create or migrate the schema: {describe(exc)}") from exc
+
+    async def _create_pool(self) -> asyncpg.Pool:
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            self._target.dsn,
+            user=self._target.user,
+            password=self._target.password,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            command_timeout=self.command_timeout,
+            timeout=self.connect_timeout,
+            server_settings=self._server_settings(),
+        )
+        return pool
+
+    async def _connect(self) -> asyncpg.Connection:
+        conn: asyncpg.Connection = await asyncpg.connect(
+            self._target.dsn,
+            user=self._target.user,
+            password=self._target.password,
+            timeout=self.connect_timeout,
+            server_settings=self._server_settings(),
+        )
+        return conn
+
+    def _server_settings(self) -> dict[str, str] | None:
+        # Named in pg_stat_activity, unless the URL names the application itself.
+        if "application_name" in dict(parse_qsl(urlsplit(self._target.dsn).query)):
+            return None
+        return {"application_name": APPLICATION_NAME}
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), 5.0)
+            except Exception:  # a connection stuck mid-operation must not keep close() waiting
+                pool.terminate()
+
+    async def drop_schema(self) -> None:
+        """Delete the store's schema with every run in it (for tests and teardown)."""
+        sql = f"DROP SCHEMA IF EXISTS {self._quoted} CASCADE"
+        await self._call("drop the schema", lambda conn: conn.execute(sql))
+
+    # -- the retry loop ----------------------------------------------------------
+
+    def _backoff(self, attempt: int) -> float:
+        return min(0.05 * 4.0 ** (attempt - 1), 2.0) * random.uniform(0.5, 1.0)
+
+    async def _retrying_connect(self, what: str, connect: Callable[[], Awaitable[T]]) -> T:
+        started, last = time.monotonic(), None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(self._backoff(attempt))
+            try:
+                return await connect()
+            except StoreError:
+                raise
+            except Exception as exc:
+                if classify(exc) is Failure.PERMANENT:
+                    raise StoreUnavailable(f"{self!r}: cannot {what}: {describe(exc)}") from exc
+                last = exc
+        raise self._gave_up(what, started, last)
+
+    def _gave_up(self, what: str, started: float, last: BaseException | None) -> StoreUnavailable:
+        error = StoreUnavailable(
+            f"{self!r}: could not {what}: the server was unreachable for {self.retries + 1} attempts "
+            f"over {time.monotonic() - started:.1f}s (last error: {describe(last) if last else 'none'}). "
+            "Nothing is lost: retry once the database is back."
+        )
+        error.__cause__ = last
+        return error
+
+    async def _call(
+        self,
+        what: str,
+        op: Callable[[Conn], Awaitable[T]],
+        retry_op: Callable[[Conn], Awaitable[T]] | None = None,
+    ) -> T:
+        """Run ``op`` on a pooled connection, retrying transient failures with backoff.
+
+        After a connection was lost mid-statement (the first attempt may have committed),
+        later attempts run ``retry_op`` instead when given: it finds out what happened.
+        """
+        started, last = time.monotonic(), None
+        uncertain = False
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(self._backoff(attempt))
+            pool = self._pool
+            if pool is None:
+                raise StoreUnavailable(f"{self!r} is not open (call open(), or use it through a Workflow)")
+            try:
+                conn: Conn = await pool.acquire(timeout=self.connect_timeout)
+            except Exception as exc:
+                if self._pool is not pool:
+                    raise StoreUnavailable(f"{self!r} was closed during {what}") from exc
+                if classify(exc) is Failure.PERMANENT and not isinstance(exc, asyncpg.InterfaceError):
+                    raise StoreUnavailable(f"{self!r}: cannot connect to {what}: {describe(exc)}") from exc
+                last = exc
+                continue
+            try:
+                return await (retry_op if uncertain and retry_op is not None else op)(conn)
+            except StoreError:
+                raise
+            except Exception as exc:
+                failure = classify(exc)
+                if failure is Failure.PERMANENT:
+                    raise self._permanent(what, exc) from exc
+                uncertain = uncertain or failure is Failure.UNKNOWN
+                last = exc
+                with contextlib.suppress(Exception):  # the pool may have detached it already
+                    conn.terminate()  # never hand a connection in an unknown state back to the pool
+                log.debug("durable-postgres: %s failed (%s), attempt %d", what, describe(exc), attempt + 1)
+            finally:
+                try:
+                    await pool.release(conn)
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        conn.terminate()
+        raise self._gave_up(what, started, last)
+
+    def _permanent(self, what: str, exc: Exception) -> StoreError:
+        if isinstance(exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError):
+            return StoreError(
+                f"{self!r}: cannot {what}: a value contains a character PostgreSQL text cannot store "
+                f"(NUL, \\x00): {describe(exc)}"
+            )
+        if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.InvalidSchemaNameError):
+            return StoreError(f"{self!r}: cannot {what}: schema {self.schema!r} was dropped: {describe(exc)}")
+        return StoreError(f"{self!r}: cannot {what}: {describe(exc)}")
+
+    async def _stale(self, conn: Conn, lease: Lease) -> LeaseLost:
+        token = await conn.fetchval(self._sql["token"], lease.run_id)
+        return LeaseLost(
+            f"run {lease.run_id!r}: lease token {lease.token} is stale (current: {token}); "
+            "another executor owns the run"
+        )
+
+    # -- runs --------------------------------------------------------------------
+
+    async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
+        values = (
+            run.run_id, run.workflow, run.status.value, run.inputs, run.inputs_digest, run.created_at,
+            run.updated_at, run.result, run.error, run.owner, run.lease_token, run.lease_expires_at,
+            run.wake_at, run.deadline, run.parent_run_id, run.cancel_requested,
+        )  # fmt: skip
+
+        async def op(conn: Conn) -> tuple[RunRecord, bool]:
+            row = await conn.fetchrow(self._sql["create_run"], *values)
+            assert row is not None
+            if row["created"]:
+                return run, True
+            if row["run_id"] is not None:
+                return _run(row[1:]), False
+            # A concurrent creator committed after this statement's snapshot was taken.
+            existing = await conn.fetchrow(self._sql["get_run"], run.run_id)
+            if existing is None:
+                raise StoreError(f"{self!r}: run {run.run_id!r} vanished while it was being created")
+            return _run(existing), False
+
+        async def retry(conn: Conn) -> tuple[RunRecord, bool]:
+            stored, created = await op(conn)
+            # Every field equal (creation time included) means the lost first attempt inserted it.
+            return stored, created or stored == run
+
+        return await self._call(f"create run {run.run_id!r}", op, retry)
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        sql = self._sql["get_run"]
+        row = await self._call(f"read run {run_id!r}", lambda conn: conn.fetchrow(sql, run_id))
+        return None if row is None else _run(row)
+
+    async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
+        claim_id = secrets.token_hex(8)
+
+        async def op(conn: Conn) -> Lease | None:
+            row = await conn.fetchrow(self._sql["claim"], run_id, owner, float(lease_seconds), claim_id)
+            return None if row is None else Lease(run_id, owner, row[0], row[1])
+
+        async def retry(conn: Conn) -> Lease | None:
+            row = await conn.fetchrow(self._sql["claimed"], run_id, claim_id)
+            if row is not None:
+                return Lease(run_id, owner, row[0], row[1])
+            return await op(conn)
+
+        return await self._call(f"claim run {run_id!r}", op, retry)
+
+    async def renew_lease(self, lease: Lease, lease_seconds: float) -> RunRecord:
+        async def op(conn: Conn) -> RunRecord:
+            row = await conn.fetchrow(
+                self._sql["renew"], lease.run_id, lease.token, lease.owner, float(lease_seconds)
+            )
+            if row is None:
+                raise await self._stale(conn, lease)
+            return _run(row)
+
+        return await self._call(f"renew the lease of run {lease.run_id!r}", op)
+
+    async def update_run(
+        self,
+        lease: Lease,
+        status: RunStatus,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        wake_at: float | None = None,
+        release: bool = False,
+    ) -> None:
+        sql = self._sql["update_release" if release else "update"]
+
+        async def op(conn: Conn) -> None:
+            tag = await conn.execute(sql, lease.run_id, lease.token, status.value, result, error, wake_at)
+            if _affected(tag) == 0:
+                raise await self._stale(conn, lease)
+
+        await self._call(f"update run {lease.run_id!r}", op)
+
+    async def request_cancel(self, run_id: str) -> RunRecord | None:
+        row = await self._call(
+            f"cancel run {run_id!r}", lambda conn: conn.fetchrow(self._sql["cancel"], run_id)
+        )
+        return None if row is None else _run(row)
+
+    async def reset_run(self, run_id: str) -> RunRecord | None:
+        sql = self._sql["reset"]
+        row = await self._call(f"reset run {run_id!r}", lambda conn: conn.fetchrow(sql, run_id))
+        return None if row is None else _run(row)
+
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+
+        def param(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        if query.statuses is not None:
+            if not query.statuses:
+                return []
+            where.append(f"status = ANY({param(sorted(s.value for s in query.statuses))}::text[])")
+        if query.workflow is not None:
+            where.append(f"workflow = {param(query.workflow)}")
+        if query.id_prefix is not None:
+            # starts_with, not LIKE: the prefix may contain % and _ and must match literally.
+            where.append(f"starts_with(run_id, {param(query.id_prefix)})")
+        if query.created_after is not None:
+            where.append(f"created_at >= {param(float(query.created_after))}")
+        if query.created_before is not None:
+            where.append(f"created_at < {param(float(query.created_before))}")
+        if query.updated_before is not None:
+            where.append(f"updated_at < {param(float(query.updated_before))}")
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM {self._quoted}.runs "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            f"ORDER BY created_at DESC, run_id LIMIT {param(query.limit)} OFFSET {param(query.offset)}"
+        )
+        rows = await self._call("list runs", lambda conn: conn.fetch(sql, *params))
+        return [_run(row) for row in rows]
+
+    async def due_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
+        """Runs due at ``now`` (see ``durable.store.is_due``), newest first, in one indexed query."""
+        rows = await self._call("list due runs", lambda conn: conn.fetch(self._sql["due"], float(now), limit))
+        return [_run(row) for row in rows]
+
+    async def delete_run(self, run_id: str) -> bool:
+        tag = await self._call(
+            f"delete run {run_id!r}", lambda conn: conn.execute(self._sql["delete"], run_id)
+        )
+        return _affected(tag) == 1
+
+    # -- steps -------------------------------------------------------------------
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]:
+        rows = await self._call(
+            f"load the steps of run {run_id!r}", lambda conn: conn.fetch(self._sql["load_steps"], run_id)
+        )
+        return [_step(row) for row in rows]
+
+    async def _save_step(self, conn: Conn, lease: Lease, step: StepRecord) -> StepRecord:
+        values = (
+            lease.run_id, step.key, step.task, step.args_digest, step.status.value, step.result,
+            step.error, step.attempts, step.started_at, step.finished_at, lease.token,
+        )  # fmt: skip
+        for _ in range(3):
+            # The common case is this one statement: fencing check and first-writer-wins insert.
+            if _affected(await conn.execute(self._sql["save_step"], *values)) == 1:
+                return step
+            row = await conn.fetchrow(self._sql["stored_step"], lease.run_id, step.key)
+            assert row is not None
+            if row["token"] != lease.token:
+                raise await self._stale(conn, lease)
+            if row["key"] is not None:
+                return _step(row[1:])
+            # The completed step vanished between the two statements (its run was deleted
+            # and created again): try again.
+        raise StoreError(f"{self!r}: step {step.key!r} of run {lease.run_id!r} kept changing while saved")
+
+    async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
+        return await self._call(
+            f"save step {step.key!r} of run {lease.run_id!r}", lambda conn: self._save_step(conn, lease, step)
+        )
+
+    async def save_steps(self, lease: Lease, steps: Iterable[StepRecord]) -> list[StepRecord]:
+        """Several checkpoints in one transaction: all are fenced, or none is written."""
+        batch = list(steps)
+
+        async def op(conn: Conn) -> list[StepRecord]:
+            async with conn.transaction():
+                return [await self._save_step(conn, lease, step) for step in batch]
+
+        return await self._call(f"save {len(batch)} steps of run {lease.run_id!r}", op)
+
+    # -- signals -----------------------------------------------------------------
+
+    async def send_signal(self, run_id: str, name: str, delivery_id: str, payload: str) -> bool:
+        sender = secrets.token_hex(8)
+        key = wake_key(run_id, name)
+        args = (run_id, name, delivery_id, payload, sender, SIGNAL_LOCK_SPACE, self._channel, key)
+
+        async def op(conn: Conn) -> bool:
+            return bool(await conn.fetchval(self._sql["send_signal"], *args))
+
+        async def retry(conn: Conn) -> bool:
+            if await op(conn):
+                return True
+            # A duplicate carrying this call's sender id is the lost first attempt's own row.
+            return bool(await conn.fetchval(self._sql["sent_by"], run_id, name, delivery_id, sender))
+
+        recorded = await self._call(f"send signal {name!r} to run {run_id!r}", op, retry)
+        if recorded and self._listener is not None:
+            self._listener.wake(key)  # waiters in this process need not wait for the NOTIFY
+        return recorded
+
+    async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
+        if name is None:
+            rows = await self._call(
+                f"list the signals of run {run_id!r}", lambda conn: conn.fetch(self._sql["signals"], run_id)
+            )
+        else:
+            rows = await self._call(
+                f"list signal {name!r} of run {run_id!r}",
+                lambda conn: conn.fetch(self._sql["signals_named"], run_id, name),
+            )
+        return [_signal(row) for row in rows]
+
+    async def wait_for_signal(
+        self, run_id: str, name: str, index: int, timeout: float | None
+    ) -> SignalRecord | None:
+        """Wait on the store's LISTEN connection; while that is down, poll every ``poll_interval``."""
+        listener = self._listener
+        if listener is None:
+            raise StoreUnavailable(f"{self!r} is not open (call open(), or use it through a Workflow)")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = 0.005
+        with listener.waiting(wake_key(run_id, name)) as event:
+            while True:
+                # LISTEN before looking, so a delivery between the look and the wait still wakes us.
+                listening = await listener.ensure()
+                event.clear()
+                row = await self._call(
+                    f"read signal {name!r} of run {run_id!r}",
+                    lambda conn: conn.fetchrow(self._sql["nth_signal"], run_id, name, index),
+                )
+                if row is not None:
+                    return _signal(row)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                if listening:
+                    wait = SAFETY_POLL
+                else:
+                    wait, interval = interval, min(interval * 2, self.poll_interval)
+                if remaining is not None:
+                    wait = min(wait, remaining)
+                try:
+                    await asyncio.wait_for(event.wait(), wait)
+                except TimeoutError:
+                    pass
+
+
+def _statements(s: str) -> dict[str, str]:
+    """Every fixed statement of the store, with the quoted schema ``s`` filled in."""
+    return {
+        "token": f"SELECT lease_token FROM {s}.runs WHERE run_id = $1",
+        "get_run": f"SELECT {RUN_COLUMNS} FROM {s}.runs WHERE run_id = $1",
+        # The outer SELECT runs on the statement's snapshot: it sees a row that existed before,
+        # not the one the CTE inserts (that one is `run` itself).
+        "create_run": (
+            f"WITH ins AS (INSERT INTO {s}.runs ({RUN_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
+            "ON CONFLICT (run_id) DO NOTHING RETURNING 1) "
+            f"SELECT EXISTS (SELECT 1 FROM ins) AS created, r.* FROM (SELECT 1) AS one "
+            f"LEFT JOIN (SELECT {RUN_COLUMNS} FROM {s}.runs WHERE run_id = $1) AS r ON TRUE"
+        ),
+        "claim": (
+            f"UPDATE {s}.runs SET status = 'running', lease_token = lease_token + 1, owner = $2, "
+            f"lease_expires_at = {NOW} + $3::float8, wake_at = NULL, updated_at = {NOW}, claim_id = $4 "
+            f"WHERE run_id = $1 AND status NOT IN ('completed', 'cancelled') AND NOT {LIVE_LEASE} "
+            "RETURNING lease_token, lease_expires_at"
+        ),
+        "claimed": f"SELECT lease_token, lease_expires_at FROM {s}.runs WHERE run_id = $1 AND claim_id = $2",
+        "renew": (
+            f"UPDATE {s}.runs SET owner = $3, lease_expires_at = {NOW} + $4::float8 "
+            f"WHERE run_id = $1 AND lease_token = $2 RETURNING {RUN_COLUMNS}"
+        ),
+        "update": (
+            f"UPDATE {s}.runs SET status = $3, result = $4, error = $5, wake_at = $6, updated_at = {NOW} "
+            "WHERE run_id = $1 AND lease_token = $2"
+        ),
+        "update_release": (
+            f"UPDATE {s}.runs SET status = $3, result = $4, error = $5, wake_at = $6, updated_at = {NOW}, "
+            "owner = NULL, lease_expires_at = NULL WHERE run_id = $1 AND lease_token = $2"
+        ),
+        "cancel": (
+            f"UPDATE {s}.runs SET cancel_requested = TRUE, updated_at = {NOW}, status = CASE "
+            f"WHEN status NOT IN ('completed', 'cancelled') AND NOT {LIVE_LEASE} THEN 'cancelled' "
+            f"ELSE status END WHERE run_id = $1 RETURNING {RUN_COLUMNS}"
+        ),
+        "reset": (
+            f"UPDATE {s}.runs SET status = 'pending', cancel_requested = FALSE, error = NULL, "
+            f"wake_at = NULL, updated_at = {NOW} WHERE run_id = $1 RETURNING {RUN_COLUMNS}"
+        ),
+        "due": (
+            f"SELECT {RUN_COLUMNS} FROM {s}.runs WHERE status IN ('pending', 'running', 'waiting') "
+            "AND NOT (owner IS NOT NULL AND coalesce(lease_expires_at, 0) > $1) "
+            "AND (status <> 'waiting' OR owner IS NOT NULL OR wake_at <= $1) "
+            "ORDER BY created_at DESC, run_id LIMIT $2"
+        ),
+        "delete": (
+            f"WITH steps AS (DELETE FROM {s}.steps WHERE run_id = $1), "
+            f"signals AS (DELETE FROM {s}.signals WHERE run_id = $1) "
+            f"DELETE FROM {s}.runs WHERE run_id = $1"
+        ),
+        "load_steps": f"SELECT {STEP_COLUMNS} FROM {s}.steps WHERE run_id = $1 ORDER BY finished_at, key",
+        # FOR SHARE locks the run row until commit, so a claim (which updates it) waits for this
+        # checkpoint, and one that committed first makes the re-checked token differ: no write.
+        "save_step": (
+            f"INSERT INTO {s}.steps ({STEP_COLUMNS}) "
+            "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 "
+            f"FROM {s}.runs WHERE run_id = $1 AND lease_token = $11 FOR SHARE "
+            "ON CONFLICT (run_id, key) DO UPDATE SET task = EXCLUDED.task, "
+            "args_digest = EXCLUDED.args_digest, status = EXCLUDED.status, result = EXCLUDED.result, "
+            "error = EXCLUDED.error, attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, "
+            f"finished_at = EXCLUDED.finished_at WHERE {s}.steps.status <> 'completed'"
+        ),
+        "stored_step": (
+            f"SELECT r.token, st.* FROM (SELECT (SELECT lease_token FROM {s}.runs WHERE run_id = $1) "
+            f"AS token) AS r LEFT JOIN (SELECT {STEP_COLUMNS} FROM {s}.steps "
+            "WHERE run_id = $1 AND key = $2) AS st ON TRUE"
+        ),
+        # The advisory lock (held to commit) orders a run's senders, so a delivery becomes
+        # visible only after every delivery with a smaller seq: the n-th delivery never changes.
+        "send_signal": (
+            "WITH lock AS (SELECT pg_advisory_xact_lock($6::int, hashtext($1))), "
+            f"ins AS (INSERT INTO {s}.signals (run_id, name, delivery_id, payload, sent_at, sender) "
+            f"SELECT $1, $2, $3, $4, {NOW}, $5 FROM lock "
+            "ON CONFLICT (run_id, name, delivery_id) DO NOTHING RETURNING sent_at), "
+            f"woken AS (UPDATE {s}.runs SET wake_at = ins.sent_at, updated_at = ins.sent_at FROM ins "
+            f"WHERE {s}.runs.run_id = $1 AND {s}.runs.status = 'waiting' RETURNING 1), "
+            "notified AS (SELECT pg_notify($7, $8) FROM ins) "
+            "SELECT (SELECT count(*) FROM ins) + 0 * (SELECT count(*) FROM notified) "
+            "+ 0 * (SELECT count(*) FROM woken) = 1"
+        ),
+        "sent_by": (
+            f"SELECT EXISTS (SELECT 1 FROM {s}.signals WHERE run_id = $1 AND name = $2 "
+            "AND delivery_id = $3 AND sender = $4)"
+        ),
+        "signals": f"SELECT {SIGNAL_COLUMNS} FROM {s}.signals WHERE run_id = $1 ORDER BY seq",
+        "signals_named": (
+            f"SELECT {SIGNAL_COLUMNS} FROM {s}.signals WHERE run_id = $1 AND name = $2 ORDER BY seq"
+        ),
+        "nth_signal": (
+            f"SELECT {SIGNAL_COLUMNS} FROM {s}.signals WHERE run_id = $1 AND name = $2 "
+            "ORDER BY seq OFFSET $3 LIMIT 1"
+        ),
+    }
