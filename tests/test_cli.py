@@ -279,7 +279,11 @@ def test_runs_show_completed_run_with_retries_and_signal(store_env: str) -> None
     ]
     assert out[header + 1].endswith('{"id":"42","total":42.5,"items":["book","lamp"]}')
     assert out[header + 4].endswith('"shipped"')
-    assert "  charge: 2 failed attempt(s) before it succeeded (errors not stored)" in out
+    at = out.index("  charge: 2 failed attempt(s) before it succeeded")
+    assert out[at + 1 : at + 3] == [
+        "    attempt 1: builtins.ConnectionError: payment gateway timed out",
+        "    attempt 2: builtins.ConnectionError: payment gateway timed out",
+    ]
     signals = out.index("signals (1)")
     assert out[signals + 1].split() == ["SEQ", "NAME", "DELIVERY", "ID", "SENT", "PAYLOAD"]
     row = out[signals + 2].split()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from durable import RunStatus, Workflow
+from durable.store import ErrorInfo
 from durable.backoff import constant, exponential, linear
 from durable.errors import (
     ConfigurationError,
@@ -265,7 +266,10 @@ async def test_retries_make_retries_plus_one_attempts_with_backoff_waits(
     assert calls.count("try") == 4
     assert waits == [2.0, 4.0, 8.0]
     failed = {s.key: s for s in await wf.get_steps("retry")}["flaky"]
-    assert failed.status.value == "failed" and failed.attempts == 4 and "nope" in (failed.error or "")
+    assert failed.status.value == "failed" and failed.attempts == 4
+    info = ErrorInfo.from_json(failed.error or "")
+    assert (info.type, info.message) == ("builtins.ValueError", "nope")
+    assert info.attempts == (("builtins.ValueError", "nope"),) * 4
 
 
 def test_backoff_strategies_wait_what_the_readme_says() -> None:

@@ -114,6 +114,7 @@ async def execute_step(
 
     plugins = ctx.workflow.plugins
     started_at = time.time()
+    failures: list[ErrorInfo] = []
 
     async def attempt_once() -> Any:
         ctx.keys.reset_scope(key)
@@ -127,6 +128,7 @@ async def execute_step(
         observe(plugins, "durable_step_started", run_id=ctx.run_id, key=key, task=task, attempt=attempt)
 
     def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
+        failures.append(ErrorInfo.from_exception(exc))
         log.info(
             "run %r step %r attempt %d failed (%r); retrying in %.3gs", ctx.run_id, key, attempt, exc, delay
         )
@@ -139,7 +141,7 @@ async def execute_step(
         value, attempts = await call_with_retries(attempt_once, policy, on_attempt, on_retry)
     except Exception as exc:
         if not isinstance(exc, (LeaseLost, RunCancelled)):
-            await _record_failure(ctx, key, task, args_digest, exc, started_at)
+            await _record_failure(ctx, key, task, args_digest, exc, started_at, failures)
         raise
 
     try:
@@ -157,7 +159,7 @@ async def execute_step(
         args_digest=args_digest,
         status=StepStatus.COMPLETED,
         result=text,
-        error=None,
+        error=_attempt_errors(failures[-1], failures) if failures else None,
         attempts=attempts,
         started_at=started_at,
         finished_at=time.time(),
@@ -170,8 +172,19 @@ async def execute_step(
     return decode(stored.result)  # type: ignore[arg-type]
 
 
+def _attempt_errors(last: ErrorInfo, failures: list[ErrorInfo]) -> str:
+    attempts = tuple((f.type, f.message) for f in failures)
+    return ErrorInfo(last.type, last.message, last.traceback, attempts).to_json()
+
+
 async def _record_failure(
-    ctx: RunContext, key: str, task: str, args_digest: str, exc: Exception, started_at: float
+    ctx: RunContext,
+    key: str,
+    task: str,
+    args_digest: str,
+    exc: Exception,
+    started_at: float,
+    failures: list[ErrorInfo],
 ) -> None:
     """Checkpoint a step that ran out of attempts, so operators see why (best effort)."""
     step = StepRecord(
@@ -181,7 +194,7 @@ async def _record_failure(
         args_digest=args_digest,
         status=StepStatus.FAILED,
         result=None,
-        error=ErrorInfo.from_exception(exc).to_json(),
+        error=_attempt_errors(ErrorInfo.from_exception(exc), [*failures, ErrorInfo.from_exception(exc)]),
         attempts=int(exc.__dict__.get("_durable_attempts", 1)),
         started_at=started_at,
         finished_at=time.time(),

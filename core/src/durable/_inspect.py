@@ -96,10 +96,15 @@ def preview(text: str | None, width: int = 60) -> str:
     return compact if len(compact) <= width else compact[: width - 1] + "…"
 
 
-def _error_json(error: ErrorInfo | None) -> dict[str, str] | None:
+def _error_json(error: ErrorInfo | None) -> dict[str, Any] | None:
     if error is None:
         return None
-    return {"type": error.type, "message": error.message, "traceback": error.traceback}
+    return {
+        "type": error.type,
+        "message": error.message,
+        "traceback": error.traceback,
+        "attempts": [{"type": t, "message": m} for t, m in error.attempts],
+    }
 
 
 def _error_of(text: str | None) -> ErrorInfo | None:

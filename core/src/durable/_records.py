@@ -42,14 +42,20 @@ class ErrorInfo:
     type: str
     message: str
     traceback: str = ""
+    attempts: tuple[tuple[str, str], ...] = ()
+    """``(type, message)`` of every failed attempt of a step, oldest first."""
 
     def to_json(self) -> str:
-        return json.dumps({"type": self.type, "message": self.message, "traceback": self.traceback})
+        data: dict[str, object] = {"type": self.type, "message": self.message, "traceback": self.traceback}
+        if self.attempts:
+            data["attempts"] = [{"type": t, "message": m} for t, m in self.attempts]
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> ErrorInfo:
         data = json.loads(text)
-        return cls(data["type"], data["message"], data.get("traceback", ""))
+        attempts = tuple((a["type"], a["message"]) for a in data.get("attempts", ()))
+        return cls(data["type"], data["message"], data.get("traceback", ""), attempts)
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
@@ -110,6 +116,8 @@ class StepRecord:
     status: StepStatus
     result: str | None
     error: str | None
+    """``ErrorInfo`` JSON: the final error of a failed step, or for a completed step that needed
+    retries, its last failed attempt's; ``ErrorInfo.attempts`` lists every failed attempt."""
     attempts: int
     started_at: float
     finished_at: float

@@ -518,10 +518,10 @@ def _print_failed_attempts(console: Console, s: StepView) -> None:
                 indented = "\n".join("    " + line for line in s.error.traceback.rstrip().splitlines())
                 console.print(Text(indented), soft_wrap=True)
     else:
-        # The engine keeps only a step's final outcome; errors of retried attempts are logged, not stored.
-        console.print(
-            Text(f"  {s.key}: {s.failed_attempts} failed attempt(s) before it succeeded (errors not stored)")
-        )
+        console.print(Text(f"  {s.key}: {s.failed_attempts} failed attempt(s) before it succeeded"))
+    failed = s.error.attempts if s.error is not None else ()
+    for number, (kind, message) in enumerate(failed if s.status != "failed" else failed[:-1], start=1):
+        console.print(Text(f"    attempt {number}: {kind}: {message}"), soft_wrap=True)
 
 
 @runs_group.command("cancel")
