@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from durable import RunStatus, Workflow
-from durable.store import ErrorInfo
 from durable.backoff import constant, exponential, linear
 from durable.errors import (
     ConfigurationError,
@@ -20,6 +19,7 @@ from durable.errors import (
     StoreUnavailable,
     UnknownRunError,
 )
+from durable.store import ErrorInfo
 
 from helpers import Calls, Crash, until_status
 
