@@ -15,11 +15,10 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from durable._records import ErrorInfo, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord
 from durable.errors import ConfigurationError, UnknownRunError
-from durable.store import Store
+from durable.store import Store, redact_url
 
 __all__ = [
     "FINISHED",
@@ -61,18 +60,6 @@ def parse_duration(text: str) -> timedelta:
     if not 0 <= seconds <= _MAX_SECONDS:
         raise ConfigurationError(f"invalid duration {text!r}: must be between 0 and 100 years")
     return timedelta(seconds=seconds)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password, for messages and pages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _decode(text: str | None) -> Any:

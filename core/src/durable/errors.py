@@ -91,6 +91,15 @@ class LeaseLost(StoreError):
     to renew its lease); nothing was written.
     """
 
+    @classmethod
+    def stale(cls, run_id: str, token: int, current: int | None) -> LeaseLost:
+        """The error a store raises for a fenced write with an old token (``current`` is the
+        run's token now, ``None`` if the run is gone)."""
+        return cls(
+            f"run {run_id!r}: lease token {token} is stale (current: {current}); "
+            "another executor owns the run, nothing was written"
+        )
+
 
 class UnknownStoreError(DurableError, ValueError):
     """No installed plugin handles a store URL's scheme."""

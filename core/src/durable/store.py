@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit, urlunsplit
 
 from durable._records import (
     ErrorInfo,
@@ -43,6 +44,8 @@ __all__ = [
     "StepRecord",
     "StepStatus",
     "Store",
+    "is_due",
+    "redact_url",
 ]
 
 
@@ -55,6 +58,18 @@ class Capability:
     """Several processes (or hosts) may share the store at once."""
     NOTIFY = "notify"
     """``wait_for_signal`` wakes on delivery instead of polling."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, for messages and pages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def is_due(run: RunRecord, now: float) -> bool:

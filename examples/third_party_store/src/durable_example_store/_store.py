@@ -148,11 +148,7 @@ class JsonFileStore(Store):
     def _fenced(doc: Doc, lease: Lease) -> dict[str, Any]:
         run = doc["runs"].get(lease.run_id)
         if run is None or run["lease_token"] != lease.token:
-            current = None if run is None else run["lease_token"]
-            raise LeaseLost(
-                f"run {lease.run_id!r}: lease token {lease.token} is stale (current: {current}); "
-                "another executor owns the run"
-            )
+            raise LeaseLost.stale(lease.run_id, lease.token, None if run is None else run["lease_token"])
         return run  # type: ignore[no-any-return]
 
     # -- runs --------------------------------------------------------------------

@@ -81,11 +81,7 @@ class InMemoryStore(Store):
     def _fenced(self, lease: Lease) -> RunRecord:
         run = self._runs.get(lease.run_id)
         if run is None or run.lease_token != lease.token:
-            current = None if run is None else run.lease_token
-            raise LeaseLost(
-                f"run {lease.run_id!r}: lease token {lease.token} is stale (current: {current}); "
-                "another executor owns the run"
-            )
+            raise LeaseLost.stale(lease.run_id, lease.token, None if run is None else run.lease_token)
         return run
 
     async def renew_lease(self, lease: Lease, lease_seconds: float) -> RunRecord:

@@ -311,10 +311,7 @@ class PostgresStore(Store):
 
     async def _stale(self, conn: Conn, lease: Lease) -> LeaseLost:
         token = await conn.fetchval(self._sql["token"], lease.run_id)
-        return LeaseLost(
-            f"run {lease.run_id!r}: lease token {lease.token} is stale (current: {token}); "
-            "another executor owns the run"
-        )
+        return LeaseLost.stale(lease.run_id, lease.token, token)
 
     # -- runs --------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from durable.store import (
     StepRecord,
     Store,
 )
+from durable.store import redact_url as redact
 from durable_redis import _keys as k
 from durable_redis._notify import Notifier
 from durable_redis._scripts import SOURCES
@@ -42,17 +43,6 @@ _TRANSIENT = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, OSError)
 _LIST_PAGE = 500
 _SAFETY_RECHECK = 30.0
 """Even with a healthy subscription, a waiter re-reads its deliveries this often."""
-
-
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -268,11 +258,7 @@ class RedisStore(Store):
         return None if token is None else Lease(run_id, owner, int(token), expires)
 
     def _lost(self, lease: Lease, current: Any) -> LeaseLost:
-        shown = None if current in (None, -1) else int(current)
-        return LeaseLost(
-            f"run {lease.run_id!r}: lease token {lease.token} is stale (current: {shown}); "
-            "another executor owns the run, nothing was written"
-        )
+        return LeaseLost.stale(lease.run_id, lease.token, None if current in (None, -1) else int(current))
 
     async def renew_lease(self, lease: Lease, lease_seconds: float) -> RunRecord:
         keys = self.keys.run_keys(lease.run_id)

@@ -49,10 +49,7 @@ def _step(row: Sequence[Any]) -> StepRecord:
 
 def _stale(lease: Lease, conn: sqlite3.Connection) -> LeaseLost:
     row = conn.execute("SELECT lease_token FROM runs WHERE run_id = ?", (lease.run_id,)).fetchone()
-    return LeaseLost(
-        f"run {lease.run_id!r}: lease token {lease.token} is stale (current: {row[0] if row else None}); "
-        "another executor owns the run"
-    )
+    return LeaseLost.stale(lease.run_id, lease.token, row[0] if row else None)
 
 
 class SQLiteStore(Store):
