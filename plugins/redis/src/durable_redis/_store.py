@@ -130,8 +130,13 @@ class RedisStore(Store):
         # Retries are ours (see _call): redis-py's own would retry scripts whose reply was lost
         # without the idempotence checks, and would stack delays on top of ours.
         options.update(decode_responses=True, retry=Retry(NoBackoff(), 0))
+        # A blocking pool queues callers for a free connection; the default pool raises
+        # "Too many connections" when thousands of runs checkpoint at once.
+        options.setdefault("max_connections", 64)
+        options.setdefault("timeout", options["socket_timeout"])
         try:
-            client: aioredis.Redis = aioredis.from_url(self.url, **options)
+            pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
+            client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # aclose() closes the pool too
         except ValueError as exc:
             raise ConfigurationError(f"RedisStore: bad Redis URL {redact(self.url)}: {exc}") from exc
         return client
