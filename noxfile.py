@@ -9,6 +9,19 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
+
+
+def _expose_pyenv_pythons() -> None:
+    """Put every pyenv-installed interpreter on PATH, so python3.12 and python3.13 are found
+    without activating them (uv would otherwise try to download them)."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    bins = [str(p / "bin") for p in sorted(root.glob("3.*")) if (p / "bin").is_dir()]
+    if bins:
+        os.environ["PATH"] = os.pathsep.join([*bins, os.environ.get("PATH", "")])
+    os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+
+
+_expose_pyenv_pythons()
 nox.options.sessions = ["lint", "tests-3.11", "contract_all"]
 
 PYTHONS = ["3.11", "3.12", "3.13"]
@@ -44,7 +57,7 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHONS)
-@nox.parametrize("store", STORES)
+@nox.parametrize("store", STORES, ids=STORES)
 def contract(session: nox.Session, store: str) -> None:
     """The store contract suite over one store, installed alone with the core."""
     session.install(*editable("core", PLUGINS[store], "contract_tests"), *TEST_TOOLS)
@@ -79,10 +92,11 @@ def packaging(session: nox.Session) -> None:
     session.log("built: " + ", ".join(Path(w).name for w in wheels))
     venv = dist / "venv"
     session.run("uv", "venv", "-q", str(venv), external=True)
-    env = {"VIRTUAL_ENV": str(venv)}
+    python = str(venv / "bin" / "python")
     session.run(
-        "uv", "pip", "install", "-q", "--find-links", str(dist), "python-durable[all]", external=True, env=env
-    )
+        "uv", "pip", "install", "-q", "--python", python, "--find-links", str(dist), "python-durable[all]",
+        external=True,
+    )  # fmt: skip
     session.run(str(venv / "bin" / "durable"), "stores", external=True)
     session.run(str(venv / "bin" / "durable"), "plugins", external=True)
     session.run(str(venv / "bin" / "python"), "-c", "import durable, durable.pydantic_ai", external=True)
