@@ -7,16 +7,20 @@
     durable_agent = DurableAgent(agent, wf, model_task_config=TaskConfig(retries=5))
     result = await durable_agent.run("...", run_id="ticket-42")   # resumes after a crash
 
-Registered under the ``durable`` entry-point group; it implements no hooks (pydantic-ai values are
-encoded with pydantic-ai's own type adapters inside each step, not by durable's codec).
+Registered under the ``durable`` entry-point group (``_plugin``); it implements no hooks
+(pydantic-ai values are encoded with pydantic-ai's own type adapters inside each step).
 """
 
 from __future__ import annotations
 
-from durable_pydantic_ai._agent import ApprovalHandler, DurableAgent
-from durable_pydantic_ai._capability import TOOL_CONFIG_KEY, DurableCapability, ResumeToken
-from durable_pydantic_ai._config import TaskConfig
-from durable_pydantic_ai._tools import durable_pipeline, durable_tool
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from durable_pydantic_ai._agent import ApprovalHandler, DurableAgent
+    from durable_pydantic_ai._capability import TOOL_CONFIG_KEY, DurableCapability, ResumeToken
+    from durable_pydantic_ai._config import TaskConfig
+    from durable_pydantic_ai._tools import durable_pipeline, durable_tool
 
 __version__ = "0.3.0"
 
@@ -30,3 +34,22 @@ __all__ = [
     "durable_pipeline",
     "durable_tool",
 ]
+
+# Imported on first use: the plugin loader imports this package for every Workflow(), and
+# pydantic-ai takes about a second to import.
+_WHERE = {
+    "ApprovalHandler": "_agent",
+    "DurableAgent": "_agent",
+    "TOOL_CONFIG_KEY": "_capability",
+    "DurableCapability": "_capability",
+    "ResumeToken": "_capability",
+    "TaskConfig": "_config",
+    "durable_pipeline": "_tools",
+    "durable_tool": "_tools",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f"durable_pydantic_ai.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'durable_pydantic_ai' has no attribute {name!r}")
