@@ -138,3 +138,20 @@ def test_lazy_store_classes_import_from_the_original_module_paths() -> None:
     from durable.store import SQLiteStore as D
 
     assert A is C and B is D and A.name == "memory" and B.name == "sqlite"
+
+
+def test_a_plugin_whose_backend_hook_raises_is_skipped_with_a_warning() -> None:
+    import durable_memory
+
+    class Broken:
+        @hookimpl
+        def durable_store_backends(self) -> list[StoreBackend]:
+            raise TypeError("built against another durable-core")
+
+    manager = PluginManager()
+    manager.register(durable_memory, name="durable-memory")
+    manager.register(Broken(), name="broken-plugin")
+    with pytest.warns(RuntimeWarning, match="broken-plugin.*another durable-core"):
+        backends = manager.backends()
+    assert set(backends) == {"memory"}
+    assert manager.store_from_url("memory://").name == "memory"

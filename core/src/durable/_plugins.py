@@ -144,7 +144,16 @@ class PluginManager:
             return self._backends
         by_scheme: dict[str, tuple[StoreBackend, str]] = {}
         for impl in self.pm.hook.durable_store_backends.get_hookimpls():
-            declared = cast("Sequence[StoreBackend]", impl.function() or ())
+            try:
+                declared = cast("Sequence[StoreBackend]", impl.function() or ())
+            except Exception as exc:  # one broken plugin must not take every store down
+                warnings.warn(
+                    f"durable plugin {impl.plugin_name!r}: durable_store_backends() failed and its "
+                    f"stores are skipped: {type(exc).__name__}: {exc}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
             for backend in declared:
                 for scheme in backend.schemes:
                     if scheme in by_scheme:
