@@ -47,7 +47,10 @@ SCENARIO = textwrap.dedent(
 
 def test_finished_runs_leave_nothing_behind_in_the_process(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", SCENARIO, str(tmp_path / "many.db")], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", SCENARIO, str(tmp_path / "many.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     # After 1,000 and after 5,000 finished runs the process holds no run context, lease, step or
