@@ -250,10 +250,10 @@ class Workflow:
         self.lease_seconds = lease_seconds
         self.plugins: PluginManager = get_plugin_manager()
         self.owner = new_owner_id()
-        self._db = db
-        self._store: Store | None = db if isinstance(db, Store) else None
-        self._store_url = None if isinstance(db, Store) else as_store_url(db)
+        self._store: Store | None = None
+        self._store_url: str | None = None
         self._opened_on: asyncio.AbstractEventLoop | None = None
+        self.use_store(db)
         self._open_lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._workflows: dict[str, WorkflowFunction[Any, Any]] = {}
@@ -381,7 +381,6 @@ class Workflow:
         """Point this Workflow at another store before it is opened (``durable worker --store``)."""
         if self._opened_on is not None:
             raise ConfigurationError(f"{self!r}: use_store() must be called before the store is opened")
-        self._db = db
         self._store = db if isinstance(db, Store) else None
         self._store_url = None if isinstance(db, Store) else as_store_url(db)
 
@@ -404,8 +403,6 @@ class Workflow:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
-
-    # -- running -----------------------------------------------------------------
 
     # -- waits -------------------------------------------------------------------
 
