@@ -75,7 +75,7 @@ def contract_all(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff (lint and format) and mypy --strict."""
     install_everything(session)
-    session.install("ruff>=0.8", "mypy>=1.13")
+    session.install("ruff>=0.8", "mypy>=1.13", "asyncpg-stubs>=0.29", "playwright>=1.40")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
