@@ -33,7 +33,14 @@ PLUGINS = {
     "redis": "plugins/redis",
     "pydantic-ai": "plugins/pydantic_ai",
 }
-TEST_TOOLS = ["pytest>=8", "pytest-asyncio>=1.0", "pydantic>=2", "fakeredis>=2.26"]
+TEST_TOOLS = [
+    "pytest>=8",
+    "pytest-asyncio>=1.0",
+    "pydantic>=2",
+    "fakeredis>=2.26",
+    "pydantic-ai-slim[mcp]>=2.68,<3",
+    "playwright>=1.40",
+]
 
 
 def editable(*paths: str) -> list[str]:

@@ -38,11 +38,14 @@ from pydantic_ai.durable_exec import (
     record_durable_unit,
     replay_scope,
 )
+from pydantic_ai.durable_exec._base import construction_toolsets
 from pydantic_ai.durable_exec._operation_names import DurableInvocationName
+from pydantic_ai.durable_exec._runtime_toolsets import reject_unsupported_runtime_toolsets
 from pydantic_ai.models import Model
 from pydantic_ai.run import AgentRunResult
 from pydantic_ai.tools import AgentDepsT
-from pydantic_ai.toolsets import ToolsetTool
+from pydantic_ai.toolsets import AbstractToolset, ToolsetTool
+from pydantic_ai.toolsets._capability_owned import CapabilityOwnedToolset
 from pydantic_core import to_jsonable_python
 
 from durable import Workflow
@@ -314,6 +317,36 @@ class DurableCapability(BaseDurabilityCapability[AgentDepsT]):
                 tool=self._tool_config,
                 resolve_tool=tool_config,
             ),
+        )
+
+    def _reject_runtime_toolsets(self, toolset: AbstractToolset[AgentDepsT]) -> None:
+        """pydantic-ai's guard against executing toolsets added after binding, minus the ones bound.
+
+        The base accepts only the toolsets the agent was *constructed* with. ``DurableAgent`` binds this
+        capability at the start of every run (a per-run capability), and that bind wraps every toolset
+        the agent has then (``agent.toolsets``), including a ``DynamicToolset`` registered with
+        ``@agent.toolset`` after construction: its tool calls are steps like any other, so rejecting it
+        would refuse a toolset that is durable. Anything the bind did not wrap is still rejected.
+        """
+        if not self.in_durable_context or self._agent is None:
+            return
+        known: set[int] = set()
+        bound = [*construction_toolsets(self._agent), *(w.wrapped for w in self._toolsets_by_id.values())]
+        for agent_toolset in bound:
+            agent_toolset.apply(lambda leaf: known.add(id(leaf)))
+        runtime: list[AbstractToolset[AgentDepsT]] = []
+
+        def collect(leaf: AbstractToolset[AgentDepsT]) -> None:
+            # A CapabilityOwnedToolset is packaging; the toolset inside it is judged on its own.
+            if id(leaf) not in known and not isinstance(leaf, CapabilityOwnedToolset):
+                runtime.append(leaf)
+
+        toolset.apply(collect)
+        reject_unsupported_runtime_toolsets(
+            runtime,
+            unsupported_kinds=self.engine_spec.unsupported_runtime_toolset_kinds,
+            engine=self.engine_name,
+            tool_config_key=self.engine_spec.tool_config_key,
         )
 
     def _toolset_base_config(self, kind: Any) -> Any:
