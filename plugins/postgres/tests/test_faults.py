@@ -183,13 +183,14 @@ class Proxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        # Links first: since Python 3.12.1, wait_closed() waits for open connections to end.
+        for writer in list(self._links):
+            writer.transport.abort()
+        self._links.clear()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        for writer in list(self._links):
-            writer.transport.abort()
-        self._links.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
