@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from durable import _runner
 from durable._records import Lease, RunRecord
-from durable.errors import DurableError, RunParked
+from durable.errors import RunParked
 
 if TYPE_CHECKING:
     from durable.workflow import Workflow
@@ -95,6 +95,6 @@ class Worker:
             await _runner.resume_claimed(self.wf, run, lease, parkable=True)
         except RunParked:
             pass
-        except (DurableError, Exception) as exc:
+        except Exception as exc:
             # The outcome is recorded in the store; the worker carries on with other runs.
             log.info("run %r ended with %s: %s", run.run_id, type(exc).__name__, exc)
