@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
@@ -32,6 +33,8 @@ RUN_COLUMNS = (
     "lease_token, lease_expires_at, wake_at, deadline, parent_run_id, cancel_requested"
 )
 STEP_COLUMNS = "run_id, key, task, args_digest, status, result, error, attempts, started_at, finished_at"
+WATCH_INTERVAL = 0.01
+"""Seconds between checks for commits by other processes while a signal wait is open."""
 SIGNAL_COLUMNS = "run_id, name, delivery_id, payload, seq, sent_at"
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
@@ -62,7 +65,7 @@ class SQLiteStore(Store):
 
     name = "sqlite"
     capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS})
-    poll_interval = 0.1
+    poll_interval = 1.0
 
     def __init__(
         self,
@@ -80,6 +83,7 @@ class SQLiteStore(Store):
         self.busy_timeout = float(busy_timeout)
         self._db: Connection | None = None
         self._waiters: dict[tuple[str, str], set[asyncio.Event]] = {}
+        self._watcher: asyncio.Future[None] | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStore:
@@ -132,6 +136,10 @@ class SQLiteStore(Store):
 
     async def close(self) -> None:
         db, self._db = self._db, None
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
         if db is not None:
             await db.close()
 
@@ -370,14 +378,15 @@ class SQLiteStore(Store):
     async def wait_for_signal(
         self, run_id: str, name: str, index: int, timeout: float | None
     ) -> SignalRecord | None:
-        # Deliveries from this process wake the waiter at once; deliveries from other
-        # processes are seen by polling, at most ``poll_interval`` late.
+        # Deliveries from this process set the waiter's event directly; deliveries from other
+        # processes are noticed by the store's one watcher of PRAGMA data_version.
         event = asyncio.Event()
         waiters = self._waiters.setdefault((run_id, name), set())
         waiters.add(event)
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.ensure_future(self._watch_other_processes())
         try:
             deadline = None if timeout is None else time.monotonic() + timeout
-            interval = 0.005
             while True:
                 event.clear()
                 deliveries = await self.list_signals(run_id, name)
@@ -386,15 +395,34 @@ class SQLiteStore(Store):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return None
-                wait = interval if remaining is None else min(interval, remaining)
-                try:
+                # The re-check every poll_interval is a safety net, not the wake-up path.
+                wait = self.poll_interval if remaining is None else min(self.poll_interval, remaining)
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), wait)
-                except TimeoutError:
-                    interval = min(interval * 2, self.poll_interval)
         finally:
             waiters.discard(event)
             if not waiters:
                 self._waiters.pop((run_id, name), None)
+
+    async def _watch_other_processes(self) -> None:
+        """While anyone waits, wake every waiter when another connection commits.
+
+        ``PRAGMA data_version`` changes exactly when another connection committed; reading
+        it costs a few microseconds, so one watcher per store polls it often, however many
+        runs wait.
+        """
+        seen: int | None = None
+        while self._waiters and self._db is not None:
+            try:
+                version = await self._read(lambda db: db.execute("PRAGMA data_version").fetchone()[0])
+            except StoreUnavailable:
+                return
+            if seen is not None and version != seen:
+                for events in list(self._waiters.values()):
+                    for event in events:
+                        event.set()
+            seen = version
+            await asyncio.sleep(WATCH_INTERVAL)
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
