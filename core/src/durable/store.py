@@ -13,6 +13,7 @@ not the run's current ``lease_token``, atomically with the write itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -262,22 +263,50 @@ class Store(ABC):
     ) -> SignalRecord | None:
         """Wait for the ``index``-th (0-based) delivery of ``name``; ``None`` on timeout.
 
-        This default polls ``list_signals`` with a growing interval up to
-        ``poll_interval``; stores that can be notified override it.
+        This default re-reads ``list_signals`` at a growing interval up to
+        ``poll_interval``, and at once whenever ``wake_local_waiters`` is called for the
+        run and name (stores call it after recording a delivery in this process).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        interval = 0.005
-        while True:
-            deliveries = await self.list_signals(run_id, name)
-            if len(deliveries) > index:
-                return deliveries[index]
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+        event = asyncio.Event()
+        registry = self._local_waiters()
+        waiters = registry.setdefault((run_id, name), set())
+        waiters.add(event)
+        try:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            interval = 0.005
+            while True:
+                event.clear()  # before reading: a delivery after the read still wakes us
+                deliveries = await self.list_signals(run_id, name)
+                if len(deliveries) > index:
+                    return deliveries[index]
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
                     return None
-                interval = min(interval, remaining)
-            await asyncio.sleep(interval)
-            interval = min(interval * 2, self.poll_interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        event.wait(), interval if remaining is None else min(interval, remaining)
+                    )
+                interval = min(interval * 2, self.poll_interval)
+        finally:
+            waiters.discard(event)
+            if not waiters:
+                registry.pop((run_id, name), None)
+
+    def wake_local_waiters(self, run_id: str | None = None, name: str | None = None) -> None:
+        """Wake this process's ``wait_for_signal`` callers for one run and name, or all of them."""
+        registry = self._local_waiters()
+        keys = list(registry) if run_id is None else [(run_id, name or "")]
+        for key in keys:
+            for event in registry.get(key, ()):
+                event.set()
+
+    def has_local_waiters(self) -> bool:
+        return bool(self._local_waiters())
+
+    def _local_waiters(self) -> dict[tuple[str, str], set[asyncio.Event]]:
+        # Created on first use: subclasses need not call an __init__ of this class.
+        registry: dict[tuple[str, str], set[asyncio.Event]] = self.__dict__.setdefault("_signal_waiters", {})
+        return registry
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

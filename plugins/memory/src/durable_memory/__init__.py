@@ -7,7 +7,6 @@ so a caller mutating what a task returned cannot reach a checkpoint.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import replace
 from typing import Any
@@ -41,7 +40,6 @@ class InMemoryStore(Store):
         self._steps: dict[str, dict[str, StepRecord]] = {}
         self._signals: dict[str, list[SignalRecord]] = {}
         self._seq = 0
-        self._waiters: dict[tuple[str, str], set[asyncio.Event]] = {}
 
     async def open(self) -> None:
         pass
@@ -174,37 +172,11 @@ class InMemoryStore(Store):
         run = self._runs.get(run_id)
         if run is not None and run.status is RunStatus.WAITING:
             self._runs[run_id] = replace(run, wake_at=now, updated_at=now)
-        for event in self._waiters.get((run_id, name), ()):
-            event.set()
+        self.wake_local_waiters(run_id, name)
         return True
 
     async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
         return [s for s in self._signals.get(run_id, ()) if name is None or s.name == name]
-
-    async def wait_for_signal(
-        self, run_id: str, name: str, index: int, timeout: float | None
-    ) -> SignalRecord | None:
-        event = asyncio.Event()
-        waiters = self._waiters.setdefault((run_id, name), set())
-        waiters.add(event)
-        try:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while True:
-                deliveries = await self.list_signals(run_id, name)
-                if len(deliveries) > index:
-                    return deliveries[index]
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                event.clear()
-                try:
-                    await asyncio.wait_for(event.wait(), remaining)
-                except TimeoutError:
-                    return None
-        finally:
-            waiters.discard(event)
-            if not waiters:
-                self._waiters.pop((run_id, name), None)
 
 
 @hookimpl

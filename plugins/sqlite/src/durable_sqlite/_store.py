@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sqlite3
 import time
@@ -82,7 +81,6 @@ class SQLiteStore(Store):
         self.synchronous = synchronous.lower()
         self.busy_timeout = float(busy_timeout)
         self._db: Connection | None = None
-        self._waiters: dict[tuple[str, str], set[asyncio.Event]] = {}
         self._watcher: asyncio.Future[None] | None = None
 
     @classmethod
@@ -361,8 +359,7 @@ class SQLiteStore(Store):
 
         recorded: bool = await self._write(op)
         if recorded:
-            for event in self._waiters.get((run_id, name), ()):
-                event.set()
+            self.wake_local_waiters(run_id, name)
         return recorded
 
     async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
@@ -378,31 +375,11 @@ class SQLiteStore(Store):
     async def wait_for_signal(
         self, run_id: str, name: str, index: int, timeout: float | None
     ) -> SignalRecord | None:
-        # Deliveries from this process set the waiter's event directly; deliveries from other
-        # processes are noticed by the store's one watcher of PRAGMA data_version.
-        event = asyncio.Event()
-        waiters = self._waiters.setdefault((run_id, name), set())
-        waiters.add(event)
+        # Deliveries from this process wake waiters directly (send_signal); deliveries from
+        # other processes through the store's one watcher of PRAGMA data_version.
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.ensure_future(self._watch_other_processes())
-        try:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while True:
-                event.clear()
-                deliveries = await self.list_signals(run_id, name)
-                if len(deliveries) > index:
-                    return deliveries[index]
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                # The re-check every poll_interval is a safety net, not the wake-up path.
-                wait = self.poll_interval if remaining is None else min(self.poll_interval, remaining)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), wait)
-        finally:
-            waiters.discard(event)
-            if not waiters:
-                self._waiters.pop((run_id, name), None)
+        return await super().wait_for_signal(run_id, name, index, timeout)
 
     async def _watch_other_processes(self) -> None:
         """While anyone waits, wake every waiter when another connection commits.
@@ -412,15 +389,13 @@ class SQLiteStore(Store):
         runs wait.
         """
         seen: int | None = None
-        while self._waiters and self._db is not None:
+        while self.has_local_waiters() and self._db is not None:
             try:
                 version = await self._read(lambda db: db.execute("PRAGMA data_version").fetchone()[0])
             except StoreUnavailable:
                 return
             if seen is not None and version != seen:
-                for events in list(self._waiters.values()):
-                    for event in events:
-                        event.set()
+                self.wake_local_waiters()
             seen = version
             await asyncio.sleep(WATCH_INTERVAL)
 
