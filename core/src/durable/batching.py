@@ -1,0 +1,107 @@
+"""Combine store writes that are in flight at the same moment into one round trip.
+
+A store over a network pays a round trip per statement. When many runs checkpoint
+concurrently, ``WriteBatcher`` sends the writes that arrived while an earlier
+round trip was in flight together, as one. A lone write is sent at once, from the
+caller's own task: a sequential workflow pays nothing for batching.
+
+Durability is unchanged: ``submit`` returns only after the flush that carried its
+item returned, and it raises that item's own error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+__all__ = ["WriteBatcher"]
+
+I = TypeVar("I")  # noqa: E741
+R = TypeVar("R")
+
+Flush = Callable[[list[I]], Awaitable[Sequence[R | BaseException]]]
+
+
+class WriteBatcher(Generic[I, R]):
+    """Sends items through ``flush`` in batches of up to ``max_batch``, ``max_in_flight`` at once.
+
+    ``flush(items)`` returns one outcome per item, in order: a result, or the exception
+    that item's ``submit`` raises. An exception raised by ``flush`` itself fails every
+    item of the batch.
+    """
+
+    def __init__(self, flush: Flush[I, R], *, max_batch: int = 500, max_in_flight: int = 1) -> None:
+        if max_batch < 1 or max_in_flight < 1:
+            raise ValueError("max_batch and max_in_flight must be at least 1")
+        self._flush = flush
+        self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
+        self._pending: list[tuple[I, asyncio.Future[R]]] = []
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.flushes = 0
+        """Round trips made so far (for tests that count them)."""
+
+    async def submit(self, item: I) -> R:
+        """Write ``item`` with whatever else is waiting; return its outcome once flushed."""
+        if self._in_flight < self.max_in_flight and not self._pending:
+            return await self._send_alone(item)
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        self._start_flushes()
+        return await future
+
+    async def _send_alone(self, item: I) -> R:
+        self._in_flight += 1
+        self.flushes += 1
+        try:
+            [outcome] = await self._flush([item])
+        finally:
+            self._in_flight -= 1
+            self._start_flushes()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _start_flushes(self) -> None:
+        while self._pending and self._in_flight < self.max_in_flight:
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._tasks.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[tuple[I, asyncio.Future[R]]]) -> None:
+        self.flushes += 1
+        try:
+            outcomes = await self._flush([item for item, _ in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"flush returned {len(outcomes)} outcomes for {len(batch)} items")
+        except BaseException as exc:
+            for _, future in batch:
+                if future.done():
+                    continue
+                if isinstance(exc, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            self._in_flight -= 1
+            self._start_flushes()
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():  # its caller was cancelled; the write itself happened
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    async def drain(self) -> None:
+        """Wait until every submitted item is flushed (before closing a store)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,102 @@
+"""WriteBatcher: concurrent writes share round trips; each caller gets its own outcome."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from durable.batching import WriteBatcher
+
+
+class Recorder:
+    def __init__(self, delay: float = 0.01) -> None:
+        self.batches: list[list[int]] = []
+        self.delay = delay
+
+    async def flush(self, items: list[int]) -> list[int | BaseException]:
+        self.batches.append(list(items))
+        await asyncio.sleep(self.delay)
+        return [ValueError(f"item {i} refused") if i < 0 else i * 10 for i in items]
+
+
+async def test_a_lone_write_is_one_flush_of_one_item() -> None:
+    rec = Recorder(delay=0)
+    batcher = WriteBatcher(rec.flush)
+    assert [await batcher.submit(i) for i in range(3)] == [0, 10, 20]
+    assert rec.batches == [[0], [1], [2]]
+    assert batcher.flushes == 3
+
+
+async def test_writes_arriving_during_a_flush_share_the_next_one() -> None:
+    rec = Recorder()
+    batcher = WriteBatcher(rec.flush)
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(100)))
+    assert results == [i * 10 for i in range(100)]
+    assert rec.batches == [[0], list(range(1, 100))]
+
+
+async def test_max_batch_and_max_in_flight_bound_each_flush() -> None:
+    rec = Recorder()
+    batcher = WriteBatcher(rec.flush, max_batch=30, max_in_flight=2)
+    await asyncio.gather(*(batcher.submit(i) for i in range(100)))
+    assert max(len(b) for b in rec.batches) == 30
+    assert sorted(i for b in rec.batches for i in b) == list(range(100))
+    assert [len(b) for b in rec.batches] == [1, 1, 30, 30, 30, 8]  # two alone, then two at a time
+    assert batcher.flushes == len(rec.batches)
+
+
+async def test_an_items_error_goes_to_its_caller_only() -> None:
+    rec = Recorder()
+    batcher = WriteBatcher(rec.flush)
+    outcomes = await asyncio.gather(*(batcher.submit(i) for i in (1, 2, -3, 4)), return_exceptions=True)
+    assert outcomes[:2] == [10, 20] and outcomes[3] == 40
+    assert isinstance(outcomes[2], ValueError) and "item -3" in str(outcomes[2])
+
+
+async def test_a_failing_flush_fails_every_item_of_its_batch_and_the_next_batch_still_runs() -> None:
+    calls: list[list[int]] = []
+
+    async def flush(items: list[int]) -> list[int]:
+        calls.append(items)
+        await asyncio.sleep(0.01)
+        if 2 in items:
+            raise ConnectionError("server went away")
+        return items
+
+    batcher = WriteBatcher(flush, max_batch=2)
+    outcomes = await asyncio.gather(*(batcher.submit(i) for i in range(5)), return_exceptions=True)
+    assert outcomes[0] == 0
+    assert [type(o) for o in outcomes[1:3]] == [ConnectionError, ConnectionError]
+    assert outcomes[3:] == [3, 4]
+
+
+async def test_a_flush_returning_the_wrong_number_of_outcomes_fails_its_items() -> None:
+    async def flush(items: list[int]) -> list[int]:
+        await asyncio.sleep(0.01)
+        return items[:1]
+
+    batcher = WriteBatcher(flush)
+    outcomes = await asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
+    assert outcomes[0] == 0
+    assert all(isinstance(o, RuntimeError) and "1 outcomes for 2 items" in str(o) for o in outcomes[1:])
+
+
+async def test_a_cancelled_caller_does_not_break_its_batch() -> None:
+    rec = Recorder()
+    batcher = WriteBatcher(rec.flush)
+    first = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0)
+    waiting = [asyncio.ensure_future(batcher.submit(i)) for i in (2, 3)]
+    await asyncio.sleep(0)
+    waiting[0].cancel()
+    assert await first == 10
+    assert await waiting[1] == 30
+    assert waiting[0].cancelled()
+    await batcher.drain()
+    assert rec.batches == [[1], [2, 3]]  # the write of a cancelled caller may still happen
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        WriteBatcher(Recorder().flush, max_batch=0)
