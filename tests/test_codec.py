@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -116,3 +117,46 @@ async def test_mutating_a_returned_value_does_not_corrupt_the_checkpoint() -> No
     assert await flow() == {"xs": [1, 2]}
     steps = await wf.get_steps("m")
     assert [s.result for s in steps] == ['{"xs":[1,2]}', '{"xs":[1,2]}']
+
+
+# -- the fast paths give the same text and values as the reference json module ----------
+
+FAST_PATH_SAMPLES: list[Any] = [
+    None, True, 0, -7, 2**70, 1.5, float("inf"), "", "é\u2028\"\\", [], {}, [1, [2, [3]]],
+    {"b": 1, "a": {"z": None, "é": [1.25, "x"]}}, {"k": float("nan")},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("sample", FAST_PATH_SAMPLES, ids=repr)
+def test_encoders_write_what_json_writes(sample: Any) -> None:
+    plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+    canonical = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert _codec._encode(sample) == plain.encode(sample)
+    assert _codec._canonical(sample) == canonical.encode(sample)
+
+
+@pytest.mark.parametrize("text", ['{"a":[1,2.5,"x",null,true]}', " 12 ", "[1]\n", '"\\u00e9"', "1e400"])
+def test_decoder_reads_what_json_reads(text: str) -> None:
+    assert repr(_codec._decode(text)) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize("text", ["", "12 x", "[1,", "{'a': 1}", "nul"])
+def test_decoder_rejects_what_json_rejects(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError):
+        _codec._decode(text)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((), {}),
+        ((1, "a", None, 2.5, True), {}),
+        ((1,), {"b": 2}),
+        (([1, 2], {"x": (1,)}), {}),
+        ((1, 2.0), {}),
+    ],
+    ids=repr,
+)
+def test_digest_call_is_the_digest_of_the_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    assert _codec.digest_call(args, kwargs) == _codec.digest([list(args), kwargs])
+    assert _codec.digest_call((1,), {}) != _codec.digest_call((True,), {}) != _codec.digest_call(("1",), {})

@@ -16,6 +16,8 @@ import datetime as dt
 import enum
 import hashlib
 import json
+import json.encoder
+import json.scanner
 import types
 import typing
 import uuid
@@ -135,10 +137,42 @@ def from_data(data: Any) -> Any:
     return data
 
 
-# Encoders built once: json.dumps with options builds a new encoder on every call.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_canonical = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
-_decode = json.JSONDecoder().decode
+def _one_shot_encoder(*, sort_keys: bool) -> Callable[[Any], str]:
+    """``json.dumps`` with fixed options, minus the Python set-up it repeats on every call.
+
+    Calls the C encoder directly when it exists (it does in CPython); the output is the
+    same text ``JSONEncoder.encode`` gives. No circular-reference check: every caller
+    passes data that ``to_data`` already walked, or plain scalars.
+    """
+    reference = json.JSONEncoder(sort_keys=sort_keys, ensure_ascii=False, separators=(",", ":"))
+    make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if make_encoder is None:
+        return reference.encode
+    chunks = make_encoder(
+        None, reference.default, json.encoder.encode_basestring, None, ":", ",", sort_keys, False, True
+    )
+    return lambda data: "".join(chunks(data, 0))
+
+
+def _one_shot_decoder() -> Callable[[str], Any]:
+    """``json.loads`` minus its whitespace regexes; anything unusual takes the full path."""
+    full = json.JSONDecoder()
+    scan = json.scanner.make_scanner(full)  # type: ignore[arg-type]  # typeshed misnames the parameter type
+
+    def decode(text: str) -> Any:
+        try:
+            value, end = scan(text, 0)
+        except StopIteration:
+            return full.decode(text)  # raises JSONDecodeError with its position
+        return value if end == len(text) else full.decode(text)
+
+    return decode
+
+
+_encode = _one_shot_encoder(sort_keys=False)
+_canonical = _one_shot_encoder(sort_keys=True)
+_decode = _one_shot_decoder()
+_SCALAR_TYPES = frozenset(_SCALARS)
 # Annotations whose values need no rebuilding after from_data.
 _AS_IS = frozenset({Any, object, int, str, bool, type(None), None})
 
@@ -150,6 +184,13 @@ def dumps(value: Any) -> str:
 def loads(text: str, annotation: Any = Any) -> Any:
     value = from_data(_decode(text))
     return value if annotation in _AS_IS else coerce(value, annotation)
+
+
+def digest_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """``digest([list(args), kwargs])``, without walking plain scalar arguments (the common case)."""
+    if not kwargs and all(type(arg) in _SCALAR_TYPES for arg in args):
+        return hashlib.blake2b(_canonical([list(args), {}]).encode(), digest_size=16).hexdigest()
+    return digest([list(args), kwargs])
 
 
 def digest(value: Any) -> str:

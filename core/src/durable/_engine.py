@@ -89,6 +89,21 @@ async def call_with_retries(
             await _sleep(delay)
 
 
+def replayed(ctx: RunContext, key: str, task: str, args_digest: str) -> str | None:
+    """The recorded result of step ``key`` if it completed, checking the call is the same one."""
+    recorded = ctx.journal.get(key)
+    if recorded is None:
+        return None
+    if recorded.task != task or recorded.args_digest != args_digest:
+        raise NondeterminismError(
+            ctx.run_id,
+            key,
+            recorded=f"task {recorded.task!r} with arguments digest {recorded.args_digest}",
+            called=f"task {task!r} with arguments digest {args_digest}",
+        )
+    return recorded.result if recorded.status is StepStatus.COMPLETED else None
+
+
 async def execute_step(
     ctx: RunContext,
     key: str,
@@ -100,17 +115,9 @@ async def execute_step(
     decode: Callable[[str], T],
 ) -> T:
     """Replay the step ``key`` from the journal, or execute and checkpoint it."""
-    recorded = ctx.journal.get(key)
+    recorded = replayed(ctx, key, task, args_digest)
     if recorded is not None:
-        if recorded.task != task or recorded.args_digest != args_digest:
-            raise NondeterminismError(
-                ctx.run_id,
-                key,
-                recorded=f"task {recorded.task!r} with arguments digest {recorded.args_digest}",
-                called=f"task {task!r} with arguments digest {args_digest}",
-            )
-        if recorded.status is StepStatus.COMPLETED:
-            return decode(recorded.result)  # type: ignore[arg-type]
+        return decode(recorded)
 
     plugins = ctx.workflow.plugins
     started_at = time.time()

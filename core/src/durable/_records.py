@@ -7,8 +7,10 @@ Stores persist these records field by field and never interpret payloads: every
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class RunStatus(StrEnum):
@@ -121,6 +123,25 @@ class StepRecord:
     attempts: int
     started_at: float
     finished_at: float
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> StepRecord:
+        """A record from a database row in field order, ``status`` as its string value.
+
+        For stores: a replay reads every row of a run, and the frozen dataclass's
+        ``__init__`` (one ``object.__setattr__`` per field) costs more than the read.
+        """
+        if len(row) != len(_STEP_FIELDS):
+            raise ValueError(f"a step row has {len(_STEP_FIELDS)} columns, got {len(row)}")
+        record = object.__new__(cls)
+        fields = record.__dict__
+        fields.update(zip(_STEP_FIELDS, row, strict=True))
+        fields["status"] = _STEP_STATUSES.get(row[4]) or StepStatus(row[4])
+        return record
+
+
+_STEP_FIELDS = tuple(StepRecord.__dataclass_fields__)
+_STEP_STATUSES = {status.value: status for status in StepStatus}
 
 
 @dataclass(frozen=True)

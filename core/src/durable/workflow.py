@@ -17,6 +17,7 @@ from durable._engine import (
     call_with_retries,
     execute_step,
     observe,
+    replayed,
 )
 from durable._owner import new_owner_id
 from durable._plugins import PluginManager, as_store_url, get_plugin_manager
@@ -95,11 +96,16 @@ class TaskFunction(Generic[P, R]):
 
     async def _call_in_run(self, ctx: RunContext, key: str, args: Any, kwargs: Any) -> R:
         annotation = self.return_annotation
+        args_digest = _codec.digest_call(args, kwargs)
+        recorded = replayed(ctx, key, self.name, args_digest)
+        if recorded is not None:  # the common case of a resumed run, kept short
+            result: R = _codec.loads(recorded, annotation)
+            return result
         return await execute_step(
             ctx,
             key,
             self.name,
-            _codec.digest([list(args), kwargs]),
+            args_digest,
             lambda: self.fn(*args, **kwargs),
             self.policy,
             _codec.dumps,

@@ -19,7 +19,6 @@ from durable.store import (
     RunStatus,
     SignalRecord,
     StepRecord,
-    StepStatus,
     Store,
 )
 from durable_sqlite._connection import Connection, Op, is_busy
@@ -46,7 +45,7 @@ def _run(row: Sequence[Any]) -> RunRecord:
 
 
 def _step(row: Sequence[Any]) -> StepRecord:
-    return StepRecord(row[0], row[1], row[2], row[3], StepStatus(row[4]), *row[5:])
+    return StepRecord.from_row(row)
 
 
 def _stale(lease: Lease, conn: sqlite3.Connection) -> LeaseLost:

@@ -1,0 +1,30 @@
+"""Records built by stores from database rows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from durable.store import StepRecord, StepStatus
+
+ROW = ("run-1", "fetch#2", "fetch", "d" * 32, "completed", "[1]", None, 2, 10.0, 11.5)
+
+
+def test_from_row_equals_the_constructed_record() -> None:
+    record = StepRecord.from_row(ROW)
+    built = StepRecord(
+        "run-1", "fetch#2", "fetch", "d" * 32, StepStatus.COMPLETED, "[1]", None, 2, 10.0, 11.5
+    )
+    assert record == built and hash(record) == hash(built)
+    assert record.status is StepStatus.COMPLETED
+    assert dataclasses.replace(record, key="x").key == "x"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.key = "other"  # type: ignore[misc]
+
+
+def test_from_row_refuses_a_row_of_another_shape() -> None:
+    with pytest.raises(ValueError, match="10 columns, got 9"):
+        StepRecord.from_row(ROW[:9])
+    with pytest.raises(ValueError, match="'paused'"):
+        StepRecord.from_row((*ROW[:4], "paused", *ROW[5:]))
