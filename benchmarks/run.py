@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from floors import REFERENCE_US  # benchmarks/ is on sys.path: this file runs as a script
+
 HERE = Path(__file__).resolve().parent
 ADAPTERS = HERE / "adapters"
 RESULT_MARK = "@@BENCH-RESULT@@ "
@@ -397,6 +399,81 @@ def add_ratios(results: list[dict[str, Any]]) -> None:
             row["ratio"] = f"{factor:.1f}x faster" if factor >= 1 else f"{1 / factor:.1f}x slower"
 
 
+# -- issue 4's targets, next to this machine's floors ---------------------------------------
+
+# (scenario, store, metric, target, higher is better, floor that bounds it from below)
+TARGETS: list[tuple[str, str, str, float, bool, str | None]] = [
+    ("A", "sqlite", "us_per_new_step", 50, False, "sqlite_normal_commit"),
+    ("A", "sqlite", "us_per_replayed_step", 5, False, None),
+    ("B", "sqlite", "steps_per_s", 30_000, True, "sqlite_row_in_batch_of_100"),
+    ("C", "sqlite", "errors", 0, False, None),
+    ("A", "sqlite-full", "us_per_new_step", 200, False, "sqlite_full_commit"),
+    ("A", "postgres", "us_per_new_step", 250, False, "postgres_insert_commit"),
+    ("B", "postgres", "steps_per_s", 10_000, True, None),
+    ("A", "redis", "us_per_new_step", 60, False, "redis_py_ping"),
+    ("B", "redis", "steps_per_s", 30_000, True, None),
+]
+
+
+def measure_floors(stores: list[str], available: dict[str, str]) -> dict[str, float]:
+    """Run floors.py in durable's interpreter; {} if it fails (the table then shows no floors)."""
+    command = [sys.executable, str(HERE / "floors.py"), "--json"]
+    if "postgres" in stores and not available.get("postgres"):
+        command += ["--postgres", POSTGRES_URL]
+    if "redis" in stores and not available.get("redis"):
+        command += ["--redis", REDIS_URL]
+    log("measuring this machine's floors (bare SQLite commits, bare round trips)")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    if done.returncode != 0:
+        log(f"  floors not measured: {done.stderr.strip()[-300:]}")
+        return {}
+    floors: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return floors
+
+
+def render_targets(results: list[dict[str, Any]], floors: dict[str, float]) -> str:
+    """Each target with durable's median, and the bare operation it cannot beat on this machine.
+
+    "scaled" is the target times (this machine's floor / the issue machine's floor), where the
+    issue quotes that floor: the same distance from the floor on a slower or faster machine.
+    """
+    header = ["scenario", "store", "metric", "target", "durable", "met"]
+    header += ["floor here", "issue's floor", "scaled"]
+    table = [header]
+    for scenario, store, metric, target, higher, floor_name in TARGETS:
+        row = next(
+            (r for r in results if r["engine"] == "durable" and r["scenario"] == scenario
+             and r["store"] == store and r.get("status") == "ok"), None,
+        )  # fmt: skip
+        if row is None:
+            continue
+        stat = row["summary"].get(metric)
+        value = stat["max"] if metric == "errors" else stat["median"] if stat else 0.0
+        met = value >= target if higher else value <= target
+        floor = floors.get(floor_name) if floor_name else None
+        reference = REFERENCE_US.get(floor_name) if floor_name else None
+        scaled = "-"
+        if floor and reference:
+            factor = floor / reference
+            scaled_target = target / factor if higher else target * factor
+            scaled_met = value >= scaled_target if higher else value <= scaled_target
+            scaled = f"{fmt(scaled_target)} ({'met' if scaled_met else 'not met'})"
+        table.append([
+            scenario, store, metric, f"{'>=' if higher else '<='} {fmt(target)}", fmt(value),
+            "yes" if met else "no", f"{fmt(floor)} µs ({floor_name})" if floor else "-",
+            f"{fmt(reference)} µs" if reference else "-", scaled,
+        ])  # fmt: skip
+    if len(table) == 1:
+        return ""
+    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
+    lines = ["", "Targets of issue 4 (durable's median; floors measured by floors.py in this run)"]
+    for i, cells in enumerate(table):
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def run_all(args: argparse.Namespace) -> int:
     plan = make_plan(args.quick, args.repeats)
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
@@ -463,6 +540,11 @@ def run_all(args: argparse.Namespace) -> int:
                         row["note"] = "; ".join(sorted(notes))
     add_ratios(results)
     table = render(results, plan)
+    if "durable" in engines:
+        floors = measure_floors(stores, available)
+        table += "\n" + render_targets(results, floors)
+    else:
+        floors = {}
     print(table)
     elapsed = time.monotonic() - started
     print(f"\n{len(results)} rows in {elapsed:.0f} s ({'quick' if args.quick else 'full'} run)")
@@ -474,6 +556,7 @@ def run_all(args: argparse.Namespace) -> int:
             "quick": args.quick,
             "params": plan.params,
             "repeats": plan.repeats,
+            "floors_us": floors,
             "results": results,
             "table": table,
         }  # fmt: skip

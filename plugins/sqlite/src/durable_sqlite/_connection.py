@@ -30,6 +30,8 @@ T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 Batch = list[tuple[Op, "asyncio.Future[Any]"]]
 
+MAX_INLINE_STREAK = 32
+
 # Errors that belong to one write of a batch, not to the transaction.
 OP_ERRORS = (LeaseLost, sqlite3.IntegrityError, ValueError)
 
@@ -51,6 +53,7 @@ class Connection:
         self._flush_scheduled = False
         self._thread_busy = False
         self._thread_flush: asyncio.Future[None] | None = None
+        self._inline_streak = 0
 
     async def open(self, prepare: Callable[[sqlite3.Connection], None]) -> None:
         # check_same_thread=False: the loop thread uses the connection while aiosqlite's thread
@@ -93,8 +96,20 @@ class Connection:
     # -- writes ------------------------------------------------------------------
 
     async def write(self, op: Op) -> Any:
-        self._require()
+        db = self._require()
         loop = asyncio.get_running_loop()
+        if self._can_commit_now(loop):
+            try:
+                [(ok, value)] = commit(db, [op])
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+            else:  # not busy: committed (or refused by the op itself)
+                self._inline_streak += 1
+                if ok:
+                    return value
+                raise value
+        self._inline_streak = 0
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((op, future))
         if not self._flush_scheduled and not self._thread_busy:
@@ -102,16 +117,37 @@ class Connection:
             loop.call_soon(self._flush_inline)
         return await future
 
+    def _can_commit_now(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether a write may commit at once, alone, without waiting for the loop's next turn.
+
+        Deferring to the next turn lets writes of other runs join the transaction; when no
+        other callback is ready to run (a sequential workflow), nothing can join, and the
+        two loop turns a deferred write costs are pure overhead. ``_ready`` is asyncio's
+        private run queue: on loops without it (uvloop) writes are always deferred. Every
+        ``MAX_INLINE_STREAK``-th write is deferred anyway, so a long run of trivial steps
+        still lets the loop poll sockets and timers (the lease heartbeat).
+        """
+        ready = getattr(loop, "_ready", None)
+        return (
+            self.inline_commits
+            and ready is not None
+            and not ready
+            and not self._pending
+            and not self._flush_scheduled
+            and not self._thread_busy
+            and self._inline_streak < MAX_INLINE_STREAK
+        )
+
     def _flush_inline(self) -> None:
         self._flush_scheduled = False
         if self._thread_busy or not self._pending or self._db is None:
             return
-        if not self.inline_commits:
+        if not self.inline_commits and len(self._pending) > 1:
             self._start_thread_flush()
             return
         batch, self._pending = self._pending, []
         try:
-            outcomes = commit(self._db, batch)
+            outcomes = commit(self._db, [op for op, _ in batch])
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):
                 fail(batch, exc)
@@ -133,8 +169,9 @@ class Connection:
             while self._pending and self._aio is not None:
                 batch, self._pending = self._pending, []
                 try:
+                    ops = [op for op, _ in batch]
                     outcomes = await self._in_thread(
-                        functools.partial(self._waiting, fn=functools.partial(commit, batch=batch))
+                        functools.partial(self._waiting, fn=functools.partial(commit, ops=ops))
                     )
                 except BaseException as exc:
                     interrupted = StoreUnavailable(f"write interrupted: {exc!r}")
@@ -176,17 +213,17 @@ class Connection:
                 delay = min(delay * 2, 0.05)
 
 
-def commit(db: sqlite3.Connection, batch: Batch) -> list[tuple[bool, Any]]:
+def commit(db: sqlite3.Connection, ops: list[Op]) -> list[tuple[bool, Any]]:
     """Run a batch of writes in one transaction; a failing write is rolled back alone.
 
     A write that raises one of ``OP_ERRORS`` must do so before it changes anything:
     a batch of one skips the savepoint.
     """
     outcomes: list[tuple[bool, Any]] = []
-    alone = len(batch) == 1
+    alone = len(ops) == 1
     db.execute("BEGIN IMMEDIATE")
     try:
-        for op, _ in batch:
+        for op in ops:
             if alone:
                 try:
                     outcomes.append((True, op(db)))
