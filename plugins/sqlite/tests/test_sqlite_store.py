@@ -179,3 +179,82 @@ async def test_closing_leaves_no_thread_behind(tmp_path: Path) -> None:
         await t()
         assert threading.active_count() == before + 1  # aiosqlite's connection thread
     assert threading.active_count() == before
+
+
+async def test_a_lone_write_commits_at_once_yet_the_loop_still_gets_turns(tmp_path: Path) -> None:
+    from durable_sqlite._connection import MAX_INLINE_STREAK
+
+    wf = Workflow("lone", db=str(tmp_path / "lone.db"))
+    done: list[int] = []
+
+    @wf.task
+    async def step(i: int) -> int:
+        done.append(i)
+        return i
+
+    @wf.workflow(id="lone-{n}")
+    async def flow(n: int) -> None:
+        for i in range(320):
+            await step(i)
+
+    store = await wf.get_store()
+    assert isinstance(store, SQLiteStore) and store._db is not None
+    deferred = 0
+    original = store._db._flush_inline
+
+    def counting() -> None:
+        nonlocal deferred
+        deferred += 1
+        original()
+
+    store._db._flush_inline = counting  # type: ignore[method-assign]
+    served_after: list[int] = []
+    asyncio.get_running_loop().call_later(0, lambda: served_after.append(len(done)))
+    await flow(1)
+    # Nothing else is ready: writes commit without waiting for a loop turn, except every
+    # MAX_INLINE_STREAK-th, which lets timers and sockets be served.
+    assert deferred <= 320 // MAX_INLINE_STREAK + 3
+    assert served_after and served_after[0] <= MAX_INLINE_STREAK + 1
+
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while len(done) < 640:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    deferred = 0
+    other = asyncio.ensure_future(ticker())
+    await flow(2)
+    await other
+    assert deferred >= 320  # another task is always ready: every write waits for its turn
+    assert ticks >= 320
+    assert len(await store.load_steps("lone-2")) == 320
+    await wf.close()
+
+
+async def test_synchronous_full_commits_batches_in_the_thread(tmp_path: Path) -> None:
+    wf = Workflow("fullb", db=f"sqlite:///{tmp_path / 'fullb.db'}?synchronous=full")
+
+    @wf.task
+    async def step(i: int) -> int:
+        return i
+
+    @wf.workflow(id="f-{n}")
+    async def flow(n: int) -> None:
+        for i in range(5):
+            await step(i)
+
+    store = await wf.get_store()
+    assert isinstance(store, SQLiteStore) and store._db is not None
+    threads: set[str] = set()
+    assert store._db._db is not None
+    store._db._db.set_trace_callback(
+        lambda s: threads.add(threading.current_thread().name) if s == "COMMIT" else None
+    )
+    await asyncio.gather(*(flow(n) for n in range(50)))
+    assert threading.main_thread().name not in threads  # batches: in aiosqlite's thread
+    await flow(50)
+    assert threading.main_thread().name in threads  # a lone write: on the loop
+    await wf.close()

@@ -5,8 +5,10 @@ costs about 57 µs on a 2-vCPU machine, three times an uncontended WAL commit
 (about 19 µs). So a short transaction runs directly on the event loop *when the
 database lock is free*: the connection's busy timeout is 0, so SQLite answers
 "busy" at once instead of blocking the loop. A busy lock (another process is
-writing), ``synchronous=full`` (an fsync per commit) and opening the file go to
-aiosqlite's thread, which waits there.
+writing) and opening the file go to aiosqlite's thread, which waits there. With
+``synchronous=full`` (an fsync per commit) a lone write still commits on the loop
+(the hop would cost more than it frees), a batch of several in the thread, so the
+loop keeps collecting the next batch during the fsync.
 
 Group commit: writes queued during one event-loop iteration share one
 transaction; each runs in its own savepoint so one failing write (``LeaseLost``)
@@ -44,6 +46,7 @@ class Connection:
     """Schedules reads and writes of one store on its aiosqlite connection."""
 
     def __init__(self, path: str, *, wait_for_lock: float, inline_commits: bool) -> None:
+        """``inline_commits=False``: batches of several writes commit in aiosqlite's thread."""
         self.path = path
         self.wait_for_lock = wait_for_lock
         self.inline_commits = inline_commits
@@ -75,6 +78,11 @@ class Connection:
         if self._thread_flush is not None:
             await asyncio.gather(self._thread_flush, return_exceptions=True)
         await aio.close()
+        # aiosqlite's close returns before its thread has exited; Store.close promises no
+        # thread is left behind, and a blocking join would stall the loop.
+        deadline = time.monotonic() + 1.0
+        while aio._thread.is_alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:
@@ -129,8 +137,7 @@ class Connection:
         """
         ready = getattr(loop, "_ready", None)
         return (
-            self.inline_commits
-            and ready is not None
+            ready is not None
             and not ready
             and not self._pending
             and not self._flush_scheduled
