@@ -106,7 +106,7 @@ class RunRecord:
         return self.owner is not None and (self.lease_expires_at or 0.0) > now
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class StepRecord:
     """One checkpointed step of a run: a task call, a signal wait or a sleep."""
 
@@ -124,20 +124,33 @@ class StepRecord:
     started_at: float
     finished_at: float
 
+    def __init__(
+        self,
+        run_id: str,
+        key: str,
+        task: str,
+        args_digest: str,
+        status: StepStatus,
+        result: str | None,
+        error: str | None,
+        attempts: int,
+        started_at: float,
+        finished_at: float,
+    ) -> None:
+        # Written by hand: every step builds one, and the frozen dataclass's generated
+        # __init__ (one object.__setattr__ per field) costs twice this.
+        self.__dict__.update(
+            run_id=run_id, key=key, task=task, args_digest=args_digest, status=status, result=result,
+            error=error, attempts=attempts, started_at=started_at, finished_at=finished_at,
+        )  # fmt: skip
+
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> StepRecord:
-        """A record from a database row in field order, ``status`` as its string value.
-
-        For stores: a replay reads every row of a run, and the frozen dataclass's
-        ``__init__`` (one ``object.__setattr__`` per field) costs more than the read.
-        """
+        """A record from a database row in field order, ``status`` as its string value."""
         if len(row) != len(_STEP_FIELDS):
             raise ValueError(f"a step row has {len(_STEP_FIELDS)} columns, got {len(row)}")
-        record = object.__new__(cls)
-        fields = record.__dict__
-        fields.update(zip(_STEP_FIELDS, row, strict=True))
-        fields["status"] = _STEP_STATUSES.get(row[4]) or StepStatus(row[4])
-        return record
+        status = _STEP_STATUSES.get(row[4]) or StepStatus(row[4])
+        return cls(row[0], row[1], row[2], row[3], status, row[5], row[6], row[7], row[8], row[9])
 
 
 _STEP_FIELDS = tuple(StepRecord.__dataclass_fields__)
