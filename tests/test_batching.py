@@ -100,3 +100,13 @@ async def test_a_cancelled_caller_does_not_break_its_batch() -> None:
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         WriteBatcher(Recorder().flush, max_batch=0)
+
+
+async def test_drain_waits_for_items_queued_behind_a_lone_write() -> None:
+    rec = Recorder()
+    batcher = WriteBatcher(rec.flush)
+    callers = [asyncio.ensure_future(batcher.submit(i)) for i in range(5)]
+    await asyncio.sleep(0)  # the first is in flight alone, the rest queued with no task yet
+    await batcher.drain()
+    assert all(c.done() for c in callers)
+    assert sorted(i for b in rec.batches for i in b) == list(range(5))

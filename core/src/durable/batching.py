@@ -40,17 +40,25 @@ class WriteBatcher(Generic[I, R]):
         self._pending: list[tuple[I, asyncio.Future[R]]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting_callers = 0
+        self._idle: asyncio.Event | None = None  # made by drain(): an event belongs to one loop
         self.flushes = 0
         """Round trips made so far (for tests that count them)."""
 
     async def submit(self, item: I) -> R:
         """Write ``item`` with whatever else is waiting; return its outcome once flushed."""
-        if self._in_flight < self.max_in_flight and not self._pending:
-            return await self._send_alone(item)
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
-        self._start_flushes()
-        return await future
+        self._waiting_callers += 1
+        try:
+            if self._in_flight < self.max_in_flight and not self._pending:
+                return await self._send_alone(item)
+            future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+            self._pending.append((item, future))
+            self._start_flushes()
+            return await future
+        finally:
+            self._waiting_callers -= 1
+            if not self._waiting_callers and self._idle is not None:
+                self._idle.set()
 
     async def _send_alone(self, item: I) -> R:
         self._in_flight += 1
@@ -102,6 +110,18 @@ class WriteBatcher(Generic[I, R]):
                 future.set_result(outcome)
 
     async def drain(self) -> None:
-        """Wait until every submitted item is flushed (before closing a store)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Wait until every submitted item is flushed (before closing a store).
+
+        Covers items queued behind a lone write still in flight (no flush task exists for
+        them yet) and the writes of callers that were cancelled.
+        """
+        while self._waiting_callers or self._tasks or self._pending:
+            if self._waiting_callers:
+                if self._idle is None:
+                    self._idle = asyncio.Event()
+                self._idle.clear()
+                await self._idle.wait()
+            elif self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            else:  # queued items whose callers left, waiting for a free slot
+                await asyncio.sleep(0.001)

@@ -9,7 +9,9 @@ channel that wakes ``wait_for_signal``.
 
 Atomicity (``_scripts``): every operation that checks and writes is one Lua script run with
 EVALSHA, fenced by the run's lease token where the Store contract says so. A new checkpoint is
-one round trip.
+one round trip. Checkpoints submitted while another is in flight are sent together in the next
+round trip (``_checkpoints``): a non-transactional pipeline of one script call per run, so each
+call still touches one slot, and each caller gets its own stored step or ``LeaseLost``.
 
 TTL policy: a run's keys get ``ttl`` seconds when it reaches a final status (``completed`` or
 ``cancelled``), counted from that moment; claiming or resetting it again removes the expiry.
@@ -45,7 +47,7 @@ SCHEMES = ("redis", "rediss")
 @contextmanager
 def _test_server() -> Iterator[str]:
     # Imported here: testcontainers is a test-only dependency (the `containers` extra).
-    from testcontainers.community.redis import RedisContainer  # type: ignore[import-not-found]
+    from testcontainers.community.redis import RedisContainer  # type: ignore[import-not-found,unused-ignore]
 
     with RedisContainer() as container:
         host = container.get_container_host_ip()

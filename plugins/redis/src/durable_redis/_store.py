@@ -15,6 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
+from durable.batching import WriteBatcher
 from durable.errors import ConfigurationError, LeaseLost, StoreUnavailable
 from durable.store import (
     Capability,
@@ -28,8 +29,14 @@ from durable.store import (
 )
 from durable.store import redact_url as redact
 from durable_redis import _keys as k
+from durable_redis._checkpoints import Checkpoint, RunWrite, group_by_run, stored_steps
 from durable_redis._notify import Notifier
 from durable_redis._scripts import SOURCES
+
+try:
+    from redis.driver_info import DriverInfo
+except ImportError:  # redis-py before 7 reads its own version once, at import
+    DriverInfo = None  # type: ignore[assignment,misc]
 
 T = TypeVar("T")
 
@@ -39,6 +46,11 @@ DEFAULT_PREFIX = "durable"
 
 _TRANSIENT = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, OSError)
 """Worth another try: a dropped connection, a restarting or loading server, a failover in progress."""
+
+_BATCH_MAX = 500
+"""Most checkpoints sent in one pipeline."""
+_BATCH_IN_FLIGHT = 1
+"""Checkpoint pipelines in flight at once (each holds a pooled connection)."""
 
 _LIST_PAGE = 500
 _SAFETY_RECHECK = 30.0
@@ -98,6 +110,7 @@ class RedisStore(Store):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._notifier: Notifier | None = None
+        self._batcher: WriteBatcher[Checkpoint, list[StepRecord]] | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
@@ -119,7 +132,7 @@ class RedisStore(Store):
     def __getstate__(self) -> dict[str, Any]:
         # Connections, scripts and waiters belong to one process's event loop.
         state = dict(self.__dict__)
-        state.update(_client=None, _loop=None, _scripts={}, _notifier=None)
+        state.update(_client=None, _loop=None, _scripts={}, _notifier=None, _batcher=None)
         return state
 
     # -- lifecycle ---------------------------------------------------------------
@@ -134,6 +147,10 @@ class RedisStore(Store):
         # "Too many connections" when thousands of runs checkpoint at once.
         options.setdefault("max_connections", 64)
         options.setdefault("timeout", options["socket_timeout"])
+        if DriverInfo is not None and not {"driver_info", "lib_name", "lib_version"} & options.keys():
+            # One shared DriverInfo: by default each new connection reads redis-py's package
+            # metadata from disk, which costs milliseconds when many runs start at once.
+            options["driver_info"] = DriverInfo()
         try:
             pool = aioredis.BlockingConnectionPool.from_url(self.url, **options)
             client: aioredis.Redis = aioredis.Redis.from_pool(pool)  # aclose() closes the pool too
@@ -164,10 +181,17 @@ class RedisStore(Store):
             await _close_quietly(client)
             raise
         self._notifier = Notifier(client, self.keys.channel)
+        self._batcher = WriteBatcher(
+            self._flush_checkpoints, max_batch=_BATCH_MAX, max_in_flight=_BATCH_IN_FLIGHT
+        )
 
     async def close(self) -> None:
+        batcher = self._batcher
+        if batcher is not None and self._loop is _running_loop():
+            await batcher.drain()  # every checkpoint already submitted gets its answer
         client, notifier = self._client, self._notifier
         self._client, self._loop, self._scripts, self._notifier = None, None, {}, None
+        self._batcher = None
         if notifier is not None:
             await notifier.close()
         if client is not None:
@@ -384,25 +408,90 @@ class RedisStore(Store):
         return stored
 
     async def save_steps(self, lease: Lease, steps: Iterable[StepRecord]) -> list[StepRecord]:
-        batch = list(steps)
+        batch = tuple(steps)
         if not batch:
             return []
         for step in batch:
             if step.run_id != lease.run_id:
                 raise ValueError(f"step {step.key!r} belongs to run {step.run_id!r}, not {lease.run_id!r}")
+        self.client  # noqa: B018 - raises a clear error when the store is not open
+        assert self._batcher is not None
+        return await self._batcher.submit((lease, batch))
+
+    async def _flush_checkpoints(self, batch: list[Checkpoint]) -> list[list[StepRecord] | BaseException]:
+        """Store checkpoints that were submitted together: a lone one as one script call, several
+        as one pipeline of one script call per run. Returns each checkpoint's outcome."""
+        if len(batch) == 1:
+            lease, steps = batch[0]
+            return [await self._save_run_steps(lease, steps)]
+        writes = group_by_run(batch)
+        replies = await self._call(
+            f"checkpointing {len(batch)} writes of {len(writes)} runs",
+            lambda _: self._save_pipelined(writes),
+        )
+        outcomes: list[list[StepRecord] | BaseException] = [[] for _ in batch]
+        for write, reply in zip(writes, replies, strict=True):
+            for index, outcome in zip(write.members, self._write_outcomes(write, reply, batch), strict=True):
+                outcomes[index] = outcome
+        return outcomes
+
+    async def _save_run_steps(self, lease: Lease, steps: tuple[StepRecord, ...]) -> list[StepRecord]:
+        """One ``save_steps`` script call: the steps of one run, atomically."""
         keys = self.keys.run_keys(lease.run_id)[:2]
-        args: list[Any] = [str(lease.token)]
-        for step in batch:
-            args += [step.key, k.encode_step(step)]
+        args = RunWrite(lease, steps=list(steps)).args()
         reply = await self._call(
             f"checkpointing run {lease.run_id!r}", lambda _: self._script("save_steps", keys, args)
         )
         if reply[0] == 0:
             raise self._lost(lease, reply[1])
-        stored: list[StepRecord] = []
-        for step, kept in zip(batch, reply[1:], strict=True):
-            stored.append(step if kept == "" else k.decode_step(step.run_id, step.key, kept))
-        return stored
+        return stored_steps(steps, reply[1:])
+
+    async def _save_pipelined(self, writes: list[RunWrite]) -> list[Any]:
+        """Every write's script call in one round trip; the replies, errors included, in order.
+
+        Calls answered NOSCRIPT (the script cache was flushed or the server restarted) did
+        nothing: the script is loaded again and they are sent once more. A transient error in
+        any reply is raised, so that ``_call`` sends the whole batch again; that is safe
+        because a completed step's first writer wins, so a re-sent write finds its own step.
+        """
+        script = self._scripts["save_steps"]
+        replies = await self._evalsha_each(script.sha, writes)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, rx.NoScriptError)]
+        if missing:
+            script.sha = await self.client.script_load(script.script)
+            again = await self._evalsha_each(script.sha, [writes[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, _TRANSIENT):
+                raise reply
+        return replies
+
+    async def _evalsha_each(self, sha: str, writes: list[RunWrite]) -> list[Any]:
+        # Plain EVALSHA commands: queuing the Script object would make redis-py spend an
+        # extra round trip on SCRIPT EXISTS before every pipeline.
+        async with self.client.pipeline(transaction=False) as pipe:
+            for write in writes:
+                keys = self.keys.run_keys(write.lease.run_id)[:2]
+                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *write.args())
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+    def _write_outcomes(
+        self, write: RunWrite, reply: Any, batch: list[Checkpoint]
+    ) -> list[list[StepRecord] | BaseException]:
+        """The outcome of each checkpoint merged into ``write``, from its script's reply."""
+        if isinstance(reply, Exception):
+            return [_copy_error(reply) for _ in write.members]
+        if reply[0] == 0:  # a stale token: nothing of this run was written
+            return [self._lost(batch[index][0], reply[1]) for index in write.members]
+        kept = reply[1:]
+        outcomes: list[list[StepRecord] | BaseException] = []
+        for index in write.members:
+            steps = batch[index][1]
+            outcomes.append(stored_steps(steps, kept[: len(steps)]))
+            kept = kept[len(steps) :]
+        return outcomes
 
     # -- signals -----------------------------------------------------------------
 
@@ -468,6 +557,24 @@ class RedisStore(Store):
         async for key in self.client.scan_iter(match=self.keys.pattern, count=1000):
             deleted += int(await self.client.unlink(key))
         return deleted
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _copy_error(error: Exception) -> Exception:
+    """An exception like ``error`` for one caller alone (a raised exception collects the
+    traceback of every task that raises it)."""
+    try:
+        copy = type(error)(*error.args)
+    except Exception:  # a constructor with other arguments: share the original
+        return error
+    copy.__cause__ = error.__cause__
+    return copy
 
 
 async def _close_quietly(client: aioredis.Redis) -> None:

@@ -1,0 +1,369 @@
+"""Concurrent checkpoints share round trips against a real server; each caller keeps its own outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from redis import exceptions as rx
+
+from durable import Workflow
+from durable.errors import LeaseLost, StoreUnavailable
+from durable.store import Lease, RunRecord, RunStatus, StepRecord, StepStatus
+from durable_redis import RedisStore
+from durable_redis._checkpoints import Checkpoint, group_by_run
+from durable_redis._scripts import SOURCES
+
+StoreMaker = Callable[..., RedisStore]
+
+SAVE_STEPS_SHA = hashlib.sha1(SOURCES["save_steps"].encode()).hexdigest().encode()
+
+
+class CountingConnection(aioredis.Connection):
+    """Counts what each client (by name) sends: every send is one round trip."""
+
+    sent: Counter[str] = Counter()
+    checkpoints: Counter[str] = Counter()
+    """Sends carrying at least one ``save_steps`` script call."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        name = self.client_name or ""
+        CountingConnection.sent[name] += 1
+        chunks = [command] if isinstance(command, bytes | str) else command
+        packed = b"".join(c.encode() if isinstance(c, str) else bytes(c) for c in chunks)
+        if SAVE_STEPS_SHA in packed:
+            CountingConnection.checkpoints[name] += 1
+        await super().send_packed_command(command, check_health)
+
+
+def counted(make_store: StoreMaker, **options: Any) -> tuple[RedisStore, str]:
+    name = "batch-" + secrets.token_hex(4)
+    return make_store(connection_class=CountingConnection, client_name=name, **options), name
+
+
+def new_run(run_id: str) -> RunRecord:
+    now = time.time()
+    return RunRecord(
+        run_id=run_id,
+        workflow="wf",
+        status=RunStatus.RUNNING,
+        inputs="{}",
+        inputs_digest="d",
+        created_at=now,
+        updated_at=now,
+        owner="owner-a",
+        lease_token=1,
+        lease_expires_at=now + 60,
+    )
+
+
+def lease_of(run: RunRecord, token: int | None = None) -> Lease:
+    assert run.owner is not None and run.lease_expires_at is not None
+    return Lease(run.run_id, run.owner, run.lease_token if token is None else token, run.lease_expires_at)
+
+
+def step(
+    run_id: str, key: str, result: str = '"ok"', status: StepStatus = StepStatus.COMPLETED
+) -> StepRecord:
+    now = time.time()
+    return StepRecord(run_id, key, "task", "args", status, result, None, 1, now, now)
+
+
+async def runs(store: RedisStore, count: int) -> list[Lease]:
+    leases = []
+    for i in range(count):
+        run = new_run(f"run-{i}")
+        await store.create_run(run)
+        leases.append(lease_of(run))
+    return leases
+
+
+# -- grouping (no server) ---------------------------------------------------------------------
+
+
+def test_checkpoints_are_grouped_per_run_and_token_in_order() -> None:
+    a1, a2, b1 = Lease("a", "o", 1, 0.0), Lease("a", "o", 2, 0.0), Lease("b", "o", 1, 0.0)
+    batch: list[Checkpoint] = [
+        (a1, (step("a", "x"),)),
+        (b1, (step("b", "x"),)),
+        (a1, (step("a", "y"), step("a", "z"))),
+        (a2, (step("a", "w"),)),
+    ]
+    writes = group_by_run(batch)
+    assert [(w.lease.run_id, w.lease.token, w.members) for w in writes] == [
+        ("a", 1, [0, 2]),
+        ("b", 1, [1]),
+        ("a", 2, [3]),
+    ]
+    assert [s.key for s in writes[0].steps] == ["x", "y", "z"]
+    assert writes[0].args()[0] == "1" and writes[0].args()[1::2] == ["x", "y", "z"]
+
+
+# -- through a real Workflow ------------------------------------------------------------------
+
+
+async def test_a_hundred_concurrent_workflows_share_checkpoint_round_trips(make_store: StoreMaker) -> None:
+    store, name = counted(make_store)
+    wf = Workflow("batched", db=store, default_retries=0)
+    calls: Counter[tuple[int, int]] = Counter()
+
+    @wf.task
+    async def work(n: int, i: int) -> int:
+        calls[n, i] += 1
+        return i
+
+    @wf.workflow(id="crowd-{n}")
+    async def flow(n: int) -> int:
+        return sum([await work(n, i) for i in range(10)])
+
+    await wf.get_store()
+    before = CountingConnection.checkpoints[name]
+    assert await asyncio.gather(*(flow(n) for n in range(100))) == [45] * 100
+    checkpoint_round_trips = CountingConnection.checkpoints[name] - before
+
+    assert calls == {(n, i): 1 for n in range(100) for i in range(10)}
+    for n in range(100):
+        stored = await store.load_steps(f"crowd-{n}")
+        assert len(stored) == 10 and len({s.key for s in stored}) == 10
+        assert sorted(str(s.result) for s in stored) == sorted(str(i) for i in range(10))
+    # 1,000 checkpoints; batching sends them in a few dozen round trips (one each without it).
+    assert 1 <= checkpoint_round_trips <= 100, checkpoint_round_trips
+    await wf.close()
+
+
+# -- one batch, several callers ---------------------------------------------------------------
+
+
+async def test_one_batch_is_one_round_trip_and_a_stale_lease_fails_only_its_own_item(
+    make_store: StoreMaker,
+) -> None:
+    store, name = counted(make_store)
+    await store.open()
+    leases = await runs(store, 5)
+    stale = Lease("run-3", "owner-a", 0, leases[3].expires_at)  # the run's token is 1
+    batch: list[Checkpoint] = [(lease, (step(lease.run_id, "s"),)) for lease in leases[:3]]
+    batch += [(stale, (step("run-3", "s"),)), (leases[4], (step("run-4", "s"),))]
+
+    before = CountingConnection.sent[name]
+    outcomes = await store._flush_checkpoints(batch)
+    assert CountingConnection.sent[name] - before == 1
+
+    lost = outcomes[3]
+    assert isinstance(lost, LeaseLost) and "'run-3'" in str(lost) and "current: 1" in str(lost)
+    assert [o for i, o in enumerate(outcomes) if i != 3] == [[b[1][0]] for i, b in enumerate(batch) if i != 3]
+    assert await store.load_steps("run-3") == []
+    for i in (0, 1, 2, 4):
+        assert [s.key for s in await store.load_steps(f"run-{i}")] == ["s"]
+
+
+async def test_concurrent_callers_each_get_their_own_lease_lost_or_step(make_store: StoreMaker) -> None:
+    store = make_store()
+    await store.open()
+    leases = await runs(store, 20)
+    leases[-1] = Lease("run-19", "owner-a", 7, leases[-1].expires_at)  # last: queued behind the first
+    assert store._batcher is not None
+    flushes = store._batcher.flushes
+
+    outcomes = await asyncio.gather(
+        *(store.save_step(lease, step(lease.run_id, "s")) for lease in leases), return_exceptions=True
+    )
+
+    assert store._batcher.flushes - flushes < len(leases)  # they did share a round trip
+    lost = outcomes[-1]
+    assert isinstance(lost, LeaseLost) and "'run-19'" in str(lost)
+    assert all(isinstance(o, StepRecord) and o.run_id == f"run-{i}" for i, o in enumerate(outcomes[:-1]))
+    assert await store.load_steps("run-19") == []
+    for i in range(19):
+        assert [s.key for s in await store.load_steps(f"run-{i}")] == ["s"]
+
+
+async def test_a_duplicate_key_in_a_batch_returns_the_first_writers_step(make_store: StoreMaker) -> None:
+    store = make_store()
+    await store.open()
+    a, b = await runs(store, 2)
+    earlier = step("run-1", "done", '"earlier"')
+    await store.save_step(b, earlier)
+    await store.save_step(b, step("run-1", "failed", '"x"', StepStatus.FAILED))
+    first, second = step("run-0", "k", '"first"'), step("run-0", "k", '"second"')
+    retry = step("run-1", "failed", '"fixed"')
+
+    outcomes = await store._flush_checkpoints(
+        [(a, (first,)), (a, (second,)), (b, (step("run-1", "done", '"late"'), retry))]
+    )
+
+    assert outcomes == [[first], [first], [earlier, retry]]  # a failed step is replaced by a later write
+    assert {s.key: s.result for s in await store.load_steps("run-0")} == {"k": '"first"'}
+    assert {s.key: s.result for s in await store.load_steps("run-1")} == {
+        "done": '"earlier"',
+        "failed": '"fixed"',
+    }
+
+
+async def test_several_steps_of_one_run_stay_atomic_in_a_batch(make_store: StoreMaker) -> None:
+    store = make_store()
+    await store.open()
+    [held] = await runs(store, 1)
+    stale = Lease("run-0", "owner-a", 5, held.expires_at)
+    outcomes = await store._flush_checkpoints(
+        [(held, (step("run-0", "a"), step("run-0", "b"))), (stale, (step("run-0", "c"), step("run-0", "d")))]
+    )
+    assert isinstance(outcomes[0], list) and [s.key for s in outcomes[0]] == ["a", "b"]
+    assert isinstance(outcomes[1], LeaseLost)
+    assert sorted(s.key for s in await store.load_steps("run-0")) == ["a", "b"]
+
+
+async def test_an_error_in_one_runs_script_fails_only_that_runs_items(
+    make_store: StoreMaker, admin: redis.Redis
+) -> None:
+    store = make_store()
+    await store.open()
+    leases = await runs(store, 3)
+    admin.set(store.keys.run_keys("run-1")[1], "not a hash")  # the script fails with WRONGTYPE
+    batch: list[Checkpoint] = [(lease, (step(lease.run_id, "s"),)) for lease in leases]
+    batch.append((leases[1], (step("run-1", "t"),)))
+
+    outcomes = await store._flush_checkpoints(batch)
+
+    assert [type(o) for o in outcomes] == [list, rx.ResponseError, list, rx.ResponseError]
+    assert outcomes[1] is not outcomes[3]  # each caller raises its own exception
+    assert "WRONGTYPE" in str(outcomes[1])
+    assert [s.key for s in await store.load_steps("run-2")] == ["s"]
+
+
+# -- lost scripts, lost replies ---------------------------------------------------------------
+
+
+async def test_noscript_in_a_batch_loads_the_script_and_sends_those_calls_again(
+    make_store: StoreMaker,
+) -> None:
+    store, name = counted(make_store)
+    await store.open()
+    leases = await runs(store, 4)
+    script = store._scripts["save_steps"]
+    real_sha = script.sha
+    # The server answers NOSCRIPT for a script it does not hold, as after SCRIPT FLUSH or a restart.
+    # A SHA it never saw does that without flushing the shared server's cache under other tests.
+    script.sha = hashlib.sha1(b"-- not loaded " + secrets.token_bytes(8)).hexdigest()
+    batch: list[Checkpoint] = [(lease, (step(lease.run_id, "s"),)) for lease in leases]
+
+    before = CountingConnection.sent[name]
+    outcomes = await store._flush_checkpoints(batch)
+
+    assert outcomes == [[b[1][0]] for b in batch]
+    assert CountingConnection.sent[name] - before == 3  # the batch, SCRIPT LOAD, the batch again
+    assert script.sha == real_sha
+    for lease in leases:
+        assert [s.key for s in await store.load_steps(lease.run_id)] == ["s"]
+    before = CountingConnection.sent[name]
+    await store._flush_checkpoints([(lease, (step(lease.run_id, "t"),)) for lease in leases])
+    assert CountingConnection.sent[name] - before == 1
+
+
+async def test_a_batch_resent_after_its_reply_was_lost_returns_each_callers_own_step(
+    make_store: StoreMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(retry_delay=0)
+    await store.open()
+    leases = await runs(store, 3)
+    real = store._evalsha_each
+    attempts: list[int] = []
+
+    async def reply_lost_once(sha: str, writes: Any) -> list[Any]:
+        replies = await real(sha, writes)  # committed...
+        attempts.append(len(writes))
+        if len(attempts) == 1:
+            raise rx.ConnectionError("connection dropped before the reply arrived")  # ...unacknowledged
+        return replies
+
+    monkeypatch.setattr(store, "_evalsha_each", reply_lost_once)
+    batch: list[Checkpoint] = [
+        (lease, (step(lease.run_id, "s"), step(lease.run_id, "t"))) for lease in leases
+    ]
+    outcomes = await store._flush_checkpoints(batch)
+
+    assert attempts == [3, 3]
+    assert outcomes == [list(b[1]) for b in batch]
+    for lease in leases:
+        assert sorted(s.key for s in await store.load_steps(lease.run_id)) == ["s", "t"]
+
+
+async def test_a_transient_error_in_one_reply_resends_the_whole_batch(
+    make_store: StoreMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(retry_delay=0)
+    await store.open()
+    leases = await runs(store, 3)
+    real = store._evalsha_each
+    attempts = 0
+
+    async def read_only_once(sha: str, writes: Any) -> list[Any]:
+        nonlocal attempts
+        attempts += 1
+        replies = await real(sha, writes)
+        if attempts == 1:  # a failover: one call hit a replica that just became read-only
+            replies[1] = rx.ReadOnlyError("You can't write against a read only replica.")
+        return replies
+
+    monkeypatch.setattr(store, "_evalsha_each", read_only_once)
+    batch: list[Checkpoint] = [(lease, (step(lease.run_id, "s"),)) for lease in leases]
+    assert await store._flush_checkpoints(batch) == [[b[1][0]] for b in batch]
+    assert attempts == 2
+
+
+async def test_a_batch_that_never_reaches_redis_fails_every_caller_with_store_unavailable(
+    make_store: StoreMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(retries=2, retry_delay=0)
+    await store.open()
+    leases = await runs(store, 5)
+    attempts = 0
+
+    async def unreachable(sha: str, writes: Any) -> list[Any]:
+        nonlocal attempts
+        attempts += 1
+        raise rx.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(store, "_evalsha_each", unreachable)
+    batch: list[Checkpoint] = [(lease, (step(lease.run_id, "s"),)) for lease in leases]
+    with pytest.raises(StoreUnavailable, match="gave up after 3 attempts"):
+        await store._flush_checkpoints(batch)
+    assert attempts == 3
+
+
+# -- lone steps and closing -------------------------------------------------------------------
+
+
+async def test_a_lone_step_is_still_one_round_trip_after_a_burst(make_store: StoreMaker) -> None:
+    store, name = counted(make_store)
+    await store.open()
+    leases = await runs(store, 30)
+    await asyncio.gather(*(store.save_step(lease, step(lease.run_id, "burst")) for lease in leases))
+    before = CountingConnection.sent[name]
+    for i in range(5):
+        await store.save_step(leases[0], step("run-0", f"alone-{i}"))
+    assert CountingConnection.sent[name] - before == 5
+    before = CountingConnection.sent[name]
+    await store.save_steps(leases[1], [step("run-1", "x"), step("run-1", "y")])
+    assert CountingConnection.sent[name] - before == 1
+
+
+async def test_closing_the_store_waits_for_checkpoints_already_submitted(make_store: StoreMaker) -> None:
+    store = make_store()
+    await store.open()
+    leases = await runs(store, 50)
+    saving = [asyncio.ensure_future(store.save_step(lease, step(lease.run_id, "s"))) for lease in leases]
+    await asyncio.sleep(0)  # every save_step has been submitted; most are queued behind the first
+    await store.close()
+    outcomes = await asyncio.gather(*saving, return_exceptions=True)
+    assert [o for o in outcomes if isinstance(o, BaseException)] == []
+    await store.open()
+    for lease in leases:
+        assert [s.key for s in await store.load_steps(lease.run_id)] == ["s"]
