@@ -1,14 +1,16 @@
-"""``PostgresStore``: an asyncpg pool, one statement per checkpoint, LISTEN/NOTIFY for signals."""
+"""``PostgresStore``: an asyncpg pool, one statement per checkpoint (or per batch of concurrent
+checkpoints), LISTEN/NOTIFY for signals."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
@@ -16,6 +18,7 @@ import asyncpg
 from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
 
+from durable.batching import WriteBatcher
 from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreUnavailable
 from durable.store import (
     Capability,
@@ -37,6 +40,8 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     Conn: TypeAlias = PoolConnectionProxy[Record]
     Row: TypeAlias = Record | tuple[Any, ...]
+SaveItem: TypeAlias = tuple[Lease, StepRecord]
+"""One ``save_step`` call waiting in the step batcher."""
 log = logging.getLogger("durable_postgres")
 
 RUN_COLUMNS = (
@@ -53,6 +58,14 @@ SIGNAL_LOCK_SPACE = 0x6475  # first key of the two-int advisory locks that order
 APPLICATION_NAME = "durable-postgres"
 SAFETY_POLL = 5.0
 """While the LISTEN connection is up, waiters still re-check this often, in case a NOTIFY is lost."""
+# Measured on scenario B/C of benchmarks/run.py: a second flush in flight was no faster (it
+# splits the waiting checkpoints into smaller batches), nor were smaller batches.
+STEP_BATCH = 500
+"""Most checkpoints one flush of the step batcher carries."""
+STEP_BATCH_CHARS = 1 << 20
+"""Results and errors one batch statement carries at most (large ones go in several)."""
+STEP_FLUSHES_IN_FLIGHT = 1
+"""Flushes of the step batcher in flight at once."""
 
 
 def _run(row: Row) -> RunRecord:
@@ -75,6 +88,52 @@ def _signal(row: Row) -> SignalRecord:
 def _affected(status: str) -> int:
     """The row count of an ``INSERT 0 n`` / ``UPDATE n`` / ``DELETE n`` command tag."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+def _by_size(items: list[SaveItem], limit: int) -> Iterator[list[SaveItem]]:
+    """``items`` in order, in chunks whose results and errors hold at most ``limit`` characters
+    (a larger item goes alone): one statement's parameter must not grow with the batch unbounded."""
+    chunk: list[SaveItem] = []
+    size = 0
+    for item in items:
+        step = item[1]
+        weight = len(step.result or "") + len(step.error or "")
+        if chunk and size + weight > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += weight
+    if chunk:
+        yield chunk
+
+
+def _step_rows(items: list[SaveItem]) -> str:
+    """The parameter of ``save_step_batch``: a JSON array with one array per item.
+
+    One JSON text costs the client far less than eleven arrays (asyncpg checks every array
+    element's type). JSON numbers are exact: a float is written in its shortest exact form.
+    NaN and infinities are not JSON: they fail the batch, whose items are then saved alone.
+    """
+    rows = [_step_row(lease, step) for lease, step in items]
+    return json.dumps(rows, ensure_ascii=False, allow_nan=False, check_circular=False, separators=(",", ":"))
+
+
+def _step_row(lease: Lease, step: StepRecord) -> list[Any]:
+    return [
+        lease.run_id, step.key, step.task, step.args_digest, step.status.value, step.result,
+        step.error, step.attempts, step.started_at, step.finished_at, lease.token,
+    ]  # fmt: skip
+
+
+async def _outcome(save: Awaitable[StepRecord]) -> StepRecord | BaseException:
+    """The saved step, or the ``StoreError`` (``LeaseLost``, ...) that belongs to this item alone.
+
+    Other errors (a lost connection) propagate: they concern the whole batch, which is retried.
+    """
+    try:
+        return await save
+    except StoreError as exc:
+        return exc
 
 
 def _rebuild(cls: type[PostgresStore], url: str, options: dict[str, Any]) -> PostgresStore:
@@ -138,6 +197,7 @@ class PostgresStore(Store):
         self._channel = channel_name(self.schema)
         self._pool: asyncpg.Pool | None = None
         self._listener: Listener | None = None
+        self._steps: WriteBatcher[SaveItem, StepRecord] | None = None
         self._sql = _statements(self._quoted)
 
     @classmethod
@@ -166,6 +226,11 @@ class PostgresStore(Store):
             raise
         self._pool = pool
         self._listener = Listener(self._connect, self._channel)
+        # Checkpoints of concurrent runs that arrive while one is in flight share the next
+        # statement; a lone checkpoint is still sent at once, alone.
+        self._steps = WriteBatcher(
+            self._flush_steps, max_batch=STEP_BATCH, max_in_flight=STEP_FLUSHES_IN_FLIGHT
+        )
 
     async def _migrate(self, pool: asyncpg.Pool) -> None:
         try:
@@ -210,6 +275,9 @@ class PostgresStore(Store):
         return {"application_name": APPLICATION_NAME}
 
     async def close(self) -> None:
+        steps, self._steps = self._steps, None
+        if steps is not None:
+            await steps.drain()  # checkpoints already accepted are written before the pool goes
         pool, self._pool = self._pool, None
         listener, self._listener = self._listener, None
         if listener is not None:
@@ -477,9 +545,89 @@ class PostgresStore(Store):
         raise StoreError(f"{self!r}: step {step.key!r} of run {lease.run_id!r} kept changing while saved")
 
     async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
+        steps = self._steps
+        if steps is None:  # not open: _call says so
+            return await self._save_alone(lease, step)
+        return await steps.submit((lease, step))
+
+    async def _save_alone(self, lease: Lease, step: StepRecord) -> StepRecord:
         return await self._call(
             f"save step {step.key!r} of run {lease.run_id!r}", lambda conn: self._save_step(conn, lease, step)
         )
+
+    async def _flush_steps(self, items: list[SaveItem]) -> list[StepRecord | BaseException]:
+        """The step batcher's flush: one outcome per item, as a lone ``save_step`` gives it."""
+        if len(items) == 1:
+            return [await self._save_alone(*items[0])]  # its error goes to its caller
+        outcomes: list[StepRecord | BaseException] = []
+        for chunk in _by_size(items, STEP_BATCH_CHARS):  # in order: a later duplicate sees an earlier one
+            outcomes += await self._flush_chunk(chunk)
+        return outcomes
+
+    async def _flush_chunk(self, items: list[SaveItem]) -> list[StepRecord | BaseException]:
+        if len(items) == 1:
+            return [await _outcome(self._save_alone(*items[0]))]
+        runs = len({lease.run_id for lease, _ in items})
+        try:
+            return await self._call(
+                f"save {len(items)} steps of {runs} runs", lambda conn: self._save_batch(conn, items)
+            )
+        except StoreUnavailable as exc:
+            return [exc] * len(items)
+        except StoreError:
+            # The server refused the statement (a value PostgreSQL cannot store, say): save each
+            # alone, so that only the item at fault gets the error.
+            return [await _outcome(self._save_alone(lease, step)) for lease, step in items]
+
+    async def _save_batch(self, conn: Conn, items: list[SaveItem]) -> list[StepRecord | BaseException]:
+        """Insert the first item of each (run, key) in one statement; settle the rest in one more.
+
+        Idempotent, so ``_call`` may retry it after a lost connection: a row that the lost
+        attempt stored is found by ``_settle`` and returned, as a retried lone save returns it.
+        """
+        first: dict[tuple[str, str], int] = {}
+        for index, (lease, step) in enumerate(items):
+            first.setdefault((lease.run_id, step.key), index)
+        # One statement may insert a (run, key) only once. Sorted, so that concurrent batches
+        # writing the same keys take them in one order where the plan follows the input; a
+        # deadlock left anyway is rolled back by the server and retried by _call.
+        batch = sorted((items[index] for index in first.values()), key=lambda it: (it[0].run_id, it[1].key))
+        rows = await conn.fetch(self._sql["save_step_batch"], _step_rows(batch))
+        outcomes: list[StepRecord | BaseException | None] = [None] * len(items)
+        for run_id, key in rows:
+            outcomes[first[(run_id, key)]] = items[first[(run_id, key)]][1]
+        rest = [index for index, outcome in enumerate(outcomes) if outcome is None]
+        if rest:
+            await self._settle(conn, items, rest, outcomes)
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _settle(
+        self,
+        conn: Conn,
+        items: list[SaveItem],
+        rest: list[int],
+        outcomes: list[StepRecord | BaseException | None],
+    ) -> None:
+        """Give the items at ``rest`` (not inserted) what ``_save_step`` would give each, in order.
+
+        One statement reads their runs' tokens and stored steps: a stale token is that item's
+        ``LeaseLost``, a completed step is returned (first writer wins). Anything else (a failed
+        step to replace, a step that vanished) is rare and goes through ``_save_step``.
+        """
+        wanted = list(dict.fromkeys((items[index][0].run_id, items[index][1].key) for index in rest))
+        rows = await conn.fetch(
+            self._sql["stored_steps"], [run_id for run_id, _ in wanted], [key for _, key in wanted]
+        )
+        stored = {(row[0], row[1]): (row[2], None if row[4] is None else _step(row[3:])) for row in rows}
+        for index in rest:
+            lease, step = items[index]
+            token, found = stored[(lease.run_id, step.key)]
+            if token != lease.token:
+                outcomes[index] = LeaseLost.stale(lease.run_id, lease.token, token)
+            elif found is not None and found.status is StepStatus.COMPLETED:
+                outcomes[index] = found
+            else:
+                outcomes[index] = await _outcome(self._save_step(conn, lease, step))
 
     async def save_steps(self, lease: Lease, steps: Iterable[StepRecord]) -> list[StepRecord]:
         """Several checkpoints in one transaction: all are fenced, or none is written."""
@@ -623,6 +771,30 @@ def _statements(s: str) -> dict[str, str]:
             "args_digest = EXCLUDED.args_digest, status = EXCLUDED.status, result = EXCLUDED.result, "
             "error = EXCLUDED.error, attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, "
             f"finished_at = EXCLUDED.finished_at WHERE {s}.steps.status <> 'completed'"
+        ),
+        # save_step for many runs at once: the same fencing, row by row (FOR SHARE OF r locks
+        # each run row to commit; a claim that committed first fails the re-checked join).
+        # RETURNING names the rows written; the caller sends no (run_id, key) twice.
+        "save_step_batch": (
+            f"INSERT INTO {s}.steps ({STEP_COLUMNS}) "
+            "SELECT i.run_id, i.key, i.task, i.args_digest, i.status, i.result, i.error, i.attempts, "
+            "i.started_at, i.finished_at "
+            "FROM (SELECT v->>0 AS run_id, v->>1 AS key, v->>2 AS task, v->>3 AS args_digest, "
+            "v->>4 AS status, v->>5 AS result, v->>6 AS error, (v->>7)::int4 AS attempts, "
+            "(v->>8)::float8 AS started_at, (v->>9)::float8 AS finished_at, (v->>10)::int8 AS token "
+            "FROM jsonb_array_elements($1::jsonb) AS e(v)) AS i "
+            f"JOIN {s}.runs AS r ON r.run_id = i.run_id AND r.lease_token = i.token FOR SHARE OF r "
+            "ON CONFLICT (run_id, key) DO UPDATE SET task = EXCLUDED.task, "
+            "args_digest = EXCLUDED.args_digest, status = EXCLUDED.status, result = EXCLUDED.result, "
+            "error = EXCLUDED.error, attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, "
+            f"finished_at = EXCLUDED.finished_at WHERE {s}.steps.status <> 'completed' "
+            "RETURNING run_id, key"
+        ),
+        "stored_steps": (
+            f"SELECT i.run_id, i.key, r.lease_token, st.* FROM unnest($1::text[], $2::text[]) "
+            f"AS i(run_id, key) LEFT JOIN {s}.runs AS r ON r.run_id = i.run_id "
+            f"LEFT JOIN (SELECT {STEP_COLUMNS} FROM {s}.steps) AS st "
+            "ON st.run_id = i.run_id AND st.key = i.key"
         ),
         "stored_step": (
             f"SELECT r.token, st.* FROM (SELECT (SELECT lease_token FROM {s}.runs WHERE run_id = $1) "

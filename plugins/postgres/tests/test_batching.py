@@ -1,0 +1,375 @@
+"""Concurrent checkpoints share statements; each caller still gets what a lone save_step gives it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+import durable_postgres._store as store_module
+from durable import Workflow
+from durable.errors import LeaseLost, StoreError
+from durable.store import Lease, RunRecord, RunStatus, StepRecord, StepStatus
+from durable_postgres import PostgresStore
+
+STATEMENT_METHODS = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
+
+
+class RecordingConnection:
+    """Records the SQL of every statement sent through a pooled connection.
+
+    ``fail_after`` names a statement that, the first time it runs, commits and then fails
+    as if the connection had been lost before the reply arrived.
+    """
+
+    def __init__(self, conn: Any, pool: RecordingPool) -> None:
+        self._conn, self._pool = conn, pool
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._conn, name)
+        if name not in STATEMENT_METHODS:
+            return attr
+
+        async def recorded(sql: str, *args: Any, **kwargs: Any) -> Any:
+            self._pool.statements.append(sql)
+            result = await attr(sql, *args, **kwargs)
+            if self._pool.fail_after is not None and sql == self._pool.fail_after:
+                self._pool.fail_after = None
+                raise ConnectionResetError("injected: the reply was lost")
+            return result
+
+        return recorded
+
+
+class RecordingPool:
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self.statements: list[str] = []
+        self.acquires = 0
+        self.fail_after: str | None = None
+
+    async def acquire(self, **kwargs: Any) -> RecordingConnection:
+        self.acquires += 1
+        return RecordingConnection(await self._pool.acquire(**kwargs), self)
+
+    async def release(self, conn: RecordingConnection) -> None:
+        await self._pool.release(conn._conn)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def kinds(self, store: PostgresStore) -> Counter[str]:
+        """How many statements of each of the store's named statements were sent."""
+        names = {sql: name for name, sql in store._sql.items()}
+        return Counter(names.get(sql, "other") for sql in self.statements)
+
+
+@pytest.fixture
+async def recorded(store: PostgresStore) -> AsyncIterator[RecordingPool]:
+    """Records the statements ``store`` sends from now on."""
+    real = store._pool
+    recording = RecordingPool(real)
+    store._pool = recording  # type: ignore[assignment]
+    yield recording
+    store._pool = real
+
+
+def owned(run_id: str) -> RunRecord:
+    now = time.time()
+    return RunRecord(
+        run_id,
+        "wf",
+        RunStatus.RUNNING,
+        "{}",
+        "d",
+        now,
+        now,
+        owner="me",
+        lease_token=1,
+        lease_expires_at=now + 60,
+    )
+
+
+def pending(run_id: str) -> RunRecord:
+    now = time.time()
+    return RunRecord(run_id, "wf", RunStatus.PENDING, "{}", "d", now, now)
+
+
+def step(
+    run_id: str, key: str, result: str | None = '"ok"', status: StepStatus = StepStatus.COMPLETED
+) -> StepRecord:
+    now = time.time()
+    error = '"boom"' if status is StepStatus.FAILED else None
+    return StepRecord(run_id, key, "task", "args", status, result, error, 1, now, now)
+
+
+async def leases(store: PostgresStore, prefix: str, count: int) -> list[Lease]:
+    """``count`` new runs owned with token 1, and their leases."""
+    for i in range(count):
+        await store.create_run(owned(f"{prefix}-{i}"))
+    return [Lease(f"{prefix}-{i}", "me", 1, 0.0) for i in range(count)]
+
+
+async def saved_together(
+    store: PostgresStore, lone: tuple[Lease, StepRecord], *batch: tuple[Lease, StepRecord]
+) -> list[Any]:
+    """Save ``lone`` and then ``batch``, concurrently: ``lone`` goes alone, ``batch`` waits for it
+    and goes as one flush. Returns every outcome (a step or an exception), ``lone``'s first."""
+    flushes = store._steps.flushes if store._steps else 0
+    outcomes = await asyncio.gather(
+        *(store.save_step(lease, s) for lease, s in (lone, *batch)), return_exceptions=True
+    )
+    assert store._steps is not None and store._steps.flushes - flushes == 2, (
+        "not one lone and one batch flush"
+    )
+    return outcomes
+
+
+async def test_concurrent_workflows_share_statements_and_store_every_step_once(
+    pg_url: str, schema_prefix: str, unique: str
+) -> None:
+    workflows, steps = 100, 10
+    wf = Workflow(
+        "batched", db=PostgresStore(pg_url, schema=f"{schema_prefix}_wf_{unique}"), default_retries=0
+    )
+    executed: Counter[str] = Counter()
+
+    @wf.task
+    async def work(tag: str, i: int) -> int:
+        executed[f"{tag}/{i}"] += 1
+        return i * i
+
+    @wf.workflow
+    async def chain(tag: str) -> int:
+        return sum([await work(tag, i) for i in range(steps)])
+
+    async with wf:
+        store = await wf.get_store()
+        assert isinstance(store, PostgresStore)
+        real = store._pool
+        recording = RecordingPool(real)
+        store._pool = recording  # type: ignore[assignment]
+        try:
+            results = await asyncio.gather(*(chain.run(f"b-{n}", f"t{n}") for n in range(workflows)))
+        finally:
+            store._pool = real
+        assert results == [sum(i * i for i in range(steps))] * workflows
+        assert set(executed.values()) == {1} and len(executed) == workflows * steps
+        for n in range(workflows):
+            journal = await store.load_steps(f"b-{n}")
+            assert len(journal) == steps and {s.status for s in journal} == {StepStatus.COMPLETED}
+        kinds = recording.kinds(store)
+    step_statements = (
+        kinds["save_step"] + kinds["save_step_batch"] + kinds["stored_step"] + kinds["stored_steps"]
+    )
+    assert kinds["save_step_batch"] >= 1
+    assert step_statements <= workflows * steps // 10, kinds  # 1,000 checkpoints: about 20 statements here
+
+
+async def test_a_stale_lease_in_a_batch_fails_only_its_own_item(
+    store: PostgresStore, recorded: RecordingPool, unique: str
+) -> None:
+    first, *others = await leases(store, f"stale-{unique}", 5)
+    taken = others[1]
+    await store.update_run(taken, RunStatus.RUNNING, release=True)
+    assert await store.claim_run(taken.run_id, "thief", 60.0) is not None  # token 2 now
+    recorded.statements.clear()
+    lone, *outcomes = await saved_together(
+        store, (first, step(first.run_id, "k")), *((lease, step(lease.run_id, "k")) for lease in others)
+    )
+    assert isinstance(lone, StepRecord)
+    stale = outcomes.pop(1)
+    assert isinstance(stale, LeaseLost)
+    assert repr(taken.run_id) in str(stale) and "token 1 is stale (current: 2)" in str(stale)
+    assert all(
+        isinstance(o, StepRecord) and o.run_id == lease.run_id
+        for o, lease in zip(outcomes, others[:1] + others[2:], strict=True)
+    )
+    assert await store.load_steps(taken.run_id) == []
+    for lease in (first, *others[:1], *others[2:]):
+        assert [s.key for s in await store.load_steps(lease.run_id)] == ["k"]
+    kinds = recorded.kinds(store)
+    assert kinds["save_step"] == 1 and kinds["save_step_batch"] == 1 and kinds["stored_steps"] == 1, kinds
+
+
+async def test_a_stale_lease_of_a_run_that_is_gone_names_the_run(store: PostgresStore, unique: str) -> None:
+    first, second = await leases(store, f"gone-{unique}", 2)
+    ghost = Lease(f"gone-{unique}-ghost", "me", 1, 0.0)
+    _, saved, lost = await saved_together(
+        store,
+        (first, step(first.run_id, "k")),
+        (second, step(second.run_id, "k")),
+        (ghost, step(ghost.run_id, "k")),
+    )
+    assert isinstance(saved, StepRecord)
+    assert isinstance(lost, LeaseLost) and repr(ghost.run_id) in str(lost) and "current: None" in str(lost)
+
+
+async def test_a_duplicate_key_in_a_batch_returns_the_first_writers_step(
+    store: PostgresStore, recorded: RecordingPool, unique: str
+) -> None:
+    first, lease = await leases(store, f"dup-{unique}", 2)
+    winner, loser = step(lease.run_id, "charge", '"first"'), step(lease.run_id, "charge", '"second"')
+    recorded.statements.clear()
+    _, got_winner, got_loser = await saved_together(
+        store, (first, step(first.run_id, "k")), (lease, winner), (lease, loser)
+    )
+    assert got_winner == winner and got_loser == winner
+    assert await store.load_steps(lease.run_id) == [winner]
+    kinds = recorded.kinds(store)
+    assert kinds["save_step_batch"] == 1 and kinds["stored_steps"] == 1 and kinds["save_step"] == 1, kinds
+
+
+async def test_a_failed_step_in_a_batch_is_replaced_by_a_later_duplicate(
+    store: PostgresStore, unique: str
+) -> None:
+    first, lease = await leases(store, f"retry-{unique}", 2)
+    failed = step(lease.run_id, "charge", None, StepStatus.FAILED)
+    done = step(lease.run_id, "charge", '"paid"')
+    _, got_failed, got_done = await saved_together(
+        store, (first, step(first.run_id, "k")), (lease, failed), (lease, done)
+    )
+    # As two sequential calls: the failed attempt is written, then replaced by the completed one.
+    assert got_failed == failed and got_done == done
+    assert await store.load_steps(lease.run_id) == [done]
+
+
+async def test_a_batch_item_already_stored_returns_the_stored_step(store: PostgresStore, unique: str) -> None:
+    first, lease = await leases(store, f"stored-{unique}", 2)
+    earlier = step(lease.run_id, "k", '"earlier"')
+    assert await store.save_step(lease, earlier) == earlier
+    _, again = await saved_together(
+        store, (first, step(first.run_id, "k")), (lease, step(lease.run_id, "k", '"later"'))
+    )
+    assert again == earlier
+
+
+async def test_a_lone_step_after_a_burst_is_still_one_round_trip(
+    store: PostgresStore, recorded: RecordingPool, unique: str
+) -> None:
+    runs = await leases(store, f"lone-{unique}", 20)
+    outcomes = await asyncio.gather(*(store.save_step(lease, step(lease.run_id, "burst")) for lease in runs))
+    assert all(isinstance(o, StepRecord) for o in outcomes)
+    recorded.statements.clear()
+    recorded.acquires = 0
+    for i in range(5):
+        new = step(runs[0].run_id, f"after-{i}")
+        assert await store.save_step(runs[0], new) == new
+    assert recorded.kinds(store) == Counter(save_step=5) and recorded.acquires == 5
+
+
+async def test_a_batch_retried_after_its_reply_was_lost_gives_every_caller_its_step(
+    store: PostgresStore, recorded: RecordingPool, unique: str
+) -> None:
+    runs = await leases(store, f"lost-{unique}", 6)
+    recorded.fail_after = store._sql["save_step_batch"]
+    recorded.statements.clear()
+    written = [step(lease.run_id, "k", f'"{lease.run_id}"') for lease in runs]
+    outcomes = await saved_together(store, *zip(runs, written, strict=True))
+    assert outcomes == written  # the first attempt committed: its rows are each caller's success
+    for lease, s in zip(runs, written, strict=True):
+        assert await store.load_steps(lease.run_id) == [s]
+    kinds = recorded.kinds(store)
+    assert kinds["save_step_batch"] == 2 and kinds["stored_steps"] == 1, kinds
+
+
+async def test_a_value_postgres_cannot_store_fails_only_its_own_item(
+    store: PostgresStore, unique: str
+) -> None:
+    first, good, bad = await leases(store, f"nul-{unique}", 3)
+    _, saved, refused = await saved_together(
+        store,
+        (first, step(first.run_id, "k")),
+        (good, step(good.run_id, "k")),
+        (bad, step(bad.run_id, "k", '"a\x00b"')),
+    )
+    assert isinstance(saved, StepRecord)
+    assert isinstance(refused, StoreError) and not isinstance(refused, LeaseLost) and "NUL" in str(refused)
+    assert [s.key for s in await store.load_steps(good.run_id)] == ["k"]
+    assert await store.load_steps(bad.run_id) == []
+
+
+async def test_large_results_are_split_over_several_statements(
+    store: PostgresStore, recorded: RecordingPool, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "STEP_BATCH_CHARS", 25)
+    runs = await leases(store, f"large-{unique}", 7)
+    written = [step(lease.run_id, "k", f'"{"x" * 8}{i}"') for i, lease in enumerate(runs)]  # 11 chars each
+    recorded.statements.clear()
+    outcomes = await saved_together(store, *zip(runs, written, strict=True))
+    assert outcomes == written
+    kinds = recorded.kinds(store)
+    # One alone, then six in chunks of two (22 characters each): three batch statements.
+    assert kinds == Counter(save_step=1, save_step_batch=3), kinds
+
+
+async def test_a_batched_checkpoint_racing_a_takeover_is_refused_or_seen_by_the_new_owner(
+    store: PostgresStore, pg_url: str, schema_prefix: str, unique: str
+) -> None:
+    async with PostgresStore(pg_url, schema=schema_prefix) as second:
+        filler = (await leases(store, f"filler-{unique}", 1))[0]
+        refused = accepted = 0
+        for i in range(30):
+            run_id = f"brace-{unique}-{i}"
+            await store.create_run(pending(run_id))
+            old = await store.claim_run(run_id, "old", 60.0)
+            assert old is not None
+            await store.update_run(old, RunStatus.RUNNING, release=True)  # claimable at once
+
+            async def takeover(run_id: str = run_id, delay: float = (i % 5) * 0.0005) -> list[str]:
+                await asyncio.sleep(delay)  # varies which statement reaches the server first
+                lease = await second.claim_run(run_id, "new", 60.0)
+                assert lease is not None
+                return [s.key for s in await second.load_steps(run_id)]
+
+            async def batched(run_id: str = run_id, old: Lease = old, i: int = i) -> list[Any]:
+                return await saved_together(
+                    store,
+                    (filler, step(filler.run_id, f"f{i}")),
+                    (filler, step(filler.run_id, f"g{i}")),
+                    (old, step(run_id, "late", '"old"')),
+                )
+
+            outcomes, seen = await asyncio.gather(batched(), takeover())
+            assert isinstance(outcomes[1], StepRecord)
+            if isinstance(outcomes[2], LeaseLost):
+                refused += 1
+                assert seen == [] and await store.load_steps(run_id) == []
+            else:
+                accepted += 1
+                assert seen == ["late"], "a checkpoint committed after the new owner read the journal"
+        assert refused + accepted == 30
+
+
+@pytest.mark.parametrize("moment", ["lone flush in flight", "batch in flight"])
+async def test_close_writes_every_checkpoint_already_submitted(
+    pg_url: str, schema_prefix: str, unique: str, moment: str
+) -> None:
+    store = PostgresStore(pg_url, schema=schema_prefix)
+    await store.open()
+    runs = await leases(store, f"close-{unique}", 10)
+    saves = [asyncio.ensure_future(store.save_step(lease, step(lease.run_id, "k"))) for lease in runs]
+    batcher = store._steps
+    assert batcher is not None
+    await asyncio.sleep(0)  # every save submitted: one alone, nine queued behind it
+    deadline = time.monotonic() + 10
+    while moment == "batch in flight" and not batcher._tasks:
+        assert time.monotonic() < deadline, "the saves never went as a batch"
+        await asyncio.sleep(0)
+    await store.close()
+    assert all(isinstance(s.result(), StepRecord) for s in saves)
+    assert batcher.flushes == 2
+    async with PostgresStore(pg_url, schema=schema_prefix) as reopened:
+        for lease in runs:
+            assert [s.key for s in await reopened.load_steps(lease.run_id)] == ["k"]
+
+
+def test_chunks_by_size_keep_order_and_let_a_large_item_go_alone() -> None:
+    lease = Lease("r", "me", 1, 0.0)
+    items = [(lease, step("r", f"k{i}", "x" * size)) for i, size in enumerate([4, 4, 10, 1, 1, 1])]
+    chunks = list(store_module._by_size(items, 8))
+    assert [[s.key for _, s in chunk] for chunk in chunks] == [["k0", "k1"], ["k2"], ["k3", "k4", "k5"]]
