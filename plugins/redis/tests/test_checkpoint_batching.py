@@ -7,7 +7,7 @@ import hashlib
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -19,7 +19,9 @@ from durable import Workflow
 from durable.errors import LeaseLost, StoreUnavailable
 from durable.store import Lease, RunRecord, RunStatus, StepRecord, StepStatus
 from durable_redis import RedisStore
-from durable_redis._checkpoints import Checkpoint, group_by_run
+from durable_redis._calls import Call, grouped
+from durable_redis._checkpoints import checkpoint, merged, own_replies
+from durable_redis._keys import KeySpace
 from durable_redis._scripts import SOURCES
 
 StoreMaker = Callable[..., RedisStore]
@@ -86,25 +88,52 @@ async def runs(store: RedisStore, count: int) -> list[Lease]:
     return leases
 
 
-# -- grouping (no server) ---------------------------------------------------------------------
+def holders(store: RedisStore) -> int:
+    """Lone reads that ``in_one_batch`` sends first: one per round trip the batcher may have in flight."""
+    assert store._batcher is not None
+    return store._batcher.max_in_flight
 
 
-def test_checkpoints_are_grouped_per_run_and_token_in_order() -> None:
+async def in_one_batch(store: RedisStore, *operations: Awaitable[Any]) -> list[Any]:
+    """Each operation's outcome (its result or exception), all sent in one pipeline: they are
+    submitted while lone reads hold every slot of the store's batcher."""
+    reads = [store.get_run("holder") for _ in range(holders(store))]
+    outcomes = await asyncio.gather(*reads, *operations, return_exceptions=True)
+    return outcomes[len(reads) :]
+
+
+def saves(store: RedisStore, batch: list[tuple[Lease, tuple[StepRecord, ...]]]) -> list[Awaitable[Any]]:
+    return [store.save_steps(lease, steps) for lease, steps in batch]
+
+
+# -- merging (no server) ----------------------------------------------------------------------
+
+
+def test_checkpoints_are_merged_per_run_and_token_in_order() -> None:
+    keys = KeySpace("p")
     a1, a2, b1 = Lease("a", "o", 1, 0.0), Lease("a", "o", 2, 0.0), Lease("b", "o", 1, 0.0)
-    batch: list[Checkpoint] = [
-        (a1, (step("a", "x"),)),
-        (b1, (step("b", "x"),)),
-        (a1, (step("a", "y"), step("a", "z"))),
-        (a2, (step("a", "w"),)),
+    calls = [
+        checkpoint(keys, a1, (step("a", "x"),)),
+        checkpoint(keys, b1, (step("b", "x"),)),
+        checkpoint(keys, a1, (step("a", "y"), step("a", "z"))),
+        Call.plain("reading run 'a'", "HGETALL", keys.run_keys("a")[0]),
+        checkpoint(keys, a2, (step("a", "w"),)),
     ]
-    writes = group_by_run(batch)
-    assert [(w.lease.run_id, w.lease.token, w.members) for w in writes] == [
-        ("a", 1, [0, 2]),
-        ("b", 1, [1]),
-        ("a", 2, [3]),
-    ]
-    assert [s.key for s in writes[0].steps] == ["x", "y", "z"]
-    assert writes[0].args()[0] == "1" and writes[0].args()[1::2] == ["x", "y", "z"]
+    groups = grouped(calls)
+    assert groups == [[0, 2], [1], [3], [4]]
+    first = merged([calls[i] for i in groups[0]])
+    assert first.keys == keys.run_keys("a")[:2]
+    assert first.args[0] == "1" and first.args[1::2] == ["x", "y", "z"]
+    assert merged([calls[3]]) is calls[3]
+
+    # Each merged checkpoint reads its own part of the reply, as if it had been sent alone.
+    members = [calls[0], calls[2]]
+    assert own_replies([1, "", "c[...]", ""], members) == [[1, ""], [1, "c[...]", ""]]
+    assert own_replies(1, members) == [1, 1]
+    assert own_replies([0, 7], members) == [[0, 7], [0, 7]]
+    error = rx.ResponseError("WRONGTYPE")
+    copies = own_replies(error, members)
+    assert [type(c) for c in copies] == [rx.ResponseError] * 2 and copies[0] is not copies[1]
 
 
 # -- through a real Workflow ------------------------------------------------------------------
@@ -149,12 +178,12 @@ async def test_one_batch_is_one_round_trip_and_a_stale_lease_fails_only_its_own_
     await store.open()
     leases = await runs(store, 5)
     stale = Lease("run-3", "owner-a", 0, leases[3].expires_at)  # the run's token is 1
-    batch: list[Checkpoint] = [(lease, (step(lease.run_id, "s"),)) for lease in leases[:3]]
+    batch = [(lease, (step(lease.run_id, "s"),)) for lease in leases[:3]]
     batch += [(stale, (step("run-3", "s"),)), (leases[4], (step("run-4", "s"),))]
 
     before = CountingConnection.sent[name]
-    outcomes = await store._flush_checkpoints(batch)
-    assert CountingConnection.sent[name] - before == 1
+    outcomes = await in_one_batch(store, *saves(store, batch))
+    assert CountingConnection.sent[name] - before == holders(store) + 1
 
     lost = outcomes[3]
     assert isinstance(lost, LeaseLost) and "'run-3'" in str(lost) and "current: 1" in str(lost)
@@ -195,8 +224,8 @@ async def test_a_duplicate_key_in_a_batch_returns_the_first_writers_step(make_st
     first, second = step("run-0", "k", '"first"'), step("run-0", "k", '"second"')
     retry = step("run-1", "failed", '"fixed"')
 
-    outcomes = await store._flush_checkpoints(
-        [(a, (first,)), (a, (second,)), (b, (step("run-1", "done", '"late"'), retry))]
+    outcomes = await in_one_batch(
+        store, *saves(store, [(a, (first,)), (a, (second,)), (b, (step("run-1", "done", '"late"'), retry))])
     )
 
     assert outcomes == [[first], [first], [earlier, retry]]  # a failed step is replaced by a later write
@@ -212,9 +241,9 @@ async def test_several_steps_of_one_run_stay_atomic_in_a_batch(make_store: Store
     await store.open()
     [held] = await runs(store, 1)
     stale = Lease("run-0", "owner-a", 5, held.expires_at)
-    outcomes = await store._flush_checkpoints(
-        [(held, (step("run-0", "a"), step("run-0", "b"))), (stale, (step("run-0", "c"), step("run-0", "d")))]
-    )
+    batch = [(held, (step("run-0", "a"), step("run-0", "b")))]
+    batch.append((stale, (step("run-0", "c"), step("run-0", "d"))))
+    outcomes = await in_one_batch(store, *saves(store, batch))
     assert isinstance(outcomes[0], list) and [s.key for s in outcomes[0]] == ["a", "b"]
     assert isinstance(outcomes[1], LeaseLost)
     assert sorted(s.key for s in await store.load_steps("run-0")) == ["a", "b"]
@@ -227,10 +256,10 @@ async def test_an_error_in_one_runs_script_fails_only_that_runs_items(
     await store.open()
     leases = await runs(store, 3)
     admin.set(store.keys.run_keys("run-1")[1], "not a hash")  # the script fails with WRONGTYPE
-    batch: list[Checkpoint] = [(lease, (step(lease.run_id, "s"),)) for lease in leases]
+    batch = [(lease, (step(lease.run_id, "s"),)) for lease in leases]
     batch.append((leases[1], (step("run-1", "t"),)))
 
-    outcomes = await store._flush_checkpoints(batch)
+    outcomes = await in_one_batch(store, *saves(store, batch))
 
     assert [type(o) for o in outcomes] == [list, rx.ResponseError, list, rx.ResponseError]
     assert outcomes[1] is not outcomes[3]  # each caller raises its own exception
@@ -252,19 +281,25 @@ async def test_noscript_in_a_batch_loads_the_script_and_sends_those_calls_again(
     # The server answers NOSCRIPT for a script it does not hold, as after SCRIPT FLUSH or a restart.
     # A SHA it never saw does that without flushing the shared server's cache under other tests.
     script.sha = hashlib.sha1(b"-- not loaded " + secrets.token_bytes(8)).hexdigest()
-    batch: list[Checkpoint] = [(lease, (step(lease.run_id, "s"),)) for lease in leases]
+    batch = [(lease, (step(lease.run_id, "s"),)) for lease in leases]
 
     before = CountingConnection.sent[name]
-    outcomes = await store._flush_checkpoints(batch)
+    outcomes = await in_one_batch(store, *saves(store, batch))
 
     assert outcomes == [[b[1][0]] for b in batch]
-    assert CountingConnection.sent[name] - before == 3  # the batch, SCRIPT LOAD, the batch again
+    # The batch, SCRIPT LOAD, the batch again
+    assert CountingConnection.sent[name] - before == holders(store) + 3
     assert script.sha == real_sha
     for lease in leases:
         assert [s.key for s in await store.load_steps(lease.run_id)] == ["s"]
     before = CountingConnection.sent[name]
-    await store._flush_checkpoints([(lease, (step(lease.run_id, "t"),)) for lease in leases])
-    assert CountingConnection.sent[name] - before == 1
+    await in_one_batch(store, *saves(store, [(lease, (step(lease.run_id, "t"),)) for lease in leases]))
+    assert CountingConnection.sent[name] - before == holders(store) + 1
+
+
+def checkpoint_batches(calls: list[Call]) -> bool:
+    """Whether ``calls`` is a batch of checkpoints, not a lone read of ``in_one_batch``."""
+    return len(calls) > 1 and all(call.script == "save_steps" for call in calls)
 
 
 async def test_a_batch_resent_after_its_reply_was_lost_returns_each_callers_own_step(
@@ -273,21 +308,20 @@ async def test_a_batch_resent_after_its_reply_was_lost_returns_each_callers_own_
     store = make_store(retry_delay=0)
     await store.open()
     leases = await runs(store, 3)
-    real = store._evalsha_each
+    real = store._send_once
     attempts: list[int] = []
 
-    async def reply_lost_once(sha: str, writes: Any) -> list[Any]:
-        replies = await real(sha, writes)  # committed...
-        attempts.append(len(writes))
-        if len(attempts) == 1:
-            raise rx.ConnectionError("connection dropped before the reply arrived")  # ...unacknowledged
+    async def reply_lost_once(calls: list[Call]) -> list[Any]:
+        replies = await real(calls)  # committed...
+        if checkpoint_batches(calls):
+            attempts.append(len(calls))
+            if len(attempts) == 1:
+                raise rx.ConnectionError("connection dropped before the reply arrived")  # ...unacknowledged
         return replies
 
-    monkeypatch.setattr(store, "_evalsha_each", reply_lost_once)
-    batch: list[Checkpoint] = [
-        (lease, (step(lease.run_id, "s"), step(lease.run_id, "t"))) for lease in leases
-    ]
-    outcomes = await store._flush_checkpoints(batch)
+    monkeypatch.setattr(store, "_send_once", reply_lost_once)
+    batch = [(lease, (step(lease.run_id, "s"), step(lease.run_id, "t"))) for lease in leases]
+    outcomes = await in_one_batch(store, *saves(store, batch))
 
     assert attempts == [3, 3]
     assert outcomes == [list(b[1]) for b in batch]
@@ -301,20 +335,21 @@ async def test_a_transient_error_in_one_reply_resends_the_whole_batch(
     store = make_store(retry_delay=0)
     await store.open()
     leases = await runs(store, 3)
-    real = store._evalsha_each
+    real = store._send_once
     attempts = 0
 
-    async def read_only_once(sha: str, writes: Any) -> list[Any]:
+    async def read_only_once(calls: list[Call]) -> list[Any]:
         nonlocal attempts
-        attempts += 1
-        replies = await real(sha, writes)
-        if attempts == 1:  # a failover: one call hit a replica that just became read-only
-            replies[1] = rx.ReadOnlyError("You can't write against a read only replica.")
+        replies = await real(calls)
+        if checkpoint_batches(calls):
+            attempts += 1
+            if attempts == 1:  # a failover: one call hit a replica that just became read-only
+                replies[1] = rx.ReadOnlyError("You can't write against a read only replica.")
         return replies
 
-    monkeypatch.setattr(store, "_evalsha_each", read_only_once)
-    batch: list[Checkpoint] = [(lease, (step(lease.run_id, "s"),)) for lease in leases]
-    assert await store._flush_checkpoints(batch) == [[b[1][0]] for b in batch]
+    monkeypatch.setattr(store, "_send_once", read_only_once)
+    batch = [(lease, (step(lease.run_id, "s"),)) for lease in leases]
+    assert await in_one_batch(store, *saves(store, batch)) == [[b[1][0]] for b in batch]
     assert attempts == 2
 
 
@@ -324,18 +359,23 @@ async def test_a_batch_that_never_reaches_redis_fails_every_caller_with_store_un
     store = make_store(retries=2, retry_delay=0)
     await store.open()
     leases = await runs(store, 5)
+    real = store._send_once
     attempts = 0
 
-    async def unreachable(sha: str, writes: Any) -> list[Any]:
+    async def unreachable(calls: list[Call]) -> list[Any]:
         nonlocal attempts
+        if not checkpoint_batches(calls):
+            return await real(calls)
         attempts += 1
         raise rx.ConnectionError("Connection refused")
 
-    monkeypatch.setattr(store, "_evalsha_each", unreachable)
-    batch: list[Checkpoint] = [(lease, (step(lease.run_id, "s"),)) for lease in leases]
-    with pytest.raises(StoreUnavailable, match="gave up after 3 attempts"):
-        await store._flush_checkpoints(batch)
+    monkeypatch.setattr(store, "_send_once", unreachable)
+    batch = [(lease, (step(lease.run_id, "s"),)) for lease in leases]
+    outcomes = await in_one_batch(store, *saves(store, batch))
+
     assert attempts == 3
+    assert all(isinstance(o, StoreUnavailable) and "gave up after 3 attempts" in str(o) for o in outcomes)
+    assert len({id(o) for o in outcomes}) == len(outcomes)  # each caller raises its own exception
 
 
 # -- lone steps and closing -------------------------------------------------------------------

@@ -8,10 +8,14 @@ sorted set of run ids by ``created_at`` for ``list_runs``; ``<prefix>:signals`` 
 channel that wakes ``wait_for_signal``.
 
 Atomicity (``_scripts``): every operation that checks and writes is one Lua script run with
-EVALSHA, fenced by the run's lease token where the Store contract says so. A new checkpoint is
-one round trip. Checkpoints submitted while another is in flight are sent together in the next
-round trip (``_checkpoints``): a non-transactional pipeline of one script call per run, so each
-call still touches one slot, and each caller gets its own stored step or ``LeaseLost``.
+EVALSHA, fenced by the run's lease token where the Store contract says so.
+
+Round trips (``_calls``): a lone operation is sent at once; a new checkpoint is one round trip.
+Every command submitted while another round trip is in flight (script calls of any run, index
+updates, reads) is sent with the others in the next one, as a non-transactional pipeline: each
+script call still touches one run's slot, and each caller gets exactly its own reply, stored
+step or ``LeaseLost``. Checkpoints of one run under one lease are merged into one script call
+(``_checkpoints``). So many concurrent runs share round trips and a connection or two.
 
 TTL policy: a run's keys get ``ttl`` seconds when it reaches a final status (``completed`` or
 ``cancelled``), counted from that moment; claiming or resetting it again removes the expiry.

@@ -1,47 +1,65 @@
-"""Concurrent checkpoints grouped into one ``save_steps`` script call per run and lease.
+"""Checkpoints as ``save_steps`` script calls; concurrent ones of one run merged into one call.
 
-A batch of checkpoints from many callers is sent as one pipeline. Each script call may touch
-only one run's keys (one hash slot, as Redis Cluster requires), so the batch is grouped by
-run; the calls of one run under one lease token are merged, in submission order.
+A batch of calls from many callers is sent as one pipeline. Each script call may touch only
+one run's keys, so checkpoints are merged per run and lease token, in submission order: one
+script call stores them all atomically, and its reply is split so that each caller reads its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
+from typing import Any
 
 from durable.store import Lease, StepRecord
 from durable_redis import _keys as k
-
-Checkpoint = tuple[Lease, tuple[StepRecord, ...]]
-"""One caller's write: steps of the lease's run, stored atomically."""
+from durable_redis._calls import Call, copy_error
 
 
-@dataclass
-class RunWrite:
-    """The checkpoints of one run under one lease token: one ``save_steps`` script call."""
+def checkpoint(keys: k.KeySpace, lease: Lease, steps: Sequence[StepRecord]) -> Call:
+    """The ``save_steps`` call storing ``steps`` under ``lease``.
 
-    lease: Lease
-    members: list[int] = field(default_factory=list)
-    """Indexes of the batch's checkpoints merged into this call, in order."""
-    steps: list[StepRecord] = field(default_factory=list)
+    ``ARGV`` is the token, then key and encoded value of each step. The reply is ``1`` when every
+    step was stored, ``{1, kept...}`` when some was not (see ``stored_steps``), or
+    ``{0, current_token}`` for a stale token.
+    """
+    args = [str(lease.token)]
+    for step in steps:
+        args += [step.key, k.encode_step(step)]
+    return Call(
+        f"checkpointing run {lease.run_id!r}",
+        keys.run_keys(lease.run_id)[:2],
+        args,
+        script="save_steps",
+        group=(lease.run_id, lease.token),
+    )
 
-    def args(self) -> list[str]:
-        """The script's ``ARGV``: token, then key and encoded value of each step."""
-        args = [str(self.lease.token)]
-        for step in self.steps:
-            args += [step.key, k.encode_step(step)]
-        return args
+
+def merged(calls: Sequence[Call]) -> Call:
+    """One call doing what ``calls`` (one call, or checkpoints of one group) do, in order."""
+    if len(calls) == 1:
+        return calls[0]
+    args = calls[0].args[:1]  # the token
+    for call in calls:
+        args += call.args[1:]
+    return replace(calls[0], args=args)
 
 
-def group_by_run(batch: Sequence[Checkpoint]) -> list[RunWrite]:
-    """One ``RunWrite`` per (run, lease token), in order of first appearance."""
-    writes: dict[tuple[str, int], RunWrite] = {}
-    for index, (lease, steps) in enumerate(batch):
-        write = writes.setdefault((lease.run_id, lease.token), RunWrite(lease))
-        write.members.append(index)
-        write.steps.extend(steps)
-    return list(writes.values())
+def own_replies(reply: Any, calls: Sequence[Call]) -> list[Any]:
+    """What each of ``calls`` would have been answered alone, from their merged call's ``reply``."""
+    if len(calls) == 1:
+        return [reply]
+    if isinstance(reply, Exception):
+        return [copy_error(reply) for _ in calls]
+    if reply == 1 or reply[0] == 0:  # every step stored, or a stale token: nothing stored
+        return [reply for _ in calls]
+    kept = reply[1:]
+    replies: list[Any] = []
+    for call in calls:
+        count = len(call.args) // 2  # the token, then two arguments per step
+        replies.append([1, *kept[:count]])
+        kept = kept[count:]
+    return replies
 
 
 def stored_steps(steps: Sequence[StepRecord], kept: Sequence[str]) -> list[StepRecord]:

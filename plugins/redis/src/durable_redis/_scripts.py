@@ -3,7 +3,8 @@
 Per-run scripts receive ``KEYS = [run, steps, sigs, sigids]`` (or a leading subset), all in
 one hash slot. Times, tokens and TTLs come from the client as ``ARGV`` strings and are
 stored verbatim, so floats round-trip exactly; Lua only compares them with ``tonumber``.
-Fenced scripts answer ``{0, current_token}`` when the lease token is stale.
+Fenced scripts answer ``{0, current_token}`` when the lease token is stale. The commonest
+replies are the integer ``1``: every reply element costs the client CPU to parse.
 
 TTL policy (see the package docstring): ``set_ttl(ms)`` expires all four keys of a run when
 it reaches a final status, and ``set_ttl(0)`` removes any expiry when it becomes live again.
@@ -36,14 +37,14 @@ local function live(owner, expires, now)
 end
 """
 
-# ARGV: ttl_ms, field, value, field, value, ...
+# ARGV: ttl_ms, field, value, field, value, ... Returns 1 when created, else the stored fields.
 CREATE_RUN = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  return {0, redis.call('HGETALL', KEYS[1])}
+  return redis.call('HGETALL', KEYS[1])
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 set_ttl(tonumber(ARGV[1]))
-return {1}
+return 1
 """
 
 # ARGV: owner, now, expires_at. Returns the new token, or nil when the claim is refused.
@@ -71,6 +72,7 @@ return {1, redis.call('HGETALL', KEYS[1])}
 
 # ARGV: token, now, ttl_ms, release ('1'/'0'), status, mask, result, error, wake_at
 # mask holds one '1'/'0' per optional field: present values are written, absent ones deleted.
+# Returns 1.
 UPDATE_RUN = """
 local lost = stale(ARGV[1])
 if lost then return lost end
@@ -85,7 +87,7 @@ for i = 1, 3 do
 end
 if ARGV[4] == '1' then redis.call('HDEL', KEYS[1], 'owner', 'lease_expires_at') end
 set_ttl(tonumber(ARGV[3]))
-return {1}
+return 1
 """
 
 # ARGV: now, ttl_ms. Returns the run's fields, or nil for an unknown run.
@@ -116,22 +118,26 @@ return existed
 """
 
 # KEYS: run, steps. ARGV: token, key, value, key, value, ...
-# Answers {1, r1, r2, ...}: '' where this write was stored, else the completed value that stays.
+# Answers 1 when every step was stored, else {1, r1, r2, ...}: '' where this write was stored,
+# else the completed value that stays.
 SAVE_STEPS = """
 local lost = stale(ARGV[1])
 if lost then return lost end
 local out = {1}
+local kept = false
 for i = 2, #ARGV, 2 do
   local existing = redis.call('HGET', KEYS[2], ARGV[i])
   if existing and string.sub(existing, 1, 1) == 'c' then
     out[#out + 1] = existing
+    kept = true
   else
     redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
     out[#out + 1] = ''
   end
 end
 inherit_ttl(KEYS[2])
-return out
+if kept then return out end
+return 1
 """
 
 # KEYS: run, sigs, sigids. ARGV: field, nonce, body, now, orphan_ttl_ms, channel, notice

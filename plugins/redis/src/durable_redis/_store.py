@@ -29,7 +29,8 @@ from durable.store import (
 )
 from durable.store import redact_url as redact
 from durable_redis import _keys as k
-from durable_redis._checkpoints import Checkpoint, RunWrite, group_by_run, stored_steps
+from durable_redis._calls import Call, copy_error, grouped
+from durable_redis._checkpoints import checkpoint, merged, own_replies, stored_steps
 from durable_redis._notify import Notifier
 from durable_redis._scripts import SOURCES
 
@@ -48,9 +49,9 @@ _TRANSIENT = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, OSError)
 """Worth another try: a dropped connection, a restarting or loading server, a failover in progress."""
 
 _BATCH_MAX = 500
-"""Most checkpoints sent in one pipeline."""
+"""Most calls sent in one pipeline."""
 _BATCH_IN_FLIGHT = 1
-"""Checkpoint pipelines in flight at once (each holds a pooled connection)."""
+"""Round trips of the batcher in flight at once (each holds a pooled connection)."""
 
 _LIST_PAGE = 500
 _SAFETY_RECHECK = 30.0
@@ -110,7 +111,7 @@ class RedisStore(Store):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._notifier: Notifier | None = None
-        self._batcher: WriteBatcher[Checkpoint, list[StepRecord]] | None = None
+        self._batcher: WriteBatcher[Call, Any] | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
@@ -166,24 +167,15 @@ class RedisStore(Store):
         # closed from this one; it is dropped and a fresh one opened.
         client = self._make_client()
         scripts = {name: client.register_script(source) for name, source in SOURCES.items()}
-
-        async def load() -> None:
-            async with client.pipeline(transaction=False) as pipe:
-                for source in SOURCES.values():
-                    pipe.script_load(source)
-                await pipe.execute()
-
         self._client, self._loop, self._scripts = client, loop, scripts
         try:
-            await self._call("connecting", lambda _: load())
+            await self._call("connecting", lambda _: self._load_scripts(list(SOURCES)))
         except BaseException:
             self._client, self._loop, self._scripts = None, None, {}
             await _close_quietly(client)
             raise
         self._notifier = Notifier(client, self.keys.channel)
-        self._batcher = WriteBatcher(
-            self._flush_checkpoints, max_batch=_BATCH_MAX, max_in_flight=_BATCH_IN_FLIGHT
-        )
+        self._batcher = WriteBatcher(self._flush, max_batch=_BATCH_MAX, max_in_flight=_BATCH_IN_FLIGHT)
 
     async def close(self) -> None:
         batcher = self._batcher
@@ -224,18 +216,83 @@ class RedisStore(Store):
                 delay *= 2
         raise AssertionError("unreachable")
 
-    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        """One EVALSHA (the scripts were loaded at open; a flushed cache is reloaded by redis-py)."""
+    # -- the batcher: every call in flight at the same moment shares one round trip -------------
+
+    async def _run(self, call: Call) -> Any:
+        """``call``'s reply, once the round trip that carried it returned; an error reply is raised."""
         self.client  # noqa: B018 - raises a clear error when the store is not open
-        return await self._scripts[name](keys=keys, args=args)
+        assert self._batcher is not None
+        return await self._batcher.submit(call)
 
-    async def _command(self, *args: Any) -> Any:
-        execute: Callable[..., Awaitable[Any]] = self.client.execute_command
-        return await execute(*args)
+    async def _flush(self, calls: list[Call]) -> list[Any]:
+        """The batcher's flush: ``calls`` in one round trip (retried through ``_call``), each one's
+        reply or error as it would get it alone."""
+        groups = grouped(calls)
+        sent = [merged([calls[i] for i in group]) for group in groups]
+        what = sent[0].what if len(sent) == 1 else f"sending {len(sent)} batched commands"
+        try:
+            replies = await self._call(what, lambda attempt: self._send(sent, attempt))
+        except Exception as exc:  # every caller raises its own StoreUnavailable
+            return [exc, *(copy_error(exc) for _ in calls[1:])]
+        outcomes: list[Any] = [None] * len(calls)
+        for group, reply in zip(groups, replies, strict=True):
+            for index, own in zip(group, own_replies(reply, [calls[i] for i in group]), strict=True):
+                outcomes[index] = own
+        return outcomes
 
-    async def _hgetall(self, key: str) -> dict[str, str]:
-        fields: dict[str, str] = await self._command("HGETALL", key)
-        return fields
+    async def _send(self, calls: list[Call], attempt: int) -> list[Any]:
+        """Every call in one round trip; the replies, errors included, in order.
+
+        Calls answered NOSCRIPT (the script cache was flushed or the server restarted) did
+        nothing: their scripts are loaded again and they alone are sent once more. A transient
+        error in any reply is raised, so that ``_call`` sends the whole batch again. That is safe
+        because a call re-sent after it ran does the same again or finds its own earlier write:
+        see ``create_run`` and the ``claim_run`` script; lease-fenced writes store the same values
+        under the same token; a completed step's first writer wins; a signal carries a nonce.
+        """
+        if attempt:
+            for call in calls:
+                call.retried = True
+        replies = await self._send_once(calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, rx.NoScriptError)]
+        if missing:
+            lost = [calls[i] for i in missing]
+            await self._load_scripts(list(dict.fromkeys(call.script for call in lost if call.script)))
+            again = await self._send_once(lost)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, _TRANSIENT):
+                raise reply
+        return replies
+
+    async def _send_once(self, calls: list[Call]) -> list[Any]:
+        """One round trip: a lone call as a plain command, several as a non-transactional pipeline."""
+        client = self.client
+        if len(calls) == 1:
+            execute: Callable[..., Awaitable[Any]] = client.execute_command
+            try:
+                return [await execute(*calls[0].command(self._scripts))]
+            except rx.ResponseError as exc:  # a reply, as a pipeline returns it
+                return [exc]
+        # Plain EVALSHA commands: queuing Script objects would make redis-py spend an extra
+        # round trip on SCRIPT EXISTS before every pipeline.
+        async with client.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.execute_command(*call.command(self._scripts))
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+    async def _load_scripts(self, names: list[str]) -> None:
+        """Load the scripts ``names`` into the server's script cache, in one round trip."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.script_load(self._scripts[name].script)
+            shas: list[str] = await pipe.execute()
+        for name, sha in zip(names, shas, strict=True):
+            self._scripts[name].sha = sha
+
+    # -- helpers -----------------------------------------------------------------
 
     async def _scored(self, start: float | str, end: float | str, **options: Any) -> list[tuple[str, float]]:
         """Index entries as ``(run_id, created_at)``."""
@@ -250,40 +307,36 @@ class RedisStore(Store):
     # -- runs --------------------------------------------------------------------
 
     async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
-        keys = self.keys.run_keys(run.run_id)
         args: list[Any] = [self._ttl_ms() if run.status.is_final else 0]
         for field, value in k.run_fields(run).items():
             args += [field, value]
-
-        async def op(attempt: int) -> tuple[RunRecord, bool]:
-            reply = await self._script("create_run", keys, args)
-            if reply[0] == 1:
-                return run, True
-            stored = k.parse_run(k.pairs(reply[1]))
-            # This very call, retried after its reply was lost, finds its own record.
-            return stored, attempt > 0 and stored == run
-
-        stored, created = await self._call(f"creating run {run.run_id!r}", op)
+        call = Call(f"creating run {run.run_id!r}", self.keys.run_keys(run.run_id), args, script="create_run")
+        reply = await self._run(call)
+        if reply == 1:
+            stored, created = run, True
+        else:
+            stored = k.parse_run(k.pairs(reply))
+            # This very call, sent again after its reply was lost, finds its own record.
+            created = call.retried and stored == run
         # The index lives in another slot (no multi-slot script in a cluster). Writing the stored
         # record's created_at on every call, not just the first, repairs an index entry lost to a
         # crash between the two steps or pruned while the run was being recreated.
-        await self._call(
-            f"indexing run {run.run_id!r}",
-            lambda _: self.client.zadd(self.keys.index, {stored.run_id: stored.created_at}),
-        )
+        what = f"indexing run {run.run_id!r}"
+        await self._run(Call.plain(what, "ZADD", self.keys.index, stored.created_at, stored.run_id))
         return stored, created
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         key = self.keys.run_keys(run_id)[0]
-        fields = await self._call(f"reading run {run_id!r}", lambda _: self._hgetall(key))
+        fields = await self._run(Call.plain(f"reading run {run_id!r}", "HGETALL", key))
         return k.parse_run(fields) if fields else None
 
     async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
         now = time.time()
         expires = now + lease_seconds
-        keys = self.keys.run_keys(run_id)
         args = [owner, k.fmt_float(now), k.fmt_float(expires)]
-        token = await self._call(f"claiming run {run_id!r}", lambda _: self._script("claim_run", keys, args))
+        token = await self._run(
+            Call(f"claiming run {run_id!r}", self.keys.run_keys(run_id), args, script="claim_run")
+        )
         return None if token is None else Lease(run_id, owner, int(token), expires)
 
     def _lost(self, lease: Lease, current: Any) -> LeaseLost:
@@ -292,9 +345,8 @@ class RedisStore(Store):
     async def renew_lease(self, lease: Lease, lease_seconds: float) -> RunRecord:
         keys = self.keys.run_keys(lease.run_id)
         args = [str(lease.token), lease.owner, k.fmt_float(time.time() + lease_seconds)]
-        reply = await self._call(
-            f"renewing the lease of run {lease.run_id!r}", lambda _: self._script("renew_lease", keys, args)
-        )
+        what = f"renewing the lease of run {lease.run_id!r}"
+        reply = await self._run(Call(what, keys, args, script="renew_lease"))
         if reply[0] == 0:
             raise self._lost(lease, reply[1])
         return k.parse_run(k.pairs(reply[1]))
@@ -321,24 +373,20 @@ class RedisStore(Store):
             mask,
             *(value or "" for value in optional),
         ]
-        reply = await self._call(
-            f"updating run {lease.run_id!r}", lambda _: self._script("update_run", keys, args)
-        )
-        if reply[0] == 0:
+        reply = await self._run(Call(f"updating run {lease.run_id!r}", keys, args, script="update_run"))
+        if reply != 1:
             raise self._lost(lease, reply[1])
 
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         keys = self.keys.run_keys(run_id)
         args = [k.fmt_float(time.time()), self._ttl_ms()]
-        reply = await self._call(
-            f"cancelling run {run_id!r}", lambda _: self._script("request_cancel", keys, args)
-        )
+        reply = await self._run(Call(f"cancelling run {run_id!r}", keys, args, script="request_cancel"))
         return None if reply is None else k.parse_run(k.pairs(reply))
 
     async def reset_run(self, run_id: str) -> RunRecord | None:
         keys = self.keys.run_keys(run_id)
         args = [k.fmt_float(time.time())]
-        reply = await self._call(f"resetting run {run_id!r}", lambda _: self._script("reset_run", keys, args))
+        reply = await self._run(Call(f"resetting run {run_id!r}", keys, args, script="reset_run"))
         return None if reply is None else k.parse_run(k.pairs(reply))
 
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
@@ -390,16 +438,16 @@ class RedisStore(Store):
         return found[query.offset : wanted]
 
     async def delete_run(self, run_id: str) -> bool:
-        keys = self.keys.run_keys(run_id)
-        existed = await self._call(f"deleting run {run_id!r}", lambda _: self._script("delete_run", keys, []))
-        await self._call(f"deleting run {run_id!r}", lambda _: self.client.zrem(self.keys.index, run_id))
+        what = f"deleting run {run_id!r}"
+        existed = await self._run(Call(what, self.keys.run_keys(run_id), [], script="delete_run"))
+        await self._run(Call.plain(what, "ZREM", self.keys.index, run_id))
         return bool(existed)
 
     # -- steps -------------------------------------------------------------------
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         key = self.keys.run_keys(run_id)[1]
-        fields = await self._call(f"loading the steps of run {run_id!r}", lambda _: self._hgetall(key))
+        fields = await self._run(Call.plain(f"loading the steps of run {run_id!r}", "HGETALL", key))
         steps = [k.decode_step(run_id, step_key, value) for step_key, value in fields.items()]
         return sorted(steps, key=lambda step: step.finished_at)
 
@@ -414,84 +462,12 @@ class RedisStore(Store):
         for step in batch:
             if step.run_id != lease.run_id:
                 raise ValueError(f"step {step.key!r} belongs to run {step.run_id!r}, not {lease.run_id!r}")
-        self.client  # noqa: B018 - raises a clear error when the store is not open
-        assert self._batcher is not None
-        return await self._batcher.submit((lease, batch))
-
-    async def _flush_checkpoints(self, batch: list[Checkpoint]) -> list[list[StepRecord] | BaseException]:
-        """Store checkpoints that were submitted together: a lone one as one script call, several
-        as one pipeline of one script call per run. Returns each checkpoint's outcome."""
-        if len(batch) == 1:
-            lease, steps = batch[0]
-            return [await self._save_run_steps(lease, steps)]
-        writes = group_by_run(batch)
-        replies = await self._call(
-            f"checkpointing {len(batch)} writes of {len(writes)} runs",
-            lambda _: self._save_pipelined(writes),
-        )
-        outcomes: list[list[StepRecord] | BaseException] = [[] for _ in batch]
-        for write, reply in zip(writes, replies, strict=True):
-            for index, outcome in zip(write.members, self._write_outcomes(write, reply, batch), strict=True):
-                outcomes[index] = outcome
-        return outcomes
-
-    async def _save_run_steps(self, lease: Lease, steps: tuple[StepRecord, ...]) -> list[StepRecord]:
-        """One ``save_steps`` script call: the steps of one run, atomically."""
-        keys = self.keys.run_keys(lease.run_id)[:2]
-        args = RunWrite(lease, steps=list(steps)).args()
-        reply = await self._call(
-            f"checkpointing run {lease.run_id!r}", lambda _: self._script("save_steps", keys, args)
-        )
+        reply = await self._run(checkpoint(self.keys, lease, batch))
+        if reply == 1:
+            return list(batch)
         if reply[0] == 0:
             raise self._lost(lease, reply[1])
-        return stored_steps(steps, reply[1:])
-
-    async def _save_pipelined(self, writes: list[RunWrite]) -> list[Any]:
-        """Every write's script call in one round trip; the replies, errors included, in order.
-
-        Calls answered NOSCRIPT (the script cache was flushed or the server restarted) did
-        nothing: the script is loaded again and they are sent once more. A transient error in
-        any reply is raised, so that ``_call`` sends the whole batch again; that is safe
-        because a completed step's first writer wins, so a re-sent write finds its own step.
-        """
-        script = self._scripts["save_steps"]
-        replies = await self._evalsha_each(script.sha, writes)
-        missing = [i for i, reply in enumerate(replies) if isinstance(reply, rx.NoScriptError)]
-        if missing:
-            script.sha = await self.client.script_load(script.script)
-            again = await self._evalsha_each(script.sha, [writes[i] for i in missing])
-            for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        for reply in replies:
-            if isinstance(reply, _TRANSIENT):
-                raise reply
-        return replies
-
-    async def _evalsha_each(self, sha: str, writes: list[RunWrite]) -> list[Any]:
-        # Plain EVALSHA commands: queuing the Script object would make redis-py spend an
-        # extra round trip on SCRIPT EXISTS before every pipeline.
-        async with self.client.pipeline(transaction=False) as pipe:
-            for write in writes:
-                keys = self.keys.run_keys(write.lease.run_id)[:2]
-                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *write.args())
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
-
-    def _write_outcomes(
-        self, write: RunWrite, reply: Any, batch: list[Checkpoint]
-    ) -> list[list[StepRecord] | BaseException]:
-        """The outcome of each checkpoint merged into ``write``, from its script's reply."""
-        if isinstance(reply, Exception):
-            return [_copy_error(reply) for _ in write.members]
-        if reply[0] == 0:  # a stale token: nothing of this run was written
-            return [self._lost(batch[index][0], reply[1]) for index in write.members]
-        kept = reply[1:]
-        outcomes: list[list[StepRecord] | BaseException] = []
-        for index in write.members:
-            steps = batch[index][1]
-            outcomes.append(stored_steps(steps, kept[: len(steps)]))
-            kept = kept[len(steps) :]
-        return outcomes
+        return stored_steps(batch, reply[1:])
 
     # -- signals -----------------------------------------------------------------
 
@@ -507,17 +483,14 @@ class RedisStore(Store):
             self.keys.channel,
             k.notice(run_id, name),
         ]
-        keys = [run_key, sigs, sigids]
-        recorded = await self._call(
-            f"sending signal {name!r} to run {run_id!r}", lambda _: self._script("send_signal", keys, args)
-        )
+        what = f"sending signal {name!r} to run {run_id!r}"
+        recorded = await self._run(Call(what, [run_key, sigs, sigids], args, script="send_signal"))
         return bool(recorded)
 
     async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
         key = self.keys.run_keys(run_id)[2]
-        entries: list[str] = await self._call(
-            f"listing the signals of run {run_id!r}", lambda _: self._command("LRANGE", key, 0, -1)
-        )
+        what = f"listing the signals of run {run_id!r}"
+        entries: list[str] = await self._run(Call.plain(what, "LRANGE", key, 0, -1))
         deliveries = [k.decode_signal(run_id, entry) for entry in entries]
         return [d for d in deliveries if name is None or d.name == name]
 
@@ -564,17 +537,6 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _copy_error(error: Exception) -> Exception:
-    """An exception like ``error`` for one caller alone (a raised exception collects the
-    traceback of every task that raises it)."""
-    try:
-        copy = type(error)(*error.args)
-    except Exception:  # a constructor with other arguments: share the original
-        return error
-    copy.__cause__ = error.__cause__
-    return copy
 
 
 async def _close_quietly(client: aioredis.Redis) -> None:

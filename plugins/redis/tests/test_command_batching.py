@@ -1,0 +1,337 @@
+"""Every store operation in flight at the same moment shares a round trip, against a real server.
+
+Runs are created, claimed, updated, signalled and read through one batcher: calls submitted
+while a round trip is in flight go together in the next pipeline, a lone call is sent at once,
+and each caller gets exactly what its call would have got alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from redis import exceptions as rx
+
+from durable import Workflow
+from durable.errors import LeaseLost
+from durable.store import Lease, RunRecord, RunStatus, StepRecord, StepStatus
+from durable_redis import RedisStore
+from durable_redis._calls import Call
+
+T = TypeVar("T")
+StoreMaker = Callable[..., RedisStore]
+
+
+class CountingConnection(aioredis.Connection):
+    """Counts, per client name, round trips (every send is one) and connections opened."""
+
+    sent: Counter[str] = Counter()
+    opened: Counter[str] = Counter()
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.sent[self.client_name or ""] += 1
+        await super().send_packed_command(command, check_health)
+
+    async def on_connect(self) -> None:
+        CountingConnection.opened[self.client_name or ""] += 1
+        await super().on_connect()
+
+
+def counted(make_store: StoreMaker, **options: Any) -> tuple[RedisStore, str]:
+    name = "cmds-" + secrets.token_hex(4)
+    return make_store(connection_class=CountingConnection, client_name=name, **options), name
+
+
+def new_run(run_id: str, owner: str | None = "owner-a") -> RunRecord:
+    now = time.time()
+    return RunRecord(
+        run_id=run_id,
+        workflow="wf",
+        status=RunStatus.RUNNING if owner else RunStatus.PENDING,
+        inputs="{}",
+        inputs_digest="d",
+        created_at=now,
+        updated_at=now,
+        owner=owner,
+        lease_token=1 if owner else 0,
+        lease_expires_at=now + 60 if owner else None,
+    )
+
+
+def lease_of(run: RunRecord, token: int | None = None) -> Lease:
+    assert run.owner is not None and run.lease_expires_at is not None
+    return Lease(run.run_id, run.owner, run.lease_token if token is None else token, run.lease_expires_at)
+
+
+def step(run_id: str, key: str) -> StepRecord:
+    now = time.time()
+    return StepRecord(run_id, key, "task", "args", StepStatus.COMPLETED, '"ok"', None, 1, now, now)
+
+
+async def created(store: RedisStore, count: int, prefix: str = "run") -> list[Lease]:
+    leases = []
+    for i in range(count):
+        run = new_run(f"{prefix}-{i}")
+        await store.create_run(run)
+        leases.append(lease_of(run))
+    return leases
+
+
+def holders(store: RedisStore) -> int:
+    """Lone reads that ``in_one_batch`` sends first: one per round trip the batcher may have in flight."""
+    assert store._batcher is not None
+    return store._batcher.max_in_flight
+
+
+async def in_one_batch(store: RedisStore, *operations: Awaitable[Any]) -> list[Any]:
+    """Each operation's outcome (its result or exception), all sent in one pipeline: they are
+    submitted while lone reads hold every slot of the store's batcher."""
+    reads = [store.get_run("holder") for _ in range(holders(store))]
+    outcomes = await asyncio.gather(*reads, *operations, return_exceptions=True)
+    return outcomes[len(reads) :]
+
+
+def unknown_sha() -> str:
+    """A SHA the server never saw: it answers NOSCRIPT, as after SCRIPT FLUSH or a restart, without
+    flushing the shared server's script cache under other tests."""
+    return hashlib.sha1(b"-- not loaded " + secrets.token_bytes(8)).hexdigest()
+
+
+# -- through a real Workflow ------------------------------------------------------------------
+
+
+async def test_a_hundred_concurrent_workflows_share_round_trips_and_a_few_connections(
+    make_store: StoreMaker,
+) -> None:
+    store, name = counted(make_store)
+    wf = Workflow("crowd", db=store, default_retries=0)
+
+    @wf.task
+    async def work(i: int) -> int:
+        return i
+
+    @wf.workflow(id="crowd-{n}")
+    async def flow(n: int) -> int:
+        return sum([await work(i) for i in range(10)])
+
+    await wf.get_store()
+    before = CountingConnection.sent[name]
+    assert await asyncio.gather(*(flow(n) for n in range(100))) == [45] * 100
+    round_trips = CountingConnection.sent[name] - before
+
+    # Each run alone: create_run, its index entry, 10 checkpoints and its completion.
+    alone = 100 * 13
+    assert round_trips <= alone // 10, round_trips
+    # One connection per round trip in flight, where each command in flight once took its own.
+    assert CountingConnection.opened[name] <= holders(store), CountingConnection.opened[name]
+    for n in (0, 99):
+        run = await store.get_run(f"crowd-{n}")
+        assert run is not None and run.status is RunStatus.COMPLETED and run.result == "45"
+        assert len(await store.load_steps(f"crowd-{n}")) == 10
+    await wf.close()
+
+
+# -- each caller its own outcome --------------------------------------------------------------
+
+
+async def test_concurrent_creates_of_one_run_id_create_it_exactly_once(make_store: StoreMaker) -> None:
+    first = make_store()
+    await first.open()
+    second = make_store(prefix=first.prefix)  # another process: its own connections and batcher
+    await second.open()
+    records = [new_run("contested", owner=f"owner-{i}") for i in range(40)]
+
+    outcomes = await asyncio.gather(
+        *((first if i % 2 else second).create_run(record) for i, record in enumerate(records))
+    )
+
+    winners = [i for i, (_, was_created) in enumerate(outcomes) if was_created]
+    assert len(winners) == 1
+    winner = records[winners[0]]
+    assert all(stored == winner for stored, _ in outcomes)
+    assert await first.get_run("contested") == winner
+    assert await first.client.zscore(first.keys.index, "contested") == winner.created_at
+
+
+@pytest.mark.parametrize("callers", [1, 20])
+async def test_a_create_sent_again_after_its_reply_was_lost_is_still_created_once(
+    make_store: StoreMaker, monkeypatch: pytest.MonkeyPatch, callers: int
+) -> None:
+    store = make_store(retry_delay=0)
+    await store.open()
+    real = store._send_once
+    lost: list[int] = []
+
+    async def reply_lost_once(calls: list[Call]) -> list[Any]:
+        replies = await real(calls)  # committed...
+        if not lost and any(call.script == "create_run" for call in calls):
+            lost.append(len(calls))
+            raise rx.ConnectionError("connection dropped before the reply arrived")  # ...unacknowledged
+        return replies
+
+    monkeypatch.setattr(store, "_send_once", reply_lost_once)
+    records = [new_run("resent", owner=f"owner-{i}") for i in range(callers)]
+    if callers == 1:
+        outcomes = [await store.create_run(records[0])]
+    else:
+        outcomes = await in_one_batch(store, *(store.create_run(record) for record in records))
+
+    assert lost == [callers]
+    assert sum(was_created for _, was_created in outcomes) == 1
+    [winner] = [record for record, (_, was_created) in zip(records, outcomes, strict=True) if was_created]
+    assert all(stored == winner for stored, _ in outcomes)
+    assert await store.get_run("resent") == winner
+
+
+async def test_a_stale_lease_in_a_batch_of_updates_fails_only_its_caller(make_store: StoreMaker) -> None:
+    store, name = counted(make_store)
+    await store.open()
+    leases = await created(store, 5)
+    leases[2] = Lease("run-2", "owner-a", 9, leases[2].expires_at)  # the run's token is 1
+
+    before = CountingConnection.sent[name]
+    outcomes = await in_one_batch(
+        store, *(store.update_run(lease, RunStatus.COMPLETED, result="7", release=True) for lease in leases)
+    )
+
+    assert CountingConnection.sent[name] - before == holders(store) + 1
+    lost = outcomes[2]
+    assert isinstance(lost, LeaseLost) and "'run-2'" in str(lost) and "current: 1" in str(lost)
+    assert [o for i, o in enumerate(outcomes) if i != 2] == [None] * 4
+    for i in range(5):
+        run = await store.get_run(f"run-{i}")
+        assert run is not None
+        if i == 2:
+            assert run.status is RunStatus.RUNNING and run.result is None and run.owner == "owner-a"
+        else:
+            assert run.status is RunStatus.COMPLETED and run.result == "7" and run.owner is None
+
+
+async def test_an_error_reply_in_a_mixed_batch_fails_only_its_caller(
+    make_store: StoreMaker, admin: redis.Redis
+) -> None:
+    store = make_store()
+    await store.open()
+    a, _ = await created(store, 2)
+    admin.set(store.keys.run_keys("broken")[0], "not a hash")  # HGETALL answers WRONGTYPE
+
+    outcomes = await in_one_batch(
+        store,
+        store.get_run("broken"),
+        store.save_step(a, step("run-0", "s")),
+        store.get_run("broken"),
+        store.claim_run("run-1", "owner-b", 30),
+        store.get_run("run-1"),
+    )
+
+    broken, saved, broken_again, refused, read = outcomes
+    assert isinstance(broken, rx.ResponseError) and "WRONGTYPE" in str(broken)
+    assert isinstance(broken_again, rx.ResponseError) and broken_again is not broken
+    assert isinstance(saved, StepRecord) and saved.key == "s"
+    assert refused is None  # run-1's lease is live
+    assert isinstance(read, RunRecord) and read.owner == "owner-a"
+
+
+# -- lost scripts ------------------------------------------------------------------------------
+
+
+async def test_noscript_in_a_mixed_batch_loads_those_scripts_and_sends_only_their_calls_again(
+    make_store: StoreMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, name = counted(make_store)
+    await store.open()
+    [held] = await created(store, 1)
+    await store.create_run(new_run("pending", owner=None))
+    real_shas = {script_name: script.sha for script_name, script in store._scripts.items()}
+    for lost in ("claim_run", "update_run", "send_signal"):
+        store._scripts[lost].sha = unknown_sha()
+    real = store._send_once
+    sent: list[list[str | None]] = []
+
+    async def recorded(calls: list[Call]) -> list[Any]:
+        sent.append([call.script or call.args[0] for call in calls])
+        return await real(calls)
+
+    monkeypatch.setattr(store, "_send_once", recorded)
+    before = CountingConnection.sent[name]
+    outcomes = await in_one_batch(
+        store,
+        store.save_step(held, step("run-0", "s")),
+        store.claim_run("pending", "owner-b", 30),
+        store.send_signal("run-0", "go", "d1", '"payload"'),
+        store.get_run("run-0"),
+        store.update_run(held, RunStatus.WAITING),
+    )
+
+    saved, claimed, recorded_signal, read, updated = outcomes
+    assert isinstance(saved, StepRecord)
+    assert isinstance(claimed, Lease) and claimed.token == 1
+    assert recorded_signal is True
+    assert isinstance(read, RunRecord) and read.run_id == "run-0"
+    assert updated is None
+    # The batch, one SCRIPT LOAD pipeline, then only the three calls that did nothing.
+    assert CountingConnection.sent[name] - before == holders(store) + 3
+    assert sent[holders(store) :] == [
+        ["save_steps", "claim_run", "send_signal", "HGETALL", "update_run"],
+        ["claim_run", "send_signal", "update_run"],
+    ]
+    assert {script_name: script.sha for script_name, script in store._scripts.items()} == real_shas
+    assert len(await store.list_signals("run-0", "go")) == 1
+    run = await store.get_run("run-0")
+    assert run is not None and run.status is RunStatus.WAITING
+    before = CountingConnection.sent[name]
+    await in_one_batch(store, store.get_run("run-0"), store.update_run(held, RunStatus.RUNNING))
+    assert CountingConnection.sent[name] - before == holders(store) + 1
+
+
+# -- lone calls --------------------------------------------------------------------------------
+
+
+async def test_a_lone_operation_costs_what_it_did_before_batching(make_store: StoreMaker) -> None:
+    store, name = counted(make_store)
+    await store.open()
+    await in_one_batch(store, *(store.create_run(new_run(f"burst-{i}")) for i in range(30)))
+    run = new_run("alone")
+    held = lease_of(run)
+    costs: dict[str, int] = {}
+
+    async def cost(what: str, operation: Awaitable[Any]) -> None:
+        before = CountingConnection.sent[name]
+        await operation
+        costs[what] = CountingConnection.sent[name] - before
+
+    await cost("create_run", store.create_run(run))  # the script, then the index entry
+    await cost("get_run", store.get_run("alone"))
+    await cost("renew_lease", store.renew_lease(held, 30))
+    await cost("save_step", store.save_step(held, step("alone", "s")))
+    await cost("load_steps", store.load_steps("alone"))
+    await cost("update_run", store.update_run(held, RunStatus.WAITING, release=True))
+    await cost("claim_run", store.claim_run("alone", "owner-b", 30))
+    await cost("send_signal", store.send_signal("alone", "go", "", "1"))
+    await cost("list_signals", store.list_signals("alone"))
+    await cost("request_cancel", store.request_cancel("alone"))
+    await cost("reset_run", store.reset_run("alone"))
+    await cost("delete_run", store.delete_run("alone"))  # the script, then the index entry
+
+    assert costs == {
+        "create_run": 2,
+        "get_run": 1,
+        "renew_lease": 1,
+        "save_step": 1,
+        "load_steps": 1,
+        "update_run": 1,
+        "claim_run": 1,
+        "send_signal": 1,
+        "list_signals": 1,
+        "request_cancel": 1,
+        "reset_run": 1,
+        "delete_run": 2,
+    }
