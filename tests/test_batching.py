@@ -28,11 +28,22 @@ async def test_a_lone_write_is_one_flush_of_one_item() -> None:
     assert batcher.flushes == 3
 
 
-async def test_writes_arriving_during_a_flush_share_the_next_one() -> None:
+async def test_a_wave_of_writes_from_tasks_resuming_together_is_one_flush() -> None:
     rec = Recorder()
     batcher = WriteBatcher(rec.flush)
     results = await asyncio.gather(*(batcher.submit(i) for i in range(100)))
     assert results == [i * 10 for i in range(100)]
+    assert rec.batches == [list(range(100))]
+
+
+async def test_writes_arriving_during_a_flush_share_the_next_one() -> None:
+    rec = Recorder()
+    batcher = WriteBatcher(rec.flush)
+    first = asyncio.ensure_future(batcher.submit(0))
+    await asyncio.sleep(0.001)  # nothing else ready when it submits: sent alone, at once
+    assert rec.batches == [[0]]
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(1, 100)))
+    assert await first == 0 and results == [i * 10 for i in range(1, 100)]
     assert rec.batches == [[0], list(range(1, 100))]
 
 
@@ -40,9 +51,8 @@ async def test_max_batch_and_max_in_flight_bound_each_flush() -> None:
     rec = Recorder()
     batcher = WriteBatcher(rec.flush, max_batch=30, max_in_flight=2)
     await asyncio.gather(*(batcher.submit(i) for i in range(100)))
-    assert max(len(b) for b in rec.batches) == 30
+    assert [len(b) for b in rec.batches] == [30, 30, 30, 10]  # two at a time
     assert sorted(i for b in rec.batches for i in b) == list(range(100))
-    assert [len(b) for b in rec.batches] == [1, 1, 30, 30, 30, 8]  # two alone, then two at a time
     assert batcher.flushes == len(rec.batches)
 
 
@@ -66,9 +76,9 @@ async def test_a_failing_flush_fails_every_item_of_its_batch_and_the_next_batch_
 
     batcher = WriteBatcher(flush, max_batch=2)
     outcomes = await asyncio.gather(*(batcher.submit(i) for i in range(5)), return_exceptions=True)
-    assert outcomes[0] == 0
-    assert [type(o) for o in outcomes[1:3]] == [ConnectionError, ConnectionError]
-    assert outcomes[3:] == [3, 4]
+    assert outcomes[:2] == [0, 1]  # batches [0, 1], [2, 3], [4]
+    assert [type(o) for o in outcomes[2:4]] == [ConnectionError, ConnectionError]
+    assert outcomes[4] == 4
 
 
 async def test_a_flush_returning_the_wrong_number_of_outcomes_fails_its_items() -> None:
@@ -78,8 +88,7 @@ async def test_a_flush_returning_the_wrong_number_of_outcomes_fails_its_items() 
 
     batcher = WriteBatcher(flush)
     outcomes = await asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
-    assert outcomes[0] == 0
-    assert all(isinstance(o, RuntimeError) and "1 outcomes for 2 items" in str(o) for o in outcomes[1:])
+    assert all(isinstance(o, RuntimeError) and "1 outcomes for 3 items" in str(o) for o in outcomes)
 
 
 async def test_a_cancelled_caller_does_not_break_its_batch() -> None:

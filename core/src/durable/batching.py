@@ -2,8 +2,10 @@
 
 A store over a network pays a round trip per statement. When many runs checkpoint
 concurrently, ``WriteBatcher`` sends the writes that arrived while an earlier
-round trip was in flight together, as one. A lone write is sent at once, from the
-caller's own task: a sequential workflow pays nothing for batching.
+round trip was in flight together, as one, and so are writes made by tasks that
+resume in the same event-loop turn (a wave of runs woken by one reply). A lone
+write with nothing else ready to run is sent at once, from the caller's own task:
+a sequential workflow pays nothing for batching.
 
 Durability is unchanged: ``submit`` returns only after the flush that carried its
 item returned, and it raises that item's own error.
@@ -15,12 +17,23 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["WriteBatcher"]
+__all__ = ["WriteBatcher", "nothing_else_ready"]
 
 I = TypeVar("I")  # noqa: E741
 R = TypeVar("R")
 
 Flush = Callable[[list[I]], Awaitable[Sequence[R | BaseException]]]
+
+
+def nothing_else_ready(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether no other callback waits to run in this turn of ``loop``: a write made now
+    cannot be joined by another before the next turn.
+
+    Reads asyncio's private run queue; ``False`` on loops without one (uvloop), where
+    callers fall back to waiting a turn.
+    """
+    ready = getattr(loop, "_ready", None)
+    return ready is not None and not ready
 
 
 class WriteBatcher(Generic[I, R]):
@@ -49,7 +62,8 @@ class WriteBatcher(Generic[I, R]):
         """Write ``item`` with whatever else is waiting; return its outcome once flushed."""
         self._waiting_callers += 1
         try:
-            if self._in_flight < self.max_in_flight and not self._pending:
+            idle = self._in_flight < self.max_in_flight and not self._pending
+            if idle and nothing_else_ready(asyncio.get_running_loop()):
                 return await self._send_alone(item)
             future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
             self._pending.append((item, future))
@@ -73,15 +87,21 @@ class WriteBatcher(Generic[I, R]):
         return outcome
 
     def _start_flushes(self) -> None:
-        while self._pending and self._in_flight < self.max_in_flight:
-            batch = self._pending[: self.max_batch]
-            del self._pending[: self.max_batch]
+        # A flush task takes its batch when it starts, in the next loop turn, so that writes
+        # of tasks resuming in this turn ride along.
+        batches = -(-len(self._pending) // self.max_batch)
+        for _ in range(min(batches, self.max_in_flight - self._in_flight)):
             self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._send(batch))
+            task = asyncio.get_running_loop().create_task(self._send())
             self._tasks.add(task)  # the loop keeps only a weak reference to a task
             task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: list[tuple[I, asyncio.Future[R]]]) -> None:
+    async def _send(self) -> None:
+        batch = self._pending[: self.max_batch]
+        del self._pending[: self.max_batch]
+        if not batch:  # an earlier task took them
+            self._in_flight -= 1
+            return
         self.flushes += 1
         try:
             outcomes = await self._flush([item for item, _ in batch])

@@ -88,18 +88,11 @@ async def runs(store: RedisStore, count: int) -> list[Lease]:
     return leases
 
 
-def holders(store: RedisStore) -> int:
-    """Lone reads that ``in_one_batch`` sends first: one per round trip the batcher may have in flight."""
-    assert store._batcher is not None
-    return store._batcher.max_in_flight
-
-
 async def in_one_batch(store: RedisStore, *operations: Awaitable[Any]) -> list[Any]:
-    """Each operation's outcome (its result or exception), all sent in one pipeline: they are
-    submitted while lone reads hold every slot of the store's batcher."""
-    reads = [store.get_run("holder") for _ in range(holders(store))]
-    outcomes = await asyncio.gather(*reads, *operations, return_exceptions=True)
-    return outcomes[len(reads) :]
+    """Each operation's outcome (its result or exception): submitted in one loop turn, they are
+    sent as one pipeline by ``store``'s batcher."""
+    assert store._batcher is not None
+    return await asyncio.gather(*operations, return_exceptions=True)
 
 
 def saves(store: RedisStore, batch: list[tuple[Lease, tuple[StepRecord, ...]]]) -> list[Awaitable[Any]]:
@@ -183,7 +176,7 @@ async def test_one_batch_is_one_round_trip_and_a_stale_lease_fails_only_its_own_
 
     before = CountingConnection.sent[name]
     outcomes = await in_one_batch(store, *saves(store, batch))
-    assert CountingConnection.sent[name] - before == holders(store) + 1
+    assert CountingConnection.sent[name] - before == 1
 
     lost = outcomes[3]
     assert isinstance(lost, LeaseLost) and "'run-3'" in str(lost) and "current: 1" in str(lost)
@@ -288,17 +281,17 @@ async def test_noscript_in_a_batch_loads_the_script_and_sends_those_calls_again(
 
     assert outcomes == [[b[1][0]] for b in batch]
     # The batch, SCRIPT LOAD, the batch again
-    assert CountingConnection.sent[name] - before == holders(store) + 3
+    assert CountingConnection.sent[name] - before == 3
     assert script.sha == real_sha
     for lease in leases:
         assert [s.key for s in await store.load_steps(lease.run_id)] == ["s"]
     before = CountingConnection.sent[name]
     await in_one_batch(store, *saves(store, [(lease, (step(lease.run_id, "t"),)) for lease in leases]))
-    assert CountingConnection.sent[name] - before == holders(store) + 1
+    assert CountingConnection.sent[name] - before == 1
 
 
 def checkpoint_batches(calls: list[Call]) -> bool:
-    """Whether ``calls`` is a batch of checkpoints, not a lone read of ``in_one_batch``."""
+    """Whether ``calls`` is a batch of checkpoints."""
     return len(calls) > 1 and all(call.script == "save_steps" for call in calls)
 
 

@@ -85,18 +85,11 @@ async def created(store: RedisStore, count: int, prefix: str = "run") -> list[Le
     return leases
 
 
-def holders(store: RedisStore) -> int:
-    """Lone reads that ``in_one_batch`` sends first: one per round trip the batcher may have in flight."""
-    assert store._batcher is not None
-    return store._batcher.max_in_flight
-
-
 async def in_one_batch(store: RedisStore, *operations: Awaitable[Any]) -> list[Any]:
-    """Each operation's outcome (its result or exception), all sent in one pipeline: they are
-    submitted while lone reads hold every slot of the store's batcher."""
-    reads = [store.get_run("holder") for _ in range(holders(store))]
-    outcomes = await asyncio.gather(*reads, *operations, return_exceptions=True)
-    return outcomes[len(reads) :]
+    """Each operation's outcome (its result or exception): submitted in one loop turn, they are
+    sent as one pipeline by ``store``'s batcher."""
+    assert store._batcher is not None
+    return await asyncio.gather(*operations, return_exceptions=True)
 
 
 def unknown_sha() -> str:
@@ -131,7 +124,7 @@ async def test_a_hundred_concurrent_workflows_share_round_trips_and_a_few_connec
     alone = 100 * 13
     assert round_trips <= alone // 10, round_trips
     # One connection per round trip in flight, where each command in flight once took its own.
-    assert CountingConnection.opened[name] <= holders(store), CountingConnection.opened[name]
+    assert CountingConnection.opened[name] <= 1, CountingConnection.opened[name]
     for n in (0, 99):
         run = await store.get_run(f"crowd-{n}")
         assert run is not None and run.status is RunStatus.COMPLETED and run.result == "45"
@@ -202,7 +195,7 @@ async def test_a_stale_lease_in_a_batch_of_updates_fails_only_its_caller(make_st
         store, *(store.update_run(lease, RunStatus.COMPLETED, result="7", release=True) for lease in leases)
     )
 
-    assert CountingConnection.sent[name] - before == holders(store) + 1
+    assert CountingConnection.sent[name] - before == 1
     lost = outcomes[2]
     assert isinstance(lost, LeaseLost) and "'run-2'" in str(lost) and "current: 1" in str(lost)
     assert [o for i, o in enumerate(outcomes) if i != 2] == [None] * 4
@@ -278,8 +271,8 @@ async def test_noscript_in_a_mixed_batch_loads_those_scripts_and_sends_only_thei
     assert isinstance(read, RunRecord) and read.run_id == "run-0"
     assert updated is None
     # The batch, one SCRIPT LOAD pipeline, then only the three calls that did nothing.
-    assert CountingConnection.sent[name] - before == holders(store) + 3
-    assert sent[holders(store) :] == [
+    assert CountingConnection.sent[name] - before == 3
+    assert sent == [
         ["save_steps", "claim_run", "send_signal", "HGETALL", "update_run"],
         ["claim_run", "send_signal", "update_run"],
     ]
@@ -289,7 +282,7 @@ async def test_noscript_in_a_mixed_batch_loads_those_scripts_and_sends_only_thei
     assert run is not None and run.status is RunStatus.WAITING
     before = CountingConnection.sent[name]
     await in_one_batch(store, store.get_run("run-0"), store.update_run(held, RunStatus.RUNNING))
-    assert CountingConnection.sent[name] - before == holders(store) + 1
+    assert CountingConnection.sent[name] - before == 1
 
 
 # -- lone calls --------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""``PostgresStore``: an asyncpg pool, one statement per checkpoint (or per batch of concurrent
-checkpoints), LISTEN/NOTIFY for signals."""
+"""``PostgresStore``: an asyncpg pool, one statement per checkpoint or run write (or per batch of
+concurrent ones), LISTEN/NOTIFY for signals."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
@@ -37,11 +38,16 @@ from durable_postgres._schema import migrate
 from durable_postgres._url import DEFAULT_SCHEMA, check_schema_name, parse_url, quote_identifier
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
+R = TypeVar("R")
+K = TypeVar("K", str, tuple[str, str])
 if TYPE_CHECKING:
     Conn: TypeAlias = PoolConnectionProxy[Record]
     Row: TypeAlias = Record | tuple[Any, ...]
 SaveItem: TypeAlias = tuple[Lease, StepRecord]
 """One ``save_step`` call waiting in the step batcher."""
+Created: TypeAlias = tuple[RunRecord, bool]
+"""What ``create_run`` returns: the stored run, and whether this call created it."""
 log = logging.getLogger("durable_postgres")
 
 RUN_COLUMNS = (
@@ -60,12 +66,41 @@ SAFETY_POLL = 5.0
 """While the LISTEN connection is up, waiters still re-check this often, in case a NOTIFY is lost."""
 # Measured on scenario B/C of benchmarks/run.py: a second flush in flight was no faster (it
 # splits the waiting checkpoints into smaller batches), nor were smaller batches.
-STEP_BATCH = 500
-"""Most checkpoints one flush of the step batcher carries."""
-STEP_BATCH_CHARS = 1 << 20
-"""Results and errors one batch statement carries at most (large ones go in several)."""
-STEP_FLUSHES_IN_FLIGHT = 1
-"""Flushes of the step batcher in flight at once."""
+BATCH = 500
+"""Most calls one flush of a batcher (steps, run creations, run updates) carries."""
+BATCH_CHARS = 1 << 20
+"""Inputs, results and errors one batch statement carries at most (large ones go in several)."""
+FLUSHES_IN_FLIGHT = 1
+"""Flushes of each batcher in flight at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunUpdate:
+    """One ``update_run`` call waiting in the update batcher."""
+
+    lease: Lease
+    status: RunStatus
+    result: str | None
+    error: str | None
+    wake_at: float | None
+    release: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Batching(Generic[I, R]):
+    """How one kind of store call is made alone, and how several of them share a statement."""
+
+    what: Callable[[list[I]], str]
+    """Names a batch in errors: ``save 5 steps of 3 runs``."""
+    alone: Callable[[I], Awaitable[R]]
+    """The lone call, retried on its own connection."""
+    together: Callable[[Conn, list[I]], Awaitable[list[R | BaseException]]]
+    """Several calls on one connection: one outcome per item, as the lone call gives it."""
+    weight: Callable[[I], int]
+    """The characters of an item's large values (its statement parameter grows with them)."""
+    retry: Callable[[Conn, list[I]], Awaitable[list[R | BaseException]]] | None = None
+    """Instead of ``together`` after a connection was lost mid-statement, if it must find out
+    what the lost attempt did."""
 
 
 def _run(row: Row) -> RunRecord:
@@ -90,32 +125,72 @@ def _affected(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-def _by_size(items: list[SaveItem], limit: int) -> Iterator[list[SaveItem]]:
-    """``items`` in order, in chunks whose results and errors hold at most ``limit`` characters
+def _by_size(items: list[I], limit: int, weight: Callable[[I], int]) -> Iterator[list[I]]:
+    """``items`` in order, in chunks whose ``weight`` adds up to at most ``limit`` characters
     (a larger item goes alone): one statement's parameter must not grow with the batch unbounded."""
-    chunk: list[SaveItem] = []
+    chunk: list[I] = []
     size = 0
     for item in items:
-        step = item[1]
-        weight = len(step.result or "") + len(step.error or "")
-        if chunk and size + weight > limit:
+        heavy = weight(item)
+        if chunk and size + heavy > limit:
             yield chunk
             chunk, size = [], 0
         chunk.append(item)
-        size += weight
+        size += heavy
     if chunk:
         yield chunk
 
 
-def _step_rows(items: list[SaveItem]) -> str:
-    """The parameter of ``save_step_batch``: a JSON array with one array per item.
+def _firsts(items: list[I], key: Callable[[I], K]) -> dict[K, int]:
+    """The index of the first item of each key, in key order.
 
-    One JSON text costs the client far less than eleven arrays (asyncpg checks every array
-    element's type). JSON numbers are exact: a float is written in its shortest exact form.
-    NaN and infinities are not JSON: they fail the batch, whose items are then saved alone.
+    One statement may write a key only once. In key order, so that concurrent batches writing
+    the same keys take them in one order where the plan follows the input; a deadlock left
+    anyway is rolled back by the server and retried by ``_call``.
     """
-    rows = [_step_row(lease, step) for lease, step in items]
+    first: dict[K, int] = {}
+    for index, item in enumerate(items):
+        first.setdefault(key(item), index)
+    return dict(sorted(first.items()))
+
+
+def _json_rows(rows: list[list[Any]]) -> str:
+    """The parameter of a batch statement: a JSON array with one array per item.
+
+    One JSON text costs the client far less than an array per column (asyncpg looks up the
+    type of a typed array on every new connection, and checks every element). JSON numbers
+    are exact: a float is written in its shortest exact form. NaN and infinities are not
+    JSON: they fail the batch, whose items are then written alone.
+    """
     return json.dumps(rows, ensure_ascii=False, allow_nan=False, check_circular=False, separators=(",", ":"))
+
+
+def _step_weight(item: SaveItem) -> int:
+    return len(item[1].result or "") + len(item[1].error or "")
+
+
+def _run_weight(run: RunRecord) -> int:
+    return len(run.inputs) + len(run.result or "") + len(run.error or "")
+
+
+def _update_weight(update: RunUpdate) -> int:
+    return len(update.result or "") + len(update.error or "")
+
+
+def _run_row(run: RunRecord) -> list[Any]:
+    return [
+        run.run_id, run.workflow, run.status.value, run.inputs, run.inputs_digest, run.created_at,
+        run.updated_at, run.result, run.error, run.owner, run.lease_token, run.lease_expires_at,
+        run.wake_at, run.deadline, run.parent_run_id, run.cancel_requested,
+    ]  # fmt: skip
+
+
+def _update_row(update: RunUpdate) -> list[Any]:
+    lease = update.lease
+    return [
+        lease.run_id, lease.token, update.status.value, update.result, update.error, update.wake_at,
+        update.release,
+    ]  # fmt: skip
 
 
 def _step_row(lease: Lease, step: StepRecord) -> list[Any]:
@@ -125,13 +200,13 @@ def _step_row(lease: Lease, step: StepRecord) -> list[Any]:
     ]  # fmt: skip
 
 
-async def _outcome(save: Awaitable[StepRecord]) -> StepRecord | BaseException:
-    """The saved step, or the ``StoreError`` (``LeaseLost``, ...) that belongs to this item alone.
+async def _outcome(call: Awaitable[R]) -> R | BaseException:
+    """The call's result, or the ``StoreError`` (``LeaseLost``, ...) that belongs to this item alone.
 
     Other errors (a lost connection) propagate: they concern the whole batch, which is retried.
     """
     try:
-        return await save
+        return await call
     except StoreError as exc:
         return exc
 
@@ -198,6 +273,8 @@ class PostgresStore(Store):
         self._pool: asyncpg.Pool | None = None
         self._listener: Listener | None = None
         self._steps: WriteBatcher[SaveItem, StepRecord] | None = None
+        self._creates: WriteBatcher[RunRecord, Created] | None = None
+        self._updates: WriteBatcher[RunUpdate, None] | None = None
         self._sql = _statements(self._quoted)
 
     @classmethod
@@ -226,10 +303,27 @@ class PostgresStore(Store):
             raise
         self._pool = pool
         self._listener = Listener(self._connect, self._channel)
-        # Checkpoints of concurrent runs that arrive while one is in flight share the next
-        # statement; a lone checkpoint is still sent at once, alone.
-        self._steps = WriteBatcher(
-            self._flush_steps, max_batch=STEP_BATCH, max_in_flight=STEP_FLUSHES_IN_FLIGHT
+        # Checkpoints and run writes of concurrent runs that arrive while one of their kind is in
+        # flight share the next statement; a lone call is still sent at once, alone.
+        self._steps = self._batcher(
+            Batching(self._steps_what, lambda item: self._save_alone(*item), self._save_batch, _step_weight)
+        )
+        self._creates = self._batcher(
+            Batching(
+                lambda runs: f"create {len(runs)} runs",
+                self._create_alone,
+                lambda conn, runs: self._create_batch(conn, runs, retrying=False),
+                _run_weight,
+                lambda conn, runs: self._create_batch(conn, runs, retrying=True),
+            )
+        )
+        self._updates = self._batcher(
+            Batching(
+                lambda items: f"update {len(items)} runs",
+                self._update_alone,
+                self._update_batch,
+                _update_weight,
+            )
         )
 
     async def _migrate(self, pool: asyncpg.Pool) -> None:
@@ -275,9 +369,11 @@ class PostgresStore(Store):
         return {"application_name": APPLICATION_NAME}
 
     async def close(self) -> None:
-        steps, self._steps = self._steps, None
-        if steps is not None:
-            await steps.drain()  # checkpoints already accepted are written before the pool goes
+        batchers = (self._creates, self._steps, self._updates)
+        self._creates = self._steps = self._updates = None
+        for batcher in batchers:
+            if batcher is not None:
+                await batcher.drain()  # writes already accepted are made before the pool goes
         pool, self._pool = self._pool, None
         listener, self._listener = self._listener, None
         if listener is not None:
@@ -387,32 +483,61 @@ class PostgresStore(Store):
 
     # -- runs --------------------------------------------------------------------
 
-    async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
-        values = (
-            run.run_id, run.workflow, run.status.value, run.inputs, run.inputs_digest, run.created_at,
-            run.updated_at, run.result, run.error, run.owner, run.lease_token, run.lease_expires_at,
-            run.wake_at, run.deadline, run.parent_run_id, run.cancel_requested,
-        )  # fmt: skip
+    async def create_run(self, run: RunRecord) -> Created:
+        creates = self._creates
+        if creates is None:  # not open: _call says so
+            return await self._create_alone(run)
+        return await creates.submit(run)
 
-        async def op(conn: Conn) -> tuple[RunRecord, bool]:
-            row = await conn.fetchrow(self._sql["create_run"], *values)
-            assert row is not None
-            if row["created"]:
-                return run, True
-            if row["run_id"] is not None:
-                return _run(row[1:]), False
-            # A concurrent creator committed after this statement's snapshot was taken.
-            existing = await conn.fetchrow(self._sql["get_run"], run.run_id)
-            if existing is None:
-                raise StoreError(f"{self!r}: run {run.run_id!r} vanished while it was being created")
-            return _run(existing), False
-
-        async def retry(conn: Conn) -> tuple[RunRecord, bool]:
-            stored, created = await op(conn)
+    async def _create_alone(self, run: RunRecord) -> Created:
+        async def retry(conn: Conn) -> Created:
+            stored, created = await self._create_run(conn, run)
             # Every field equal (creation time included) means the lost first attempt inserted it.
             return stored, created or stored == run
 
-        return await self._call(f"create run {run.run_id!r}", op, retry)
+        return await self._call(f"create run {run.run_id!r}", lambda conn: self._create_run(conn, run), retry)
+
+    async def _create_run(self, conn: Conn, run: RunRecord) -> Created:
+        row = await conn.fetchrow(self._sql["create_run"], *_run_row(run))
+        assert row is not None
+        if row["created"]:
+            return run, True
+        if row["run_id"] is not None:
+            return _run(row[1:]), False
+        # A concurrent creator committed after this statement's snapshot was taken.
+        existing = await conn.fetchrow(self._sql["get_run"], run.run_id)
+        if existing is None:
+            raise StoreError(f"{self!r}: run {run.run_id!r} vanished while it was being created")
+        return _run(existing), False
+
+    async def _create_batch(
+        self, conn: Conn, runs: list[RunRecord], *, retrying: bool
+    ) -> list[Created | BaseException]:
+        """Insert the first run of each id in one statement; read the others' stored runs in one more.
+
+        ``retrying`` after a lost connection: a stored run equal to the first caller's in every
+        field is the one the lost attempt inserted, so that caller created it (as in ``create_run``).
+        """
+        first = _firsts(runs, lambda run: run.run_id)
+        rows = await conn.fetch(
+            self._sql["create_run_batch"], _json_rows([_run_row(runs[i]) for i in first.values()])
+        )
+        created = {row[0] for row in rows}
+        mine = [first[run.run_id] == index and run.run_id in created for index, run in enumerate(runs)]
+        wanted = list({run.run_id for run, done in zip(runs, mine, strict=True) if not done})
+        stored = (
+            {row[0]: _run(row) for row in await conn.fetch(self._sql["get_runs"], wanted)} if wanted else {}
+        )
+        outcomes: list[Created | BaseException] = []
+        for index, run in enumerate(runs):
+            found = stored.get(run.run_id)
+            if mine[index]:
+                outcomes.append((run, True))
+            elif found is not None:
+                outcomes.append((found, retrying and first[run.run_id] == index and found == run))
+            else:  # deleted since it conflicted: as a lone call would, create it
+                outcomes.append(await _outcome(self._create_run(conn, run)))
+        return outcomes
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         sql = self._sql["get_run"]
@@ -455,14 +580,43 @@ class PostgresStore(Store):
         wake_at: float | None = None,
         release: bool = False,
     ) -> None:
-        sql = self._sql["update_release" if release else "update"]
+        update = RunUpdate(lease, status, result, error, wake_at, release)
+        updates = self._updates
+        if updates is None:  # not open: _call says so
+            return await self._update_alone(update)
+        return await updates.submit(update)
 
-        async def op(conn: Conn) -> None:
-            tag = await conn.execute(sql, lease.run_id, lease.token, status.value, result, error, wake_at)
-            if _affected(tag) == 0:
-                raise await self._stale(conn, lease)
+    async def _update_alone(self, update: RunUpdate) -> None:
+        await self._call(f"update run {update.lease.run_id!r}", lambda conn: self._update_run(conn, update))
 
-        await self._call(f"update run {lease.run_id!r}", op)
+    async def _update_run(self, conn: Conn, update: RunUpdate) -> None:
+        lease, sql = update.lease, self._sql["update_release" if update.release else "update"]
+        args = (lease.run_id, lease.token, update.status.value, update.result, update.error, update.wake_at)
+        if _affected(await conn.execute(sql, *args)) == 0:
+            raise await self._stale(conn, lease)
+
+    async def _update_batch(self, conn: Conn, updates: list[RunUpdate]) -> list[BaseException | None]:
+        """Update the first item of each run in one statement; give the others what a lone call gives.
+
+        It sets values, nothing counts up: ``_call`` may repeat it after a lost connection.
+        """
+        first = _firsts(updates, lambda update: update.lease.run_id)
+        rows = await conn.fetch(
+            self._sql["update_run_batch"], _json_rows([_update_row(updates[i]) for i in first.values()])
+        )
+        updated = {row[0] for row in rows}
+        stale = [run_id for run_id in first if run_id not in updated]
+        tokens = {row[0]: row[1] for row in await conn.fetch(self._sql["tokens"], stale)} if stale else {}
+        outcomes: list[BaseException | None] = []
+        for index, update in enumerate(updates):
+            lease = update.lease
+            if first[lease.run_id] != index:  # a later update of a run in the statement: after it
+                outcomes.append(await _outcome(self._update_run(conn, update)))
+            elif lease.run_id in updated:
+                outcomes.append(None)
+            else:
+                outcomes.append(LeaseLost.stale(lease.run_id, lease.token, tokens.get(lease.run_id)))
+        return outcomes
 
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         row = await self._call(
@@ -555,29 +709,9 @@ class PostgresStore(Store):
             f"save step {step.key!r} of run {lease.run_id!r}", lambda conn: self._save_step(conn, lease, step)
         )
 
-    async def _flush_steps(self, items: list[SaveItem]) -> list[StepRecord | BaseException]:
-        """The step batcher's flush: one outcome per item, as a lone ``save_step`` gives it."""
-        if len(items) == 1:
-            return [await self._save_alone(*items[0])]  # its error goes to its caller
-        outcomes: list[StepRecord | BaseException] = []
-        for chunk in _by_size(items, STEP_BATCH_CHARS):  # in order: a later duplicate sees an earlier one
-            outcomes += await self._flush_chunk(chunk)
-        return outcomes
-
-    async def _flush_chunk(self, items: list[SaveItem]) -> list[StepRecord | BaseException]:
-        if len(items) == 1:
-            return [await _outcome(self._save_alone(*items[0]))]
-        runs = len({lease.run_id for lease, _ in items})
-        try:
-            return await self._call(
-                f"save {len(items)} steps of {runs} runs", lambda conn: self._save_batch(conn, items)
-            )
-        except StoreUnavailable as exc:
-            return [exc] * len(items)
-        except StoreError:
-            # The server refused the statement (a value PostgreSQL cannot store, say): save each
-            # alone, so that only the item at fault gets the error.
-            return [await _outcome(self._save_alone(lease, step)) for lease, step in items]
+    @staticmethod
+    def _steps_what(items: list[SaveItem]) -> str:
+        return f"save {len(items)} steps of {len({lease.run_id for lease, _ in items})} runs"
 
     async def _save_batch(self, conn: Conn, items: list[SaveItem]) -> list[StepRecord | BaseException]:
         """Insert the first item of each (run, key) in one statement; settle the rest in one more.
@@ -585,14 +719,9 @@ class PostgresStore(Store):
         Idempotent, so ``_call`` may retry it after a lost connection: a row that the lost
         attempt stored is found by ``_settle`` and returned, as a retried lone save returns it.
         """
-        first: dict[tuple[str, str], int] = {}
-        for index, (lease, step) in enumerate(items):
-            first.setdefault((lease.run_id, step.key), index)
-        # One statement may insert a (run, key) only once. Sorted, so that concurrent batches
-        # writing the same keys take them in one order where the plan follows the input; a
-        # deadlock left anyway is rolled back by the server and retried by _call.
-        batch = sorted((items[index] for index in first.values()), key=lambda it: (it[0].run_id, it[1].key))
-        rows = await conn.fetch(self._sql["save_step_batch"], _step_rows(batch))
+        first = _firsts(items, lambda item: (item[0].run_id, item[1].key))
+        batch = [_step_row(*items[index]) for index in first.values()]
+        rows = await conn.fetch(self._sql["save_step_batch"], _json_rows(batch))
         outcomes: list[StepRecord | BaseException | None] = [None] * len(items)
         for run_id, key in rows:
             outcomes[first[(run_id, key)]] = items[first[(run_id, key)]][1]
@@ -638,6 +767,38 @@ class PostgresStore(Store):
                 return [await self._save_step(conn, lease, step) for step in batch]
 
         return await self._call(f"save {len(batch)} steps of run {lease.run_id!r}", op)
+
+    # -- batching ----------------------------------------------------------------
+
+    def _batcher(self, kind: Batching[I, R]) -> WriteBatcher[I, R]:
+        return WriteBatcher(
+            lambda items: self._flush(kind, items), max_batch=BATCH, max_in_flight=FLUSHES_IN_FLIGHT
+        )
+
+    async def _flush(self, kind: Batching[I, R], items: list[I]) -> list[R | BaseException]:
+        """A batcher's flush: one outcome per item, as the lone call gives it."""
+        if len(items) == 1:
+            return [await kind.alone(items[0])]  # its error goes to its caller
+        # Chunks go in order: a later call of the same run or key sees what an earlier one wrote.
+        chunks = [await self._flush_chunk(kind, chunk) for chunk in _by_size(items, BATCH_CHARS, kind.weight)]
+        return [outcome for chunk in chunks for outcome in chunk]
+
+    async def _flush_chunk(self, kind: Batching[I, R], items: list[I]) -> list[R | BaseException]:
+        if len(items) == 1:
+            return [await _outcome(kind.alone(items[0]))]
+        retry = kind.retry
+        try:
+            return await self._call(
+                kind.what(items),
+                lambda conn: kind.together(conn, items),
+                None if retry is None else lambda conn: retry(conn, items),
+            )
+        except StoreUnavailable as exc:
+            return [exc] * len(items)
+        except StoreError:
+            # The server refused the statement (a value PostgreSQL cannot store, say): make each
+            # call alone, so that only the item at fault gets the error.
+            return [await _outcome(kind.alone(item)) for item in items]
 
     # -- signals -----------------------------------------------------------------
 
@@ -721,6 +882,16 @@ def _statements(s: str) -> dict[str, str]:
             f"SELECT EXISTS (SELECT 1 FROM ins) AS created, r.* FROM (SELECT 1) AS one "
             f"LEFT JOIN (SELECT {RUN_COLUMNS} FROM {s}.runs WHERE run_id = $1) AS r ON TRUE"
         ),
+        # create_run for many runs at once; the caller sends no run id twice. The rows it did not
+        # insert are read afterwards, by a statement whose snapshot sees every committed creator.
+        "create_run_batch": (
+            f"INSERT INTO {s}.runs ({RUN_COLUMNS}) "
+            "SELECT v->>0, v->>1, v->>2, v->>3, v->>4, (v->>5)::float8, (v->>6)::float8, v->>7, v->>8, "
+            "v->>9, (v->>10)::int8, (v->>11)::float8, (v->>12)::float8, (v->>13)::float8, v->>14, "
+            "(v->>15)::boolean FROM jsonb_array_elements($1::jsonb) AS e(v) "
+            "ON CONFLICT (run_id) DO NOTHING RETURNING run_id"
+        ),
+        "get_runs": f"SELECT {RUN_COLUMNS} FROM {s}.runs WHERE run_id = ANY($1::text[])",
         "claim": (
             f"UPDATE {s}.runs SET status = 'running', lease_token = lease_token + 1, owner = $2, "
             f"lease_expires_at = {NOW} + $3::float8, wake_at = NULL, updated_at = {NOW}, claim_id = $4 "
@@ -740,6 +911,19 @@ def _statements(s: str) -> dict[str, str]:
             f"UPDATE {s}.runs SET status = $3, result = $4, error = $5, wake_at = $6, updated_at = {NOW}, "
             "owner = NULL, lease_expires_at = NULL WHERE run_id = $1 AND lease_token = $2"
         ),
+        # update/update_release for many runs at once, fenced row by row; the caller sends no run
+        # id twice (an UPDATE ... FROM applies one input row per target row, unpredictably which).
+        "update_run_batch": (
+            f"UPDATE {s}.runs AS r SET status = i.status, result = i.result, error = i.error, "
+            f"wake_at = i.wake_at, updated_at = {NOW}, "
+            "owner = CASE WHEN i.release THEN NULL ELSE r.owner END, "
+            "lease_expires_at = CASE WHEN i.release THEN NULL ELSE r.lease_expires_at END "
+            "FROM (SELECT v->>0 AS run_id, (v->>1)::int8 AS token, v->>2 AS status, v->>3 AS result, "
+            "v->>4 AS error, (v->>5)::float8 AS wake_at, (v->>6)::boolean AS release "
+            "FROM jsonb_array_elements($1::jsonb) AS e(v)) AS i "
+            "WHERE r.run_id = i.run_id AND r.lease_token = i.token RETURNING r.run_id"
+        ),
+        "tokens": f"SELECT run_id, lease_token FROM {s}.runs WHERE run_id = ANY($1::text[])",
         "cancel": (
             f"UPDATE {s}.runs SET cancel_requested = TRUE, updated_at = {NOW}, status = CASE "
             f"WHEN status NOT IN ('completed', 'cancelled') AND NOT {LIVE_LEASE} THEN 'cancelled' "

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from durable.batching import nothing_else_ready
 from durable.errors import LeaseLost, StoreUnavailable
 
 T = TypeVar("T")
@@ -81,7 +82,7 @@ class Connection:
         # aiosqlite's close returns before its thread has exited; Store.close promises no
         # thread is left behind, and a blocking join would stall the loop.
         deadline = time.monotonic() + 1.0
-        while aio._thread.is_alive() and time.monotonic() < deadline:
+        while aio._thread.is_alive() and time.monotonic() < deadline:  # noqa: ASYNC110 - a thread, no event
             await asyncio.sleep(0.001)
 
     def _require(self) -> sqlite3.Connection:
@@ -130,15 +131,12 @@ class Connection:
 
         Deferring to the next turn lets writes of other runs join the transaction; when no
         other callback is ready to run (a sequential workflow), nothing can join, and the
-        two loop turns a deferred write costs are pure overhead. ``_ready`` is asyncio's
-        private run queue: on loops without it (uvloop) writes are always deferred. Every
+        two loop turns a deferred write costs are pure overhead. Every
         ``MAX_INLINE_STREAK``-th write is deferred anyway, so a long run of trivial steps
         still lets the loop poll sockets and timers (the lease heartbeat).
         """
-        ready = getattr(loop, "_ready", None)
         return (
-            ready is not None
-            and not ready
+            nothing_else_ready(loop)
             and not self._pending
             and not self._flush_scheduled
             and not self._thread_busy
