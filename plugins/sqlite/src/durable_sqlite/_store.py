@@ -37,6 +37,18 @@ SIGNAL_COLUMNS = "run_id, name, delivery_id, payload, seq, sent_at"
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
 
+# The fencing check and the first-completed-writer-wins insert, in one statement. Built once:
+# every checkpoint runs it, and sqlite3 finds its prepared statement by the text.
+SAVE_STEP = (
+    f"INSERT INTO steps ({STEP_COLUMNS}) SELECT ?,?,?,?,?,?,?,?,?,? "
+    "WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND lease_token = ?) "
+    "ON CONFLICT (run_id, key) DO UPDATE SET task = excluded.task, "
+    "args_digest = excluded.args_digest, status = excluded.status, result = excluded.result, "
+    "error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at, "
+    "finished_at = excluded.finished_at WHERE steps.status <> 'completed'"
+)
+
+
 def _run(row: Sequence[Any]) -> RunRecord:
     return RunRecord(
         row[0], row[1], RunStatus(row[2]), row[3], row[4], row[5], row[6], row[7], row[8], row[9],
@@ -314,12 +326,7 @@ class SQLiteStore(Store):
         def op(db: sqlite3.Connection) -> StepRecord:
             # One statement: the fencing check and the first-completed-writer-wins insert.
             cursor = db.execute(
-                f"INSERT INTO steps ({STEP_COLUMNS}) SELECT ?,?,?,?,?,?,?,?,?,? "
-                "WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND lease_token = ?) "
-                "ON CONFLICT (run_id, key) DO UPDATE SET task = excluded.task, "
-                "args_digest = excluded.args_digest, status = excluded.status, result = excluded.result, "
-                "error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at, "
-                "finished_at = excluded.finished_at WHERE steps.status <> 'completed'",
+                SAVE_STEP,
                 (
                     lease.run_id, step.key, step.task, step.args_digest, step.status.value, step.result,
                     step.error, step.attempts, step.started_at, step.finished_at, lease.run_id, lease.token,
