@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from postgres_test_kit import owned
 
 import durable_postgres._store as store_module
 from durable import Workflow
@@ -79,22 +80,6 @@ async def recorded(store: PostgresStore) -> AsyncIterator[RecordingPool]:
     store._pool = recording  # type: ignore[assignment]
     yield recording
     store._pool = real
-
-
-def owned(run_id: str) -> RunRecord:
-    now = time.time()
-    return RunRecord(
-        run_id,
-        "wf",
-        RunStatus.RUNNING,
-        "{}",
-        "d",
-        now,
-        now,
-        owner="me",
-        lease_token=1,
-        lease_expires_at=now + 60,
-    )
 
 
 def pending(run_id: str) -> RunRecord:

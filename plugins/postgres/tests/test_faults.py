@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import pytest
+from postgres_test_kit import owned
 
 from durable import Workflow
 from durable.backoff import constant
 from durable.errors import StoreUnavailable
-from durable.store import Lease, RunRecord, RunStatus, StepRecord, StepStatus
+from durable.store import Lease, RunStatus, StepRecord, StepStatus
 from durable_postgres import PostgresStore
 
 pytestmark = pytest.mark.asyncio
@@ -27,22 +28,6 @@ def url_for(pg_url: str, schema: str, app: str, **extra: object) -> str:
         [f"schema={schema}", f"application_name={app}", *(f"{k}={v}" for k, v in extra.items())]
     )
     return f"{pg_url}{'&' if '?' in pg_url else '?'}{options}"
-
-
-def owned(run_id: str) -> RunRecord:
-    now = time.time()
-    return RunRecord(
-        run_id,
-        "wf",
-        RunStatus.RUNNING,
-        "{}",
-        "d",
-        now,
-        now,
-        owner="me",
-        lease_token=1,
-        lease_expires_at=now + 60,
-    )
 
 
 def step(run_id: str, key: str) -> StepRecord:

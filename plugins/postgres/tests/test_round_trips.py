@@ -7,8 +7,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from postgres_test_kit import owned
 
-from durable.store import Lease, RunRecord, RunStatus, StepRecord, StepStatus
+from durable.store import Lease, StepRecord, StepStatus
 from durable_postgres import PostgresStore
 
 pytestmark = pytest.mark.asyncio
@@ -47,22 +48,6 @@ class CountingPool:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pool, name)
-
-
-def owned(run_id: str) -> RunRecord:
-    now = time.time()
-    return RunRecord(
-        run_id,
-        "wf",
-        RunStatus.RUNNING,
-        "{}",
-        "d",
-        now,
-        now,
-        owner="me",
-        lease_token=1,
-        lease_expires_at=now + 60,
-    )
 
 
 def step(run_id: str, key: str) -> StepRecord:

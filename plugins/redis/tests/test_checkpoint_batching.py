@@ -7,69 +7,21 @@ import hashlib
 import secrets
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 from redis import exceptions as rx
+from redis_test_kit import CountingConnection, StoreMaker, counted, in_one_batch, lease_of, new_run
 
 from durable import Workflow
 from durable.errors import LeaseLost, StoreUnavailable
-from durable.store import Lease, RunRecord, RunStatus, StepRecord, StepStatus
+from durable.store import Lease, StepRecord, StepStatus
 from durable_redis import RedisStore
 from durable_redis._calls import Call, grouped
 from durable_redis._checkpoints import checkpoint, merged, own_replies
 from durable_redis._keys import KeySpace
-from durable_redis._scripts import SOURCES
-
-StoreMaker = Callable[..., RedisStore]
-
-SAVE_STEPS_SHA = hashlib.sha1(SOURCES["save_steps"].encode()).hexdigest().encode()
-
-
-class CountingConnection(aioredis.Connection):
-    """Counts what each client (by name) sends: every send is one round trip."""
-
-    sent: Counter[str] = Counter()
-    checkpoints: Counter[str] = Counter()
-    """Sends carrying at least one ``save_steps`` script call."""
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        name = self.client_name or ""
-        CountingConnection.sent[name] += 1
-        chunks = [command] if isinstance(command, bytes | str) else command
-        packed = b"".join(c.encode() if isinstance(c, str) else bytes(c) for c in chunks)
-        if SAVE_STEPS_SHA in packed:
-            CountingConnection.checkpoints[name] += 1
-        await super().send_packed_command(command, check_health)
-
-
-def counted(make_store: StoreMaker, **options: Any) -> tuple[RedisStore, str]:
-    name = "batch-" + secrets.token_hex(4)
-    return make_store(connection_class=CountingConnection, client_name=name, **options), name
-
-
-def new_run(run_id: str) -> RunRecord:
-    now = time.time()
-    return RunRecord(
-        run_id=run_id,
-        workflow="wf",
-        status=RunStatus.RUNNING,
-        inputs="{}",
-        inputs_digest="d",
-        created_at=now,
-        updated_at=now,
-        owner="owner-a",
-        lease_token=1,
-        lease_expires_at=now + 60,
-    )
-
-
-def lease_of(run: RunRecord, token: int | None = None) -> Lease:
-    assert run.owner is not None and run.lease_expires_at is not None
-    return Lease(run.run_id, run.owner, run.lease_token if token is None else token, run.lease_expires_at)
 
 
 def step(
@@ -86,13 +38,6 @@ async def runs(store: RedisStore, count: int) -> list[Lease]:
         await store.create_run(run)
         leases.append(lease_of(run))
     return leases
-
-
-async def in_one_batch(store: RedisStore, *operations: Awaitable[Any]) -> list[Any]:
-    """Each operation's outcome (its result or exception): submitted in one loop turn, they are
-    sent as one pipeline by ``store``'s batcher."""
-    assert store._batcher is not None
-    return await asyncio.gather(*operations, return_exceptions=True)
 
 
 def saves(store: RedisStore, batch: list[tuple[Lease, tuple[StepRecord, ...]]]) -> list[Awaitable[Any]]:
@@ -133,7 +78,7 @@ def test_checkpoints_are_merged_per_run_and_token_in_order() -> None:
 
 
 async def test_a_hundred_concurrent_workflows_share_checkpoint_round_trips(make_store: StoreMaker) -> None:
-    store, name = counted(make_store)
+    store, name = counted(make_store, "batch")
     wf = Workflow("batched", db=store, default_retries=0)
     calls: Counter[tuple[int, int]] = Counter()
 
@@ -167,7 +112,7 @@ async def test_a_hundred_concurrent_workflows_share_checkpoint_round_trips(make_
 async def test_one_batch_is_one_round_trip_and_a_stale_lease_fails_only_its_own_item(
     make_store: StoreMaker,
 ) -> None:
-    store, name = counted(make_store)
+    store, name = counted(make_store, "batch")
     await store.open()
     leases = await runs(store, 5)
     stale = Lease("run-3", "owner-a", 0, leases[3].expires_at)  # the run's token is 1
@@ -266,7 +211,7 @@ async def test_an_error_in_one_runs_script_fails_only_that_runs_items(
 async def test_noscript_in_a_batch_loads_the_script_and_sends_those_calls_again(
     make_store: StoreMaker,
 ) -> None:
-    store, name = counted(make_store)
+    store, name = counted(make_store, "batch")
     await store.open()
     leases = await runs(store, 4)
     script = store._scripts["save_steps"]
@@ -375,7 +320,7 @@ async def test_a_batch_that_never_reaches_redis_fails_every_caller_with_store_un
 
 
 async def test_a_lone_step_is_still_one_round_trip_after_a_burst(make_store: StoreMaker) -> None:
-    store, name = counted(make_store)
+    store, name = counted(make_store, "batch")
     await store.open()
     leases = await runs(store, 30)
     await asyncio.gather(*(store.save_step(lease, step(lease.run_id, "burst")) for lease in leases))

@@ -8,17 +8,22 @@ and each caller gets exactly what its call would have got alone.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import secrets
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 from redis import exceptions as rx
+from redis_test_kit import (
+    CountingConnection,
+    StoreMaker,
+    counted,
+    in_one_batch,
+    lease_of,
+    new_run,
+    unknown_sha,
+)
 
 from durable import Workflow
 from durable.errors import LeaseLost
@@ -27,48 +32,6 @@ from durable_redis import RedisStore
 from durable_redis._calls import Call
 
 T = TypeVar("T")
-StoreMaker = Callable[..., RedisStore]
-
-
-class CountingConnection(aioredis.Connection):
-    """Counts, per client name, round trips (every send is one) and connections opened."""
-
-    sent: Counter[str] = Counter()
-    opened: Counter[str] = Counter()
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        CountingConnection.sent[self.client_name or ""] += 1
-        await super().send_packed_command(command, check_health)
-
-    async def on_connect(self) -> None:
-        CountingConnection.opened[self.client_name or ""] += 1
-        await super().on_connect()
-
-
-def counted(make_store: StoreMaker, **options: Any) -> tuple[RedisStore, str]:
-    name = "cmds-" + secrets.token_hex(4)
-    return make_store(connection_class=CountingConnection, client_name=name, **options), name
-
-
-def new_run(run_id: str, owner: str | None = "owner-a") -> RunRecord:
-    now = time.time()
-    return RunRecord(
-        run_id=run_id,
-        workflow="wf",
-        status=RunStatus.RUNNING if owner else RunStatus.PENDING,
-        inputs="{}",
-        inputs_digest="d",
-        created_at=now,
-        updated_at=now,
-        owner=owner,
-        lease_token=1 if owner else 0,
-        lease_expires_at=now + 60 if owner else None,
-    )
-
-
-def lease_of(run: RunRecord, token: int | None = None) -> Lease:
-    assert run.owner is not None and run.lease_expires_at is not None
-    return Lease(run.run_id, run.owner, run.lease_token if token is None else token, run.lease_expires_at)
 
 
 def step(run_id: str, key: str) -> StepRecord:
@@ -85,26 +48,13 @@ async def created(store: RedisStore, count: int, prefix: str = "run") -> list[Le
     return leases
 
 
-async def in_one_batch(store: RedisStore, *operations: Awaitable[Any]) -> list[Any]:
-    """Each operation's outcome (its result or exception): submitted in one loop turn, they are
-    sent as one pipeline by ``store``'s batcher."""
-    assert store._batcher is not None
-    return await asyncio.gather(*operations, return_exceptions=True)
-
-
-def unknown_sha() -> str:
-    """A SHA the server never saw: it answers NOSCRIPT, as after SCRIPT FLUSH or a restart, without
-    flushing the shared server's script cache under other tests."""
-    return hashlib.sha1(b"-- not loaded " + secrets.token_bytes(8)).hexdigest()
-
-
 # -- through a real Workflow ------------------------------------------------------------------
 
 
 async def test_a_hundred_concurrent_workflows_share_round_trips_and_a_few_connections(
     make_store: StoreMaker,
 ) -> None:
-    store, name = counted(make_store)
+    store, name = counted(make_store, "cmds")
     wf = Workflow("crowd", db=store, default_retries=0)
 
     @wf.task
@@ -185,7 +135,7 @@ async def test_a_create_sent_again_after_its_reply_was_lost_is_still_created_onc
 
 
 async def test_a_stale_lease_in_a_batch_of_updates_fails_only_its_caller(make_store: StoreMaker) -> None:
-    store, name = counted(make_store)
+    store, name = counted(make_store, "cmds")
     await store.open()
     leases = await created(store, 5)
     leases[2] = Lease("run-2", "owner-a", 9, leases[2].expires_at)  # the run's token is 1
@@ -239,7 +189,7 @@ async def test_an_error_reply_in_a_mixed_batch_fails_only_its_caller(
 async def test_noscript_in_a_mixed_batch_loads_those_scripts_and_sends_only_their_calls_again(
     make_store: StoreMaker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store, name = counted(make_store)
+    store, name = counted(make_store, "cmds")
     await store.open()
     [held] = await created(store, 1)
     await store.create_run(new_run("pending", owner=None))
@@ -289,7 +239,7 @@ async def test_noscript_in_a_mixed_batch_loads_those_scripts_and_sends_only_thei
 
 
 async def test_a_lone_operation_costs_what_it_did_before_batching(make_store: StoreMaker) -> None:
-    store, name = counted(make_store)
+    store, name = counted(make_store, "cmds")
     await store.open()
     await in_one_batch(store, *(store.create_run(new_run(f"burst-{i}")) for i in range(30)))
     run = new_run("alone")

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
-import redis.asyncio as aioredis
+from redis_test_kit import CountingConnection
 
 from durable import Workflow
 from durable.backoff import constant
@@ -210,14 +210,6 @@ async def test_an_expired_run_disappears_from_listings_and_from_the_index(make_s
 
 
 # -- round trips ------------------------------------------------------------------------------
-
-
-class CountingConnection(aioredis.Connection):
-    sent: Counter[str] = Counter()
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        CountingConnection.sent[self.client_name or ""] += 1
-        await super().send_packed_command(command, check_health)
 
 
 async def test_a_new_checkpoint_costs_one_round_trip(make_store: StoreMaker) -> None:

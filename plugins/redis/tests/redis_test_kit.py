@@ -1,0 +1,83 @@
+"""Helpers shared by the Redis store's tests (on pytest's ``pythonpath``, see pyproject.toml)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from durable.store import Lease, RunRecord, RunStatus
+from durable_redis import RedisStore
+from durable_redis._scripts import SOURCES
+
+StoreMaker = Callable[..., RedisStore]
+SAVE_STEPS_SHA = hashlib.sha1(SOURCES["save_steps"].encode()).hexdigest().encode()
+
+
+class CountingConnection(aioredis.Connection):
+    """Counts, per client name, round trips (every send is one), connections opened, and sends
+    carrying at least one ``save_steps`` script call."""
+
+    sent: Counter[str] = Counter()
+    opened: Counter[str] = Counter()
+    checkpoints: Counter[str] = Counter()
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        name = self.client_name or ""
+        CountingConnection.sent[name] += 1
+        chunks = [command] if isinstance(command, bytes | str) else command
+        packed = b"".join(c.encode() if isinstance(c, str) else bytes(c) for c in chunks)
+        if SAVE_STEPS_SHA in packed:
+            CountingConnection.checkpoints[name] += 1
+        await super().send_packed_command(command, check_health)
+
+    async def on_connect(self) -> None:
+        CountingConnection.opened[self.client_name or ""] += 1
+        await super().on_connect()
+
+
+def counted(make_store: StoreMaker, prefix: str, **options: Any) -> tuple[RedisStore, str]:
+    """A store whose connections count under a fresh client name, and that name."""
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    return make_store(connection_class=CountingConnection, client_name=name, **options), name
+
+
+def new_run(run_id: str, owner: str | None = "owner-a") -> RunRecord:
+    """A run owned by ``owner`` under token 1, or pending when ``owner`` is None."""
+    now = time.time()
+    return RunRecord(
+        run_id=run_id,
+        workflow="wf",
+        status=RunStatus.RUNNING if owner else RunStatus.PENDING,
+        inputs="{}",
+        inputs_digest="d",
+        created_at=now,
+        updated_at=now,
+        owner=owner,
+        lease_token=1 if owner else 0,
+        lease_expires_at=now + 60 if owner else None,
+    )
+
+
+def lease_of(run: RunRecord, token: int | None = None) -> Lease:
+    assert run.owner is not None and run.lease_expires_at is not None
+    return Lease(run.run_id, run.owner, run.lease_token if token is None else token, run.lease_expires_at)
+
+
+async def in_one_batch(store: RedisStore, *operations: Awaitable[Any]) -> list[Any]:
+    """Each operation's outcome (its result or exception): submitted in one loop turn, they are
+    sent as one pipeline by ``store``'s batcher."""
+    assert store._batcher is not None
+    return await asyncio.gather(*operations, return_exceptions=True)
+
+
+def unknown_sha() -> str:
+    """A SHA the server never saw: it answers NOSCRIPT, as after SCRIPT FLUSH or a restart, without
+    flushing the shared server's script cache under other tests."""
+    return hashlib.sha1(b"-- not loaded " + secrets.token_bytes(8)).hexdigest()
