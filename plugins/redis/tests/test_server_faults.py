@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
-from redis_test_kit import CountingConnection
+from redis_test_kit import CountingConnection, lease_of, new_run
 
 from durable import Workflow
 from durable.backoff import constant
 from durable.errors import StoreUnavailable
-from durable.store import Lease, RunQuery, RunRecord, RunStatus, StepRecord, StepStatus
+from durable.store import Lease, RunQuery, RunStatus, StepRecord, StepStatus
 from durable_redis import RedisStore
 
 pytestmark = pytest.mark.asyncio
@@ -68,27 +68,6 @@ class Proxy:
                 writer.transport.abort()
 
 
-def new_run(run_id: str, owner: str | None = "owner-a") -> RunRecord:
-    now = time.time()
-    return RunRecord(
-        run_id=run_id,
-        workflow="wf",
-        status=RunStatus.RUNNING if owner else RunStatus.PENDING,
-        inputs="{}",
-        inputs_digest="d",
-        created_at=now,
-        updated_at=now,
-        owner=owner,
-        lease_token=1 if owner else 0,
-        lease_expires_at=now + 60 if owner else None,
-    )
-
-
-def lease(run: RunRecord) -> Lease:
-    assert run.owner is not None and run.lease_expires_at is not None
-    return Lease(run.run_id, run.owner, run.lease_token, run.lease_expires_at)
-
-
 def step(run_id: str, key: str) -> StepRecord:
     now = time.time()
     return StepRecord(run_id, key, "task", "args", StepStatus.COMPLETED, '"ok"', None, 1, now, now)
@@ -107,9 +86,9 @@ def ttls(admin: redis.Redis, store: RedisStore, run_id: str) -> dict[str, int]:
 async def populated(store: RedisStore, run_id: str) -> Lease:
     run = new_run(run_id)
     await store.create_run(run)
-    await store.save_step(lease(run), step(run_id, "a"))
+    await store.save_step(lease_of(run), step(run_id, "a"))
     await store.send_signal(run_id, "go", "d1", "1")
-    return lease(run)
+    return lease_of(run)
 
 
 # -- TTL policy -------------------------------------------------------------------------------
@@ -171,9 +150,9 @@ async def test_keys_written_after_completion_expire_with_the_run(
     await store.open()
     run = new_run("late-keys")
     await store.create_run(run)
-    await store.update_run(lease(run), RunStatus.COMPLETED, release=True)
+    await store.update_run(lease_of(run), RunStatus.COMPLETED, release=True)
     await store.send_signal("late-keys", "late", "", "1")
-    await store.save_step(lease(run), step("late-keys", "late"))
+    await store.save_step(lease_of(run), step("late-keys", "late"))
     assert all(pttl > 0 for pttl in ttls(admin, store, "late-keys").values())
 
 
@@ -203,7 +182,7 @@ async def test_an_expired_run_disappears_from_listings_and_from_the_index(make_s
     await store.create_run(kept)
     gone = new_run("gone")
     await store.create_run(gone)
-    await store.update_run(lease(gone), RunStatus.COMPLETED, release=True)
+    await store.update_run(lease_of(gone), RunStatus.COMPLETED, release=True)
     await asyncio.sleep(0.4)
     assert [run.run_id for run in await store.list_runs(RunQuery())] == ["kept"]
     assert await store.client.zrange(store.keys.index, 0, -1) == ["kept"]
@@ -218,10 +197,10 @@ async def test_a_new_checkpoint_costs_one_round_trip(make_store: StoreMaker) -> 
     await store.open()
     run = new_run("counted")
     await store.create_run(run)
-    await store.save_step(lease(run), step("counted", "warm-up"))
+    await store.save_step(lease_of(run), step("counted", "warm-up"))
     before = CountingConnection.sent[name]
     for i in range(20):
-        await store.save_step(lease(run), step("counted", f"s{i}"))
+        await store.save_step(lease_of(run), step("counted", f"s{i}"))
     assert CountingConnection.sent[name] - before == 20
     before = CountingConnection.sent[name]
     assert len(await store.load_steps("counted")) == 21
