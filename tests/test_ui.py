@@ -209,8 +209,14 @@ def test_page_draws_the_step_timeline(server: UIServer, page: Any, tmp_path: Pat
     assert bars.nth(1).get_attribute("class") == "bar completed retried"
     assert bars.nth(2).get_attribute("class") == "bar signal"
 
-    # Bars are laid out in time: each starts where (or after) the previous one ended.
-    boxes = [bars.nth(i).bounding_box() for i in range(4)]
+    # Bars are laid out in time: each starts where (or after) the previous one ended. Read in one
+    # script turn: the page redraws itself live, and a bar read between redraws has no box.
+    boxes = page.eval_on_selector_all(
+        "svg#timeline rect.bar[data-key]",
+        "bars => bars.map(bar => { const box = bar.getBoundingClientRect(); "
+        "return {x: box.x, width: box.width}; })",
+    )
+    assert len(boxes) == 4
     for before, after in itertools.pairwise(boxes):
         assert after["x"] >= before["x"] + before["width"] - 2
     # The signal wait (about 0.15 s of a 0.45 s run) is drawn wider than the 50 ms fetch.
