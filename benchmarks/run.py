@@ -341,6 +341,20 @@ def fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
+def aligned(table: list[list[str]]) -> list[str]:
+    """``table``'s rows in aligned columns, a rule under the header. A short row (a status
+    instead of the metric cells) spans the remaining columns and does not size them."""
+    header = table[0]
+    full = [row for row in table if len(row) == len(header)]
+    widths = [max(len(str(row[i])) for row in full) for i in range(len(header))]
+    lines = []
+    for i, cells in enumerate(table):
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
 def render(results: list[dict[str, Any]], plan: Plan) -> str:
     lines: list[str] = []
     for scenario in ALL_SCENARIOS:
@@ -369,12 +383,7 @@ def render(results: list[dict[str, Any]], plan: Plan) -> str:
             cells.append(f"{errors['max']:.0f}" if errors else "0")
             cells.append(row.get("ratio", ""))
             table.append(cells)
-        full = [r for r in table if len(r) == len(header)]
-        widths = [max(len(str(r[i])) for r in full) for i in range(len(header))]
-        for i, cells in enumerate(table):
-            lines.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False)).rstrip())
-            if i == 0:
-                lines.append("  ".join("-" * w for w in widths))
+        lines += aligned(table)
         notes = {r["engine"]: r["note"] for r in rows if r.get("note")}
         for engine, note in notes.items():
             lines.append(f"  note ({engine}): {note}")
@@ -465,13 +474,8 @@ def render_targets(results: list[dict[str, Any]], floors: dict[str, float]) -> s
         ])  # fmt: skip
     if len(table) == 1:
         return ""
-    widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
     lines = ["", "Targets of issue 4 (durable's median; floors measured by floors.py in this run)"]
-    for i, cells in enumerate(table):
-        lines.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(lines + aligned(table))
 
 
 def run_all(args: argparse.Namespace) -> int:

@@ -7,10 +7,16 @@ Stores persist these records field by field and never interpret payloads: every
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
+
+
+class Row(Protocol):
+    """A database row as drivers return it (a tuple, ``sqlite3.Row``, ``asyncpg.Record``)."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> Any: ...
 
 
 class RunStatus(StrEnum):
@@ -145,7 +151,7 @@ class StepRecord:
         )  # fmt: skip
 
     @classmethod
-    def from_row(cls, row: Sequence[Any]) -> StepRecord:
+    def from_row(cls, row: Row) -> StepRecord:
         """A record from a database row in field order, ``status`` as its string value."""
         if len(row) != len(_STEP_FIELDS):
             raise ValueError(f"a step row has {len(_STEP_FIELDS)} columns, got {len(row)}")

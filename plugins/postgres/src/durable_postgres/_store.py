@@ -110,12 +110,6 @@ def _run(row: Row) -> RunRecord:
     )  # fmt: skip
 
 
-def _step(row: Row) -> StepRecord:
-    return StepRecord(
-        row[0], row[1], row[2], row[3], StepStatus(row[4]), row[5], row[6], row[7], row[8], row[9]
-    )
-
-
 def _signal(row: Row) -> SignalRecord:
     return SignalRecord(row[0], row[1], row[2], row[3], row[4], row[5])
 
@@ -677,13 +671,10 @@ class PostgresStore(Store):
         rows = await self._call(
             f"load the steps of run {run_id!r}", lambda conn: conn.fetch(self._sql["load_steps"], run_id)
         )
-        return [_step(row) for row in rows]
+        return [StepRecord.from_row(row) for row in rows]
 
     async def _save_step(self, conn: Conn, lease: Lease, step: StepRecord) -> StepRecord:
-        values = (
-            lease.run_id, step.key, step.task, step.args_digest, step.status.value, step.result,
-            step.error, step.attempts, step.started_at, step.finished_at, lease.token,
-        )  # fmt: skip
+        values = _step_row(lease, step)
         for _ in range(3):
             # The common case is this one statement: fencing check and first-writer-wins insert.
             if _affected(await conn.execute(self._sql["save_step"], *values)) == 1:
@@ -693,7 +684,7 @@ class PostgresStore(Store):
             if row["token"] != lease.token:
                 raise await self._stale(conn, lease)
             if row["key"] is not None:
-                return _step(row[1:])
+                return StepRecord.from_row(row[1:])
             # The completed step vanished between the two statements (its run was deleted
             # and created again): try again.
         raise StoreError(f"{self!r}: step {step.key!r} of run {lease.run_id!r} kept changing while saved")
@@ -747,7 +738,10 @@ class PostgresStore(Store):
         rows = await conn.fetch(
             self._sql["stored_steps"], [run_id for run_id, _ in wanted], [key for _, key in wanted]
         )
-        stored = {(row[0], row[1]): (row[2], None if row[4] is None else _step(row[3:])) for row in rows}
+        stored = {
+            (row[0], row[1]): (row[2], None if row[4] is None else StepRecord.from_row(row[3:]))
+            for row in rows
+        }
         for index in rest:
             lease, step = items[index]
             token, found = stored[(lease.run_id, step.key)]
@@ -870,6 +864,13 @@ class PostgresStore(Store):
 
 def _statements(s: str) -> dict[str, str]:
     """Every fixed statement of the store, with the quoted schema ``s`` filled in."""
+    # A step's first completed write wins; a failed step is replaced by a later write.
+    replace_unless_completed = (
+        "ON CONFLICT (run_id, key) DO UPDATE SET task = EXCLUDED.task, "
+        "args_digest = EXCLUDED.args_digest, status = EXCLUDED.status, result = EXCLUDED.result, "
+        "error = EXCLUDED.error, attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, "
+        f"finished_at = EXCLUDED.finished_at WHERE {s}.steps.status <> 'completed'"
+    )
     return {
         "token": f"SELECT lease_token FROM {s}.runs WHERE run_id = $1",
         "get_run": f"SELECT {RUN_COLUMNS} FROM {s}.runs WHERE run_id = $1",
@@ -950,11 +951,7 @@ def _statements(s: str) -> dict[str, str]:
         "save_step": (
             f"INSERT INTO {s}.steps ({STEP_COLUMNS}) "
             "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 "
-            f"FROM {s}.runs WHERE run_id = $1 AND lease_token = $11 FOR SHARE "
-            "ON CONFLICT (run_id, key) DO UPDATE SET task = EXCLUDED.task, "
-            "args_digest = EXCLUDED.args_digest, status = EXCLUDED.status, result = EXCLUDED.result, "
-            "error = EXCLUDED.error, attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, "
-            f"finished_at = EXCLUDED.finished_at WHERE {s}.steps.status <> 'completed'"
+            f"FROM {s}.runs WHERE run_id = $1 AND lease_token = $11 FOR SHARE {replace_unless_completed}"
         ),
         # save_step for many runs at once: the same fencing, row by row (FOR SHARE OF r locks
         # each run row to commit; a claim that committed first fails the re-checked join).
@@ -968,11 +965,7 @@ def _statements(s: str) -> dict[str, str]:
             "(v->>8)::float8 AS started_at, (v->>9)::float8 AS finished_at, (v->>10)::int8 AS token "
             "FROM jsonb_array_elements($1::jsonb) AS e(v)) AS i "
             f"JOIN {s}.runs AS r ON r.run_id = i.run_id AND r.lease_token = i.token FOR SHARE OF r "
-            "ON CONFLICT (run_id, key) DO UPDATE SET task = EXCLUDED.task, "
-            "args_digest = EXCLUDED.args_digest, status = EXCLUDED.status, result = EXCLUDED.result, "
-            "error = EXCLUDED.error, attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, "
-            f"finished_at = EXCLUDED.finished_at WHERE {s}.steps.status <> 'completed' "
-            "RETURNING run_id, key"
+            f"{replace_unless_completed} RETURNING run_id, key"
         ),
         "stored_steps": (
             f"SELECT i.run_id, i.key, r.lease_token, st.* FROM unnest($1::text[], $2::text[]) "

@@ -56,10 +56,6 @@ def _run(row: Sequence[Any]) -> RunRecord:
     )  # fmt: skip
 
 
-def _step(row: Sequence[Any]) -> StepRecord:
-    return StepRecord.from_row(row)
-
-
 def _stale(lease: Lease, conn: sqlite3.Connection) -> LeaseLost:
     row = conn.execute("SELECT lease_token FROM runs WHERE run_id = ?", (lease.run_id,)).fetchone()
     return LeaseLost.stale(lease.run_id, lease.token, row[0] if row else None)
@@ -320,7 +316,7 @@ class SQLiteStore(Store):
                 f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY finished_at, key", (run_id,)
             ).fetchall()
         )
-        return [_step(row) for row in rows]
+        return [StepRecord.from_row(row) for row in rows]
 
     async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
         def op(db: sqlite3.Connection) -> StepRecord:
@@ -340,7 +336,7 @@ class SQLiteStore(Store):
             row = db.execute(
                 f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? AND key = ?", (lease.run_id, step.key)
             ).fetchone()
-            return _step(row)
+            return StepRecord.from_row(row)
 
         stored: StepRecord = await self._write(op)
         return stored
