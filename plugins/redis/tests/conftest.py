@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import redis
+from redis_test_kit import drop
 
 from durable_redis import RedisStore
 
@@ -39,12 +40,7 @@ def redis_url() -> str:
 def session_prefix(redis_url: str) -> Iterator[str]:
     prefix = "durable-redis-test-" + secrets.token_hex(5)
     yield prefix
-    admin = redis.Redis.from_url(redis_url)
-    try:
-        for key in admin.scan_iter(match=prefix + "*", count=1000):
-            admin.unlink(key)
-    finally:
-        admin.close()
+    drop(redis_url, prefix)
 
 
 @pytest.fixture

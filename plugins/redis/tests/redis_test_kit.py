@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 
 from durable.store import Lease, RunRecord, RunStatus
@@ -81,3 +82,13 @@ def unknown_sha() -> str:
     """A SHA the server never saw: it answers NOSCRIPT, as after SCRIPT FLUSH or a restart, without
     flushing the shared server's script cache under other tests."""
     return hashlib.sha1(b"-- not loaded " + secrets.token_bytes(8)).hexdigest()
+
+
+def drop(redis_url: str, prefix: str) -> None:
+    """Delete every key under ``prefix`` (a test's or a session's namespace)."""
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        for key in admin.scan_iter(match=prefix + "*", count=1000):
+            admin.unlink(key)
+    finally:
+        admin.close()

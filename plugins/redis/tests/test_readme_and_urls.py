@@ -9,17 +9,9 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 import redis
+from redis_test_kit import drop
 
 from durable import Workflow
-
-
-def drop(redis_url: str, prefix: str) -> None:
-    admin = redis.Redis.from_url(redis_url)
-    try:
-        for key in admin.scan_iter(match=prefix + "*", count=1000):
-            admin.unlink(key)
-    finally:
-        admin.close()
 
 
 @pytest.fixture
