@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,3 +29,21 @@ async def wf(store_url: str) -> AsyncIterator[Workflow]:
 @pytest.fixture
 def calls() -> Calls:
     return Calls()
+
+
+@pytest.fixture(scope="module")
+def shop_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite store holding the runs of ``test_cli.populate`` (built once per module)."""
+    from test_cli import populate
+
+    path = tmp_path_factory.mktemp("shop") / "shop.db"
+    asyncio.run(populate(f"sqlite:///{path}"))
+    return path
+
+
+@pytest.fixture
+def shop_db(shop_template: Path, tmp_path: Path) -> Path:
+    """A private copy of the populated store, so tests may change it."""
+    path = tmp_path / "shop.db"
+    shutil.copy(shop_template, path)
+    return path

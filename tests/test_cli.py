@@ -111,21 +111,6 @@ async def populate(url: str) -> None:
         await app.process_order.start(order_id="45")
 
 
-@pytest.fixture(scope="module")
-def shop_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("shop") / "shop.db"
-    asyncio.run(populate(f"sqlite:///{path}"))
-    return path
-
-
-@pytest.fixture
-def shop_db(shop_template: Path, tmp_path: Path) -> Path:
-    """A private copy of the populated store, so tests may change it."""
-    path = tmp_path / "shop.db"
-    shutil.copy(shop_template, path)
-    return path
-
-
 @pytest.fixture
 def store_env(shop_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     url = f"sqlite:///{shop_db}"

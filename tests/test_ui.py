@@ -28,7 +28,7 @@ import pytest
 
 pytest.importorskip("click", reason="the CLI extra (durable-core[cli]) is not installed")
 
-from test_cli import RUN_IDS, durable, populate
+from test_cli import RUN_IDS, durable
 
 from durable._ui import UIServer
 
@@ -44,25 +44,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def ui_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import asyncio
-
-    path = tmp_path_factory.mktemp("ui") / "shop.db"
-    asyncio.run(populate(f"sqlite:///{path}"))
-    return path
-
-
 @pytest.fixture
-def ui_db(ui_template: Path, tmp_path: Path) -> Path:
-    path = tmp_path / "shop.db"
-    shutil.copy(ui_template, path)
-    return path
-
-
-@pytest.fixture
-def server(ui_db: Path) -> Iterator[UIServer]:
-    with UIServer(f"sqlite:///{ui_db}", port=0, poll_interval=0.3) as ui:
+def server(shop_db: Path) -> Iterator[UIServer]:
+    with UIServer(f"sqlite:///{shop_db}", port=0, poll_interval=0.3) as ui:
         yield ui
 
 
@@ -97,11 +81,11 @@ def test_runs_endpoint_lists_newest_first_with_filters(server: UIServer) -> None
 
 
 def test_run_endpoint_is_the_cli_timeline(
-    server: UIServer, ui_db: Path, monkeypatch: pytest.MonkeyPatch
+    server: UIServer, shop_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     status, _, data = get(server, "/api/run?id=order-42")
     assert status == 200
-    monkeypatch.setenv("DURABLE_STORE", f"sqlite:///{ui_db}")
+    monkeypatch.setenv("DURABLE_STORE", f"sqlite:///{shop_db}")
     cli_view = json.loads(durable("runs", "show", "order-42", "--json").stdout)
     for volatile in ("observed_at", "end"):
         data.pop(volatile), cli_view.pop(volatile)
@@ -176,7 +160,7 @@ def _in_thread(fn: Any) -> None:
     thread.join(timeout=30)
 
 
-def test_page_lists_runs_and_refreshes_live(server: UIServer, ui_db: Path, page: Any) -> None:
+def test_page_lists_runs_and_refreshes_live(server: UIServer, shop_db: Path, page: Any) -> None:
     page.goto(server.url)
     rows = page.locator("#runs tbody tr")
     rows.first.wait_for()
@@ -188,7 +172,7 @@ def test_page_lists_runs_and_refreshes_live(server: UIServer, ui_db: Path, page:
     assert page.locator('#runs tr[data-run-id="order-45"]').get_attribute("data-status") == "pending"
 
     # Another process changes the store: the open page shows it without a reload.
-    _in_thread(lambda: durable("runs", "cancel", "order-45", "--store", f"sqlite:///{ui_db}"))
+    _in_thread(lambda: durable("runs", "cancel", "order-45", "--store", f"sqlite:///{shop_db}"))
     page.wait_for_selector('#runs tr[data-run-id="order-45"][data-status="cancelled"]', timeout=5000)
 
     page.select_option("#filter-status", "failed")
@@ -211,6 +195,10 @@ def test_page_draws_the_step_timeline(server: UIServer, page: Any, tmp_path: Pat
 
     # Bars are laid out in time: each starts where (or after) the previous one ended. Read in one
     # script turn: the page redraws itself live, and a bar read between redraws has no box.
+    page.wait_for_function(  # laid out: the first frames after a redraw can still have no size
+        "() => [...document.querySelectorAll('svg#timeline rect.bar[data-key]')]"
+        ".every((bar) => bar.getBoundingClientRect().width > 0)"
+    )
     boxes = page.eval_on_selector_all(
         "svg#timeline rect.bar[data-key]",
         "bars => bars.map(bar => { const box = bar.getBoundingClientRect(); "
