@@ -194,16 +194,13 @@ def test_page_draws_the_step_timeline(server: UIServer, page: Any, tmp_path: Pat
     assert bars.nth(2).get_attribute("class") == "bar signal"
 
     # Bars are laid out in time: each starts where (or after) the previous one ended. Read in one
-    # script turn: the page redraws itself live, and a bar read between redraws has no box.
-    page.wait_for_function(  # laid out: the first frames after a redraw can still have no size
-        "() => [...document.querySelectorAll('svg#timeline rect.bar[data-key]')]"
-        ".every((bar) => bar.getBoundingClientRect().width > 0)"
-    )
-    boxes = page.eval_on_selector_all(
-        "svg#timeline rect.bar[data-key]",
-        "bars => bars.map(bar => { const box = bar.getBoundingClientRect(); "
-        "return {x: box.x, width: box.width}; })",
-    )
+    # script turn, once the bars are laid out: the page redraws itself live, and a bar read
+    # between two redraws, or before layout, has no box.
+    boxes = page.wait_for_function(
+        "() => { const boxes = [...document.querySelectorAll('svg#timeline rect.bar[data-key]')]"
+        ".map((bar) => { const box = bar.getBoundingClientRect(); return {x: box.x, width: box.width}; });"
+        " return boxes.length > 0 && boxes.every((box) => box.width > 0) ? boxes : null; }"
+    ).json_value()
     assert len(boxes) == 4
     for before, after in itertools.pairwise(boxes):
         assert after["x"] >= before["x"] + before["width"] - 2
