@@ -28,3 +28,17 @@ def test_from_row_refuses_a_row_of_another_shape() -> None:
         StepRecord.from_row(ROW[:9])
     with pytest.raises(ValueError, match="'paused'"):
         StepRecord.from_row((*ROW[:4], "paused", *ROW[5:]))
+
+
+def test_from_rows_builds_the_same_records_as_from_row() -> None:
+    rows = [ROW[1:], ("save", "save", "e" * 32, "failed", None, '{"type": "E"}', 3, 12.0, 13.0)]
+    records = StepRecord.from_rows("run-1", rows)
+    assert records == [StepRecord.from_row(("run-1", *row)) for row in rows]
+    assert [record.status for record in records] == [StepStatus.COMPLETED, StepStatus.FAILED]
+
+
+def test_from_rows_refuses_a_row_of_another_shape() -> None:
+    with pytest.raises(ValueError, match="unpack"):
+        StepRecord.from_rows("run-1", [ROW])
+    with pytest.raises(ValueError, match="'paused'"):
+        StepRecord.from_rows("run-1", [(*ROW[1:4], "paused", *ROW[5:])])

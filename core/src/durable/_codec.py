@@ -173,6 +173,7 @@ _encode = _one_shot_encoder(sort_keys=False)
 _canonical = _one_shot_encoder(sort_keys=True)
 _decode = _one_shot_decoder()
 _SCALAR_TYPES = frozenset(_SCALARS)
+_NO_KWARGS: dict[str, Any] = {}  # never mutated
 # Annotations whose values need no rebuilding after from_data.
 _AS_IS = frozenset({Any, object, int, str, bool, type(None), None})
 
@@ -188,8 +189,9 @@ def loads(text: str, annotation: Any = Any) -> Any:
 
 def digest_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """``digest([list(args), kwargs])``, without walking plain scalar arguments (the common case)."""
-    if not kwargs and all(type(arg) in _SCALAR_TYPES for arg in args):
-        return hashlib.blake2b(_canonical([list(args), {}]).encode(), digest_size=16).hexdigest()
+    if not kwargs and _SCALAR_TYPES.issuperset(map(type, args)):
+        # The C encoder writes a tuple as a list: the same text as [list(args), {}].
+        return hashlib.blake2b(_canonical((args, _NO_KWARGS)).encode(), digest_size=16).hexdigest()
     return digest([list(args), kwargs])
 
 

@@ -61,7 +61,9 @@ class KeyCounter:
         self._counts: dict[str, dict[str, int]] = {}
 
     def next_key(self, scope: str, base: str) -> str:
-        counts = self._counts.setdefault(scope, {})
+        counts = self._counts.get(scope)
+        if counts is None:  # not setdefault: it would build a dict on every call
+            counts = self._counts[scope] = {}
         n = counts.get(base, 0)
         counts[base] = n + 1
         return make_key(scope, base, n)

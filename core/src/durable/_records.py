@@ -7,6 +7,7 @@ Stores persist these records field by field and never interpret payloads: every
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -157,6 +158,20 @@ class StepRecord:
             raise ValueError(f"a step row has {len(_STEP_FIELDS)} columns, got {len(row)}")
         status = _STEP_STATUSES.get(row[4]) or StepStatus(row[4])
         return cls(row[0], row[1], row[2], row[3], status, row[5], row[6], row[7], row[8], row[9])
+
+    @classmethod
+    def from_rows(cls, run_id: str, rows: Iterable[Iterable[Any]]) -> list[StepRecord]:
+        """Records of run ``run_id`` from rows of its other nine fields, in field order.
+
+        A journal load builds one record per step; this skips ``from_row``'s per-row checks
+        and the run id column, which every row would repeat.
+        """
+        statuses = _STEP_STATUSES
+        return [
+            cls(run_id, key, task, digest, statuses.get(status) or StepStatus(status), result, error,
+                attempts, started_at, finished_at)
+            for key, task, digest, status, result, error, attempts, started_at, finished_at in rows
+        ]  # fmt: skip
 
 
 _STEP_FIELDS = tuple(StepRecord.__dataclass_fields__)

@@ -671,7 +671,7 @@ class PostgresStore(Store):
         rows = await self._call(
             f"load the steps of run {run_id!r}", lambda conn: conn.fetch(self._sql["load_steps"], run_id)
         )
-        return [StepRecord.from_row(row) for row in rows]
+        return StepRecord.from_rows(run_id, rows)
 
     async def _save_step(self, conn: Conn, lease: Lease, step: StepRecord) -> StepRecord:
         values = _step_row(lease, step)
@@ -945,7 +945,10 @@ def _statements(s: str) -> dict[str, str]:
             f"signals AS (DELETE FROM {s}.signals WHERE run_id = $1) "
             f"DELETE FROM {s}.runs WHERE run_id = $1"
         ),
-        "load_steps": f"SELECT {STEP_COLUMNS} FROM {s}.steps WHERE run_id = $1 ORDER BY finished_at, key",
+        "load_steps": (
+            "SELECT key, task, args_digest, status, result, error, attempts, started_at, finished_at "
+            f"FROM {s}.steps WHERE run_id = $1 ORDER BY finished_at, key"
+        ),
         # FOR SHARE locks the run row until commit, so a claim (which updates it) waits for this
         # checkpoint, and one that committed first makes the re-checked token differ: no write.
         "save_step": (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import operator
 import os
 import sqlite3
 import time
@@ -39,6 +40,14 @@ SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
 # The fencing check and the first-completed-writer-wins insert, in one statement. Built once:
 # every checkpoint runs it, and sqlite3 finds its prepared statement by the text.
+# A journal in StepRecord.from_rows's column order. Sorted in Python, not by ORDER BY: SQLite
+# sorts through a temporary b-tree, which costs more per row (measured on 1,000-step runs).
+LOAD_STEPS = (
+    "SELECT key, task, args_digest, status, result, error, attempts, started_at, finished_at "
+    "FROM steps WHERE run_id = ?"
+)
+_BY_FINISH = operator.itemgetter(8, 0)
+
 SAVE_STEP = (
     f"INSERT INTO steps ({STEP_COLUMNS}) SELECT ?,?,?,?,?,?,?,?,?,? "
     "WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND lease_token = ?) "
@@ -311,12 +320,9 @@ class SQLiteStore(Store):
     # -- steps -------------------------------------------------------------------
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
-        rows = await self._read(
-            lambda db: db.execute(
-                f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? ORDER BY finished_at, key", (run_id,)
-            ).fetchall()
-        )
-        return [StepRecord.from_row(row) for row in rows]
+        rows = await self._read(lambda db: db.execute(LOAD_STEPS, (run_id,)).fetchall())
+        rows.sort(key=_BY_FINISH)  # (finished_at, key), as SQLite would order them
+        return StepRecord.from_rows(run_id, rows)
 
     async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
         def op(db: sqlite3.Connection) -> StepRecord:
