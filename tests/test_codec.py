@@ -154,6 +154,9 @@ def test_decoder_rejects_what_json_rejects(text: str) -> None:
         ((1,), {"b": 2}),
         (([1, 2], {"x": (1,)}), {}),
         ((1, 2.0), {}),
+        (('\u00e9"\\\n\x00\u2028 \U0001f600',), {}),
+        ((float("nan"), float("inf"), -float("inf"), -0.0, 1e100, 1e-7, 0.1), {}),
+        ((2**80, -3, False, None, ""), {}),
     ],
     ids=repr,
 )

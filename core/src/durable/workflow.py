@@ -78,7 +78,8 @@ class TaskFunction(Generic[P, R]):
         if ctx is None:
             return self._call_plain(args, kwargs)
         # The key is taken now, at call time, so asyncio.gather replays in call order.
-        key = ctx.next_key(_keys.task_base(self.name, step_id))  # type: ignore[arg-type]
+        base = self.name if step_id is None else _keys.task_base(self.name, step_id)  # type: ignore[arg-type]
+        key = ctx.next_key(base)
         return self._call_in_run(ctx, key, args, kwargs)
 
     def with_step_id(self, step_id: str) -> Callable[P, Coroutine[Any, Any, R]]:
