@@ -82,15 +82,19 @@ async def postgres_floors(url: str) -> dict[str, float]:
     import asyncpg
 
     conn = await asyncpg.connect(url)
+    # A regular (WAL-logged) table: its commit waits for the WAL flush, as a checkpoint's does.
+    # A temporary table's commit skips that flush and would understate the floor.
+    table = f"durable_floor_{os.getpid()}"
     try:
-        await conn.execute("CREATE TEMP TABLE floor_t (k bigserial PRIMARY KEY, v text)")
+        await conn.execute(f"CREATE TABLE {table} (k bigserial PRIMARY KEY, v text)")
         return {
             "postgres_select_1": await _time_async(lambda: conn.fetchval("SELECT 1")),
             "postgres_insert_commit": await _time_async(
-                lambda: conn.execute("INSERT INTO floor_t (v) VALUES ($1)", "x")
+                lambda: conn.execute(f"INSERT INTO {table} (v) VALUES ($1)", "x")
             ),
         }
     finally:
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
         await conn.close()
 
 

@@ -419,7 +419,7 @@ TARGETS: list[tuple[str, str, str, float, bool, str | None]] = [
     ("A", "sqlite-full", "us_per_new_step", 200, False, "sqlite_full_commit"),
     ("A", "postgres", "us_per_new_step", 250, False, "postgres_insert_commit"),
     ("B", "postgres", "steps_per_s", 10_000, True, None),
-    ("A", "redis", "us_per_new_step", 60, False, "redis_py_ping"),
+    ("A", "redis", "us_per_new_step", 60, False, "asyncio_socket_round_trip"),
     ("B", "redis", "steps_per_s", 30_000, True, None),
 ]
 
