@@ -28,6 +28,17 @@ REFERENCE_US = {"sqlite_normal_commit": 19.0, "sqlite_full_commit": 136.0, "sqli
 """The floors the issue quotes for the machine its targets were set on."""
 
 
+STEP_TABLE = """CREATE TABLE steps (run_id TEXT NOT NULL, key TEXT NOT NULL, task TEXT NOT NULL,
+    args_digest TEXT NOT NULL, status TEXT NOT NULL, result TEXT, error TEXT, attempts INTEGER NOT NULL,
+    started_at REAL NOT NULL, finished_at REAL NOT NULL, PRIMARY KEY (run_id, key))"""
+"""A table of the SQLite store's checkpoint shape: a row per step and the primary-key index."""
+
+
+def _step_row(n: int) -> tuple[object, ...]:
+    now = time.time()
+    return ("run-1", f"step#{n}", "step", "0" * 32, "completed", str(n), None, 1, now, now)
+
+
 def _median_us(samples: list[float]) -> float:
     return round(statistics.median(samples) * 1e6, 2)
 
@@ -40,7 +51,8 @@ def sqlite_floors() -> dict[str, float]:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute(f"PRAGMA synchronous = {mode}")
             db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
-            samples, n = [], 0
+            db.execute(STEP_TABLE)
+            samples, step_samples, n = [], [], 0
             for _ in range(ROUNDS):
                 started = time.perf_counter()
                 for _ in range(OPS):
@@ -49,7 +61,15 @@ def sqlite_floors() -> dict[str, float]:
                     db.execute("INSERT INTO t VALUES (?, ?)", (n, "x"))
                     db.execute("COMMIT")
                 samples.append((time.perf_counter() - started) / OPS)
+                started = time.perf_counter()
+                for _ in range(OPS):
+                    n += 1
+                    db.execute("BEGIN IMMEDIATE")
+                    db.execute("INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?,?)", _step_row(n))
+                    db.execute("COMMIT")
+                step_samples.append((time.perf_counter() - started) / OPS)
             out[f"sqlite_{mode.lower()}_commit"] = _median_us(samples)
+            out[f"sqlite_{mode.lower()}_commit_step_row"] = _median_us(step_samples)
             if mode == "NORMAL":
                 samples = []
                 for _ in range(ROUNDS):
