@@ -8,7 +8,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import redis
 import redis.asyncio as aioredis
@@ -38,15 +38,37 @@ class CountingConnection(aioredis.Connection):
             CountingConnection.checkpoints[name] += 1
         await super().send_packed_command(command, check_health)
 
-    async def on_connect(self) -> None:
+    async def _connect(self) -> None:
+        # Where the socket is opened, in every redis-py version (redis-py 8 no longer calls
+        # on_connect when it connects, so counting there counted nothing).
         CountingConnection.opened[self.client_name or ""] += 1
-        await super().on_connect()
+        await super()._connect()  # type: ignore[no-untyped-call]
+
+
+class CuttingConnection(CountingConnection):
+    """A counting connection whose next read can be made to fail after a number of replies, as a
+    connection lost in the middle of a pipeline fails. It leaves the socket open with the other
+    replies unread: the reader must not use it again as it is."""
+
+    cut_after: ClassVar[dict[str, int]] = {}
+    """Per client name: how many replies are still read before the next read fails (once)."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        name = self.client_name or ""
+        left = CuttingConnection.cut_after.get(name)
+        if left == 0:
+            del CuttingConnection.cut_after[name]
+            raise redis.ConnectionError("connection lost in the middle of the replies (cut by the test)")
+        if left is not None:
+            CuttingConnection.cut_after[name] = left - 1
+        return await super().read_response(*args, **kwargs)
 
 
 def counted(make_store: StoreMaker, prefix: str, **options: Any) -> tuple[RedisStore, str]:
     """A store whose connections count under a fresh client name, and that name."""
     name = f"{prefix}-{secrets.token_hex(4)}"
-    return make_store(connection_class=CountingConnection, client_name=name, **options), name
+    options.setdefault("connection_class", CountingConnection)
+    return make_store(client_name=name, **options), name
 
 
 def new_run(run_id: str, owner: str | None = "owner-a") -> RunRecord:

@@ -33,6 +33,7 @@ from durable_redis._calls import Call, copy_error, grouped
 from durable_redis._checkpoints import checkpoint, merged, own_replies, stored_steps
 from durable_redis._notify import Notifier
 from durable_redis._scripts import SOURCES
+from durable_redis._wire import Command, Wire
 
 try:
     from redis.driver_info import DriverInfo
@@ -51,7 +52,8 @@ _TRANSIENT = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, OSError)
 _BATCH_MAX = 500
 """Most calls sent in one pipeline."""
 _BATCH_IN_FLIGHT = 1
-"""Round trips of the batcher in flight at once (each holds a pooled connection)."""
+"""Round trips of the batcher in flight at once: one, as they all go through the store's one
+``Wire`` connection."""
 
 _LIST_PAGE = 500
 _SAFETY_RECHECK = 30.0
@@ -79,7 +81,9 @@ class RedisStore(Store):
     ``prefix`` namespaces every key, so several applications may share one database.
     ``retries`` transient connection errors are retried with exponential backoff from
     ``retry_delay`` seconds before ``StoreUnavailable`` is raised. Other keyword arguments go
-    to ``redis.asyncio.from_url`` (for example ``max_connections`` or ``ssl_ca_certs``).
+    to ``redis.asyncio.from_url`` (for example ``max_connections`` or ``ssl_ca_certs``). Besides
+    that pool, which serves listings and signal subscriptions, the store opens one connection of
+    its own for every other command (see ``_wire``).
     """
 
     name = "redis"
@@ -112,6 +116,7 @@ class RedisStore(Store):
         self._scripts: dict[str, AsyncScript] = {}
         self._notifier: Notifier | None = None
         self._batcher: WriteBatcher[Call, Any] | None = None
+        self._wire: Wire | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
@@ -133,7 +138,7 @@ class RedisStore(Store):
     def __getstate__(self) -> dict[str, Any]:
         # Connections, scripts and waiters belong to one process's event loop.
         state = dict(self.__dict__)
-        state.update(_client=None, _loop=None, _scripts={}, _notifier=None, _batcher=None)
+        state.update(_client=None, _loop=None, _scripts={}, _notifier=None, _batcher=None, _wire=None)
         return state
 
     # -- lifecycle ---------------------------------------------------------------
@@ -145,7 +150,7 @@ class RedisStore(Store):
         # without the idempotence checks, and would stack delays on top of ours.
         options.update(decode_responses=True, retry=Retry(NoBackoff(), 0))
         # A blocking pool queues callers for a free connection; the default pool raises
-        # "Too many connections" when thousands of runs checkpoint at once.
+        # "Too many connections" when more callers than that (listings, waiters) need one at once.
         options.setdefault("max_connections", 64)
         options.setdefault("timeout", options["socket_timeout"])
         if DriverInfo is not None and not {"driver_info", "lib_name", "lib_version"} & options.keys():
@@ -167,11 +172,13 @@ class RedisStore(Store):
         # closed from this one; it is dropped and a fresh one opened.
         client = self._make_client()
         scripts = {name: client.register_script(source) for name, source in SOURCES.items()}
-        self._client, self._loop, self._scripts = client, loop, scripts
+        wire = Wire(client)
+        self._client, self._loop, self._scripts, self._wire = client, loop, scripts, wire
         try:
             await self._call("connecting", lambda _: self._load_scripts(list(SOURCES)))
         except BaseException:
-            self._client, self._loop, self._scripts = None, None, {}
+            self._client, self._loop, self._scripts, self._wire = None, None, {}, None
+            await wire.close()
             await _close_quietly(client)
             raise
         self._notifier = Notifier(client, self.keys.channel)
@@ -181,11 +188,13 @@ class RedisStore(Store):
         batcher = self._batcher
         if batcher is not None and self._loop is _running_loop():
             await batcher.drain()  # every checkpoint already submitted gets its answer
-        client, notifier = self._client, self._notifier
+        client, notifier, wire = self._client, self._notifier, self._wire
         self._client, self._loop, self._scripts, self._notifier = None, None, {}, None
-        self._batcher = None
+        self._batcher, self._wire = None, None
         if notifier is not None:
             await notifier.close()
+        if wire is not None:
+            await wire.close()
         if client is not None:
             await _close_quietly(client)
 
@@ -267,30 +276,22 @@ class RedisStore(Store):
         return replies
 
     async def _send_once(self, calls: list[Call]) -> list[Any]:
-        """One round trip: a lone call as a plain command, several as a non-transactional pipeline."""
-        client = self.client
-        if len(calls) == 1:
-            execute: Callable[..., Awaitable[Any]] = client.execute_command
-            try:
-                return [await execute(*calls[0].command(self._scripts))]
-            except rx.ResponseError as exc:  # a reply, as a pipeline returns it
-                return [exc]
-        # Plain EVALSHA commands: queuing Script objects would make redis-py spend an extra
-        # round trip on SCRIPT EXISTS before every pipeline.
-        async with client.pipeline(transaction=False) as pipe:
-            for call in calls:
-                pipe.execute_command(*call.command(self._scripts))
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
+        """One round trip: every call's reply, an error reply as that call's own."""
+        return await self._round_trip([call.command(self._scripts) for call in calls])
 
     async def _load_scripts(self, names: list[str]) -> None:
         """Load the scripts ``names`` into the server's script cache, in one round trip."""
-        async with self.client.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.script_load(self._scripts[name].script)
-            shas: list[str] = await pipe.execute()
+        shas = await self._round_trip([("SCRIPT LOAD", self._scripts[name].script) for name in names])
         for name, sha in zip(names, shas, strict=True):
+            if isinstance(sha, Exception):
+                raise sha
             self._scripts[name].sha = sha
+
+    async def _round_trip(self, commands: list[Command]) -> list[Any]:
+        """``commands`` on the batcher's own connection, not through the pool (see ``_wire``)."""
+        self.client  # noqa: B018 - raises a clear error when the store is not open
+        assert self._wire is not None
+        return await self._wire.round_trip(commands)
 
     # -- helpers -----------------------------------------------------------------
 

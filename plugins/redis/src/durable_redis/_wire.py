@@ -1,0 +1,80 @@
+"""The batcher's own connection: its round trips skip redis-py's connection pool.
+
+The store's batcher has at most one round trip in flight (``_BATCH_IN_FLIGHT``), so one
+connection carries all of them. Through the pool, every round trip pays for taking and returning
+a connection (locks, checks, metrics) and for ``execute_command``'s or a pipeline's wrappers,
+which cost more client CPU than the round trip itself. ``Wire`` holds one connection and just
+writes the packed commands and reads every reply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ResponseError
+
+Command = Sequence[Any]
+"""A command as ``execute_command`` takes it: the name, then the arguments."""
+
+
+class Wire:
+    """One connection to ``client``'s server, for one round trip at a time.
+
+    The connection comes from the pool's own factory (its class, address, credentials,
+    protocol, timeouts and client name), but the pool does not hold it: it does not count
+    towards ``max_connections``, and ``close`` closes it. It connects on first use and again
+    after any failure.
+    """
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        # Made, not taken from the pool: held for good, a pooled one would leave one fewer for the
+        # notifier and listings (and get_connection's signature differs across redis-py versions).
+        pool = client.connection_pool
+        self._connection: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
+        # What execute_command does to a reply: the callbacks depend on the client's protocol
+        # (under RESP2, HGETALL's flat list becomes a dict).
+        self._callbacks = client.response_callbacks
+        self._busy = False
+
+    async def round_trip(self, commands: Sequence[Command]) -> list[Any]:
+        """Send ``commands`` together, then return each command's reply, in order.
+
+        An error reply (a ``ResponseError``: NOSCRIPT, WRONGTYPE, a script's error) is returned as
+        that command's reply, and the replies after it are still read. Any other failure (a lost
+        connection, a timeout, or an error that redis-py raises instead of returning, such as
+        LOADING) is raised after the connection is disconnected. Replies may be left unread, so the
+        connection is never used again as it is: the next round trip reconnects.
+        """
+        if self._busy:  # two round trips at once would read each other's replies
+            raise RuntimeError("the batcher's connection is already carrying a round trip")
+        self._busy = True
+        connection = self._connection
+        try:
+            await connection.send_packed_command(connection.pack_commands(commands))
+            return [await self._reply(command[0]) for command in commands]
+        except BaseException:
+            await self._disconnect()
+            raise
+        finally:
+            self._busy = False
+
+    async def _reply(self, name: str) -> Any:
+        try:
+            reply = await self._connection.read_response()
+        except ResponseError as error:  # read in full: the connection is still in step
+            return error
+        callback = self._callbacks.get(name)
+        return reply if callback is None else callback(reply)
+
+    async def close(self) -> None:
+        await self._disconnect(nowait=False)
+
+    async def _disconnect(self, *, nowait: bool = True) -> None:
+        # A failure to close (the server is gone, the loop it was opened on is closed) must not
+        # hide the error being raised.
+        with contextlib.suppress(Exception):
+            await self._connection.disconnect(nowait=nowait)
