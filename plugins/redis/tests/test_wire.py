@@ -21,7 +21,7 @@ from redis_test_kit import (
     unknown_sha,
 )
 
-from durable.errors import LeaseLost
+from durable.errors import LeaseLost, StoreUnavailable
 from durable.store import Lease, RunRecord, StepRecord, StepStatus
 from durable_redis import RedisStore
 from durable_redis._wire import Wire
@@ -257,3 +257,21 @@ async def test_a_connection_killed_by_the_server_is_replaced_on_the_next_round_t
     assert CountingConnection.opened[name] == 2
     await assert_each_its_own(store, outcomes)
     assert server_connections(admin, name) == 1
+
+
+async def test_a_server_that_never_answers_times_out_as_a_transient_failure(make_store: StoreMaker) -> None:
+    # The wire's connection has no socket timeout of its own: one timer bounds each round trip.
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client hangs up; never a reply
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = make_store(url=f"redis://127.0.0.1:{port}/0", socket_timeout=0.2, retries=1, retry_delay=0.01)
+    try:
+        with pytest.raises(StoreUnavailable, match="unavailable"):
+            # wait_for: a missing timeout must fail this test, not hang it.
+            await asyncio.wait_for(store.open(), timeout=30)
+    finally:
+        server.close()
+        await server.wait_closed()
