@@ -275,3 +275,30 @@ async def test_a_server_that_never_answers_times_out_as_a_transient_failure(make
     finally:
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "commands",
+    [
+        [("PING",)],
+        [("SCRIPT LOAD", "return 1"), ("EVALSHA", "ab" * 20, 2, "k1", "k2", "ünïcødé ✓", 7, -3, 2.5, 1e300)],
+        [(b"CONFIG GET", b"maxmemory")],
+        [("SET", "big", "x" * 100_000)],
+        [("SET", b"raw", b"\x00\xff" * 5_000, bytearray(b"ba"), memoryview(b"mv"))],
+        [("HSET", "h", "f", 0), ("ZADD", "z", 1.0000000000000002, "m"), ("GET", "")],
+    ],
+    ids=["ping", "scripts", "bytes-name", "large", "buffers", "numbers"],
+)
+async def test_the_wire_packs_what_redis_py_packs(
+    make_store: StoreMaker, commands: list[tuple[Any, ...]]
+) -> None:
+    wire = Wire(make_store()._make_client())
+    theirs = b"".join(bytes(chunk) for chunk in wire._connection.pack_commands(commands))
+    assert b"".join(wire.pack(commands)) == theirs
+
+
+@pytest.mark.parametrize("value", [True, None, object()])
+async def test_the_wire_refuses_what_redis_py_refuses(make_store: StoreMaker, value: object) -> None:
+    wire = Wire(make_store()._make_client())
+    with pytest.raises(redis.DataError):
+        wire.pack([("SET", "k", value)])
