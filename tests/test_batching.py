@@ -119,3 +119,24 @@ async def test_drain_waits_for_items_queued_behind_a_lone_write() -> None:
     await batcher.drain()
     assert all(c.done() for c in callers)
     assert sorted(i for b in rec.batches for i in b) == list(range(5))
+
+
+async def test_a_sequential_writer_after_a_flush_task_is_sent_alone_again() -> None:
+    # Once a write has gone through a flush task, nothing of the batcher's may be left in the
+    # loop's ready queue when its caller resumes: the caller's next write would find something
+    # else ready, be queued for a task too, and a sequential workflow would pay a task per
+    # write from then on.
+    carriers: list[asyncio.Task[object] | None] = []
+
+    async def flush(items: list[int]) -> list[int]:
+        carriers.append(asyncio.current_task())
+        await asyncio.sleep(0)
+        return items
+
+    batcher = WriteBatcher(flush)
+    asyncio.get_running_loop().call_soon(lambda: None)  # something else ready: queued, not sent
+    assert await batcher.submit(0) == 0
+    assert len(carriers) == 1 and carriers[0] is not asyncio.current_task()  # a flush task
+    carriers.clear()
+    assert [await batcher.submit(i) for i in range(5)] == [0, 1, 2, 3, 4]
+    assert carriers == [asyncio.current_task()] * 5  # each sent from this task, at once

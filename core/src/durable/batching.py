@@ -92,11 +92,22 @@ class WriteBatcher(Generic[I, R]):
         batches = -(-len(self._pending) // self.max_batch)
         for _ in range(min(batches, self.max_in_flight - self._in_flight)):
             self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._send())
-            self._tasks.add(task)  # the loop keeps only a weak reference to a task
-            task.add_done_callback(self._tasks.discard)
+            # The loop keeps only a weak reference to a task; _send drops this one when it ends.
+            # Not through a done callback: that would sit in the loop's ready queue just when
+            # the flushed callers resume, and their next write, finding something else ready,
+            # would be queued for a task instead of sent at once (a sequential workflow would
+            # pay a task per write from then on).
+            self._tasks.add(asyncio.get_running_loop().create_task(self._send()))
 
     async def _send(self) -> None:
+        try:
+            await self._send_batch()
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _send_batch(self) -> None:
         batch = self._pending[: self.max_batch]
         del self._pending[: self.max_batch]
         if not batch:  # an earlier task took them
