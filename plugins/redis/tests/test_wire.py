@@ -302,3 +302,11 @@ async def test_the_wire_refuses_what_redis_py_refuses(make_store: StoreMaker, va
     wire = Wire(make_store()._make_client())
     with pytest.raises(redis.DataError):
         wire.pack([("SET", "k", value)])
+
+
+async def test_the_wire_encodes_text_as_the_client_is_configured(make_store: StoreMaker) -> None:
+    wire = Wire(make_store(encoding="latin-1")._make_client())
+    commands = [("SET", "k", "café")]
+    theirs = b"".join(bytes(chunk) for chunk in wire._connection.pack_commands(commands))
+    assert b"".join(wire.pack(commands)) == theirs
+    assert b"caf\xe9" in theirs  # latin-1, not UTF-8

@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
+
+_UTF8_STRICT = (("utf-8", "strict"), ("utf8", "strict"))
+_COPIED = 1 << 16
+"""Arguments shorter than this are formatted into one piece with their header."""
 
 Command = Sequence[Any]
 """A command as ``execute_command`` takes it: the name, then the arguments."""
@@ -46,8 +50,12 @@ class Wire:
         # (under RESP2, HGETALL's flat list becomes a dict).
         self._callbacks = client.response_callbacks
         encoder = self._connection.encoder
-        self._encode = functools.partial(
-            str.encode, encoding=encoder.encoding, errors=encoder.encoding_errors
+        default = (encoder.encoding.lower(), encoder.encoding_errors) in _UTF8_STRICT
+        # str.encode's defaults spare a partial's cost per argument.
+        self._encode: Callable[[str], bytes] = (
+            str.encode
+            if default
+            else functools.partial(str.encode, encoding=encoder.encoding, errors=encoder.encoding_errors)
         )
         self._busy = False
 
@@ -83,12 +91,13 @@ class Wire:
         """
         encode, fallback = self._encode, self._connection.encoder.encode
         pieces: list[bytes] = []
+        add = pieces.append
         for name, *args in commands:
             # A name such as "SCRIPT LOAD" is several words, sent as separate arguments.
             words = (name.encode() if isinstance(name, str) else name).split()
-            pieces.append(b"*%d\r\n" % (len(words) + len(args)))
-            for word in words:
-                pieces += (b"$%d\r\n" % len(word), word, b"\r\n")
+            add(b"*%d\r\n" % (len(words) + len(args)))
+            for data in words:
+                add(b"$%d\r\n%b\r\n" % (len(data), data))
             for arg in args:
                 kind = type(arg)
                 if kind is str:
@@ -99,7 +108,10 @@ class Wire:
                     data = repr(arg).encode()
                 else:  # anything rarer, and the errors redis-py raises (DataError for a bool)
                     data = bytes(fallback(arg))  # type: ignore[no-untyped-call]
-                pieces += (b"$%d\r\n" % len(data), data, b"\r\n")
+                if len(data) < _COPIED:
+                    add(b"$%d\r\n%b\r\n" % (len(data), data))
+                else:  # not copied into a header: the transport joins the pieces once anyway
+                    pieces += (b"$%d\r\n" % len(data), data, b"\r\n")
         return pieces
 
     async def _reply(self, name: str) -> Any:
