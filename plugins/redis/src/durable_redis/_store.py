@@ -227,11 +227,15 @@ class RedisStore(Store):
 
     # -- the batcher: every call in flight at the same moment shares one round trip -------------
 
-    async def _run(self, call: Call) -> Any:
-        """``call``'s reply, once the round trip that carried it returned; an error reply is raised."""
+    def _run(self, call: Call) -> Awaitable[Any]:
+        """``call``'s reply, once the round trip that carried it returned; an error reply is raised.
+
+        Not a coroutine of its own: every store call awaits this, and a frame fewer between
+        the caller and the batcher is measurable when thousands of runs checkpoint at once.
+        """
         self.client  # noqa: B018 - raises a clear error when the store is not open
         assert self._batcher is not None
-        return await self._batcher.submit(call)
+        return self._batcher.submit(call)
 
     async def _flush(self, calls: list[Call]) -> list[Any]:
         """The batcher's flush: ``calls`` in one round trip (retried through ``_call``), each one's
@@ -453,17 +457,23 @@ class RedisStore(Store):
         return sorted(steps, key=lambda step: step.finished_at)
 
     async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
-        [stored] = await self.save_steps(lease, [step])
-        return stored
+        batch = (step,)  # save_steps of one step, without its frame: every checkpoint comes here
+        return self._saved(lease, batch, await self._run(self._checkpoint(lease, batch)))[0]
 
     async def save_steps(self, lease: Lease, steps: Iterable[StepRecord]) -> list[StepRecord]:
         batch = tuple(steps)
         if not batch:
             return []
+        return self._saved(lease, batch, await self._run(self._checkpoint(lease, batch)))
+
+    def _checkpoint(self, lease: Lease, batch: tuple[StepRecord, ...]) -> Call:
         for step in batch:
             if step.run_id != lease.run_id:
                 raise ValueError(f"step {step.key!r} belongs to run {step.run_id!r}, not {lease.run_id!r}")
-        reply = await self._run(checkpoint(self.keys, lease, batch))
+        return checkpoint(self.keys, lease, batch)
+
+    def _saved(self, lease: Lease, batch: tuple[StepRecord, ...], reply: Any) -> list[StepRecord]:
+        """What is stored after the checkpoint script answered ``reply`` (see ``checkpoint``)."""
         if reply == 1:
             return list(batch)
         if reply[0] == 0:
