@@ -102,14 +102,20 @@ async def test_sequential_checkpoints_acquire_from_the_pool_once(
     assert [s.key for s in await store.load_steps(run_id)] == [f"s{i}" for i in range(50)]
 
 
+async def run_with_step_a(store: PostgresStore, run_id: str) -> Lease:
+    """A run owned by "me" whose step "a" is saved: the step batcher holds its connection."""
+    await store.create_run(owned(run_id))
+    lease = Lease(run_id, "me", 1, 0.0)
+    await store.save_step(lease, step(run_id, "a"))
+    return lease
+
+
 async def test_a_held_connection_killed_while_idle_is_replaced(
     counted: tuple[PostgresStore, CountingPool], admin: asyncpg.Connection, unique: str
 ) -> None:
     store, pool = counted
     run_id = f"idle-{unique}"
-    await store.create_run(owned(run_id))
-    lease = Lease(run_id, "me", 1, 0.0)
-    await store.save_step(lease, step(run_id, "a"))
+    lease = await run_with_step_a(store, run_id)
     [(pid, _)] = await saving_backends(admin, unique)
     assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
     before = pool.acquires
@@ -126,9 +132,7 @@ async def test_a_held_connection_killed_mid_checkpoint_is_replaced_and_the_step_
 ) -> None:
     store, pool = counted
     run_id = f"mid-{unique}"
-    await store.create_run(owned(run_id))
-    lease = Lease(run_id, "me", 1, 0.0)
-    await store.save_step(lease, step(run_id, "a"))
+    lease = await run_with_step_a(store, run_id)
     before = pool.acquires
     # The checkpoint's FOR SHARE waits behind this lock: its backend is killed mid-statement.
     locked = admin.transaction()
