@@ -8,6 +8,7 @@ and each caller gets exactly what its call would have got alone.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -70,8 +71,8 @@ async def test_a_hundred_concurrent_workflows_share_round_trips_and_a_few_connec
     assert await asyncio.gather(*(flow(n) for n in range(100))) == [45] * 100
     round_trips = CountingConnection.sent[name] - before
 
-    # Each run alone: create_run, its index entry, 10 checkpoints and its completion.
-    alone = 100 * 13
+    # Each run alone: create_run with its index entry, 10 checkpoints and its completion.
+    alone = 100 * 12
     assert round_trips <= alone // 10, round_trips
     # One connection per round trip in flight, where each command in flight once took its own.
     assert CountingConnection.opened[name] <= 1, CountingConnection.opened[name]
@@ -127,7 +128,7 @@ async def test_a_create_sent_again_after_its_reply_was_lost_is_still_created_onc
     else:
         outcomes = await in_one_batch(store, *(store.create_run(record) for record in records))
 
-    assert lost == [callers]
+    assert lost == [2 * callers]  # each create's script and its index entry
     assert sum(was_created for _, was_created in outcomes) == 1
     [winner] = [record for record, (_, was_created) in zip(records, outcomes, strict=True) if was_created]
     assert all(stored == winner for stored, _ in outcomes)
@@ -251,7 +252,8 @@ async def test_a_lone_operation_costs_what_it_did_before_batching(make_store: St
         await operation
         costs[what] = CountingConnection.sent[name] - before
 
-    await cost("create_run", store.create_run(run))  # the script, then the index entry
+    await cost("create_run", store.create_run(run))  # the script and the index entry, together
+    await cost("create_run again", store.create_run(new_run("alone")))  # then the entry restored
     await cost("get_run", store.get_run("alone"))
     await cost("renew_lease", store.renew_lease(held, 30))
     await cost("save_step", store.save_step(held, step("alone", "s")))
@@ -265,7 +267,8 @@ async def test_a_lone_operation_costs_what_it_did_before_batching(make_store: St
     await cost("delete_run", store.delete_run("alone"))  # the script, then the index entry
 
     assert costs == {
-        "create_run": 2,
+        "create_run": 1,
+        "create_run again": 2,
         "get_run": 1,
         "renew_lease": 1,
         "save_step": 1,
@@ -278,3 +281,21 @@ async def test_a_lone_operation_costs_what_it_did_before_batching(make_store: St
         "reset_run": 1,
         "delete_run": 2,
     }
+
+
+async def test_creating_an_existing_run_leaves_its_index_entry_at_the_stored_time(
+    make_store: StoreMaker,
+) -> None:
+    # The index entry is written with the new record's created_at in the script's round trip;
+    # a run that already existed gets its stored created_at back, and a lost entry is restored.
+    store = make_store()
+    await store.open()
+    first = new_run("twice")
+    assert await store.create_run(first) == (first, True)
+    assert await store.client.zscore(store.keys.index, "twice") == first.created_at
+    later = dataclasses.replace(first, created_at=first.created_at + 5, updated_at=first.created_at + 5)
+    assert await store.create_run(later) == (first, False)
+    assert await store.client.zscore(store.keys.index, "twice") == first.created_at
+    await store.client.zrem(store.keys.index, "twice")
+    assert await store.create_run(later) == (first, False)
+    assert await store.client.zscore(store.keys.index, "twice") == first.created_at

@@ -54,7 +54,7 @@ async def test_sequential_checkpoints_use_one_connection_and_one_round_trip_each
     store, name = counted(make_store, "wire")
     handshake = await opened(store, name)
     run = new_run("seq")
-    await store.create_run(run)  # the script, then the index entry
+    await store.create_run(run)  # the script and the index entry, in one round trip
     before = CountingConnection.sent[name]
 
     for i in range(50):
@@ -62,7 +62,7 @@ async def test_sequential_checkpoints_use_one_connection_and_one_round_trip_each
 
     assert CountingConnection.sent[name] - before == 50
     assert CountingConnection.checkpoints[name] == 50
-    assert CountingConnection.sent[name] == handshake + 1 + 2 + 50  # nothing else went anywhere
+    assert CountingConnection.sent[name] == handshake + 1 + 1 + 50  # nothing else went anywhere
     assert CountingConnection.opened[name] == 1  # the pool was never asked for one
     assert server_connections(admin, name) == 1
     assert len(await store.load_steps("seq")) == 50

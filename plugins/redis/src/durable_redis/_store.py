@@ -316,18 +316,21 @@ class RedisStore(Store):
         for field, value in k.run_fields(run).items():
             args += [field, value]
         call = Call(f"creating run {run.run_id!r}", self.keys.run_keys(run.run_id), args, script="create_run")
-        reply = await self._run(call)
-        if reply == 1:
-            stored, created = run, True
-        else:
-            stored = k.parse_run(k.pairs(reply))
-            # This very call, sent again after its reply was lost, finds its own record.
-            created = call.retried and stored == run
-        # The index lives in another slot (no multi-slot script in a cluster). Writing the stored
-        # record's created_at on every call, not just the first, repairs an index entry lost to a
-        # crash between the two steps or pruned while the run was being recreated.
+        # The index lives in another slot (no multi-slot script in a cluster), so its entry is a
+        # command of its own, sent in the same round trip as the script: the new record's
+        # created_at, which is the stored one when the run is created (the common case).
         what = f"indexing run {run.run_id!r}"
-        await self._run(Call.plain(what, "ZADD", self.keys.index, stored.created_at, stored.run_id))
+        index = Call.plain(what, "ZADD", self.keys.index, run.created_at, run.run_id)
+        reply, _ = await asyncio.gather(self._run(call), self._run(index))
+        if reply == 1:
+            return run, True
+        stored = k.parse_run(k.pairs(reply))
+        # This very call, sent again after its reply was lost, finds its own record.
+        created = call.retried and stored == run
+        if stored.created_at != run.created_at:
+            # The run existed: its entry gets the stored created_at back. Writing it on every such
+            # call also repairs an entry lost to a crash, or pruned while the run was recreated.
+            await self._run(Call.plain(what, "ZADD", self.keys.index, stored.created_at, stored.run_id))
         return stored, created
 
     async def get_run(self, run_id: str) -> RunRecord | None:
