@@ -38,8 +38,6 @@ SIGNAL_COLUMNS = "run_id, name, delivery_id, payload, seq, sent_at"
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
 
-# The fencing check and the first-completed-writer-wins insert, in one statement. Built once:
-# every checkpoint runs it, and sqlite3 finds its prepared statement by the text.
 # A journal in StepRecord.from_rows's column order. Sorted in Python, not by ORDER BY: SQLite
 # sorts through a temporary b-tree, which costs more per row (measured on 1,000-step runs).
 LOAD_STEPS = (
@@ -48,6 +46,8 @@ LOAD_STEPS = (
 )
 _BY_FINISH = operator.itemgetter(8, 0)
 
+# The fencing check and the first-completed-writer-wins insert, in one statement. Built once:
+# every checkpoint runs it, and sqlite3 finds its prepared statement by the text.
 SAVE_STEP = (
     f"INSERT INTO steps ({STEP_COLUMNS}) SELECT ?,?,?,?,?,?,?,?,?,? "
     "WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND lease_token = ?) "
