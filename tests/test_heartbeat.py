@@ -66,10 +66,8 @@ async def test_a_short_run_is_never_renewed(app: tuple[Workflow, list[Lease]]) -
     assert renewals == []
 
 
-async def test_a_cancel_requested_elsewhere_stops_the_run_at_its_next_renewal(
-    app: tuple[Workflow, list[Lease]],
-) -> None:
-    wf, renewals = app
+async def running_forever(wf: Workflow, run_id: str) -> asyncio.Future[None]:
+    """Run ``run_id``, whose one step waits forever; returns once that step has started."""
     started = asyncio.Event()
 
     @wf.task
@@ -77,12 +75,20 @@ async def test_a_cancel_requested_elsewhere_stops_the_run_at_its_next_renewal(
         started.set()
         await asyncio.sleep(60)
 
-    @wf.workflow(id="doomed")
-    async def doomed() -> None:
+    @wf.workflow(id=run_id)
+    async def forever() -> None:
         await wait_forever()
 
-    run = asyncio.ensure_future(doomed())
+    run = asyncio.ensure_future(forever())
     await started.wait()
+    return run
+
+
+async def test_a_cancel_requested_elsewhere_stops_the_run_at_its_next_renewal(
+    app: tuple[Workflow, list[Lease]],
+) -> None:
+    wf, renewals = app
+    run = await running_forever(wf, "doomed")
     store = await wf.get_store()
     await store.request_cancel("doomed")  # as another process would: only the flag is set
     with pytest.raises(RunCancelled, match="'doomed'"):
@@ -92,19 +98,7 @@ async def test_a_cancel_requested_elsewhere_stops_the_run_at_its_next_renewal(
 
 async def test_a_lease_taken_over_elsewhere_stops_the_run(app: tuple[Workflow, list[Lease]]) -> None:
     wf, _ = app
-    started = asyncio.Event()
-
-    @wf.task
-    async def wait_forever() -> None:
-        started.set()
-        await asyncio.sleep(60)
-
-    @wf.workflow(id="taken")
-    async def taken() -> None:
-        await wait_forever()
-
-    run = asyncio.ensure_future(taken())
-    await started.wait()
+    run = await running_forever(wf, "taken")
     store = await wf.get_store()
     # Another executor's claim after expiry, simulated: the owner's token becomes stale.
     record = await store.get_run("taken")
