@@ -140,3 +140,33 @@ async def test_a_sequential_writer_after_a_flush_task_is_sent_alone_again() -> N
     carriers.clear()
     assert [await batcher.submit(i) for i in range(5)] == [0, 1, 2, 3, 4]
     assert carriers == [asyncio.current_task()] * 5  # each sent from this task, at once
+
+
+async def test_submit_all_sends_one_callers_items_in_one_flush_with_their_own_outcomes() -> None:
+    rec = Recorder(delay=0)
+    batcher = WriteBatcher(rec.flush)
+    outcomes = await batcher.submit_all([1, -2, 3])
+    assert outcomes[0] == 10 and outcomes[2] == 30
+    assert isinstance(outcomes[1], ValueError) and "item -2" in str(outcomes[1])  # returned, not raised
+    assert rec.batches == [[1, -2, 3]] and batcher.flushes == 1
+
+
+async def test_submit_all_during_a_flush_rides_the_next_one_with_other_callers() -> None:
+    rec = Recorder()
+    batcher = WriteBatcher(rec.flush)
+    first = asyncio.ensure_future(batcher.submit(0))
+    await asyncio.sleep(0.001)  # sent alone, at once; the next writes wait for it
+    together = await asyncio.gather(batcher.submit_all([1, 2]), batcher.submit(3), batcher.submit_all([4]))
+    assert await first == 0 and together == [[10, 20], 30, [40]]
+    assert rec.batches == [[0], [1, 2, 3, 4]]
+
+
+async def test_drain_waits_for_the_items_of_submit_all() -> None:
+    rec = Recorder()
+    batcher = WriteBatcher(rec.flush)
+    first = asyncio.ensure_future(batcher.submit(0))
+    await asyncio.sleep(0.001)
+    queued = asyncio.ensure_future(batcher.submit_all([1, 2]))
+    await asyncio.sleep(0)
+    await batcher.drain()
+    assert queued.done() and queued.result() == [10, 20] and await first == 0

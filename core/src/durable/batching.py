@@ -62,29 +62,58 @@ class WriteBatcher(Generic[I, R]):
         """Write ``item`` with whatever else is waiting; return its outcome once flushed."""
         self._waiting_callers += 1
         try:
-            idle = self._in_flight < self.max_in_flight and not self._pending
-            if idle and nothing_else_ready(asyncio.get_running_loop()):
-                return await self._send_alone(item)
-            future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-            self._pending.append((item, future))
-            self._start_flushes()
-            return await future
+            if self._may_send_alone(1):
+                [outcome] = await self._send_alone([item])
+            else:  # every checkpoint of concurrent runs comes here: one future, no more
+                future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+                self._pending.append((item, future))
+                self._start_flushes()
+                return await future
         finally:
-            self._waiting_callers -= 1
-            if not self._waiting_callers and self._idle is not None:
-                self._idle.set()
-
-    async def _send_alone(self, item: I) -> R:
-        self._in_flight += 1
-        self.flushes += 1
-        try:
-            [outcome] = await self._flush([item])
-        finally:
-            self._in_flight -= 1
-            self._start_flushes()
+            self._caller_left()
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
+
+    async def submit_all(self, items: Sequence[I]) -> list[R | BaseException]:
+        """Write ``items`` together, with whatever else is waiting; each one's outcome, in order.
+
+        The items of one call share a flush when they fit in one (``max_batch``), so a store
+        operation made of several commands costs one round trip, without a task per command.
+        """
+        self._waiting_callers += 1
+        try:
+            if self._may_send_alone(len(items)):
+                return await self._send_alone(list(items))
+            loop = asyncio.get_running_loop()
+            futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
+            self._pending.extend(zip(items, futures, strict=True))
+            self._start_flushes()
+            return await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            self._caller_left()
+
+    def _caller_left(self) -> None:
+        # Callers are counted so that drain() also waits for items not flushed yet.
+        self._waiting_callers -= 1
+        if not self._waiting_callers and self._idle is not None:
+            self._idle.set()
+
+    def _may_send_alone(self, count: int) -> bool:
+        idle = self._in_flight < self.max_in_flight and not self._pending
+        return idle and count <= self.max_batch and nothing_else_ready(asyncio.get_running_loop())
+
+    async def _send_alone(self, items: list[I]) -> list[R | BaseException]:
+        self._in_flight += 1
+        self.flushes += 1
+        try:
+            outcomes = list(await self._flush(items))
+        finally:
+            self._in_flight -= 1
+            self._start_flushes()
+        if len(outcomes) != len(items):
+            raise RuntimeError(f"flush returned {len(outcomes)} outcomes for {len(items)} items")
+        return outcomes
 
     def _start_flushes(self) -> None:
         # A flush task takes its batch when it starts, in the next loop turn, so that writes

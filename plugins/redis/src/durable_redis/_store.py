@@ -237,6 +237,16 @@ class RedisStore(Store):
         assert self._batcher is not None
         return self._batcher.submit(call)
 
+    async def _run_together(self, *calls: Call) -> list[Any]:
+        """The replies of ``calls``, sent in one round trip; the first error reply is raised."""
+        self.client  # noqa: B018 - raises a clear error when the store is not open
+        assert self._batcher is not None
+        replies = await self._batcher.submit_all(calls)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
+
     async def _flush(self, calls: list[Call]) -> list[Any]:
         """The batcher's flush: ``calls`` in one round trip (retried through ``_call``), each one's
         reply or error as it would get it alone."""
@@ -321,7 +331,7 @@ class RedisStore(Store):
         # created_at, which is the stored one when the run is created (the common case).
         what = f"indexing run {run.run_id!r}"
         index = Call.plain(what, "ZADD", self.keys.index, run.created_at, run.run_id)
-        reply, _ = await asyncio.gather(self._run(call), self._run(index))
+        reply = (await self._run_together(call, index))[0]
         if reply == 1:
             return run, True
         stored = k.parse_run(k.pairs(reply))
