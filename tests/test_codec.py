@@ -163,3 +163,18 @@ def test_decoder_rejects_what_json_rejects(text: str) -> None:
 def test_digest_call_is_the_digest_of_the_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     assert _codec.digest_call(args, kwargs) == _codec.digest([list(args), kwargs])
     assert _codec.digest_call((1,), {}) != _codec.digest_call((True,), {}) != _codec.digest_call(("1",), {})
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        ["step", "d" * 32, '"quoted"\n', None, 1, 1.5, -0.0, 1e300, "é ✓"],
+        {"b": [1, {"a": None}], "a": True},
+        [],
+    ],
+    ids=repr,
+)
+def test_compact_json_is_json_dumps_without_spaces_keeping_non_ascii(data: Any) -> None:
+    from durable.store import compact_json
+
+    assert compact_json(data) == json.dumps(data, separators=(",", ":"), ensure_ascii=False)

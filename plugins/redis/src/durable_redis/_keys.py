@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 
 from durable.errors import ConfigurationError
-from durable.store import RunRecord, RunStatus, SignalRecord, StepRecord, StepStatus
+from durable.store import RunRecord, RunStatus, SignalRecord, StepRecord, StepStatus, compact_json
 
 RUN_KINDS = ("run", "steps", "sigs", "sigids")
 """The per-run keys, in the order every script receives them as ``KEYS``."""
@@ -148,11 +148,6 @@ _STATUS_MARK = {StepStatus.COMPLETED: "c", StepStatus.FAILED: "f"}
 _MARK_STATUS = {mark: status for status, mark in _STATUS_MARK.items()}
 
 
-_encode_json = json.JSONEncoder(ensure_ascii=False).encode
-"""``json.dumps(value, ensure_ascii=False)`` without building an encoder per call (every
-checkpoint encodes its step)."""
-
-
 def encode_step(step: StepRecord) -> str:
     """A step's hash value. The first character is its status, so the checkpoint script decides
     "first completed writer wins" without decoding JSON in Lua."""
@@ -165,7 +160,7 @@ def encode_step(step: StepRecord) -> str:
         step.started_at,
         step.finished_at,
     ]
-    return _STATUS_MARK[step.status] + _encode_json(body)
+    return _STATUS_MARK[step.status] + compact_json(body)
 
 
 def decode_step(run_id: str, key: str, value: str) -> StepRecord:
