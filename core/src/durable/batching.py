@@ -105,6 +105,11 @@ class WriteBatcher(Generic[I, R]):
 
     async def _send_alone(self, items: list[I]) -> list[R | BaseException]:
         self._in_flight += 1
+        return await self._flushed(items)
+
+    async def _flushed(self, items: list[I]) -> list[R | BaseException]:
+        """``flush(items)`` as one of the flushes in flight (counted by the caller): one outcome
+        per item. When it ends, the next flush may start."""
         self.flushes += 1
         try:
             outcomes = list(await self._flush(items))
@@ -142,11 +147,8 @@ class WriteBatcher(Generic[I, R]):
         if not batch:  # an earlier task took them
             self._in_flight -= 1
             return
-        self.flushes += 1
         try:
-            outcomes = await self._flush([item for item, _ in batch])
-            if len(outcomes) != len(batch):
-                raise RuntimeError(f"flush returned {len(outcomes)} outcomes for {len(batch)} items")
+            outcomes = await self._flushed([item for item, _ in batch])
         except BaseException as exc:
             for _, future in batch:
                 if future.done():
@@ -158,9 +160,6 @@ class WriteBatcher(Generic[I, R]):
             if not isinstance(exc, Exception):
                 raise
             return
-        finally:
-            self._in_flight -= 1
-            self._start_flushes()
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():  # its caller was cancelled; the write itself happened
                 continue
