@@ -233,19 +233,20 @@ class RedisStore(Store):
         Not a coroutine of its own: every store call awaits this, and a frame fewer between
         the caller and the batcher is measurable when thousands of runs checkpoint at once.
         """
-        self.client  # noqa: B018 - raises a clear error when the store is not open
-        assert self._batcher is not None
-        return self._batcher.submit(call)
+        return self._open_batcher().submit(call)
 
     async def _run_together(self, *calls: Call) -> list[Any]:
         """The replies of ``calls``, sent in one round trip; the first error reply is raised."""
-        self.client  # noqa: B018 - raises a clear error when the store is not open
-        assert self._batcher is not None
-        replies = await self._batcher.submit_all(calls)
+        replies = await self._open_batcher().submit_all(calls)
         for reply in replies:
             if isinstance(reply, BaseException):
                 raise reply
         return replies
+
+    def _open_batcher(self) -> WriteBatcher[Call, Any]:
+        self.client  # noqa: B018 - raises a clear error when the store is not open
+        assert self._batcher is not None
+        return self._batcher
 
     async def _flush(self, calls: list[Call]) -> list[Any]:
         """The batcher's flush: ``calls`` in one round trip (retried through ``_call``), each one's
