@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from durable.store import RunRecord, RunStatus
+from durable_postgres import PostgresStore
+
+STATEMENT_METHODS = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
 
 
 def owned(run_id: str) -> RunRecord:
@@ -22,3 +29,68 @@ def owned(run_id: str) -> RunRecord:
         lease_token=1,
         lease_expires_at=now + 60,
     )
+
+
+class RecordingConnection:
+    """Records the SQL of every statement sent through a pooled connection.
+
+    ``fail_after`` names a statement that, the first time it runs, commits and then fails
+    as if the connection had been lost before the reply arrived.
+    """
+
+    def __init__(self, conn: Any, pool: RecordingPool) -> None:
+        self._conn, self._pool = conn, pool
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._conn, name)
+        if name not in STATEMENT_METHODS:
+            return attr
+
+        async def recorded(sql: str, *args: Any, **kwargs: Any) -> Any:
+            self._pool.statements.append(sql)
+            result = await attr(sql, *args, **kwargs)
+            if self._pool.fail_after is not None and sql == self._pool.fail_after:
+                self._pool.fail_after = None
+                raise ConnectionResetError("injected: the reply was lost")
+            return result
+
+        return recorded
+
+
+class RecordingPool:
+    """Wraps a store's pool: counts the connections taken and given back, records statements."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self.statements: list[str] = []
+        self.acquires = 0
+        self.releases = 0
+        self.fail_after: str | None = None
+
+    async def acquire(self, **kwargs: Any) -> RecordingConnection:
+        self.acquires += 1
+        return RecordingConnection(await self._pool.acquire(**kwargs), self)
+
+    async def release(self, conn: RecordingConnection) -> None:
+        self.releases += 1
+        await self._pool.release(conn._conn)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def kinds(self, store: PostgresStore) -> Counter[str]:
+        """How many statements of each of the store's named statements were sent."""
+        names = {sql: name for name, sql in store._sql.items()}
+        return Counter(names.get(sql, "other") for sql in self.statements)
+
+
+@contextmanager
+def recording(store: PostgresStore) -> Iterator[RecordingPool]:
+    """Records what ``store`` does with its pool inside the block."""
+    real = store._pool
+    pool = RecordingPool(real)
+    store._pool = pool  # type: ignore[assignment]
+    try:
+        yield pool
+    finally:
+        store._pool = real

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable, Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
-from postgres_test_kit import owned
+from postgres_test_kit import RecordingPool, owned, recording
 
 import durable_postgres._store as store_module
 from durable import Workflow
@@ -20,66 +20,12 @@ from durable.errors import LeaseLost, StoreError
 from durable.store import Lease, RunRecord, RunStatus, StepRecord, StepStatus
 from durable_postgres import PostgresStore
 
-STATEMENT_METHODS = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
-
-
-class RecordingConnection:
-    """Records the SQL of every statement sent through a pooled connection.
-
-    ``fail_after`` names a statement that, the first time it runs, commits and then fails
-    as if the connection had been lost before the reply arrived.
-    """
-
-    def __init__(self, conn: Any, pool: RecordingPool) -> None:
-        self._conn, self._pool = conn, pool
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._conn, name)
-        if name not in STATEMENT_METHODS:
-            return attr
-
-        async def recorded(sql: str, *args: Any, **kwargs: Any) -> Any:
-            self._pool.statements.append(sql)
-            result = await attr(sql, *args, **kwargs)
-            if self._pool.fail_after is not None and sql == self._pool.fail_after:
-                self._pool.fail_after = None
-                raise ConnectionResetError("injected: the reply was lost")
-            return result
-
-        return recorded
-
-
-class RecordingPool:
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
-        self.statements: list[str] = []
-        self.acquires = 0
-        self.fail_after: str | None = None
-
-    async def acquire(self, **kwargs: Any) -> RecordingConnection:
-        self.acquires += 1
-        return RecordingConnection(await self._pool.acquire(**kwargs), self)
-
-    async def release(self, conn: RecordingConnection) -> None:
-        await self._pool.release(conn._conn)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pool, name)
-
-    def kinds(self, store: PostgresStore) -> Counter[str]:
-        """How many statements of each of the store's named statements were sent."""
-        names = {sql: name for name, sql in store._sql.items()}
-        return Counter(names.get(sql, "other") for sql in self.statements)
-
 
 @pytest.fixture
-async def recorded(store: PostgresStore) -> AsyncIterator[RecordingPool]:
+def recorded(store: PostgresStore) -> Iterator[RecordingPool]:
     """Records the statements ``store`` sends from now on."""
-    real = store._pool
-    recording = RecordingPool(real)
-    store._pool = recording  # type: ignore[assignment]
-    yield recording
-    store._pool = real
+    with recording(store) as pool:
+        yield pool
 
 
 def pending(run_id: str) -> RunRecord:
@@ -129,19 +75,14 @@ async def test_concurrent_workflows_share_statements_and_store_every_step_once(
     async with wf:
         store = await wf.get_store()
         assert isinstance(store, PostgresStore)
-        real = store._pool
-        recording = RecordingPool(real)
-        store._pool = recording  # type: ignore[assignment]
-        try:
+        with recording(store) as pool:
             results = await asyncio.gather(*(chain.run(f"b-{n}", f"t{n}") for n in range(workflows)))
-        finally:
-            store._pool = real
         assert results == [sum(i * i for i in range(steps))] * workflows
         assert set(executed.values()) == {1} and len(executed) == workflows * steps
         for n in range(workflows):
             journal = await store.load_steps(f"b-{n}")
             assert len(journal) == steps and {s.status for s in journal} == {StepStatus.COMPLETED}
-        kinds = recording.kinds(store)
+        kinds = pool.kinds(store)
     step_statements = (
         kinds["save_step"] + kinds["save_step_batch"] + kinds["stored_step"] + kinds["stored_steps"]
     )
@@ -401,15 +342,10 @@ async def test_concurrent_workflows_create_and_finish_their_runs_in_shared_state
     async with wf:
         store = await wf.get_store()
         assert isinstance(store, PostgresStore)
-        real = store._pool
-        recording = RecordingPool(real)
-        store._pool = recording  # type: ignore[assignment]
-        try:
+        with recording(store) as pool:
             outcomes = await asyncio.gather(
                 *(chain.run(f"r-{n}", n) for n in range(workflows)), return_exceptions=True
             )
-        finally:
-            store._pool = real
         for n, outcome in enumerate(outcomes):
             run = await store.get_run(f"r-{n}")
             assert run is not None and run.owner is None and run.lease_expires_at is None
@@ -419,7 +355,7 @@ async def test_concurrent_workflows_create_and_finish_their_runs_in_shared_state
             else:
                 assert outcome == sum(range(steps)) + n
                 assert run.status is RunStatus.COMPLETED and run.result == str(outcome)
-        kinds = recording.kinds(store)
+        kinds = pool.kinds(store)
     assert kinds["create_run_batch"] >= 1 and kinds["update_run_batch"] >= 1, kinds
     # One statement per run for its creation and one for its outcome was 200 statements here.
     run_statements = sum(n for kind, n in kinds.items() if kind.startswith(("create", "update", "get_run")))

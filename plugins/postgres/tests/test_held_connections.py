@@ -8,11 +8,10 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import pytest
-from postgres_test_kit import owned
+from postgres_test_kit import RecordingPool, owned, recording
 
 from durable import Workflow
 from durable.store import Lease, RunStatus, StepRecord, StepStatus
@@ -26,26 +25,6 @@ SAVING_BACKENDS = (
     "AND starts_with(query, 'INSERT INTO ') AND position('.steps (' IN query) > 0 "
     "AND position('jsonb_array_elements' IN query) = 0"
 )
-
-
-class CountingPool:
-    """Counts the connections taken from and given back to the store's pool."""
-
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
-        self.acquires = 0
-        self.releases = 0
-
-    async def acquire(self, **kwargs: Any) -> Any:
-        self.acquires += 1
-        return await self._pool.acquire(**kwargs)
-
-    async def release(self, conn: Any) -> None:
-        self.releases += 1
-        await self._pool.release(conn)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._pool, name)
 
 
 def step(run_id: str, key: str) -> StepRecord:
@@ -70,14 +49,13 @@ async def admin(pg_url: str) -> AsyncIterator[asyncpg.Connection]:
 @pytest.fixture
 async def counted(
     pg_url: str, schema_prefix: str, unique: str
-) -> AsyncIterator[tuple[PostgresStore, CountingPool]]:
+) -> AsyncIterator[tuple[PostgresStore, RecordingPool]]:
     """An opened store, named ``held-<unique>`` in pg_stat_activity, whose pool counts from the start."""
     store = PostgresStore(named(pg_url, f"held-{unique}"), schema=schema_prefix)
     await store.open()
-    pool = CountingPool(store._pool)
-    store._pool = pool  # type: ignore[assignment]
     try:
-        yield store, pool
+        with recording(store) as pool:
+            yield store, pool
     finally:
         await store.close()
 
@@ -87,7 +65,7 @@ async def saving_backends(admin: asyncpg.Connection, unique: str) -> list[asyncp
 
 
 async def test_sequential_checkpoints_acquire_from_the_pool_once(
-    counted: tuple[PostgresStore, CountingPool], admin: asyncpg.Connection, unique: str
+    counted: tuple[PostgresStore, RecordingPool], admin: asyncpg.Connection, unique: str
 ) -> None:
     store, pool = counted
     run_id = f"held-{unique}"
@@ -111,7 +89,7 @@ async def run_with_step_a(store: PostgresStore, run_id: str) -> Lease:
 
 
 async def test_a_held_connection_killed_while_idle_is_replaced(
-    counted: tuple[PostgresStore, CountingPool], admin: asyncpg.Connection, unique: str
+    counted: tuple[PostgresStore, RecordingPool], admin: asyncpg.Connection, unique: str
 ) -> None:
     store, pool = counted
     run_id = f"idle-{unique}"
@@ -128,7 +106,7 @@ async def test_a_held_connection_killed_while_idle_is_replaced(
 
 
 async def test_a_held_connection_killed_mid_checkpoint_is_replaced_and_the_step_saved_once(
-    counted: tuple[PostgresStore, CountingPool], admin: asyncpg.Connection, unique: str
+    counted: tuple[PostgresStore, RecordingPool], admin: asyncpg.Connection, unique: str
 ) -> None:
     store, pool = counted
     run_id = f"mid-{unique}"
@@ -162,7 +140,8 @@ async def test_close_gives_every_held_connection_back_even_with_writes_in_flight
 ) -> None:
     store = PostgresStore(pg_url, schema=schema_prefix)
     await store.open()
-    pool = CountingPool(store._pool)
+    pool = RecordingPool(store._pool)
+    # Not recording(store): it would put the closed pool back into the store after close().
     store._pool = pool  # type: ignore[assignment]
     runs = [owned(f"close-{unique}-{i}") for i in range(10)]
     await asyncio.gather(*(store.create_run(run) for run in runs))
