@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import redis
 import redis.asyncio as aioredis
 
-from durable.store import Lease, RunRecord, RunStatus
+from durable.store import Lease, RunRecord, RunStatus, StepRecord, StepStatus
 from durable_redis import RedisStore
 from durable_redis._scripts import SOURCES
 
@@ -91,6 +91,24 @@ def new_run(run_id: str, owner: str | None = "owner-a") -> RunRecord:
 def lease_of(run: RunRecord, token: int | None = None) -> Lease:
     assert run.owner is not None and run.lease_expires_at is not None
     return Lease(run.run_id, run.owner, run.lease_token if token is None else token, run.lease_expires_at)
+
+
+async def created(store: RedisStore, count: int, prefix: str = "run") -> list[Lease]:
+    """Creates runs ``<prefix>-0`` .. ``<prefix>-<count-1>``, owned; their leases."""
+    leases = []
+    for i in range(count):
+        run = new_run(f"{prefix}-{i}")
+        await store.create_run(run)
+        leases.append(lease_of(run))
+    return leases
+
+
+def step(
+    run_id: str, key: str, result: str = '"ok"', status: StepStatus = StepStatus.COMPLETED
+) -> StepRecord:
+    """A checkpoint of ``run_id`` finished now."""
+    now = time.time()
+    return StepRecord(run_id, key, "task", "args", status, result, None, 1, now, now)
 
 
 async def in_one_batch(store: RedisStore, *operations: Awaitable[Any]) -> list[Any]:

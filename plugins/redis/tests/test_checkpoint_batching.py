@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-import time
 from collections import Counter
 from collections.abc import Awaitable
 from typing import Any
@@ -13,7 +12,14 @@ from typing import Any
 import pytest
 import redis
 from redis import exceptions as rx
-from redis_test_kit import CountingConnection, StoreMaker, counted, in_one_batch, lease_of, new_run
+from redis_test_kit import (
+    CountingConnection,
+    StoreMaker,
+    counted,
+    created,
+    in_one_batch,
+    step,
+)
 
 from durable import Workflow
 from durable.errors import LeaseLost, StoreUnavailable
@@ -22,22 +28,6 @@ from durable_redis import RedisStore
 from durable_redis._calls import Call, grouped
 from durable_redis._checkpoints import checkpoint, merged, own_replies
 from durable_redis._keys import KeySpace
-
-
-def step(
-    run_id: str, key: str, result: str = '"ok"', status: StepStatus = StepStatus.COMPLETED
-) -> StepRecord:
-    now = time.time()
-    return StepRecord(run_id, key, "task", "args", status, result, None, 1, now, now)
-
-
-async def runs(store: RedisStore, count: int) -> list[Lease]:
-    leases = []
-    for i in range(count):
-        run = new_run(f"run-{i}")
-        await store.create_run(run)
-        leases.append(lease_of(run))
-    return leases
 
 
 def saves(store: RedisStore, batch: list[tuple[Lease, tuple[StepRecord, ...]]]) -> list[Awaitable[Any]]:
@@ -114,7 +104,7 @@ async def test_one_batch_is_one_round_trip_and_a_stale_lease_fails_only_its_own_
 ) -> None:
     store, name = counted(make_store, "batch")
     await store.open()
-    leases = await runs(store, 5)
+    leases = await created(store, 5)
     stale = Lease("run-3", "owner-a", 0, leases[3].expires_at)  # the run's token is 1
     batch = [(lease, (step(lease.run_id, "s"),)) for lease in leases[:3]]
     batch += [(stale, (step("run-3", "s"),)), (leases[4], (step("run-4", "s"),))]
@@ -134,7 +124,7 @@ async def test_one_batch_is_one_round_trip_and_a_stale_lease_fails_only_its_own_
 async def test_concurrent_callers_each_get_their_own_lease_lost_or_step(make_store: StoreMaker) -> None:
     store = make_store()
     await store.open()
-    leases = await runs(store, 20)
+    leases = await created(store, 20)
     leases[-1] = Lease("run-19", "owner-a", 7, leases[-1].expires_at)  # last: queued behind the first
     assert store._batcher is not None
     flushes = store._batcher.flushes
@@ -155,7 +145,7 @@ async def test_concurrent_callers_each_get_their_own_lease_lost_or_step(make_sto
 async def test_a_duplicate_key_in_a_batch_returns_the_first_writers_step(make_store: StoreMaker) -> None:
     store = make_store()
     await store.open()
-    a, b = await runs(store, 2)
+    a, b = await created(store, 2)
     earlier = step("run-1", "done", '"earlier"')
     await store.save_step(b, earlier)
     await store.save_step(b, step("run-1", "failed", '"x"', StepStatus.FAILED))
@@ -177,7 +167,7 @@ async def test_a_duplicate_key_in_a_batch_returns_the_first_writers_step(make_st
 async def test_several_steps_of_one_run_stay_atomic_in_a_batch(make_store: StoreMaker) -> None:
     store = make_store()
     await store.open()
-    [held] = await runs(store, 1)
+    [held] = await created(store, 1)
     stale = Lease("run-0", "owner-a", 5, held.expires_at)
     batch = [(held, (step("run-0", "a"), step("run-0", "b")))]
     batch.append((stale, (step("run-0", "c"), step("run-0", "d"))))
@@ -192,7 +182,7 @@ async def test_an_error_in_one_runs_script_fails_only_that_runs_items(
 ) -> None:
     store = make_store()
     await store.open()
-    leases = await runs(store, 3)
+    leases = await created(store, 3)
     admin.set(store.keys.run_keys("run-1")[1], "not a hash")  # the script fails with WRONGTYPE
     batch = [(lease, (step(lease.run_id, "s"),)) for lease in leases]
     batch.append((leases[1], (step("run-1", "t"),)))
@@ -213,7 +203,7 @@ async def test_noscript_in_a_batch_loads_the_script_and_sends_those_calls_again(
 ) -> None:
     store, name = counted(make_store, "batch")
     await store.open()
-    leases = await runs(store, 4)
+    leases = await created(store, 4)
     script = store._scripts["save_steps"]
     real_sha = script.sha
     # The server answers NOSCRIPT for a script it does not hold, as after SCRIPT FLUSH or a restart.
@@ -245,7 +235,7 @@ async def test_a_batch_resent_after_its_reply_was_lost_returns_each_callers_own_
 ) -> None:
     store = make_store(retry_delay=0)
     await store.open()
-    leases = await runs(store, 3)
+    leases = await created(store, 3)
     real = store._send_once
     attempts: list[int] = []
 
@@ -272,7 +262,7 @@ async def test_a_transient_error_in_one_reply_resends_the_whole_batch(
 ) -> None:
     store = make_store(retry_delay=0)
     await store.open()
-    leases = await runs(store, 3)
+    leases = await created(store, 3)
     real = store._send_once
     attempts = 0
 
@@ -296,7 +286,7 @@ async def test_a_batch_that_never_reaches_redis_fails_every_caller_with_store_un
 ) -> None:
     store = make_store(retries=2, retry_delay=0)
     await store.open()
-    leases = await runs(store, 5)
+    leases = await created(store, 5)
     real = store._send_once
     attempts = 0
 
@@ -322,7 +312,7 @@ async def test_a_batch_that_never_reaches_redis_fails_every_caller_with_store_un
 async def test_a_lone_step_is_still_one_round_trip_after_a_burst(make_store: StoreMaker) -> None:
     store, name = counted(make_store, "batch")
     await store.open()
-    leases = await runs(store, 30)
+    leases = await created(store, 30)
     await asyncio.gather(*(store.save_step(lease, step(lease.run_id, "burst")) for lease in leases))
     before = CountingConnection.sent[name]
     for i in range(5):
@@ -336,7 +326,7 @@ async def test_a_lone_step_is_still_one_round_trip_after_a_burst(make_store: Sto
 async def test_closing_the_store_waits_for_checkpoints_already_submitted(make_store: StoreMaker) -> None:
     store = make_store()
     await store.open()
-    leases = await runs(store, 50)
+    leases = await created(store, 50)
     saving = [asyncio.ensure_future(store.save_step(lease, step(lease.run_id, "s"))) for lease in leases]
     await asyncio.sleep(0)  # every save_step has been submitted; most are queued behind the first
     await store.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -20,33 +19,20 @@ from redis_test_kit import (
     CountingConnection,
     StoreMaker,
     counted,
+    created,
     in_one_batch,
     lease_of,
     new_run,
+    step,
     unknown_sha,
 )
 
 from durable import Workflow
 from durable.errors import LeaseLost
-from durable.store import Lease, RunRecord, RunStatus, StepRecord, StepStatus
-from durable_redis import RedisStore
+from durable.store import Lease, RunRecord, RunStatus, StepRecord
 from durable_redis._calls import Call
 
 T = TypeVar("T")
-
-
-def step(run_id: str, key: str) -> StepRecord:
-    now = time.time()
-    return StepRecord(run_id, key, "task", "args", StepStatus.COMPLETED, '"ok"', None, 1, now, now)
-
-
-async def created(store: RedisStore, count: int, prefix: str = "run") -> list[Lease]:
-    leases = []
-    for i in range(count):
-        run = new_run(f"{prefix}-{i}")
-        await store.create_run(run)
-        leases.append(lease_of(run))
-    return leases
 
 
 # -- through a real Workflow ------------------------------------------------------------------

@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
-from redis_test_kit import CountingConnection, lease_of, new_run
+from redis_test_kit import CountingConnection, lease_of, new_run, step
 
 from durable import Workflow
 from durable.backoff import constant
 from durable.errors import StoreUnavailable
-from durable.store import Lease, RunQuery, RunStatus, StepRecord, StepStatus
+from durable.store import Lease, RunQuery, RunStatus
 from durable_redis import RedisStore
 
 pytestmark = pytest.mark.asyncio
@@ -66,11 +66,6 @@ class Proxy:
             self._writers.discard(writer)
             with contextlib.suppress(Exception):
                 writer.transport.abort()
-
-
-def step(run_id: str, key: str) -> StepRecord:
-    now = time.time()
-    return StepRecord(run_id, key, "task", "args", StepStatus.COMPLETED, '"ok"', None, 1, now, now)
 
 
 def ttls(admin: redis.Redis, store: RedisStore, run_id: str) -> dict[str, int]:

@@ -4,7 +4,6 @@ trips, replies matched to their commands through error replies and lost connecti
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -18,18 +17,14 @@ from redis_test_kit import (
     in_one_batch,
     lease_of,
     new_run,
+    step,
     unknown_sha,
 )
 
 from durable.errors import LeaseLost, StoreUnavailable
-from durable.store import Lease, RunRecord, StepRecord, StepStatus
+from durable.store import Lease, RunRecord, StepRecord
 from durable_redis import RedisStore
 from durable_redis._wire import Wire
-
-
-def step(run_id: str, key: str) -> StepRecord:
-    now = time.time()
-    return StepRecord(run_id, key, "task", "args", StepStatus.COMPLETED, '"ok"', None, 1, now, now)
 
 
 async def opened(store: RedisStore, name: str) -> int:
