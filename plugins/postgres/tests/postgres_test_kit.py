@@ -8,10 +8,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from durable.store import RunRecord, RunStatus
+from durable.store import Lease, RunRecord, RunStatus
 from durable_postgres import PostgresStore
 
 STATEMENT_METHODS = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
+
+
+def pending(run_id: str) -> RunRecord:
+    """A pending run, owned by nobody."""
+    now = time.time()
+    return RunRecord(run_id, "wf", RunStatus.PENDING, "{}", "d", now, now)
+
+
+async def claimed_and_released(store: PostgresStore, run_id: str) -> Lease:
+    """Creates ``run_id``, claims it as ``old`` and releases it: claimable by anyone at once,
+    while ``old`` still holds the returned lease's token."""
+    await store.create_run(pending(run_id))
+    old = await store.claim_run(run_id, "old", 60.0)
+    assert old is not None
+    await store.update_run(old, RunStatus.RUNNING, release=True)
+    return old
 
 
 def owned(run_id: str) -> RunRecord:

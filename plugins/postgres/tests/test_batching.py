@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from postgres_test_kit import RecordingPool, owned, recording
+from postgres_test_kit import RecordingPool, claimed_and_released, owned, recording
 
 import durable_postgres._store as store_module
 from durable import Workflow
@@ -26,11 +26,6 @@ def recorded(store: PostgresStore) -> Iterator[RecordingPool]:
     """Records the statements ``store`` sends from now on."""
     with recording(store) as pool:
         yield pool
-
-
-def pending(run_id: str) -> RunRecord:
-    now = time.time()
-    return RunRecord(run_id, "wf", RunStatus.PENDING, "{}", "d", now, now)
 
 
 def step(
@@ -236,10 +231,7 @@ async def test_a_batched_checkpoint_racing_a_takeover_is_refused_or_seen_by_the_
         refused = accepted = 0
         for i in range(30):
             run_id = f"brace-{unique}-{i}"
-            await store.create_run(pending(run_id))
-            old = await store.claim_run(run_id, "old", 60.0)
-            assert old is not None
-            await store.update_run(old, RunStatus.RUNNING, release=True)  # claimable at once
+            old = await claimed_and_released(store, run_id)
 
             async def takeover(run_id: str = run_id, delay: float = (i % 5) * 0.0005) -> list[str]:
                 await asyncio.sleep(delay)  # varies which statement reaches the server first

@@ -7,17 +7,13 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from postgres_test_kit import claimed_and_released, pending
 
 from durable.errors import LeaseLost
-from durable.store import Lease, RunRecord, RunStatus, StepRecord, StepStatus
+from durable.store import Lease, RunStatus, StepRecord, StepStatus
 from durable_postgres import PostgresStore
 
 pytestmark = pytest.mark.asyncio
-
-
-def pending(run_id: str) -> RunRecord:
-    now = time.time()
-    return RunRecord(run_id, "wf", RunStatus.PENDING, "{}", "d", now, now)
 
 
 def step(run_id: str, key: str, result: str) -> StepRecord:
@@ -40,10 +36,7 @@ async def test_a_checkpoint_racing_a_takeover_is_refused_or_seen_by_the_new_owne
     refused = accepted = 0
     for i in range(40):
         run_id = f"race-{unique}-{i}"
-        await store.create_run(pending(run_id))
-        old = await store.claim_run(run_id, "old", 60.0)
-        assert old is not None
-        await store.update_run(old, RunStatus.RUNNING, release=True)  # claimable at once
+        old = await claimed_and_released(store, run_id)
 
         async def takeover(run_id: str = run_id, delay: float = (i % 5) * 0.0005) -> list[str] | None:
             await asyncio.sleep(delay)  # varies which statement reaches the server first
