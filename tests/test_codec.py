@@ -157,6 +157,13 @@ def test_decoder_rejects_what_json_rejects(text: str) -> None:
         (('\u00e9"\\\n\x00\u2028 \U0001f600',), {}),
         ((float("nan"), float("inf"), -float("inf"), -0.0, 1e100, 1e-7, 0.1), {}),
         ((2**80, -3, False, None, ""), {}),
+        # one argument has a path of its own
+        ((7,), {}),
+        ((False,), {}),
+        ((None,), {}),
+        ((float("-inf"),), {}),
+        (("\u2028\x7f",), {}),
+        (([7],), {}),
     ],
     ids=repr,
 )

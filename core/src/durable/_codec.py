@@ -194,11 +194,13 @@ def digest_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """
     if not kwargs:
         try:
-            texts = [_SCALAR_TEXT[type(arg)](arg) for arg in args]
+            if len(args) == 1:  # the most common call, without building a list
+                text = "[[" + _SCALAR_TEXT[type(args[0])](args[0]) + "],{}]"
+            else:
+                text = "[[" + ",".join([_SCALAR_TEXT[type(arg)](arg) for arg in args]) + "],{}]"
         except KeyError:  # not only scalars (an exact type match: no bool for int, no enum)
             pass
         else:
-            text = "[[" + ",".join(texts) + "],{}]"
             return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
     return digest([list(args), kwargs])
 

@@ -66,8 +66,8 @@ class KeyCounter:
             counts = self._counts[scope] = {}
         n = counts.get(base, 0)
         counts[base] = n + 1
-        if not scope and not n:  # the common case, spelled out: every task call takes a key
-            return base
+        if not scope:  # the common case, spelled out: every task call takes a key
+            return f"{base}#{n}" if n else base
         return make_key(scope, base, n)
 
     def reset_scope(self, scope: str) -> None:

@@ -17,14 +17,13 @@ from durable._engine import (
     call_with_retries,
     execute_step,
     observe,
-    replayed,
 )
 from durable._owner import new_owner_id
 from durable._plugins import PluginManager, as_store_url, get_plugin_manager
-from durable._records import RunQuery, RunRecord, SignalRecord, StepRecord
+from durable._records import RunQuery, RunRecord, SignalRecord, StepRecord, StepStatus
 from durable._worker import Worker
 from durable.backoff import BackoffStrategy, exponential
-from durable.context import RunContext, current_run
+from durable.context import RunContext, _current, _scope, current_run
 from durable.errors import (
     ConfigurationError,
     RunCancelled,
@@ -73,13 +72,13 @@ class TaskFunction(Generic[P, R]):
         return self._annotation
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-        step_id = kwargs.pop("step_id", None)
-        ctx = current_run()
+        step_id = kwargs.pop("step_id", None) if kwargs else None
+        ctx = _current.get()
         if ctx is None:
             return self._call_plain(args, kwargs)
         # The key is taken now, at call time, so asyncio.gather replays in call order.
         base = self.name if step_id is None else _keys.task_base(self.name, step_id)  # type: ignore[arg-type]
-        key = ctx.next_key(base)
+        key = ctx.keys.next_key(_scope.get(), base)  # ctx.next_key, inlined: every call takes a key
         return self._call_in_run(ctx, key, args, kwargs)
 
     def with_step_id(self, step_id: str) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -96,11 +95,16 @@ class TaskFunction(Generic[P, R]):
         return value
 
     async def _call_in_run(self, ctx: RunContext, key: str, args: Any, kwargs: Any) -> R:
-        annotation = self.return_annotation
+        annotation = self._annotation or self.return_annotation
         args_digest = _codec.digest_call(args, kwargs)
-        recorded = replayed(ctx, key, self.name, args_digest)
-        if recorded is not None:  # the common case of a resumed run, kept short
-            result: R = _codec.loads(recorded, annotation)
+        recorded = ctx.journal.get(key)
+        if (  # the common case of a resumed run, kept short; execute_step checks every other case
+            recorded is not None
+            and recorded.args_digest == args_digest
+            and recorded.task == self.name
+            and recorded.status is StepStatus.COMPLETED
+        ):
+            result: R = _codec.loads(recorded.result, annotation)  # type: ignore[arg-type]
             return result
         return await execute_step(
             ctx,
