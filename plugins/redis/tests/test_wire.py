@@ -290,6 +290,8 @@ async def test_the_wire_packs_what_redis_py_packs(
     wire = Wire(make_store()._make_client())
     theirs = b"".join(bytes(chunk) for chunk in wire._connection.pack_commands(commands))
     assert b"".join(wire.pack(commands)) == theirs
+    # Both packers: hiredis's where it can, and the one in Python for everything else.
+    assert b"".join(wire._pack_in_python(commands)) == theirs
 
 
 @pytest.mark.parametrize("value", [True, None, object()])
