@@ -56,6 +56,43 @@ async def test_max_batch_and_max_in_flight_bound_each_flush() -> None:
     assert batcher.flushes == len(rec.batches)
 
 
+@pytest.mark.parametrize(
+    ("in_flight", "second_round"), [(1, [[*range(100)]]), (2, [[*range(50)], [*range(50, 100)]])]
+)
+async def test_with_two_flushes_in_flight_callers_resume_in_two_waves(
+    in_flight: int, second_round: list[list[int]]
+) -> None:
+    # Callers resumed in two waves: the first wave's next writes leave while the second wave
+    # has not resumed yet. With one flush in flight there is nothing to gain: one wave.
+    rec = Recorder()
+    batcher = WriteBatcher(rec.flush, max_in_flight=in_flight)
+
+    async def twice(i: int) -> None:
+        await batcher.submit(i)
+        await batcher.submit(i)
+
+    await asyncio.gather(*(twice(i) for i in range(100)))
+    assert rec.batches == [[*range(100)], *second_round]
+
+
+async def test_callers_of_the_second_wave_are_answered_even_if_the_flush_task_is_cancelled() -> None:
+    rec = Recorder(delay=0.01)
+    batcher = WriteBatcher(rec.flush, max_in_flight=2)
+    cancelled = []
+
+    async def caller(i: int) -> int:
+        result = await batcher.submit(i)
+        if not cancelled:  # the first caller of the first wave, in the turn between the waves
+            [flush] = batcher._tasks
+            flush.cancel()
+            cancelled.append(flush)
+        return result
+
+    async with asyncio.timeout(5):  # unanswered callers would wait forever
+        assert await asyncio.gather(*(caller(i) for i in range(10))) == [i * 10 for i in range(10)]
+    assert cancelled and cancelled[0].cancelled()
+
+
 async def test_an_items_error_goes_to_its_caller_only() -> None:
     rec = Recorder()
     batcher = WriteBatcher(rec.flush)
