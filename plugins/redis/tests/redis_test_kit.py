@@ -10,11 +10,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
+import pytest
 import redis
 import redis.asyncio as aioredis
 
 from durable.store import Lease, RunRecord, RunStatus, StepRecord, StepStatus
 from durable_redis import RedisStore
+from durable_redis._replies import ReplyReader
 from durable_redis._scripts import SOURCES
 
 StoreMaker = Callable[..., RedisStore]
@@ -62,6 +64,30 @@ class CuttingConnection(CountingConnection):
         if left is not None:
             CuttingConnection.cut_after[name] = left - 1
         return await super().read_response(*args, **kwargs)
+
+
+class DirectCut:
+    """Makes ``ReplyReader``'s next read fail after a number of replies, once: a connection lost in
+    the middle of a pipeline, where the wire reads replies itself (``CuttingConnection`` cuts
+    where they are read through redis-py)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.left: int | None = None
+        self.happened = False
+        read = ReplyReader.read
+
+        async def cut_read(reader: ReplyReader) -> Any:
+            if self.left == 0:
+                self.left, self.happened = None, True
+                raise redis.ConnectionError("connection lost in the middle of the replies (cut by the test)")
+            if self.left is not None:
+                self.left -= 1
+            return await read(reader)
+
+        monkeypatch.setattr(ReplyReader, "read", cut_read)
+
+    def after(self, replies: int) -> None:
+        self.left = replies
 
 
 def counted(make_store: StoreMaker, prefix: str, **options: Any) -> tuple[RedisStore, str]:

@@ -12,6 +12,7 @@ from redis import exceptions as rx
 from redis_test_kit import (
     CountingConnection,
     CuttingConnection,
+    DirectCut,
     StoreMaker,
     counted,
     in_one_batch,
@@ -213,18 +214,30 @@ async def assert_each_its_own(store: RedisStore, outcomes: list[Any]) -> None:
 
 
 @pytest.mark.parametrize("replies_read", [0, 2, 4])
+@pytest.mark.parametrize("reader", ["ReplyReader", "read_response"])
 async def test_a_connection_lost_mid_batch_is_replaced_and_every_caller_gets_its_own_outcome(
-    make_store: StoreMaker, admin: redis.Redis, replies_read: int
+    make_store: StoreMaker,
+    admin: redis.Redis,
+    replies_read: int,
+    reader: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store, name = counted(make_store, "wire", connection_class=CuttingConnection, retry_delay=0)
+    # The wire reads replies itself, or through redis-py where the connection class reads its own.
+    direct = reader == "ReplyReader"
+    connection_class = CountingConnection if direct else CuttingConnection
+    store, name = counted(make_store, "wire", connection_class=connection_class, retry_delay=0)
+    cut = DirectCut(monkeypatch)
     handshake = await opened(store, name)
     held = await runs_for_the_batch(store, admin)
     sent, batches = CountingConnection.sent[name], CountingConnection.checkpoints[name]
-    CuttingConnection.cut_after[name] = replies_read
+    if direct:
+        cut.after(replies_read)
+    else:
+        CuttingConnection.cut_after[name] = replies_read
 
     outcomes = await batch(store, held)
 
-    assert name not in CuttingConnection.cut_after  # the cut did happen
+    assert cut.happened if direct else name not in CuttingConnection.cut_after  # the cut did happen
     # The batch, then the batch again on a new connection: the old one, with replies still unread
     # in it, was not used again (they would have been taken for the second batch's replies).
     assert CountingConnection.checkpoints[name] - batches == 2

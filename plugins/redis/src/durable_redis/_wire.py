@@ -18,7 +18,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+
+from durable_redis._replies import ReplyReader
 
 _UTF8_STRICT = (("utf-8", "strict"), ("utf8", "strict"))
 _COPIED = 1 << 16
@@ -70,6 +73,7 @@ class Wire:
         self._utf8 = default
         self.busy = False
         """Carrying a round trip now."""
+        self._replies: ReplyReader | None = None
 
     async def round_trip(self, commands: Sequence[Command]) -> list[Any]:
         """Send ``commands`` together, then return each command's reply, in order.
@@ -87,8 +91,12 @@ class Wire:
         try:
             async with asyncio.timeout(self._timeout):  # raises TimeoutError, an OSError
                 await connection.send_packed_command(self.pack(commands))
-                return [await self._reply(command[0]) for command in commands]
+                replies = self._reply_reader()
+                if replies is None:
+                    return [await self._reply(command[0]) for command in commands]
+                return [self._answer(await replies.read(), command[0]) for command in commands]
         except BaseException:
+            self._replies = None  # it may hold part of a reply
             await self._disconnect()
             raise
         finally:
@@ -136,11 +144,30 @@ class Wire:
                     pieces += (b"$%d\r\n" % len(data), data, b"\r\n")
         return pieces
 
+    def _reply_reader(self) -> ReplyReader | None:
+        """The reader of the current connection's replies (a new connection needs a new one)."""
+        replies = self._replies
+        if replies is None or replies.stream is not getattr(self._connection, "_reader", None):
+            replies = self._replies = ReplyReader.of(self._connection)
+        return replies
+
     async def _reply(self, name: str) -> Any:
+        """The next reply through redis-py, where ``ReplyReader`` cannot read it."""
         try:
             reply = await self._connection.read_response()
         except ResponseError as error:  # read in full: the connection is still in step
             return error
+        callback = self._callbacks.get(name)
+        return reply if callback is None else callback(reply)
+
+    def _answer(self, reply: Any, name: str) -> Any:
+        """What ``_reply`` makes of ``reply``, as ``ReplyReader`` read it."""
+        if isinstance(reply, ResponseError):  # read in full: the connection is still in step
+            return reply
+        if isinstance(reply, Exception):  # redis-py raises these (LOADING: a ConnectionError)
+            raise reply
+        if type(reply) is list and reply and isinstance(reply[0], RedisConnectionError):
+            raise reply[0]  # as redis-py's parser does
         callback = self._callbacks.get(name)
         return reply if callback is None else callback(reply)
 
