@@ -81,7 +81,6 @@ async def call_with_retries(
                 return await fn(), attempt
         except BaseException as exc:
             if not policy.should_retry(exc, attempt):
-                exc.__dict__.setdefault("_durable_attempts", attempt)
                 raise
             delay = policy.delay(attempt)
             if on_retry is not None:
@@ -122,34 +121,39 @@ async def execute_step(
     plugins = ctx.workflow.plugins
     started_at = time.time()
     failures: list[ErrorInfo] = []
-
-    async def attempt_once() -> Any:
+    attempt = 0
+    # The attempts are call_with_retries's loop, written out: every new step runs it, and its
+    # hooks would cost three closures and two coroutines more per step.
+    while True:
+        attempt += 1
+        observe(plugins, "durable_step_started", run_id=ctx.run_id, key=key, task=task, attempt=attempt)
         ctx.keys.reset_scope(key)
         token = _scope.set(key)
         try:
-            return await fn()
+            if policy.timeout is None:
+                value = await fn()
+            else:
+                async with asyncio.timeout(policy.timeout):
+                    value = await fn()
+            break
+        except BaseException as exc:
+            error = exc
         finally:
             _scope.reset(token)
-
-    def on_attempt(attempt: int) -> None:
-        observe(plugins, "durable_step_started", run_id=ctx.run_id, key=key, task=task, attempt=attempt)
-
-    def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
-        failures.append(ErrorInfo.from_exception(exc))
+        if not policy.should_retry(error, attempt):
+            if isinstance(error, Exception) and not isinstance(error, (LeaseLost, RunCancelled)):
+                await _record_failure(ctx, key, task, args_digest, error, attempt, started_at, failures)
+            raise error
+        delay = policy.delay(attempt)
+        failures.append(ErrorInfo.from_exception(error))
         log.info(
-            "run %r step %r attempt %d failed (%r); retrying in %.3gs", ctx.run_id, key, attempt, exc, delay
+            "run %r step %r attempt %d failed (%r); retrying in %.3gs", ctx.run_id, key, attempt, error, delay
         )
         observe(
             plugins, "durable_step_retried",
-            run_id=ctx.run_id, key=key, task=task, attempt=attempt, error=exc, delay=delay,
+            run_id=ctx.run_id, key=key, task=task, attempt=attempt, error=error, delay=delay,
         )  # fmt: skip
-
-    try:
-        value, attempts = await call_with_retries(attempt_once, policy, on_attempt, on_retry)
-    except Exception as exc:
-        if not isinstance(exc, (LeaseLost, RunCancelled)):
-            await _record_failure(ctx, key, task, args_digest, exc, started_at, failures)
-        raise
+        await _sleep(delay)
 
     try:
         text = encode(value)
@@ -167,14 +171,14 @@ async def execute_step(
         status=StepStatus.COMPLETED,
         result=text,
         error=_attempt_errors(failures[-1], failures) if failures else None,
-        attempts=attempts,
+        attempts=attempt,
         started_at=started_at,
         finished_at=time.time(),
     )
     stored = await ctx.write(lambda: ctx.store.save_step(ctx.lease, step))
     ctx.journal[key] = stored
     observe(
-        plugins, "durable_step_finished", run_id=ctx.run_id, key=key, task=task, attempts=attempts, error=None
+        plugins, "durable_step_finished", run_id=ctx.run_id, key=key, task=task, attempts=attempt, error=None
     )
     return decode(stored.result)  # type: ignore[arg-type]
 
@@ -190,6 +194,7 @@ async def _record_failure(
     task: str,
     args_digest: str,
     exc: Exception,
+    attempts: int,
     started_at: float,
     failures: list[ErrorInfo],
 ) -> None:
@@ -202,7 +207,7 @@ async def _record_failure(
         status=StepStatus.FAILED,
         result=None,
         error=_attempt_errors(ErrorInfo.from_exception(exc), [*failures, ErrorInfo.from_exception(exc)]),
-        attempts=int(exc.__dict__.get("_durable_attempts", 1)),
+        attempts=attempts,
         started_at=started_at,
         finished_at=time.time(),
     )
