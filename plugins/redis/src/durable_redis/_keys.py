@@ -43,6 +43,8 @@ def escape_run_id(run_id: str) -> str:
     """
     if not run_id:
         return "%"
+    if "%" not in run_id and "{" not in run_id and "}" not in run_id:  # most ids: nothing to escape
+        return run_id
     return run_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
 
 
@@ -63,8 +65,9 @@ class KeySpace:
 
     def run_keys(self, run_id: str) -> list[str]:
         """``[run, steps, sigs, sigids]`` of one run, all in one hash slot."""
-        tag = escape_run_id(run_id)
-        return [f"{self.prefix}:{{{tag}}}:{kind}" for kind in RUN_KINDS]
+        base = f"{self.prefix}:{{{escape_run_id(run_id)}}}:"
+        run, steps, sigs, sigids = RUN_KINDS  # not a comprehension: every store call builds these
+        return [base + run, base + steps, base + sigs, base + sigids]
 
     @property
     def index(self) -> str:
