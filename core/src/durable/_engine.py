@@ -52,6 +52,9 @@ async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
+_NOTHING: frozenset[str] = frozenset()
+
+
 def observe(plugins: PluginManager | None, hook: str, **kwargs: Any) -> None:
     """Call an observer hook; a failing observer is logged, never propagated."""
     if plugins is None or hook not in plugins.observed_hooks():
@@ -119,6 +122,8 @@ async def execute_step(
         return decode(recorded)
 
     plugins = ctx.workflow.plugins
+    # Checked here too, not only in observe(): its keyword arguments cost more than the check.
+    watched = _NOTHING if plugins is None else plugins.observed_hooks()
     started_at = time.time()
     failures: list[ErrorInfo] = []
     attempt = 0
@@ -126,7 +131,8 @@ async def execute_step(
     # hooks would cost three closures and two coroutines more per step.
     while True:
         attempt += 1
-        observe(plugins, "durable_step_started", run_id=ctx.run_id, key=key, task=task, attempt=attempt)
+        if "durable_step_started" in watched:
+            observe(plugins, "durable_step_started", run_id=ctx.run_id, key=key, task=task, attempt=attempt)
         ctx.keys.reset_scope(key)
         token = _scope.set(key)
         try:
@@ -177,9 +183,16 @@ async def execute_step(
     )
     stored = await ctx.write(lambda: ctx.store.save_step(ctx.lease, step))
     ctx.journal[key] = stored
-    observe(
-        plugins, "durable_step_finished", run_id=ctx.run_id, key=key, task=task, attempts=attempt, error=None
-    )
+    if "durable_step_finished" in watched:
+        observe(
+            plugins,
+            "durable_step_finished",
+            run_id=ctx.run_id,
+            key=key,
+            task=task,
+            attempts=attempt,
+            error=None,
+        )
     return decode(stored.result)  # type: ignore[arg-type]
 
 
