@@ -185,3 +185,15 @@ def test_compact_json_is_json_dumps_without_spaces_keeping_non_ascii(data: Any) 
     from durable.store import compact_json
 
     assert compact_json(data) == json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    "value", [{}, {"a": 1, "b": [1.5, None, "x"]}, {"when": dt.date(2026, 1, 2), "n": {3, 1, 2}}]
+)
+def test_dumps_and_digest_is_dumps_and_digest(value: Any) -> None:
+    assert _codec.dumps_and_digest(value) == (_codec.dumps(value), _codec.digest(value))
+
+
+def test_dumps_and_digest_refuses_what_dumps_refuses() -> None:
+    with pytest.raises(SerializationError):
+        _codec.dumps_and_digest({"client": object()})

@@ -465,3 +465,25 @@ class TestSignals:
         assert await asyncio.wait_for(task, 5) == {"ok": 1}
         await web_handler.close()
         await runner.close()
+
+
+def test_arguments_by_position_or_by_keyword_bind_alike() -> None:
+    wf = Workflow("bind", db="memory://")
+
+    @wf.workflow
+    async def pair(a: int, b: str) -> str:
+        return b * a
+
+    by_position = pair._bind((1, "x"), {})  # the fast path: every parameter by position
+    assert (
+        by_position
+        == pair._bind((1,), {"b": "x"})
+        == pair._bind((), {"a": 1, "b": "x"})
+        == {"a": 1, "b": "x"}
+    )
+    assert list(by_position) == ["a", "b"]
+    assert pair.run_id_for(1, "x") == pair.run_id_for(a=1, b="x")
+    with pytest.raises(TypeError, match="'pair'"):
+        pair.run_id_for(1)
+    with pytest.raises(TypeError, match="'pair'"):
+        pair.run_id_for(1, "x", 3)

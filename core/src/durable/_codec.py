@@ -233,6 +233,12 @@ def digest(value: Any) -> str:
     return hashlib.blake2b(_canonical(data).encode(), digest_size=16).hexdigest()
 
 
+def dumps_and_digest(value: Any) -> tuple[str, str]:
+    """``(dumps(value), digest(value))``, walking ``value`` once; raises as ``dumps`` does."""
+    data = to_data(value)
+    return _encode(data), hashlib.blake2b(_canonical(data).encode(), digest_size=16).hexdigest()
+
+
 def _lenient(value: Any) -> Any:
     # Arguments such as clients or connections cannot be stored; their type is still part
     # of the call's identity, their address (which changes every run) is not.

@@ -32,7 +32,7 @@ CHILD_TASK = "durable:child"
 def encode_inputs(wfn: WorkflowFunction[Any, Any], run_id: str, arguments: dict[str, Any]) -> tuple[str, str]:
     """The run's stored inputs and their digest."""
     try:
-        return _codec.dumps(arguments), _codec.digest(arguments)
+        return _codec.dumps_and_digest(arguments)
     except SerializationError as exc:
         raise SerializationError(
             f"workflow {wfn.name!r} run {run_id!r}: its arguments cannot be stored: {exc}"

@@ -142,6 +142,14 @@ class WorkflowFunction(Generic[P, R]):
         self.id_template = id_template
         self.timeout = timeout
         self.signature = inspect.signature(fn)
+        parameters = self.signature.parameters.values()
+        self._positional_names: tuple[str, ...] | None = (
+            tuple(p.name for p in parameters)
+            if all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in parameters)
+            else None
+        )
+        """The parameter names, where every argument passed by position is all ``_bind`` needs to
+        know: no defaults, no keyword-only, positional-only or variadic parameters."""
         functools.update_wrapper(self, fn)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -184,6 +192,9 @@ class WorkflowFunction(Generic[P, R]):
         return self.fn(*args, **kwargs)
 
     def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        names = self._positional_names
+        if names is not None and not kwargs and len(args) == len(names):
+            return dict(zip(names, args, strict=True))  # what Signature.bind gives, for a fifth of its cost
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
