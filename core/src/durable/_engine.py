@@ -250,47 +250,50 @@ async def execute_run(
 ) -> Any:
     """Run a workflow body under ``ctx``'s lease, renewing it.
 
-    The body runs in its own task so the heartbeat, ``cancel()`` and the run's
-    deadline can stop it. Returns the body's value; raises its error.
+    The body runs in the caller's task: a task of its own cost a third of a short run's whole
+    overhead. The heartbeat, ``cancel()`` and the run's deadline stop it through ``ctx.stop``,
+    which cancels this task; the cancellation is taken back here, as ``asyncio.timeout`` does,
+    and the caller gets the reason instead. Returns the body's value; raises its error.
     """
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError(f"run {ctx.run_id!r}: a workflow must be awaited inside an asyncio task")
     token = _current.set(ctx)
-    try:
-        runner = asyncio.ensure_future(body())
-    finally:
-        _current.reset(token)
-    ctx.runner = runner
+    ctx.runner = task
     timer = None
     if deadline is not None:
         reason = RunTimeout(f"run {ctx.run_id!r} passed its deadline")
         timer = asyncio.get_running_loop().call_later(max(0.0, deadline - time.time()), ctx.stop, reason)
-    heartbeat = _Heartbeat(ctx, runner, lease_seconds)
+    heartbeat = _Heartbeat(ctx, lease_seconds)
     try:
-        return await runner
+        value = await body()
+        if ctx.stop_reason is not None:  # stopped, then done before its next await
+            raise ctx.stop_reason
+        return value
     except asyncio.CancelledError:
-        caller = asyncio.current_task()
-        if ctx.stop_reason is not None and not (caller is not None and caller.cancelling()):
-            # The heartbeat stopped the body: report why instead of a bare cancellation.
+        if ctx.stop_reason is not None and ctx.take_back_cancels(task) == 0:
+            # Only stop() cancelled the body: report why instead of a bare cancellation.
             raise ctx.stop_reason from None
         raise
     finally:
+        ctx.runner = None  # before any other await: stop() must not cancel the caller's own work
+        ctx.take_back_cancels(task)  # the body may have swallowed one
+        _current.reset(token)
         heartbeat.cancel()
         if timer is not None:
             timer.cancel()
-        if not runner.done():
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
 
 
 class _Heartbeat:
-    """Renews the lease of ``ctx``'s run every ``lease_seconds / 3`` while ``runner`` runs, and
+    """Renews the lease of ``ctx``'s run every ``lease_seconds / 3`` while its body runs, and
     stops the run when the lease is lost or a cancel was requested.
 
     A timer that starts a renewal when due, not a task sleeping in a loop: most runs end before
     their first renewal, and a timer costs a fraction of creating and cancelling a task.
     """
 
-    def __init__(self, ctx: RunContext, runner: asyncio.Future[Any], lease_seconds: float) -> None:
-        self._ctx, self._runner, self._lease_seconds = ctx, runner, lease_seconds
+    def __init__(self, ctx: RunContext, lease_seconds: float) -> None:
+        self._ctx, self._lease_seconds = ctx, lease_seconds
         self._interval = max(lease_seconds / 3.0, 0.01)
         self._loop = asyncio.get_running_loop()
         self._renewal: asyncio.Task[None] | None = None
@@ -304,7 +307,7 @@ class _Heartbeat:
             self._renewal.cancel()
 
     def _due(self) -> None:
-        if not self._stopped and not self._runner.done():
+        if not self._stopped and self._ctx.runner is not None:
             self._renewal = self._loop.create_task(self._renew())
 
     async def _renew(self) -> None:

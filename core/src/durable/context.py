@@ -43,14 +43,37 @@ class RunContext:
     """Waits may release the process (the run is executed by a worker)."""
     stop_reason: BaseException | None = None
     """Why the run was stopped from outside its body (cancelled, lease lost, deadline)."""
-    runner: asyncio.Future[Any] | None = None
+    runner: asyncio.Task[Any] | None = None
+    """The task running the body, while it runs (see ``execute_run``)."""
+    cancels: int = 0
+    """Cancellations of ``runner`` that ``stop`` requested and ``execute_run`` has not taken back."""
 
     def stop(self, reason: BaseException) -> None:
         """Stop the body at its next await and make the run end with ``reason``."""
         if self.stop_reason is None:
             self.stop_reason = reason
-        if self.runner is not None and not self.runner.done():
-            self.runner.cancel()
+        runner = self.runner
+        if runner is None:
+            return
+        if runner is asyncio.current_task():
+            # The body stopping its own run: cancelled now, a body that then returned without
+            # another await would leave the cancellation to strike its caller's next await.
+            asyncio.get_running_loop().call_soon(self._cancel, runner)
+        else:
+            self._cancel(runner)
+
+    def _cancel(self, runner: asyncio.Task[Any]) -> None:
+        if self.runner is runner:  # still running the body
+            self.cancels += 1
+            runner.cancel()
+
+    def take_back_cancels(self, task: asyncio.Task[Any]) -> int:
+        """Take back the cancellations of ``task`` that ``stop`` requested; how many others remain."""
+        remaining = task.cancelling()
+        while self.cancels:
+            self.cancels -= 1
+            remaining = task.uncancel()
+        return remaining
 
     def next_key(self, base: str) -> str:
         """The key of the next call of ``base`` in the current scope (taken at call time)."""
