@@ -258,3 +258,21 @@ async def test_synchronous_full_commits_batches_in_the_thread(tmp_path: Path) ->
     await flow(50)
     assert threading.main_thread().name in threads  # a lone write: on the loop
     await wf.close()
+
+
+async def test_steps_finished_at_the_same_time_load_in_key_order(tmp_path: Path) -> None:
+    from durable.store import Lease, RunRecord, RunStatus, StepRecord, StepStatus
+
+    store = SQLiteStore(tmp_path / "ties.db")
+    await store.open()
+    run = RunRecord(
+        "run-1", "wf", RunStatus.RUNNING, "{}", "d", 1.0, 1.0, owner="o", lease_token=1, lease_expires_at=9e9
+    )
+    await store.create_run(run)
+    lease = Lease("run-1", "o", 1, 9e9)
+    for key, finished_at in (("c", 2.0), ("b", 1.0), ("a", 2.0), ("d", 1.0)):
+        await store.save_step(
+            lease, StepRecord("run-1", key, "t", "0", StepStatus.COMPLETED, "1", None, 1, 0.0, finished_at)
+        )
+    assert [step.key for step in await store.load_steps("run-1")] == ["b", "d", "a", "c"]
+    await store.close()
