@@ -44,7 +44,8 @@ ALL_STORES = ["sqlite", "sqlite-full", "memory", "postgres", "redis"]
 ALL_SCENARIOS = "ABCDEF"
 
 SCENARIO_TITLES = {
-    "A": "one workflow, sequential trivial steps (first run, then replay)",
+    "A": "one workflow, sequential trivial steps (first run, then replay), on a store in use; "
+    "'fresh': the same, untimed warm-up on the fresh store in a fresh process",
     "B": "concurrent workflows x 10 steps",
     "C": "many concurrent workflows x 10 steps (errors counted)",
     "D": "workflow start overhead (1-step workflow, sequentially)",
@@ -54,7 +55,8 @@ SCENARIO_TITLES = {
 # (metric key, column title, higher is better); the first one is compared across engines.
 METRICS: dict[str, list[tuple[str, str, bool]]] = {
     "A": [("us_per_new_step", "µs/new step", False), ("us_per_replayed_step", "µs/replayed step", False),
-          ("steps_per_s", "steps/s", True)],
+          ("steps_per_s", "steps/s", True), ("cold_us_per_new_step", "new, fresh", False),
+          ("cold_us_per_replayed_step", "replayed, fresh", False)],
     "B": [("steps_per_s", "steps/s", True), ("us_per_step", "µs/step (wall)", False)],
     "C": [("steps_per_s", "steps/s", True), ("wall_s", "wall s", False)],
     "D": [("us_per_workflow", "µs/workflow", False), ("workflows_per_s", "workflows/s", True)],
