@@ -185,14 +185,9 @@ async def execute_step(
     ctx.journal[key] = stored
     if "durable_step_finished" in watched:
         observe(
-            plugins,
-            "durable_step_finished",
-            run_id=ctx.run_id,
-            key=key,
-            task=task,
-            attempts=attempt,
-            error=None,
-        )
+            plugins, "durable_step_finished",
+            run_id=ctx.run_id, key=key, task=task, attempts=attempt, error=None,
+        )  # fmt: skip
     return decode(stored.result)  # type: ignore[arg-type]
 
 
