@@ -35,6 +35,12 @@ def test_from_rows_builds_the_same_records_as_from_row() -> None:
     records = StepRecord.from_rows("run-1", rows)
     assert records == [StepRecord.from_row(("run-1", *row)) for row in rows]
     assert [record.status for record in records] == [StepStatus.COMPLETED, StepStatus.FAILED]
+    # Built without __init__, still the same frozen dataclass in every way.
+    first, same = records[0], StepRecord.from_row(("run-1", *rows[0]))
+    assert hash(first) == hash(same) and repr(first) == repr(same)
+    assert dataclasses.replace(first, key="x").key == "x"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.key = "y"  # type: ignore[misc]
 
 
 def test_from_rows_refuses_a_row_of_another_shape() -> None:
