@@ -6,6 +6,13 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+
+@pytest.fixture(autouse=True)
+def inner_ini(pytester: pytest.Pytester) -> None:
+    # The inner runs' own configuration, as a store's project would set it (pytest-asyncio warns
+    # when the loop scope of async fixtures is left to its changing default).
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+
 MEMORY_FACTORY = """
 import pytest
 from durable_memory import InMemoryStore
