@@ -13,6 +13,7 @@ def inner_ini(pytester: pytest.Pytester) -> None:
     # when the loop scope of async fixtures is left to its changing default).
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
 
+
 MEMORY_FACTORY = """
 import pytest
 from durable_memory import InMemoryStore
