@@ -30,28 +30,37 @@ async def assert_task_untouched() -> None:
         await asyncio.sleep(0.001)
 
 
+class Sleeper:
+    """A workflow whose run ``sleeper-<n>`` sleeps for a minute; ``started`` is set once it sleeps."""
+
+    def __init__(self, wf: Workflow) -> None:
+        self.started = asyncio.Event()
+
+        @wf.workflow(id="sleeper-{n}")
+        async def sleeper(n: int) -> int:
+            self.started.set()
+            await asyncio.sleep(60)
+            return n
+
+        self.run = sleeper
+
+
 async def test_cancel_from_another_task_stops_the_body_and_the_caller_gets_run_cancelled(
     wf: Workflow,
 ) -> None:
-    started = asyncio.Event()
-
-    @wf.workflow(id="waits-{n}")
-    async def waits(n: int) -> int:
-        started.set()
-        await asyncio.sleep(60)
-        return n
+    sleeper = Sleeper(wf)
 
     async def caller() -> str:
-        with pytest.raises(RunCancelled, match="'waits-1'"):
-            await waits(1)
+        with pytest.raises(RunCancelled, match="'sleeper-1'"):
+            await sleeper.run(1)
         await assert_task_untouched()
         return "caller went on"
 
     calling = asyncio.create_task(caller())
-    await started.wait()
-    await wf.cancel("waits-1")
+    await sleeper.started.wait()
+    await wf.cancel("sleeper-1")
     assert await asyncio.wait_for(calling, 5) == "caller went on"
-    run = await wf.get_run("waits-1")
+    run = await wf.get_run("sleeper-1")
     assert run is not None and run.status is RunStatus.CANCELLED
 
 
@@ -118,32 +127,20 @@ async def test_a_body_swallowing_the_stop_still_ends_with_the_reason(wf: Workflo
 
 
 async def test_cancelling_the_caller_interrupts_the_run_and_releases_it(wf: Workflow) -> None:
-    started = asyncio.Event()
-
-    @wf.workflow(id="interrupted-{n}")
-    async def interrupted(n: int) -> int:
-        started.set()
-        await asyncio.sleep(60)
-        return n
-
-    calling = asyncio.create_task(interrupted(1))
-    await started.wait()
+    sleeper = Sleeper(wf)
+    calling = asyncio.create_task(sleeper.run(1))
+    await sleeper.started.wait()
     calling.cancel()
     with pytest.raises(asyncio.CancelledError):
         await calling
-    run = await wf.get_run("interrupted-1")
-    assert (
-        run is not None and run.status is RunStatus.RUNNING and run.owner is None
-    )  # any executor may resume
+    run = await wf.get_run("sleeper-1")
+    # Released: any executor may resume it.
+    assert run is not None and run.status is RunStatus.RUNNING and run.owner is None
 
 
 async def test_a_timeout_around_a_run_times_out_as_it_would_around_any_call(wf: Workflow) -> None:
-    @wf.workflow(id="slow-{n}")
-    async def slow(n: int) -> int:
-        await asyncio.sleep(60)
-        return n
-
+    sleeper = Sleeper(wf)
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):
-            await slow(1)
+            await sleeper.run(1)
     await assert_task_untouched()
