@@ -102,19 +102,39 @@ async def postgres_floors(url: str) -> dict[str, float]:
     import asyncpg
 
     conn = await asyncpg.connect(url)
-    # A regular (WAL-logged) table: its commit waits for the WAL flush, as a checkpoint's does.
+    # Regular (WAL-logged) tables: their commits wait for the WAL flush, as a checkpoint's does.
     # A temporary table's commit skips that flush and would understate the floor.
     table = f"durable_floor_{os.getpid()}"
+    runs, steps = f"{table}_runs", f"{table}_steps"
+    keys = iter(range(1 << 62))
+    # A checkpoint-shaped row, inserted only while the run's lease token matches, the run row
+    # locked until commit: the fencing every durable checkpoint needs, without durable.
+    fenced = (
+        f"INSERT INTO {steps} SELECT $1, $2, 'step', $3, 'completed', '1', NULL, 1, $4, $4 "
+        f"FROM {runs} WHERE run_id = $1 AND lease_token = 1 FOR SHARE"
+    )
     try:
         await conn.execute(f"CREATE TABLE {table} (k bigserial PRIMARY KEY, v text)")
+        await conn.execute(f"CREATE TABLE {runs} (run_id text PRIMARY KEY, lease_token int8 NOT NULL)")
+        await conn.execute(
+            f"CREATE TABLE {steps} (run_id text NOT NULL, key text NOT NULL, task text NOT NULL, "
+            "args_digest text NOT NULL, status text NOT NULL, result text, error text, "
+            "attempts int4 NOT NULL, started_at float8 NOT NULL, finished_at float8 NOT NULL, "
+            "PRIMARY KEY (run_id, key))"
+        )
+        await conn.execute(f"INSERT INTO {runs} VALUES ('run-1', 1)")
         return {
             "postgres_select_1": await _time_async(lambda: conn.fetchval("SELECT 1")),
             "postgres_insert_commit": await _time_async(
                 lambda: conn.execute(f"INSERT INTO {table} (v) VALUES ($1)", "x")
             ),
+            "postgres_fenced_step_commit": await _time_async(
+                lambda: conn.execute(fenced, "run-1", f"step#{next(keys)}", "0" * 32, time.time())
+            ),
         }
     finally:
-        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        for name in (table, steps, runs):
+            await conn.execute(f"DROP TABLE IF EXISTS {name}")
         await conn.close()
 
 

@@ -419,7 +419,7 @@ TARGETS: list[tuple[str, str, str, float, bool, str | None]] = [
     ("B", "sqlite", "steps_per_s", 30_000, True, "sqlite_row_in_batch_of_100"),
     ("C", "sqlite", "errors", 0, False, None),
     ("A", "sqlite-full", "us_per_new_step", 200, False, "sqlite_full_commit"),
-    ("A", "postgres", "us_per_new_step", 250, False, "postgres_insert_commit"),
+    ("A", "postgres", "us_per_new_step", 250, False, "postgres_fenced_step_commit"),
     ("B", "postgres", "steps_per_s", 10_000, True, None),
     ("A", "redis", "us_per_new_step", 60, False, "asyncio_socket_round_trip"),
     ("B", "redis", "steps_per_s", 30_000, True, None),
