@@ -149,6 +149,25 @@ async def test_replies_are_what_execute_command_returns(make_store: StoreMaker, 
     await wire.close()
 
 
+async def test_a_push_message_on_the_wire_is_not_taken_for_a_reply(
+    make_store: StoreMaker, admin: redis.Redis
+) -> None:
+    # Under RESP3 the server may push messages on any connection (here: a client-side caching
+    # invalidation); they answer no command, and must not shift the replies that follow.
+    store = make_store(protocol=3)
+    await store.open()
+    wire = Wire(store.client)
+    key = f"{store.prefix}:tracked"
+    admin.set(key, "1")
+    tracking, value = await wire.round_trip([("CLIENT", "TRACKING", "ON"), ("GET", key)])
+    assert not isinstance(tracking, Exception) and value == "1"
+    admin.set(key, "2")  # the key this connection read changed: the server pushes it a notice
+    await asyncio.sleep(0.05)  # the push arrives before the next command is sent
+    assert await wire.round_trip([("PING",), ("GET", key)]) == [True, "2"]
+    assert wire._replies is not None  # read by ReplyReader, not by redis-py
+    await wire.close()
+
+
 async def test_a_store_speaking_resp2_reads_its_records(make_store: StoreMaker) -> None:
     store = make_store(protocol=2)
     await store.open()
