@@ -65,30 +65,20 @@ def observe(plugins: PluginManager | None, hook: str, **kwargs: Any) -> None:
         log.exception("durable observer hook %s failed", hook)
 
 
-async def call_with_retries(
-    fn: Callable[[], Awaitable[T]],
-    policy: StepPolicy,
-    on_attempt: Callable[[int], None] | None = None,
-    on_retry: Callable[[int, BaseException, float], None] | None = None,
-) -> tuple[T, int]:
-    """Call ``fn`` until it succeeds or the policy gives up; returns the value and attempts made."""
+async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: StepPolicy) -> T:
+    """Call ``fn`` until it succeeds or the policy gives up (a task called outside a run)."""
     attempt = 0
     while True:
         attempt += 1
-        if on_attempt is not None:
-            on_attempt(attempt)
         try:
             if policy.timeout is None:
-                return await fn(), attempt
+                return await fn()
             async with asyncio.timeout(policy.timeout):
-                return await fn(), attempt
+                return await fn()
         except BaseException as exc:
             if not policy.should_retry(exc, attempt):
                 raise
-            delay = policy.delay(attempt)
-            if on_retry is not None:
-                on_retry(attempt, exc, delay)
-            await _sleep(delay)
+            await _sleep(policy.delay(attempt))
 
 
 def replayed(ctx: RunContext, key: str, task: str, args_digest: str) -> str | None:
@@ -127,8 +117,8 @@ async def execute_step(
     started_at = time.time()
     failures: list[ErrorInfo] = []
     attempt = 0
-    # The attempts are call_with_retries's loop, written out: every new step runs it, and its
-    # hooks would cost three closures and two coroutines more per step.
+    # call_with_retries's loop, plus observers, scope and failure records: written out rather
+    # than given hooks, which would cost three closures and two coroutines more per step.
     while True:
         attempt += 1
         if "durable_step_started" in watched:

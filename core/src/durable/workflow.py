@@ -91,8 +91,7 @@ class TaskFunction(Generic[P, R]):
         return call
 
     async def _call_plain(self, args: Any, kwargs: Any) -> R:
-        value, _ = await call_with_retries(lambda: self.fn(*args, **kwargs), self.policy)
-        return value
+        return await call_with_retries(lambda: self.fn(*args, **kwargs), self.policy)
 
     async def _call_in_run(self, ctx: RunContext, key: str, args: Any, kwargs: Any) -> R:
         annotation = self._annotation or self.return_annotation
