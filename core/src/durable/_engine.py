@@ -282,17 +282,16 @@ class _Heartbeat:
         self._interval = max(lease_seconds / 3.0, 0.01)
         self._loop = asyncio.get_running_loop()
         self._renewal: asyncio.Task[None] | None = None
-        self._stopped = False
         self._timer = self._loop.call_later(self._interval, self._due)
 
     def cancel(self) -> None:
-        self._stopped = True
+        """Stop renewing (``execute_run`` has already cleared ``ctx.runner``)."""
         self._timer.cancel()
         if self._renewal is not None:
             self._renewal.cancel()
 
     def _due(self) -> None:
-        if not self._stopped and self._ctx.runner is not None:
+        if self._ctx.runner is not None:  # the body still runs
             self._renewal = self._loop.create_task(self._renew())
 
     async def _renew(self) -> None:
@@ -308,7 +307,7 @@ class _Heartbeat:
             if run.cancel_requested:
                 ctx.stop(RunCancelled(f"run {ctx.run_id!r} was cancelled"))
                 return
-        if not self._stopped:
+        if ctx.runner is not None:
             self._timer = self._loop.call_later(self._interval, self._due)
 
 
