@@ -1063,9 +1063,10 @@ def _statements(s: str) -> dict[str, str]:
             f"signals AS (DELETE FROM {s}.signals WHERE run_id = $1) "
             f"DELETE FROM {s}.runs WHERE run_id = $1"
         ),
+        # StepRecord.from_rows's columns: every step column but the run id.
         "load_steps": (
-            "SELECT key, task, args_digest, status, result, error, attempts, started_at, finished_at "
-            f"FROM {s}.steps WHERE run_id = $1 ORDER BY finished_at, key"
+            f"SELECT {STEP_COLUMNS.removeprefix('run_id, ')} FROM {s}.steps "
+            "WHERE run_id = $1 ORDER BY finished_at, key"
         ),
         # FOR SHARE locks the run row until commit, so a claim (which updates it) waits for this
         # checkpoint, and one that committed first makes the re-checked token differ: no write.

@@ -41,10 +41,7 @@ SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 # A journal in StepRecord.from_rows's column order, by key: the primary-key index gives that order
 # for free. Then sorted by finish time in Python (stable: ties stay in key order), not by ORDER BY:
 # SQLite sorts through a temporary b-tree, which costs more per row (measured on 1,000-step runs).
-LOAD_STEPS = (
-    "SELECT key, task, args_digest, status, result, error, attempts, started_at, finished_at "
-    "FROM steps WHERE run_id = ? ORDER BY key"
-)
+LOAD_STEPS = f"SELECT {STEP_COLUMNS.removeprefix('run_id, ')} FROM steps WHERE run_id = ? ORDER BY key"
 _FINISHED_AT = operator.itemgetter(8)
 
 # The fencing check and the first-completed-writer-wins insert, in one statement. Built once:
