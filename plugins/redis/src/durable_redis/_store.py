@@ -331,9 +331,7 @@ class RedisStore(Store):
         # The index lives in another slot (no multi-slot script in a cluster), so its entry is a
         # command of its own, sent in the same round trip as the script: the new record's
         # created_at, which is the stored one when the run is created (the common case).
-        what = f"indexing run {run.run_id!r}"
-        index = Call.plain(what, "ZADD", self.keys.index, run.created_at, run.run_id)
-        reply = (await self._run_together(call, index))[0]
+        reply = (await self._run_together(call, self._index_entry(run)))[0]
         if reply == 1:
             return run, True
         stored = k.parse_run(k.pairs(reply))
@@ -342,8 +340,12 @@ class RedisStore(Store):
         if stored.created_at != run.created_at:
             # The run existed: its entry gets the stored created_at back. Writing it on every such
             # call also repairs an entry lost to a crash, or pruned while the run was recreated.
-            await self._run(Call.plain(what, "ZADD", self.keys.index, stored.created_at, stored.run_id))
+            await self._run(self._index_entry(stored))
         return stored, created
+
+    def _index_entry(self, run: RunRecord) -> Call:
+        """The ZADD that lists ``run`` in the index, scored by its ``created_at``."""
+        return Call.plain(f"indexing run {run.run_id!r}", "ZADD", self.keys.index, run.created_at, run.run_id)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         key = self.keys.run_keys(run_id)[0]
