@@ -21,14 +21,18 @@ class Row(Protocol):
 
 
 class RunStatus(StrEnum):
-    """Where a run is in its life."""
+    """Where a run is in its life (``durable._lifecycle`` has the state machine)."""
 
     PENDING = "pending"
-    """Recorded but not yet executed (a signal sent with ``create=True``, a queued run)."""
+    """Recorded but not yet executed (``start()``, a queued run)."""
     RUNNING = "running"
-    """Owned by an executor, or interrupted: an expired lease means nobody runs it."""
+    """Owned by an executor holding a live lease."""
     WAITING = "waiting"
     """Waiting for a signal or for a durable sleep to elapse."""
+    INTERRUPTED = "interrupted"
+    """Its executor is gone (crashed, stopped, its caller gave up) or its lease expired, and
+    nobody has resumed it yet. Never stored: reported for a stored ``running`` or ``waiting``
+    run whose owner holds no live lease (see ``durable._lifecycle.reported``)."""
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -104,6 +108,10 @@ class RunRecord:
     """Absolute time after which the run fails with a timeout, across restarts."""
     parent_run_id: str | None = None
     cancel_requested: bool = False
+    activity: str | None = None
+    """JSON text the core writes saying what the run is doing: the steps in flight (key and
+    attempt) while it executes, or what it waits for (a signal's name and timeout, a sleep's wake
+    time). Stores keep it verbatim; ``claim_run`` and ``reset_run`` clear it."""
 
     @property
     def error_info(self) -> ErrorInfo | None:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from durable import _codec
+from durable._lifecycle import DUE_STATUSES, is_due
 from durable._records import (
     ErrorInfo,
     Lease,
@@ -46,6 +47,7 @@ __all__ = [
     "StepRecord",
     "StepStatus",
     "Store",
+    "accepts_activity",
     "compact_json",
     "is_due",
     "redact_url",
@@ -82,18 +84,23 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def is_due(run: RunRecord, now: float) -> bool:
-    """Whether a worker should resume ``run`` now.
+def accepts_activity(store: Store) -> bool:
+    """Whether the store's ``update_run`` and ``renew_lease`` take ``activity=`` (stores written
+    before 0.4 do not: the core then leaves the field alone)."""
+    cls = type(store)
+    known = _ACCEPTS_ACTIVITY.get(cls)
+    if known is None:
+        import inspect
 
-    Nobody may hold a live lease on it, and it must be pending, interrupted (running
-    without a live owner), left waiting by a crashed owner, or parked with its wake
-    time reached (a durable sleep elapsed, or a signal delivered).
-    """
-    if run.lease_is_live(now) or run.status.is_final or run.status is RunStatus.FAILED:
-        return False
-    if run.status is RunStatus.WAITING:
-        return run.owner is not None or (run.wake_at is not None and run.wake_at <= now)
-    return True
+        known = all(
+            "activity" in inspect.signature(getattr(cls, method)).parameters
+            for method in ("update_run", "renew_lease")
+        )
+        _ACCEPTS_ACTIVITY[cls] = known
+    return known
+
+
+_ACCEPTS_ACTIVITY: dict[type, bool] = {}
 
 
 class Store(ABC):
@@ -155,18 +162,24 @@ class Store(ABC):
 
     @abstractmethod
     async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
-        """Take the run's lease if nobody holds it.
+        """Take the run's lease if nobody holds it (``durable._lifecycle``: a claim).
 
-        Succeeds when the run exists, its status is not final (completed, cancelled)
-        and it has no owner or an expired lease. On success, atomically: status
+        Succeeds when the run exists, its status is in ``CLAIMABLE`` (not completed or
+        cancelled) and it has no owner or an expired lease. On success, atomically: status
         becomes ``running``, ``lease_token`` increases by one, ``owner`` and
-        ``lease_expires_at`` are set and ``wake_at`` cleared. Returns ``None`` otherwise.
+        ``lease_expires_at`` are set, ``wake_at`` and ``activity`` cleared. Returns ``None``
+        otherwise.
         """
 
     @abstractmethod
-    async def renew_lease(self, lease: Lease, lease_seconds: float) -> RunRecord:
-        """Extend a held lease and return the run (callers read ``cancel_requested``).
+    async def renew_lease(
+        self, lease: Lease, lease_seconds: float, *, activity: str | None = None
+    ) -> RunRecord:
+        """Set a held lease to expire ``lease_seconds`` from now and return the run (callers read
+        ``cancel_requested``); ``activity``, unless ``None``, replaces the stored one.
 
+        ``lease_seconds=0`` gives the lease back while keeping ``owner`` (the last owner, shown
+        for an interrupted run): another executor may claim the run at once. Status is kept.
         Raises ``LeaseLost`` if ``lease.token`` is no longer current.
         """
 
@@ -180,9 +193,10 @@ class Store(ABC):
         error: str | None = None,
         wake_at: float | None = None,
         release: bool = False,
+        activity: str | None = None,
     ) -> None:
         """Fenced write of the run's status and outcome fields (``result``, ``error``, ``wake_at``
-        are written as given, ``None`` included).
+        and ``activity`` are written as given, ``None`` included).
 
         With ``release=True`` the lease is dropped (``owner`` and ``lease_expires_at``
         cleared, token kept) so another executor may claim the run at once.
@@ -202,7 +216,7 @@ class Store(ABC):
     async def reset_run(self, run_id: str) -> RunRecord | None:
         """Make a cancelled or failed run claimable again.
 
-        Clears ``cancel_requested``, ``error`` and ``wake_at``; status becomes
+        Clears ``cancel_requested``, ``error``, ``wake_at`` and ``activity``; status becomes
         ``pending``. Checkpoints are kept. Returns ``None`` if the run is unknown.
         """
 
@@ -212,16 +226,16 @@ class Store(ABC):
         ties broken by ``run_id``, then ``offset`` and ``limit`` applied."""
 
     async def due_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
-        """Runs a worker should resume at ``now`` (see ``is_due``), at most ``limit``.
+        """Runs a worker should resume at ``now`` (``durable._lifecycle.is_due``), at most ``limit``.
 
-        This default pages through ``list_runs``; stores may override it with an
-        indexed query returning the same runs.
+        This default pages through ``list_runs`` of the statuses in ``DUE_STATUSES``; our stores
+        override it with an indexed query returning the same runs, so a poll costs the same
+        however many finished runs the store holds.
         """
         found: list[RunRecord] = []
         offset, page_size = 0, 500
-        active = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING})
         while len(found) < limit:
-            page = await self.list_runs(RunQuery(statuses=active, limit=page_size, offset=offset))
+            page = await self.list_runs(RunQuery(statuses=DUE_STATUSES, limit=page_size, offset=offset))
             found.extend(run for run in page if is_due(run, now))
             if len(page) < page_size:
                 break

@@ -7,10 +7,13 @@ so a caller mutating what a task returned cannot reach a checkpoint.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import time
 from dataclasses import replace
 from typing import Any
 
+from durable._lifecycle import DUE_STATUSES, is_due
 from durable.errors import LeaseLost
 from durable.hookspecs import StoreBackend, hookimpl
 from durable.store import (
@@ -37,6 +40,10 @@ class InMemoryStore(Store):
 
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
+        self._newest_first: list[tuple[float, str]] = []
+        """``(-created_at, run_id)`` of every run, sorted: listings read only what they return."""
+        self._live: set[str] = set()
+        """Ids of runs whose status may make them due (``DUE_STATUSES``): polls look only here."""
         self._steps: dict[str, dict[str, StepRecord]] = {}
         self._signals: dict[str, list[SignalRecord]] = {}
         self._seq = 0
@@ -53,8 +60,16 @@ class InMemoryStore(Store):
         existing = self._runs.get(run.run_id)
         if existing is not None:
             return existing, False
-        self._runs[run.run_id] = run
+        self._put(run)
+        bisect.insort(self._newest_first, (-run.created_at, run.run_id))
         return run, True
+
+    def _put(self, run: RunRecord) -> None:
+        self._runs[run.run_id] = run
+        if run.status in DUE_STATUSES:
+            self._live.add(run.run_id)
+        else:
+            self._live.discard(run.run_id)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         return self._runs.get(run_id)
@@ -65,15 +80,16 @@ class InMemoryStore(Store):
         if run is None or run.status.is_final or run.lease_is_live(now):
             return None
         lease = Lease(run_id, owner, run.lease_token + 1, now + lease_seconds)
-        self._runs[run_id] = replace(
+        self._put(replace(
             run,
             status=RunStatus.RUNNING,
             owner=owner,
             lease_token=lease.token,
             lease_expires_at=lease.expires_at,
             wake_at=None,
+            activity=None,
             updated_at=now,
-        )
+        ))  # fmt: skip
         return lease
 
     def _fenced(self, lease: Lease) -> RunRecord:
@@ -82,11 +98,18 @@ class InMemoryStore(Store):
             raise LeaseLost.stale(lease.run_id, lease.token, None if run is None else run.lease_token)
         return run
 
-    async def renew_lease(self, lease: Lease, lease_seconds: float) -> RunRecord:
+    async def renew_lease(
+        self, lease: Lease, lease_seconds: float, *, activity: str | None = None
+    ) -> RunRecord:
         run = self._fenced(lease)
         now = time.time()
-        run = replace(run, owner=lease.owner, lease_expires_at=now + lease_seconds)
-        self._runs[lease.run_id] = run
+        run = replace(
+            run,
+            owner=lease.owner,
+            lease_expires_at=now + lease_seconds,
+            activity=run.activity if activity is None else activity,
+        )
+        self._put(run)
         return run
 
     async def update_run(
@@ -98,14 +121,16 @@ class InMemoryStore(Store):
         error: str | None = None,
         wake_at: float | None = None,
         release: bool = False,
+        activity: str | None = None,
     ) -> None:
         run = self._fenced(lease)
         changes: dict[str, Any] = {}
         if release:
             changes = {"owner": None, "lease_expires_at": None}
-        self._runs[lease.run_id] = replace(
-            run, status=status, result=result, error=error, wake_at=wake_at, updated_at=time.time(), **changes
-        )
+        self._put(replace(
+            run, status=status, result=result, error=error, wake_at=wake_at, activity=activity,
+            updated_at=time.time(), **changes,
+        ))  # fmt: skip
 
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         run = self._runs.get(run_id)
@@ -116,7 +141,7 @@ class InMemoryStore(Store):
         if not status.is_final and not run.lease_is_live(now):
             status = RunStatus.CANCELLED
         run = replace(run, cancel_requested=True, status=status, updated_at=now)
-        self._runs[run_id] = run
+        self._put(run)
         return run
 
     async def reset_run(self, run_id: str) -> RunRecord | None:
@@ -129,22 +154,32 @@ class InMemoryStore(Store):
             cancel_requested=False,
             error=None,
             wake_at=None,
+            activity=None,
             updated_at=time.time(),
         )
-        self._runs[run_id] = run
+        self._put(run)
         return run
 
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
-        found = sorted(
-            (run for run in self._runs.values() if query.matches(run)),
-            key=lambda run: (-run.created_at, run.run_id),
-        )
-        return found[query.offset : query.offset + query.limit]
+        runs = (self._runs[run_id] for _, run_id in self._newest_first)
+        found = (run for run in runs if query.matches(run))
+        return list(itertools.islice(found, query.offset, query.offset + query.limit))
+
+    async def due_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
+        due = [run for run in map(self._runs.__getitem__, self._live) if is_due(run, now)]
+        due.sort(key=lambda run: (run.created_at, run.run_id))
+        return due[:limit]
 
     async def delete_run(self, run_id: str) -> bool:
         self._steps.pop(run_id, None)
         self._signals.pop(run_id, None)
-        return self._runs.pop(run_id, None) is not None
+        self._live.discard(run_id)
+        run = self._runs.pop(run_id, None)
+        if run is None:
+            return False
+        entry = (-run.created_at, run_id)
+        self._newest_first.pop(bisect.bisect_left(self._newest_first, entry))
+        return True
 
     # -- steps -------------------------------------------------------------------
 
@@ -171,7 +206,7 @@ class InMemoryStore(Store):
         deliveries.append(SignalRecord(run_id, name, delivery_id, payload, self._seq, now))
         run = self._runs.get(run_id)
         if run is not None and run.status is RunStatus.WAITING:
-            self._runs[run_id] = replace(run, wake_at=now, updated_at=now)
+            self._put(replace(run, wake_at=now, updated_at=now))
         self.wake_local_waiters(run_id, name)
         return True
 
