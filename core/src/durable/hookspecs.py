@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -33,7 +34,11 @@ class StoreBackend:
     schemes: tuple[str, ...]
     """URL schemes it opens (``sqlite``, ``redis``, ...). Two backends may not share one."""
     description: str
-    store_class: type[Store]
+    store_class: type[Store] | str
+    """The store's class, or where it is as ``"module:Class"``. A plugin names it so, and declares
+    ``capabilities`` itself, to keep its driver unimported until one of its stores is used:
+    listing backends (every store URL resolution does) imports no driver. ``load_store_class()``
+    gives the class either way."""
     install_hint: str = ""
     """What to install to get it, e.g. ``pip install 'python-durable[redis]'``."""
     capabilities: frozenset[str] = field(default_factory=frozenset)
@@ -46,6 +51,14 @@ class StoreBackend:
     drop_isolated: Callable[[str], Awaitable[None]] | None = None
     """For the contract suite: delete everything stored under a URL ``isolated_url`` made
     (drop the schema, delete the prefix's keys), so test runs leave nothing on a shared server."""
+
+    def load_store_class(self) -> type[Store]:
+        """``store_class``, imported now if it is named as ``"module:Class"``."""
+        if not isinstance(self.store_class, str):
+            return self.store_class
+        module, _, name = self.store_class.partition(":")
+        store_class: type[Store] = getattr(import_module(module), name)
+        return store_class
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def test_the_backend_declaration() -> None:
     assert backend.schemes == ("postgresql", "postgres", "postgresql+asyncpg")
     assert backend.install_hint == "pip install 'python-durable[postgres]'"
     assert backend.capabilities == {"persistent", "multi-process", "notify"}
-    assert backend.store_class is PostgresStore and backend.test_server is not None
+    assert backend.load_store_class() is PostgresStore and backend.test_server is not None
 
 
 def test_isolated_urls_get_distinct_valid_schemas_and_keep_other_options() -> None:

@@ -5,16 +5,30 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from durable.hookspecs import StoreBackend, hookimpl
-from durable.store import Store
-from durable_postgres._store import PostgresStore
+from durable.store import Capability, Store
 from durable_postgres._url import SCHEMES, is_postgres_url, quote_identifier, with_schema
+
+if TYPE_CHECKING:
+    from durable_postgres._store import PostgresStore
 
 __all__ = ["PostgresStore"]
 
 TEST_IMAGE = "postgres:16-alpine"
+CAPABILITIES = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY})
+"""``PostgresStore.capabilities``, declared here so that listing backends does not import asyncpg."""
+
+
+def __getattr__(name: str) -> Any:
+    # The entry point loads this module for every Workflow(); asyncpg is imported only when a
+    # Postgres store is used.
+    if name == "PostgresStore":
+        from durable_postgres._store import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module 'durable_postgres' has no attribute {name!r}")
 
 
 @contextmanager
@@ -32,6 +46,8 @@ def _isolated_url(base_url: str, token: str) -> str:
 
 async def _drop_isolated(url: str) -> None:
     """Drop the schema an isolated test URL names (the contract suite's clean-up)."""
+    from durable_postgres._store import PostgresStore
+
     store = PostgresStore.from_url(url)
     conn = await store._connect()
     try:
@@ -47,9 +63,9 @@ def durable_store_backends() -> list[StoreBackend]:
             name="postgres",
             schemes=SCHEMES,
             description="PostgreSQL (asyncpg): many processes on many hosts; LISTEN/NOTIFY signal wake-ups.",
-            store_class=PostgresStore,
+            store_class="durable_postgres._store:PostgresStore",
             install_hint="pip install 'python-durable[postgres]'",
-            capabilities=PostgresStore.capabilities,
+            capabilities=CAPABILITIES,
             test_server=_test_server,
             isolated_url=_isolated_url,
             drop_isolated=_drop_isolated,
@@ -61,4 +77,6 @@ def durable_store_backends() -> list[StoreBackend]:
 def durable_store_from_url(url: str, options: dict[str, Any]) -> Store | None:
     if not is_postgres_url(url):
         return None
+    from durable_postgres._store import PostgresStore
+
     return PostgresStore.from_url(url, **options)

@@ -34,18 +34,30 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import redis.asyncio as aioredis
-
 from durable.hookspecs import StoreBackend, hookimpl
-from durable.store import Store
-from durable_redis._store import RedisStore
+from durable.store import Capability, Store
+
+if TYPE_CHECKING:
+    from durable_redis._store import RedisStore
 
 __all__ = ["RedisStore"]
 
 SCHEMES = ("redis", "rediss")
+CAPABILITIES = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY})
+"""``RedisStore.capabilities``, declared here so that listing backends does not import redis-py."""
+
+
+def __getattr__(name: str) -> Any:
+    # The entry point loads this module for every Workflow(); redis-py (and hiredis) are imported
+    # only when a Redis store is used.
+    if name == "RedisStore":
+        from durable_redis._store import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module 'durable_redis' has no attribute {name!r}")
 
 
 @contextmanager
@@ -73,6 +85,10 @@ def random_prefix() -> str:
 
 async def _drop_isolated(url: str) -> None:
     """Delete every key under an isolated test URL's prefix (the contract suite's clean-up)."""
+    import redis.asyncio as aioredis
+
+    from durable_redis._store import RedisStore
+
     store = RedisStore.from_url(url)
     client = aioredis.from_url(store.url)
     pattern = "".join("\\" + c if c in "*?[]\\" else c for c in store.prefix) + ":*"
@@ -96,9 +112,9 @@ def durable_store_backends() -> list[StoreBackend]:
             name="redis",
             schemes=SCHEMES,
             description="Redis (or a Redis Cluster): many processes and hosts; pub/sub signal wake-ups.",
-            store_class=RedisStore,
+            store_class="durable_redis._store:RedisStore",
             install_hint="pip install 'python-durable[redis]'",
-            capabilities=RedisStore.capabilities,
+            capabilities=CAPABILITIES,
             test_server=_test_server,
             isolated_url=_isolated_url,
             drop_isolated=_drop_isolated,
@@ -110,4 +126,6 @@ def durable_store_backends() -> list[StoreBackend]:
 def durable_store_from_url(url: str, options: dict[str, Any]) -> Store | None:
     if urlsplit(url).scheme.lower() not in SCHEMES:
         return None
+    from durable_redis._store import RedisStore
+
     return RedisStore.from_url(url, **options)

@@ -6,13 +6,28 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from durable.hookspecs import StoreBackend, hookimpl
-from durable.store import Store
-from durable_sqlite._store import SQLiteStore
+from durable.store import Capability, Store
+
+if TYPE_CHECKING:
+    from durable_sqlite._store import SQLiteStore
 
 __all__ = ["SQLiteStore"]
+
+CAPABILITIES = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS})
+"""``SQLiteStore.capabilities``, declared here so that listing backends does not import aiosqlite."""
+
+
+def __getattr__(name: str) -> Any:
+    # The entry point loads this module for every Workflow(); aiosqlite is imported only when an
+    # SQLite store is used.
+    if name == "SQLiteStore":
+        from durable_sqlite._store import SQLiteStore
+
+        return SQLiteStore
+    raise AttributeError(f"module 'durable_sqlite' has no attribute {name!r}")
 
 
 @contextmanager
@@ -33,9 +48,9 @@ def durable_store_backends() -> list[StoreBackend]:
             name="sqlite",
             schemes=("sqlite",),
             description="One SQLite file (WAL); several processes on one host may share it.",
-            store_class=SQLiteStore,
+            store_class="durable_sqlite._store:SQLiteStore",
             install_hint="pip install python-durable",
-            capabilities=SQLiteStore.capabilities,
+            capabilities=CAPABILITIES,
             test_server=_temporary_directory,
             isolated_url=_isolated_url,
         )
@@ -46,4 +61,6 @@ def durable_store_backends() -> list[StoreBackend]:
 def durable_store_from_url(url: str, options: dict[str, Any]) -> Store | None:
     if not url.lower().startswith("sqlite:"):
         return None
+    from durable_sqlite._store import SQLiteStore
+
     return SQLiteStore.from_url(url, **options)
