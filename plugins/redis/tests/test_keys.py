@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from pathlib import Path
 
 import fakeredis
 import pytest
@@ -19,7 +20,7 @@ ODD_IDS = ["", "%", "%25", "%7B", "{", "}", "a}b{c", "{x}", "tenant:1", "tenant"
 
 
 def hash_tag(key: str) -> str:
-    """The part of a key Redis Cluster hashes: between the first '{' and the next '}'."""
+    """A key's hash tag, the part Redis hashes to a slot: between the first '{' and the next '}'."""
     start = key.index("{")
     end = key.index("}", start + 1)
     return key[start + 1 : end]
@@ -145,3 +146,20 @@ async def test_the_cleanup_pattern_matches_only_its_own_prefix() -> None:
     matched = {key async for key in client.scan_iter(match=tricky.pattern)}
     assert matched == {*tricky.run_keys("r"), tricky.index}
     assert all(re.match(r"t\[1\]\*\?:", key) for key in matched)
+
+
+def test_nothing_claims_redis_cluster_support() -> None:
+    # The store speaks to one server: its client is not cluster-aware and no test runs it on a
+    # cluster. Every description, docstring and README paragraph that names Redis Cluster says so.
+    import durable_redis
+
+    [backend] = durable_store_backends()
+    assert "not Redis Cluster" in backend.description
+    assert "does not support Redis Cluster" in (durable_redis.__doc__ or "")
+    root = Path(__file__).resolve().parents[3]
+    texts = [p.read_text() for p in sorted((root / "plugins/redis/src/durable_redis").glob("*.py"))]
+    texts += [(root / name).read_text() for name in ("README.md", "plugins/redis/pyproject.toml")]
+    for text in texts:
+        for paragraph in re.split(r"\n\s*\n", text):
+            if re.search(r"redis cluster", paragraph, re.IGNORECASE):
+                assert re.search(r"\bnot\b", paragraph), paragraph

@@ -1,11 +1,17 @@
 """Redis store for durable: ``RedisStore(url="redis://localhost:6379/0", ttl=86400, prefix="durable")``.
 
+It speaks to one Redis server. It does not support Redis Cluster: its client is not
+cluster-aware (no slot routing, no MOVED/ASK redirects), and it is not tested against one.
+
 Key layout (``_keys``): a run's keys are ``<prefix>:{<escaped run id>}:run`` (hash of the run's
 fields), ``:steps`` (hash: step key -> checkpoint), ``:sigs`` (list of deliveries in ``seq``
 order) and ``:sigids`` (hash: length-prefixed ``(name, delivery_id)`` -> seq, plus the ``seq``
-counter). The braces are a Redis Cluster hash tag: one run, one slot. ``<prefix>:runs`` is a
-sorted set of run ids by ``created_at`` for ``list_runs``; ``<prefix>:signals`` is the pub/sub
-channel that wakes ``wait_for_signal``.
+counter). The braces delimit the escaped run id, which contains none, so no two (prefix, run
+id, kind) triples share a key name. They are written as a Redis hash tag, so all of one run's
+keys, and so all keys of any one script call, hash to one slot: a server that shards by slot
+would accept each script call, but the index below lives in other slots and nothing here routes
+by slot. ``<prefix>:runs`` is a sorted set of run ids by ``created_at`` for ``list_runs``;
+``<prefix>:signals`` is the pub/sub channel that wakes ``wait_for_signal``.
 
 Atomicity (``_scripts``): every operation that checks and writes is one Lua script run with
 EVALSHA, fenced by the run's lease token where the Store contract says so.
@@ -13,7 +19,7 @@ EVALSHA, fenced by the run's lease token where the Store contract says so.
 Round trips (``_calls``): a lone operation is sent at once; a new checkpoint is one round trip.
 Every command submitted while another round trip is in flight (script calls of any run, index
 updates, reads) is sent with the others in the next one, as a non-transactional pipeline: each
-script call still touches one run's slot, and each caller gets exactly its own reply, stored
+script call still touches one run's keys only, and each caller gets exactly its own reply, stored
 step or ``LeaseLost``. Checkpoints of one run under one lease are merged into one script call
 (``_checkpoints``). So many concurrent runs share round trips and a connection or two.
 
@@ -111,7 +117,7 @@ def durable_store_backends() -> list[StoreBackend]:
         StoreBackend(
             name="redis",
             schemes=SCHEMES,
-            description="Redis (or a Redis Cluster): many processes and hosts; pub/sub signal wake-ups.",
+            description="One Redis server (not Redis Cluster): many processes and hosts; pub/sub signal wake-ups.",
             store_class="durable_redis._store:RedisStore",
             install_hint="pip install 'python-durable[redis]'",
             capabilities=CAPABILITIES,

@@ -1,7 +1,7 @@
 """Store operations as calls to the store's one batcher.
 
 Every Redis command a store operation sends is a ``Call``: a Lua script run on one run's keys
-(one hash slot, as Redis Cluster requires) or a plain command such as the index's ``ZADD``.
+(one hash tag, so one slot) or a plain command such as the index's ``ZADD``.
 Calls submitted while another round trip is in flight are sent together in the next one, as a
 non-transactional pipeline; each caller reads its own reply, as if it had sent its call alone.
 """

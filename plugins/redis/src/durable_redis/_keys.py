@@ -1,10 +1,11 @@
 """Key layout and the text encodings of records.
 
-Every key of one run is ``<prefix>:{<escaped run id>}:<kind>``. The braces are a Redis
-Cluster hash tag, so a run's keys live in one slot and one Lua script may touch them all.
-The escaped id never contains a brace and the prefix may not contain one, so the first
+Every key of one run is ``<prefix>:{<escaped run id>}:<kind>``. The braces delimit the run
+id: the escaped id never contains a brace and the prefix may not contain one, so the first
 ``{`` of a key ends the prefix and the first ``}`` after it ends the run id: no two
-(prefix, run id, kind) triples share a key. Step keys and signal names are hash fields or
+(prefix, run id, kind) triples share a key. Written so, they are also a Redis hash tag: a
+run's keys hash to one slot, which matters only to a server that shards by slot (the store
+does not support Redis Cluster; see the package docstring). Step keys and signal names are hash fields or
 length-prefixed values inside a run's own keys, never parts of a key name.
 
 The index of runs (a sorted set scored by ``created_at``) and the notification channel
@@ -29,17 +30,18 @@ def check_prefix(prefix: str) -> str:
     if not prefix or "{" in prefix or "}" in prefix:
         raise ConfigurationError(
             f"RedisStore prefix {prefix!r} must be non-empty and contain no '{{' or '}}' "
-            "(braces would change the Redis Cluster hash tag of every key)"
+            "(braces delimit the run id in every key name)"
         )
     return prefix
 
 
 def escape_run_id(run_id: str) -> str:
-    """The hash-tag body of a run id: reversible and brace-free.
+    """The run id as written between a key's braces: reversible and brace-free.
 
     ``%`` is escaped first so that the three escapes cannot be confused with literal text.
-    An empty id becomes a lone ``%``, which no escaped non-empty id can be, because an empty
-    hash tag would make Redis hash the whole key and scatter the run over several slots.
+    An empty id becomes a lone ``%``, which no escaped non-empty id can be, so that the braces
+    are never empty (an empty hash tag would hash the whole key, and a run's keys would no
+    longer share one slot).
     """
     if not run_id:
         return "%"

@@ -328,7 +328,7 @@ class RedisStore(Store):
         for field, value in k.run_fields(run).items():
             args += [field, value]
         call = Call(f"creating run {run.run_id!r}", self.keys.run_keys(run.run_id), args, script="create_run")
-        # The index lives in another slot (no multi-slot script in a cluster), so its entry is a
+        # The index is not one of the run's keys (a script touches one run's keys only), so its entry is a
         # command of its own, sent in the same round trip as the script: the new record's
         # created_at, which is the stored one when the run is created (the common case).
         reply = (await self._run_together(call, self._index_entry(run)))[0]
