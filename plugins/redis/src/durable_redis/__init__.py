@@ -117,7 +117,7 @@ def durable_store_backends() -> list[StoreBackend]:
         StoreBackend(
             name="redis",
             schemes=SCHEMES,
-            description="One Redis server (not Redis Cluster): many processes and hosts; pub/sub signal wake-ups.",
+            description="One Redis server (not Redis Cluster): many processes and hosts; pub/sub wake-ups.",
             store_class="durable_redis._store:RedisStore",
             install_hint="pip install 'python-durable[redis]'",
             capabilities=CAPABILITIES,
