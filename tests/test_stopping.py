@@ -4,6 +4,7 @@ is left as it was (no cancellation left pending or counted)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -134,8 +135,11 @@ async def test_cancelling_the_caller_interrupts_the_run_and_releases_it(wf: Work
     with pytest.raises(asyncio.CancelledError):
         await calling
     run = await wf.get_run("sleeper-1")
-    # Released: any executor may resume it.
-    assert run is not None and run.status is RunStatus.RUNNING and run.owner is None
+    # Given back at once, its owner kept as the last one: it reads interrupted, any executor may take it.
+    assert run is not None and run.status is RunStatus.INTERRUPTED and run.owner == wf.owner
+    assert not run.lease_is_live(time.time())
+    store = await wf.get_store()
+    assert await store.claim_run("sleeper-1", "another-executor", 5.0) is not None
 
 
 async def test_a_timeout_around_a_run_times_out_as_it_would_around_any_call(wf: Workflow) -> None:

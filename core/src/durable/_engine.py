@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from durable import _lifecycle
 from durable._records import ErrorInfo, RunStatus, StepRecord, StepStatus
 from durable.backoff import BackoffStrategy
 from durable.context import RunContext, _current, _scope
@@ -19,7 +20,9 @@ from durable.errors import (
     RunCancelled,
     RunTimeout,
     SerializationError,
+    StepTimeout,
 )
+from durable.store import accepts_activity
 
 if TYPE_CHECKING:
     from durable._plugins import PluginManager
@@ -65,7 +68,29 @@ def observe(plugins: PluginManager | None, hook: str, **kwargs: Any) -> None:
         log.exception("durable observer hook %s failed", hook)
 
 
-async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: StepPolicy) -> T:
+async def call_with_timeout(
+    fn: Callable[[], Awaitable[T]],
+    timeout: float,
+    task: str,
+    run_id: str | None = None,
+    key: str | None = None,
+) -> T:
+    """``await fn()``, raising ``StepTimeout`` (a ``TimeoutError``) after ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await fn()
+    except TimeoutError as exc:
+        if isinstance(exc, StepTimeout):
+            raise
+        where = "" if run_id is None else f" (run {run_id!r}, step {key!r})"
+        raise StepTimeout(
+            f"task {task!r}{where}: an attempt took longer than its timeout of {timeout} seconds",
+            run_id=run_id,
+            step_key=key,
+        ) from None
+
+
+async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: StepPolicy, task: str) -> T:
     """Call ``fn`` until it succeeds or the policy gives up (a task called outside a run)."""
     attempt = 0
     while True:
@@ -73,8 +98,7 @@ async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: StepPolicy) 
         try:
             if policy.timeout is None:
                 return await fn()
-            async with asyncio.timeout(policy.timeout):
-                return await fn()
+            return await call_with_timeout(fn, policy.timeout, task)
         except BaseException as exc:
             if not policy.should_retry(exc, attempt):
                 raise
@@ -111,7 +135,7 @@ async def execute_step(
     if recorded is not None:
         return decode(recorded)
 
-    plugins = ctx.workflow.plugins
+    plugins = ctx.executor.plugins
     # Checked here too, not only in observe(): its keyword arguments cost more than the check.
     watched = _NOTHING if plugins is None else plugins.observed_hooks()
     started_at = time.time()
@@ -125,17 +149,18 @@ async def execute_step(
             observe(plugins, "durable_step_started", run_id=ctx.run_id, key=key, task=task, attempt=attempt)
         ctx.keys.reset_scope(key)
         token = _scope.set(key)
+        ctx.in_flight[key] = attempt
         try:
             if policy.timeout is None:
                 value = await fn()
             else:
-                async with asyncio.timeout(policy.timeout):
-                    value = await fn()
+                value = await call_with_timeout(fn, policy.timeout, task, ctx.run_id, key)
             break
         except BaseException as exc:
             error = exc
         finally:
             _scope.reset(token)
+            del ctx.in_flight[key]
         if not policy.should_retry(error, attempt):
             if isinstance(error, Exception) and not isinstance(error, (LeaseLost, RunCancelled)):
                 await _record_failure(ctx, key, task, args_digest, error, attempt, started_at, failures)
@@ -157,7 +182,9 @@ async def execute_step(
         # Not retried: running the body again would repeat its side effects for nothing.
         raise SerializationError(
             f"task {task!r} (run {ctx.run_id!r}, step {key!r}) returned a value that cannot be "
-            f"checkpointed: {exc}"
+            f"checkpointed: {exc}",
+            run_id=ctx.run_id,
+            step_key=key,
         ) from exc
     step = StepRecord(
         run_id=ctx.run_id,
@@ -214,7 +241,7 @@ async def _record_failure(
     except Exception:
         log.warning("run %r: could not record the failure of step %r", ctx.run_id, key, exc_info=True)
     observe(
-        ctx.workflow.plugins, "durable_step_finished",
+        ctx.executor.plugins, "durable_step_finished",
         run_id=ctx.run_id, key=key, task=task, attempts=step.attempts, error=exc,
     )  # fmt: skip
 
@@ -247,7 +274,7 @@ async def execute_run(
     ctx.runner = task
     timer = None
     if deadline is not None:
-        reason = RunTimeout(f"run {ctx.run_id!r} passed its deadline")
+        reason = RunTimeout(f"run {ctx.run_id!r} passed its deadline", run_id=ctx.run_id)
         timer = asyncio.get_running_loop().call_later(max(0.0, deadline - time.time()), ctx.stop, reason)
     heartbeat = _Heartbeat(ctx, lease_seconds)
     try:
@@ -297,7 +324,11 @@ class _Heartbeat:
     async def _renew(self) -> None:
         ctx = self._ctx
         try:
-            run = await ctx.store.renew_lease(ctx.lease, self._lease_seconds)
+            if accepts_activity(ctx.store):
+                activity = _lifecycle.in_flight(ctx.in_flight)
+                run = await ctx.store.renew_lease(ctx.lease, self._lease_seconds, activity=activity)
+            else:
+                run = await ctx.store.renew_lease(ctx.lease, self._lease_seconds)
         except LeaseLost as exc:
             ctx.stop(exc)
             return
@@ -305,7 +336,7 @@ class _Heartbeat:
             log.warning("run %r: lease renewal failed; retrying", ctx.run_id, exc_info=True)
         else:
             if run.cancel_requested:
-                ctx.stop(RunCancelled(f"run {ctx.run_id!r} was cancelled"))
+                ctx.stop(RunCancelled(f"run {ctx.run_id!r} was cancelled", run_id=ctx.run_id))
                 return
         if ctx.runner is not None:
             self._timer = self._loop.call_later(self._interval, self._due)

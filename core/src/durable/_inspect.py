@@ -12,10 +12,11 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from durable._lifecycle import reported, stored_statuses
 from durable._records import ErrorInfo, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord
 from durable.errors import ConfigurationError, UnknownRunError
 from durable.store import Store, redact_url
@@ -27,6 +28,7 @@ __all__ = [
     "SignalView",
     "StepView",
     "iter_runs",
+    "list_reported",
     "load_timeline",
     "parse_duration",
     "preview",
@@ -328,15 +330,21 @@ async def iter_runs(
     limit: int | None = None,
     on_page: Callable[[int], None] | None = None,
 ) -> AsyncIterator[RunRecord]:
-    """Runs matching ``query`` (its own ``limit`` and ``offset`` ignored in favour of ``limit``
-    and paging), newest first. ``on_page`` receives the running count after each page."""
-    seen = 0
+    """Runs matching ``query`` as users see them (``_lifecycle.reported``: ``interrupted`` where
+    the executor is gone, and so filtered), newest first; ``query``'s own ``limit`` and
+    ``offset`` are ignored in favour of ``limit`` and paging. ``on_page`` receives the running
+    count of stored runs read after each page."""
+    wanted = query.statuses
+    stored = None if wanted is None else stored_statuses(wanted)
+    exact = _reads_exactly(wanted)
+    seen = yielded = 0
     offset = query.offset
-    while limit is None or seen < limit:
-        size = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - seen)
+    now = time.time()
+    while limit is None or yielded < limit:
+        size = PAGE_SIZE if limit is None or not exact else min(PAGE_SIZE, limit - yielded)
         page = await store.list_runs(
             RunQuery(
-                statuses=query.statuses,
+                statuses=stored,
                 workflow=query.workflow,
                 id_prefix=query.id_prefix,
                 created_after=query.created_after,
@@ -347,13 +355,45 @@ async def iter_runs(
             )
         )
         for run in page:
-            yield run
+            run = reported(run, now)
+            if wanted is None or run.status in wanted:
+                yield run
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
         seen += len(page)
         offset += len(page)
         if on_page is not None:
             on_page(seen)
         if len(page) < size:
             return
+
+
+_REPORTED_AS = frozenset({RunStatus.RUNNING, RunStatus.WAITING, RunStatus.INTERRUPTED})
+
+
+def _reads_exactly(wanted: frozenset[RunStatus] | None) -> bool:
+    """Whether every stored run matching the stored-status filter is wanted as reported: only a
+    filter naming some but not all of running, waiting and interrupted drops rows after reading."""
+    return wanted is None or not wanted & _REPORTED_AS or wanted >= _REPORTED_AS
+
+
+async def list_reported(store: Store, query: RunQuery) -> list[RunRecord]:
+    """``store.list_runs(query)`` with statuses as users see them (``iter_runs``)."""
+    if _reads_exactly(query.statuses):
+        stored = None if query.statuses is None else stored_statuses(query.statuses)
+        now = time.time()
+        return [reported(run, now) for run in await store.list_runs(replace(query, statuses=stored))]
+    found: list[RunRecord] = []
+    skip = query.offset
+    async for run in iter_runs(store, replace(query, offset=0)):
+        if skip:
+            skip -= 1
+            continue
+        found.append(run)
+        if len(found) >= query.limit:
+            break
+    return found
 
 
 async def prune(

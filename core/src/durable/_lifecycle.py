@@ -44,7 +44,7 @@ from enum import StrEnum
 from typing import Any
 
 from durable._records import RunRecord, RunStatus
-from durable.errors import DurableError
+from durable.errors import LifecycleError
 
 __all__ = [
     "CLAIMABLE",
@@ -111,15 +111,6 @@ DUE_STATUSES = frozenset({P, R, W})
 """Statuses a worker looks at for due runs (``is_due`` says which of them are due)."""
 
 
-class LifecycleError(DurableError):
-    """A status change the lifecycle does not allow (a bug in durable or in a store)."""
-
-    def __init__(self, run_id: str, source: RunStatus | None, target: RunStatus, actor: Actor) -> None:
-        self.run_id, self.source, self.target, self.actor = run_id, source, target, actor
-        before = "a new run" if source is None else source.value
-        super().__init__(f"run {run_id!r}: {actor.value} may not change {before} to {target.value}")
-
-
 def allowed(source: RunStatus | None, target: RunStatus, actor: Actor) -> bool:
     return (source, target, actor) in _ALLOWED
 
@@ -127,7 +118,10 @@ def allowed(source: RunStatus | None, target: RunStatus, actor: Actor) -> bool:
 def require(run_id: str, source: RunStatus | None, target: RunStatus, actor: Actor) -> None:
     """Raise ``LifecycleError`` unless ``TRANSITIONS`` lists this change."""
     if (source, target, actor) not in _ALLOWED:
-        raise LifecycleError(run_id, source, target, actor)
+        before = "a new run" if source is None else source.value
+        raise LifecycleError(
+            f"run {run_id!r}: the {actor.value} may not change {before} to {target.value}", run_id=run_id
+        )
 
 
 def is_due(run: RunRecord, now: float) -> bool:

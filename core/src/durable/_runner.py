@@ -1,13 +1,19 @@
-"""Starting, claiming, driving and awaiting runs: the life of a run around its body."""
+"""Starting, claiming, driving and awaiting runs: the life of a run around its body.
+
+Every status change here is one of ``durable._lifecycle.TRANSITIONS``: the owner's through
+``RunContext.update``, the others checked with ``_lifecycle.require`` before they are made.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from durable import _codec, _keys
+from durable import _codec, _keys, _lifecycle
 from durable._engine import Park, StepPolicy, execute_run, execute_step, final_status_of, observe
+from durable._lifecycle import Actor
 from durable._owner import is_dead_local_owner
 from durable._records import ErrorInfo, Lease, RunRecord, RunStatus, StepRecord
 from durable.context import RunContext, current_run
@@ -19,14 +25,22 @@ from durable.errors import (
     RunInProgress,
     RunParked,
     SerializationError,
+    StoreError,
     UnknownRunError,
+    WaitTimeout,
 )
-from durable.store import Store
+from durable.store import Store, accepts_activity
 
 if TYPE_CHECKING:
-    from durable.workflow import Workflow, WorkflowFunction
+    from durable._executor import Executor
+    from durable.workflow import WorkflowFunction
 
 CHILD_TASK = "durable:child"
+log = logging.getLogger("durable")
+
+_REFUSED_CLAIMS = 3
+"""Claims a store may refuse for a run nobody holds before ``claim_or_wait`` calls it a store bug
+(one refusal is a race with another claimer, which then holds a live lease)."""
 
 
 def encode_inputs(wfn: WorkflowFunction[Any, Any], run_id: str, arguments: dict[str, Any]) -> tuple[str, str]:
@@ -35,12 +49,12 @@ def encode_inputs(wfn: WorkflowFunction[Any, Any], run_id: str, arguments: dict[
         return _codec.dumps_and_digest(arguments)
     except SerializationError as exc:
         raise SerializationError(
-            f"workflow {wfn.name!r} run {run_id!r}: its arguments cannot be stored: {exc}"
+            f"workflow {wfn.name!r} run {run_id!r}: its arguments cannot be stored: {exc}", run_id=run_id
         ) from exc
 
 
 def new_run(
-    wf: Workflow,
+    ex: Executor,
     wfn: WorkflowFunction[Any, Any],
     run_id: str,
     arguments: dict[str, Any],
@@ -58,9 +72,9 @@ def new_run(
         inputs_digest=digest,
         created_at=now,
         updated_at=now,
-        owner=wf.owner if claimed else None,
+        owner=ex.owner if claimed else None,
         lease_token=1 if claimed else 0,
-        lease_expires_at=now + wf.lease_seconds if claimed else None,
+        lease_expires_at=now + ex.lease_seconds if claimed else None,
         deadline=None if wfn.timeout is None else now + wfn.timeout,
         parent_run_id=None if parent is None else parent.run_id,
     )
@@ -70,17 +84,19 @@ def check_same_run(run: RunRecord, workflow: str, digest: str) -> None:
     if run.workflow != workflow:
         raise RunConflictError(
             f"run id {run.run_id!r} belongs to workflow {run.workflow!r}, not {workflow!r}; "
-            "use another run id"
+            "use another run id",
+            run_id=run.run_id,
         )
     if run.inputs_digest != digest:
         raise RunConflictError(
             f"run {run.run_id!r} of workflow {workflow!r} was started with other inputs ({run.inputs}); "
-            "a run id names one execution: use another id for other inputs"
+            "a run id names one execution: use another id for other inputs",
+            run_id=run.run_id,
         )
 
 
 async def start_or_resume(
-    wf: Workflow,
+    ex: Executor,
     wfn: WorkflowFunction[Any, Any],
     run_id: str,
     arguments: dict[str, Any],
@@ -89,59 +105,76 @@ async def start_or_resume(
     timeout: float | None,
 ) -> Any:
     """Execute a run in this process: create it, or claim it and replay its journal."""
-    store = await wf.get_store()
-    fresh = new_run(wf, wfn, run_id, arguments, claimed=True)
+    store = await ex.store()
+    fresh = new_run(ex, wfn, run_id, arguments, claimed=True)
     run, created = await store.create_run(fresh)
     if created:
         assert fresh.owner is not None and fresh.lease_expires_at is not None
         lease = Lease(run_id, fresh.owner, fresh.lease_token, fresh.lease_expires_at)
-        return await drive(wf, wfn, store, run, lease, {}, arguments, parkable=False)
+        return await drive(ex, wfn, store, run, lease, {}, arguments, parkable=False)
     check_same_run(run, wfn.name, fresh.inputs_digest)
-    claimed = await claim_or_wait(wf, store, run, wait, timeout)
+    claimed = await claim_or_wait(ex, store, run, wait, timeout)
     if isinstance(claimed, RunRecord):
         return outcome(claimed, wfn)
     journal = {step.key: step for step in await store.load_steps(run_id)}
-    return await drive(wf, wfn, store, run, claimed, journal, arguments, parkable=False)
+    return await drive(ex, wfn, store, run, claimed, journal, arguments, parkable=False)
 
 
 async def claim_or_wait(
-    wf: Workflow, store: Store, run: RunRecord, wait: bool, timeout: float | None
+    ex: Executor, store: Store, run: RunRecord, wait: bool, timeout: float | None
 ) -> Lease | RunRecord:
     """Take the run's lease, or wait for its owner to finish it (returning the final record)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     interval = 0.01
+    refused = 0
     while True:
         if run.status.is_final:
             return run
-        lease = await store.claim_run(run.run_id, wf.owner, wf.lease_seconds)
+        lease = await store.claim_run(run.run_id, ex.owner, ex.lease_seconds)
         if lease is not None:
             return lease
-        if is_dead_local_owner(run.owner):
-            # Its process is gone: release the lease with its own token instead of waiting for
-            # it to expire. A stale token means another executor got there first.
-            assert run.owner is not None
-            try:
-                await store.update_run(
-                    Lease(run.run_id, run.owner, run.lease_token, 0.0), run.status, release=True
+        latest = await store.get_run(run.run_id)
+        if latest is None:
+            raise UnknownRunError(f"run {run.run_id!r} was deleted while waiting for it", run_id=run.run_id)
+        run = latest
+        if run.status.is_final:
+            return run
+        now = time.time()
+        if not run.lease_is_live(now) and run.status in _lifecycle.CLAIMABLE:
+            refused += 1
+            if refused >= _REFUSED_CLAIMS:
+                raise StoreError(
+                    f"{store!r} refused {refused} claims of run {run.run_id!r} ({run.status.value}, "
+                    f"no live lease): claim_run must take a run in durable._lifecycle.CLAIMABLE whose "
+                    "lease is not live (durable-contract-tests checks this)",
+                    run_id=run.run_id,
                 )
-            except LeaseLost:
-                pass
+        elif is_dead_local_owner(run.owner):
+            # Its process is gone: give its lease back with its own token (keeping it as the last
+            # owner) instead of waiting for it to expire. A stale token: another got there first.
+            assert run.owner is not None
+            await give_back(store, Lease(run.run_id, run.owner, run.lease_token, 0.0))
         elif not wait or (deadline is not None and time.monotonic() >= deadline):
-            raise RunInProgress(
-                f"run {run.run_id!r} is being executed by {run.owner!r} (lease until "
-                f"{run.lease_expires_at}); call again later or with wait=True"
-            )
+            raise RunInProgress(run.run_id, run.owner, run.lease_expires_at)
         else:
             await asyncio.sleep(interval)
             interval = min(interval * 2, 0.5)
-        latest = await store.get_run(run.run_id)
-        if latest is None:
-            raise UnknownRunError(f"run {run.run_id!r} was deleted while waiting for it")
-        run = latest
+
+
+async def give_back(store: Store, lease: Lease, activity: str | None = None) -> None:
+    """Give a lease back at once, keeping its owner as the run's last owner: the run reads
+    ``interrupted`` and any executor may claim it. A stale token means someone else holds it."""
+    try:
+        if activity is not None and accepts_activity(store):
+            await store.renew_lease(lease, 0.0, activity=activity)
+        else:
+            await store.renew_lease(lease, 0.0)
+    except LeaseLost:
+        pass
 
 
 async def drive(
-    wf: Workflow,
+    ex: Executor,
     wfn: WorkflowFunction[Any, Any],
     store: Store,
     run: RunRecord,
@@ -153,107 +186,154 @@ async def drive(
 ) -> Any:
     """Execute a claimed run's body and record how it ended."""
     run_id = run.run_id
-    ctx = RunContext(wf, wfn.name, run_id, store, lease, journal, parkable=parkable)
-    plugins = wf.plugins
+    ctx = RunContext(ex, wfn.name, run_id, store, lease, journal, parkable=parkable)
+    plugins = ex.plugins
 
     def finished(status: str, error: BaseException | None) -> None:
         observe(plugins, "durable_run_finished", workflow=wfn.name, run_id=run_id, status=status, error=error)
 
+    if run.cancel_requested:
+        # Cancelled while nobody held it (its owner died, then its lease expired): end it now.
+        cancelled = RunCancelled(f"run {run_id!r} was cancelled", run_id=run_id)
+        await ctx.update(
+            RunStatus.CANCELLED, error=ErrorInfo.from_exception(cancelled).to_json(), release=True
+        )
+        finished("cancelled", cancelled)
+        raise cancelled
+
     observe(plugins, "durable_run_started", workflow=wfn.name, run_id=run_id, resumed=bool(journal))
-    wf._active[run_id] = ctx
+    ex.active[run_id] = ctx
     try:
-        value = await execute_run(ctx, lambda: wfn.invoke(arguments), wf.lease_seconds, run.deadline)
+        value = await execute_run(ctx, lambda: wfn.invoke(arguments), ex.lease_seconds, run.deadline)
+        text = encode_result(wfn, run_id, value)
     except Park as park:
         wake_at = park.wake_at
-        await ctx.write(lambda: store.update_run(lease, RunStatus.WAITING, wake_at=wake_at, release=True))
+        activity = (
+            _lifecycle.waiting_for_signal(park.signal[0], None)
+            if park.signal is not None
+            else _lifecycle.sleeping_until(wake_at or 0.0)
+        )
+        await ctx.update(RunStatus.WAITING, wake_at=wake_at, release=True, activity=activity)
         if park.signal is not None:
-            await _wake_if_delivered(wf, store, run_id, *park.signal)
+            await _wake_if_delivered(ex, store, run_id, *park.signal)
         finished("waiting", None)
         raise RunParked(run_id, park.wake_at) from None
     except asyncio.CancelledError:
         if isinstance(ctx.stop_reason, RunCancelled):
             # Cancelled while its caller is being cancelled too (a parent): still a cancellation.
             error = ErrorInfo.from_exception(ctx.stop_reason).to_json()
-            await _quietly(store.update_run(lease, RunStatus.CANCELLED, error=error, release=True))
+            await _quietly(run_id, ctx.update(RunStatus.CANCELLED, error=error, release=True))
             finished("cancelled", ctx.stop_reason)
             raise
-        # Interrupted (shutdown, caller cancelled): release the lease so any executor may resume.
-        await _quietly(store.update_run(lease, RunStatus.RUNNING, release=True))
-        finished("running", None)
+        # Interrupted (shutdown, caller cancelled): give the lease back now, so the run reads
+        # interrupted and any executor may resume it, with the steps it was executing.
+        await _quietly(run_id, give_back(store, lease, _lifecycle.in_flight(ctx.in_flight)))
+        finished("interrupted", None)
         raise
     except Exception as exc:
         status = final_status_of(exc)
         error = ErrorInfo.from_exception(exc).to_json()
         if not isinstance(exc, LeaseLost):  # another executor owns the run now: write nothing
-            await _quietly(ctx.write(lambda: store.update_run(lease, status, error=error, release=True)))
+            await _quietly(run_id, ctx.update(status, error=error, release=True))
         finished(status.value, exc)
         raise
     finally:
-        wf._active.pop(run_id, None)
-    text = _codec.dumps(value)
-    await ctx.write(lambda: store.update_run(lease, RunStatus.COMPLETED, result=text, release=True))
+        ex.active.pop(run_id, None)
+    await ctx.update(RunStatus.COMPLETED, result=text, release=True)
     finished("completed", None)
     return _codec.loads(text, _codec.return_annotation(wfn.fn))
 
 
-async def _wake_if_delivered(wf: Workflow, store: Store, run_id: str, name: str, index: int) -> None:
+def encode_result(wfn: WorkflowFunction[Any, Any], run_id: str, value: Any) -> str:
+    try:
+        return _codec.dumps(value)
+    except SerializationError as exc:
+        raise SerializationError(
+            f"workflow {wfn.name!r} run {run_id!r} returned a value that cannot be stored: {exc}",
+            run_id=run_id,
+        ) from exc
+
+
+async def _wake_if_delivered(ex: Executor, store: Store, run_id: str, name: str, index: int) -> None:
     """Close the window between checking for a signal and parking: a delivery that committed
     in between found the run still running, so nothing marked it due. Mark it due now."""
     if len(await store.list_signals(run_id, name)) <= index:
         return
-    lease = await store.claim_run(run_id, wf.owner, wf.lease_seconds)
+    lease = await store.claim_run(run_id, ex.owner, ex.lease_seconds)
     if lease is not None:  # None: another executor already took it, which is just as good
+        _lifecycle.require(run_id, RunStatus.RUNNING, RunStatus.WAITING, Actor.OWNER)
         await store.update_run(lease, RunStatus.WAITING, wake_at=time.time(), release=True)
 
 
-async def resume_claimed(wf: Workflow, run: RunRecord, lease: Lease, *, parkable: bool) -> Any:
+async def resume_claimed(ex: Executor, run: RunRecord, lease: Lease, *, parkable: bool) -> Any:
     """Drive a run claimed from the store (by a worker or ``resume()``) from its stored inputs."""
-    wfn = wf._workflows[run.workflow]
-    store = await wf.get_store()
+    wfn = ex.workflow_of(run.run_id, run.workflow)
+    store = await ex.store()
     journal = {step.key: step for step in await store.load_steps(run.run_id)}
-    return await drive(wf, wfn, store, run, lease, journal, _codec.loads(run.inputs), parkable=parkable)
+    return await drive(ex, wfn, store, run, lease, journal, _codec.loads(run.inputs), parkable=parkable)
 
 
 async def enqueue(
-    wf: Workflow, wfn: WorkflowFunction[Any, Any], run_id: str, arguments: dict[str, Any]
+    ex: Executor, wfn: WorkflowFunction[Any, Any], run_id: str, arguments: dict[str, Any]
 ) -> str:
     """Record a pending run for a worker to execute; idempotent for the same inputs."""
-    store = await wf.get_store()
-    fresh = new_run(wf, wfn, run_id, arguments, claimed=False)
+    store = await ex.store()
+    fresh = new_run(ex, wfn, run_id, arguments, claimed=False)
     run, _ = await store.create_run(fresh)
     check_same_run(run, wfn.name, fresh.inputs_digest)
     return run_id
 
 
-async def wait_for_outcome(wf: Workflow, run_id: str, timeout: float | None) -> Any:
+async def wait_for_outcome(ex: Executor, run_id: str, timeout: float | None) -> Any:
     """Wait until the run is completed (return its result) or failed or cancelled (raise)."""
-    store = await wf.get_store()
+    store = await ex.store()
     deadline = None if timeout is None else time.monotonic() + timeout
     interval = 0.01
     while True:
         run = await store.get_run(run_id)
         if run is None:
-            raise UnknownRunError(f"no run {run_id!r}")
+            raise UnknownRunError(f"no run {run_id!r} in {store!r}", run_id=run_id)
         if run.status is RunStatus.COMPLETED:
-            wfn = wf._workflows.get(run.workflow)
-            return outcome(run, wfn)
+            return outcome(run, ex.workflows.get(run.workflow))
         if run.status is RunStatus.CANCELLED:
-            raise RunCancelled(f"run {run_id!r} was cancelled")
+            raise RunCancelled(f"run {run_id!r} was cancelled", run_id=run_id)
         if run.status is RunStatus.FAILED and not run.lease_is_live(time.time()):
             info = run.error_info
-            raise RunFailed(
-                f"run {run_id!r} failed: {info.type}: {info.message}" if info else f"run {run_id!r} failed"
+            failed = RunFailed(
+                f"run {run_id!r} failed: {info.type}: {info.message}" if info else f"run {run_id!r} failed",
+                run_id=run_id,
             )
+            failed.error = info
+            raise failed
         if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"run {run_id!r} is still {run.status.value} after {timeout} seconds")
+            raise _wait_timeout(store, _lifecycle.reported(run), timeout)
         await asyncio.sleep(interval)
         interval = min(interval * 2, 0.25)
+
+
+def _wait_timeout(store: Store, run: RunRecord, timeout: float | None) -> WaitTimeout:
+    hint = ""
+    if run.status is RunStatus.PENDING and run.lease_token == 0:
+        hint = (
+            f"; no executor has taken it yet: is a worker running for workflow {run.workflow!r} "
+            f"on {store!r} (`durable worker <module>:<workflow object>`, or wf.run_worker())?"
+        )
+    elif run.status is RunStatus.INTERRUPTED:
+        hint = f"; its executor {run.owner!r} is gone: a worker resumes it, or wf.resume({run.run_id!r})"
+    error = WaitTimeout(
+        f"run {run.run_id!r} is still {run.status.value} after {timeout} seconds{hint}", run_id=run.run_id
+    )
+    error.status = run.status
+    return error
 
 
 def outcome(run: RunRecord, wfn: WorkflowFunction[Any, Any] | None) -> Any:
     """The stored result of a completed run; raises for a cancelled one."""
     if run.status is RunStatus.CANCELLED:
-        raise RunCancelled(f"run {run.run_id!r} was cancelled; call wf.resume({run.run_id!r}) to continue it")
+        raise RunCancelled(
+            f"run {run.run_id!r} was cancelled; call wf.resume({run.run_id!r}) to continue it",
+            run_id=run.run_id,
+        )
     assert run.result is not None
     return _codec.loads(run.result, _codec.return_annotation(wfn.fn) if wfn is not None else Any)
 
@@ -264,7 +344,7 @@ async def run_child(parent: RunContext, wfn: WorkflowFunction[Any, Any], argumen
     child_id = f"{parent.run_id}/{key}"
 
     async def run() -> Any:
-        return await start_or_resume(parent.workflow, wfn, child_id, arguments, wait=True, timeout=None)
+        return await start_or_resume(parent.executor, wfn, child_id, arguments, wait=True, timeout=None)
 
     return await execute_step(
         parent,
@@ -278,10 +358,8 @@ async def run_child(parent: RunContext, wfn: WorkflowFunction[Any, Any], argumen
     )
 
 
-async def _quietly(op: Any) -> None:
+async def _quietly(run_id: str, op: Any) -> None:
     try:
         await op
     except Exception:
-        import logging
-
-        logging.getLogger("durable").warning("could not record a run's outcome", exc_info=True)
+        log.warning("run %r: could not record how it ended", run_id, exc_info=True)

@@ -7,7 +7,7 @@ import datetime as dt
 import time
 from typing import Any
 
-from durable import _codec, _keys
+from durable import _codec, _keys, _lifecycle
 from durable._engine import Park, StepPolicy, execute_step
 from durable._records import RunStatus
 from durable.context import RunContext, current_run
@@ -48,9 +48,9 @@ async def wait_for_signal(name: str, timeout: float | None) -> Any:
         elif ctx.parkable and timeout is None:
             raise Park(None, signal=(name, index))
         else:
-            await ctx.write(lambda: store.update_run(ctx.lease, RunStatus.WAITING))
+            await ctx.update(RunStatus.WAITING, activity=_lifecycle.waiting_for_signal(name, timeout))
             found = await store.wait_for_signal(ctx.run_id, name, index, timeout)
-            await ctx.write(lambda: store.update_run(ctx.lease, RunStatus.RUNNING))
+            await ctx.update(RunStatus.RUNNING)
             if found is None:
                 return {"timeout": timeout}
             delivery = found
@@ -60,7 +60,11 @@ async def wait_for_signal(name: str, timeout: float | None) -> Any:
         ctx, key, SIGNAL_TASK, _codec.digest([name, index]), receive, StepPolicy(), _codec.dumps, _codec.loads
     )
     if "timeout" in outcome:
-        raise SignalTimeout(f"run {ctx.run_id!r}: no signal {name!r} arrived within {timeout} seconds")
+        raise SignalTimeout(
+            f"run {ctx.run_id!r}: no signal {name!r} arrived within {timeout} seconds",
+            run_id=ctx.run_id,
+            step_key=key,
+        )
     return outcome["payload"]
 
 
@@ -81,9 +85,15 @@ async def sleep_until(when: float | dt.datetime) -> None:
     remaining = recorded - time.time()
     if remaining <= 0:
         return
-    if ctx.parkable and remaining > PARK_AFTER:
+    if remaining <= PARK_AFTER:
+        await asyncio.sleep(remaining)
+        return
+    if ctx.parkable:
         raise Park(recorded)
-    await asyncio.sleep(remaining)
+    # A long sleep in this process, holding the lease: say what the run waits for meanwhile.
+    await ctx.update(RunStatus.WAITING, wake_at=recorded, activity=_lifecycle.sleeping_until(recorded))
+    await asyncio.sleep(max(0.0, recorded - time.time()))
+    await ctx.update(RunStatus.RUNNING)
 
 
 async def sleep(seconds: float) -> None:

@@ -12,6 +12,7 @@ from durable._records import Lease, RunRecord
 from durable.errors import RunParked
 
 if TYPE_CHECKING:
+    from durable._executor import Executor
     from durable.workflow import Workflow
 
 log = logging.getLogger("durable.worker")
@@ -30,6 +31,7 @@ class Worker:
                 f"Worker: concurrency must be >= 1 and poll_interval > 0 ({concurrency}, {poll_interval})"
             )
         self.wf = wf
+        self.executor: Executor = wf.executor
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.unknown_runs: dict[str, str] = {}
@@ -60,12 +62,13 @@ class Worker:
         free = self.concurrency - len(self._tasks)
         if free <= 0:
             return 0
-        store = await self.wf.get_store()
+        ex = self.executor
+        store = await ex.store()
         started = 0
         for run in await store.due_runs(time.time(), limit=free * 2):
             if started >= free:
                 break
-            if run.workflow not in self.wf._workflows:
+            if run.workflow not in ex.workflows:
                 if run.run_id not in self.unknown_runs:
                     self.unknown_runs[run.run_id] = run.workflow
                     log.warning(
@@ -75,7 +78,7 @@ class Worker:
                         run.workflow,
                     )
                 continue
-            lease = await store.claim_run(run.run_id, self.wf.owner, self.wf.lease_seconds)
+            lease = await store.claim_run(run.run_id, ex.owner, ex.lease_seconds)
             if lease is None:
                 continue  # another worker was faster
             claimed = await store.get_run(run.run_id)
@@ -92,7 +95,7 @@ class Worker:
     async def _execute(self, run: RunRecord, lease: Lease) -> None:
         self.resumed += 1
         try:
-            await _runner.resume_claimed(self.wf, run, lease, parkable=True)
+            await _runner.resume_claimed(self.executor, run, lease, parkable=True)
         except RunParked:
             pass
         except Exception as exc:

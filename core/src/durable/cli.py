@@ -662,7 +662,15 @@ def signal_command(
 
     async def act() -> bool:
         async with open_workflow(store_url) as (wf, _):
-            return await wf.complete(run_id, name, value, delivery_id=delivery_id, create=create)
+            # The API keeps a delivery for a run that has not started; an operator typing a run id
+            # more likely mistyped it, so here an unknown run is an error unless --create.
+            if not create and await wf.get_run(run_id) is None:
+                store = await wf.get_store()
+                raise UnknownRunError(
+                    f"cannot deliver signal {name!r}: no run {run_id!r} in {store!r} "
+                    "(pass --create to deliver before the run starts)"
+                )
+            return await wf.complete(run_id, name, value, delivery_id=delivery_id)
 
     recorded = _run(act)
     if as_json:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from durable import _codec
+from durable import _codec, _lifecycle
 from durable._keys import KeyCounter
+from durable._records import RunStatus
 from durable.backoff import BackoffStrategy
 from durable.errors import StoreUnavailable
-from durable.store import Lease, StepRecord, Store
+from durable.store import Lease, StepRecord, Store, accepts_activity
 
 if TYPE_CHECKING:
+    from durable._executor import Executor
     from durable.workflow import Workflow
 
 __all__ = ["RunContext", "current_run"]
@@ -24,14 +27,17 @@ T = TypeVar("T")
 _current: ContextVar[RunContext | None] = ContextVar("durable_run", default=None)
 _scope: ContextVar[str] = ContextVar("durable_scope", default="")
 
-STORE_WRITE_ATTEMPTS = 6
+STORE_WRITE_BUDGET = 10.0
+"""Seconds a run's store write keeps being retried while the store is unavailable, counted from
+its first attempt; the attempt under way when the budget runs out is the last (a store's own
+retries happen inside one attempt). Then ``StoreUnavailable`` reaches the run."""
 
 
 @dataclass(eq=False)
 class RunContext:
     """One executing run: its store, lease, journal and key counters."""
 
-    workflow: Workflow
+    executor: Executor
     workflow_name: str
     run_id: str
     store: Store
@@ -47,6 +53,24 @@ class RunContext:
     """The task running the body, while it runs (see ``execute_run``)."""
     cancels: int = 0
     """Cancellations of ``runner`` that ``stop`` requested and ``execute_run`` has not taken back."""
+    status: RunStatus = RunStatus.RUNNING
+    """The run's stored status, as this owner last wrote it."""
+    in_flight: dict[str, int] = field(default_factory=dict)
+    """Steps executing now: key -> attempt (the heartbeat records them as the run's activity)."""
+
+    @property
+    def workflow(self) -> Workflow:
+        """The ``Workflow`` this run belongs to."""
+        return self.executor.workflow
+
+    async def update(self, status: RunStatus, *, activity: str | None = None, **fields: Any) -> None:
+        """The owner's write of the run's status (``Store.update_run``), as the lifecycle allows."""
+        _lifecycle.require(self.run_id, self.status, status, _lifecycle.Actor.OWNER)
+        store, lease = self.store, self.lease
+        if accepts_activity(store):
+            fields["activity"] = activity
+        await self.write(lambda: store.update_run(lease, status, **fields))
+        self.status = status
 
     def stop(self, reason: BaseException) -> None:
         """Stop the body at its next await and make the run end with ``reason``."""
@@ -79,20 +103,33 @@ class RunContext:
         """The key of the next call of ``base`` in the current scope (taken at call time)."""
         return self.keys.next_key(_scope.get(), base)
 
+    def next_step_id(self, name: str) -> str:
+        """python-durable 0.2's name for ``next_key``: ``name``, then ``name#1``, ``name#2``, ...
+
+        Like there, it counts the calls of ``name``: a task of that name called afterwards gets
+        the next key. Characters that structure keys (``# @ / %``) are escaped.
+        """
+        from durable._keys import escape
+
+        return self.next_key(escape(name))
+
     async def write(self, op: Callable[[], Awaitable[T]]) -> T:
-        """Run a store write, retrying while the store is unavailable.
+        """Run a store write, retrying while the store is unavailable, for ``STORE_WRITE_BUDGET``.
 
         The retry repeats only the write: a task body whose result is being
         checkpointed is never executed again because its checkpoint write failed.
         """
-        for attempt in range(1, STORE_WRITE_ATTEMPTS + 1):
+        give_up = time.monotonic() + STORE_WRITE_BUDGET
+        delay = 0.05
+        while True:
             try:
                 return await op()
             except StoreUnavailable:
-                if attempt == STORE_WRITE_ATTEMPTS:
+                left = give_up - time.monotonic()
+                if left <= 0:
                     raise
-                await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
-        raise AssertionError("unreachable")
+                await asyncio.sleep(min(delay, left))
+                delay = min(delay * 2, 1.0)
 
     async def step(
         self,

@@ -1,14 +1,29 @@
 """Every error durable raises derives from ``DurableError``.
 
 Each message names the run, step key, task or store at fault, so a log line is
-enough to find the problem.
+enough to find the problem; ``run_id`` and ``step_key`` carry the same as attributes
+(``None`` where the error is about no run or no step).
 """
 
 from __future__ import annotations
 
+import time
+
 
 class DurableError(Exception):
     """Base class of all durable errors."""
+
+    run_id: str | None = None
+    """The run at fault, if any."""
+    step_key: str | None = None
+    """The step at fault (its key in the run's journal), if any."""
+
+    def __init__(self, *args: object, run_id: str | None = None, step_key: str | None = None) -> None:
+        super().__init__(*args)
+        if run_id is not None:
+            self.run_id = run_id
+        if step_key is not None:
+            self.step_key = step_key
 
 
 class ConfigurationError(DurableError, ValueError):
@@ -19,11 +34,13 @@ class NondeterminismError(DurableError):
     """A replay reached a checkpoint recorded for a different task or different arguments."""
 
     def __init__(self, run_id: str, key: str, recorded: str, called: str) -> None:
-        self.run_id, self.key, self.recorded, self.called = run_id, key, recorded, called
+        self.key, self.recorded, self.called = key, recorded, called
         super().__init__(
             f"run {run_id!r}, step {key!r}: the journal recorded {recorded}, "
             f"but the workflow now calls {called}. The workflow code or its inputs changed "
-            "since this run started; restore the old code to finish the run, or start a new run id."
+            "since this run started; restore the old code to finish the run, or start a new run id.",
+            run_id=run_id,
+            step_key=key,
         )
 
 
@@ -38,6 +55,16 @@ class RunConflictError(DurableError):
 class RunInProgress(DurableError):
     """Another live executor owns the run, and the caller chose not to wait."""
 
+    def __init__(self, run_id: str, owner: str | None, lease_expires_at: float | None) -> None:
+        self.owner, self.lease_expires_at = owner, lease_expires_at
+        left = max(0.0, (lease_expires_at or 0.0) - time.time())
+        until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(lease_expires_at or 0.0))
+        super().__init__(
+            f"run {run_id!r} is being executed by {owner!r} (its lease runs until {until}, "
+            f"{left:.1f} s from now, and is renewed while it runs); call again later or with wait=True",
+            run_id=run_id,
+        )
+
 
 class RunCancelled(DurableError):
     """The run was cancelled; ``resume()`` it to continue."""
@@ -47,9 +74,13 @@ class RunParked(DurableError):
     """The run is waiting (signal or sleep) and released its process; a worker resumes it when due."""
 
     def __init__(self, run_id: str, wake_at: float | None) -> None:
-        self.run_id, self.wake_at = run_id, wake_at
-        when = "when its signal arrives" if wake_at is None else f"at {wake_at:.3f} (epoch seconds)"
-        super().__init__(f"run {run_id!r} is parked; a worker resumes it {when}")
+        self.wake_at = wake_at
+        when = (
+            "when its signal arrives"
+            if wake_at is None
+            else "at " + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(wake_at))
+        )
+        super().__init__(f"run {run_id!r} is parked; a worker resumes it {when}", run_id=run_id)
 
 
 class RunTimeout(DurableError, TimeoutError):
@@ -58,6 +89,24 @@ class RunTimeout(DurableError, TimeoutError):
 
 class RunFailed(DurableError):
     """Waiting for a run that another executor finished with a failure."""
+
+    error: object = None
+    """The run's stored ``ErrorInfo`` (type, message, traceback), if it has one."""
+
+
+class WaitTimeout(DurableError, TimeoutError):
+    """``wf.wait_for(run_id, timeout=...)`` gave up before the run finished (the run goes on)."""
+
+    status: object = None
+    """The run's ``RunStatus`` when the wait gave up (``interrupted`` where its owner is gone)."""
+
+
+class StepTimeout(DurableError, TimeoutError):
+    """An attempt of a task took longer than its ``timeout``."""
+
+
+class LifecycleError(DurableError):
+    """A status change ``durable._lifecycle`` does not allow: a bug in durable or in a store."""
 
 
 class UnknownRunError(DurableError, LookupError):
@@ -97,7 +146,8 @@ class LeaseLost(StoreError):
         run's token now, ``None`` if the run is gone)."""
         return cls(
             f"run {run_id!r}: lease token {token} is stale (current: {current}); "
-            "another executor owns the run, nothing was written"
+            "another executor owns the run, nothing was written",
+            run_id=run_id,
         )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import os
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -18,9 +19,11 @@ from durable._engine import (
     execute_step,
     observe,
 )
-from durable._owner import new_owner_id
+from durable._executor import Executor
+from durable._lifecycle import Actor, reported, require
+from durable._owner import is_dead_local_owner, new_owner_id
 from durable._plugins import PluginManager, as_store_url, get_plugin_manager
-from durable._records import RunQuery, RunRecord, SignalRecord, StepRecord, StepStatus
+from durable._records import Lease, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord, StepStatus
 from durable._worker import Worker
 from durable.backoff import BackoffStrategy, exponential
 from durable.context import RunContext, _current, _scope, current_run
@@ -91,7 +94,7 @@ class TaskFunction(Generic[P, R]):
         return call
 
     async def _call_plain(self, args: Any, kwargs: Any) -> R:
-        return await call_with_retries(lambda: self.fn(*args, **kwargs), self.policy)
+        return await call_with_retries(lambda: self.fn(*args, **kwargs), self.policy, self.name)
 
     async def _call_in_run(self, ctx: RunContext, key: str, args: Any, kwargs: Any) -> R:
         annotation = self._annotation or self.return_annotation
@@ -165,7 +168,7 @@ class WorkflowFunction(Generic[P, R]):
         ``await wf.wait_for(run_id)`` gets the result.
         """
         arguments = self._bind(args, kwargs)
-        return await _runner.enqueue(self.workflow, self, self._run_id(arguments), arguments)
+        return await _runner.enqueue(self.workflow.executor, self, self._run_id(arguments), arguments)
 
     def run_id_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The run id a call with these arguments would use."""
@@ -236,7 +239,7 @@ class WorkflowFunction(Generic[P, R]):
             return result
         run_id = self._run_id(arguments) if run_id is None else _check_run_id(run_id, self.name)
         value: R = await _runner.start_or_resume(
-            self.workflow, self, run_id, arguments, wait=wait, timeout=timeout
+            self.workflow.executor, self, run_id, arguments, wait=wait, timeout=timeout
         )
         return value
 
@@ -268,17 +271,32 @@ class Workflow:
         self.name = name
         self.default_retries = default_retries
         self.default_backoff = default_backoff if default_backoff is not None else exponential()
-        self.lease_seconds = lease_seconds
         self.plugins: PluginManager = get_plugin_manager()
-        self.owner = new_owner_id()
+        self._workflows: dict[str, WorkflowFunction[Any, Any]] = {}
+        self.executor = Executor(
+            self, self.get_store, new_owner_id(), lease_seconds, self._workflows, self.plugins
+        )
+        """What the runner and workers use to execute this application's runs."""
+        self._active: dict[str, RunContext] = self.executor.active
         self._store: Store | None = None
         self._store_url: str | None = None
         self._opened_on: asyncio.AbstractEventLoop | None = None
         self.use_store(db)
         self._open_lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
-        self._workflows: dict[str, WorkflowFunction[Any, Any]] = {}
-        self._active: dict[str, RunContext] = {}
+
+    @property
+    def owner(self) -> str:
+        """The identity this Workflow's executions take leases under."""
+        return self.executor.owner
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.executor.lease_seconds
+
+    @lease_seconds.setter
+    def lease_seconds(self, seconds: float) -> None:
+        self.executor.lease_seconds = seconds
 
     # -- decorators --------------------------------------------------------------
 
@@ -427,13 +445,18 @@ class Workflow:
 
     # -- waits -------------------------------------------------------------------
 
-    async def signal(self, name: str, *, timeout: float | None = None) -> Any:
+    async def signal(self, name: str, *, timeout: float | None = None, poll: float | None = None) -> Any:
         """Wait durably for the next delivery of signal ``name`` to this run.
 
         The n-th wait on a name receives the n-th delivery. A delivered payload is
         checkpointed, so a replay returns it at once. Raises ``SignalTimeout`` after
         ``timeout`` seconds (and again on replay: the timeout is part of the journal).
         In a run executed by a worker, a wait without timeout releases the process.
+
+        ``poll`` (seconds) is accepted for code written for python-durable 0.2, where it set how
+        often the store was read, and is ignored: a delivery wakes the wait at once (stores with
+        the ``notify`` capability push it; the others are re-read at most ``store.poll_interval``
+        seconds apart, and at once for a delivery made in this process).
         """
         return await _waits.wait_for_signal(name, timeout)
 
@@ -462,16 +485,14 @@ class Workflow:
 
         Returns ``False`` if a delivery with the same ``delivery_id`` was made before
         (so a retried webhook delivers once). Use distinct delivery ids to send one
-        name several times. An unknown run is an error unless ``create=True``.
+        name several times. The run need not exist yet: a delivery that beats the
+        run's start (a fast webhook) is kept, and the run receives it when it waits.
+        ``create`` is accepted for older callers and no longer needed; ``durable signal``
+        on the command line still refuses an unknown run unless ``--create``.
         """
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"run {run_id!r}: signal name must be a non-empty str, got {name!r}")
         store = await self.get_store()
-        if not create and await store.get_run(run_id) is None:
-            raise UnknownRunError(
-                f"cannot deliver signal {name!r}: no run {run_id!r} in {store!r} "
-                "(pass create=True to deliver before the run starts)"
-            )
         try:
             text = _codec.dumps(payload)
         except Exception as exc:
@@ -492,11 +513,19 @@ class Workflow:
     # -- inspection and control --------------------------------------------------
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        return await (await self.get_store()).get_run(run_id)
+        """The run as it stands, ``interrupted`` where its executor is gone; ``None`` if unknown."""
+        run = await (await self.get_store()).get_run(run_id)
+        return None if run is None else reported(run)
 
     async def list_runs(self, query: RunQuery | None = None, **filters: Any) -> list[RunRecord]:
-        """Runs, newest first; pass a ``RunQuery`` or its fields as keywords."""
-        return await (await self.get_store()).list_runs(query or RunQuery(**filters))
+        """Runs, newest first; pass a ``RunQuery`` or its fields as keywords.
+
+        Statuses are as ``get_run`` reports them: ``statuses={RunStatus.INTERRUPTED}`` finds runs
+        whose executor is gone, and ``running`` only runs with a live owner.
+        """
+        from durable._inspect import list_reported
+
+        return await list_reported(await self.get_store(), query or RunQuery(**filters))
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         return await (await self.get_store()).load_steps(run_id)
@@ -520,48 +549,66 @@ class Workflow:
         return await prune(await self.get_store(), time.time() - seconds)
 
     async def cancel(self, run_id: str) -> RunRecord:
-        """Stop a run at its next await and mark it cancelled, with its child runs.
+        """Cancel a run and its child runs; returns the run after the change (as ``get_run``).
 
-        A run executing in this process stops at once; one executing elsewhere stops
-        when its owner next renews its lease (within a third of ``lease_seconds``);
-        an idle run is cancelled immediately. ``resume()`` continues it.
+        A run nobody executes (pending, waiting, parked, sleeping, interrupted, failed, or whose
+        owner's process on this host is gone) is ``cancelled`` at once. A run executing in this
+        process stops at its next await; one executing elsewhere stops when its owner next renews
+        its lease (within a third of ``lease_seconds``). ``resume()`` continues it.
         """
         store = await self.get_store()
-        run = await store.request_cancel(run_id)
+        run = await store.get_run(run_id)
         if run is None:
-            raise UnknownRunError(f"cannot cancel: no run {run_id!r}")
+            raise UnknownRunError(f"cannot cancel: no run {run_id!r} in {store!r}", run_id=run_id)
+        if run.owner is not None and run.lease_is_live(time.time()) and is_dead_local_owner(run.owner):
+            # Its executor is gone: nobody would see the request; take the lease back first.
+            await _runner.give_back(store, Lease(run_id, run.owner, run.lease_token, 0.0))
         # Children first: a parent stopped first would interrupt them instead of cancelling them.
         for child in await store.list_runs(RunQuery(id_prefix=run_id + "/", limit=10_000)):
             if child.parent_run_id == run_id and not child.status.is_final:
                 await self.cancel(child.run_id)
+        before = await store.get_run(run_id)
+        after = await store.request_cancel(run_id)
+        if after is None or before is None:
+            raise UnknownRunError(f"cannot cancel: run {run_id!r} was deleted meanwhile", run_id=run_id)
+        if after.status is not before.status:
+            require(run_id, before.status, after.status, Actor.CALLER)
         local = self._active.get(run_id)
         if local is not None:
-            local.stop(RunCancelled(f"run {run_id!r} was cancelled"))
-        return run
+            local.stop(RunCancelled(f"run {run_id!r} was cancelled", run_id=run_id))
+        return reported(after)
 
     async def resume(self, run_id: str) -> Any:
-        """Continue a cancelled or failed run from its journal, in this process."""
+        """Continue a run from its journal, in this process, and return its result.
+
+        A failed or cancelled run is made pending again first; an interrupted, pending or
+        waiting run is claimed as it is; a completed run returns its result. Raises before
+        changing anything if this code does not define the run's workflow.
+        """
         store = await self.get_store()
-        run = await store.reset_run(run_id)
+        run = await store.get_run(run_id)
         if run is None:
-            raise UnknownRunError(f"cannot resume: no run {run_id!r}")
-        if run.workflow not in self._workflows:
-            raise ConfigurationError(
-                f"run {run_id!r} belongs to workflow {run.workflow!r}, which this Workflow does not define "
-                f"(defined: {', '.join(sorted(self._workflows)) or 'none'})"
-            )
-        claimed = await _runner.claim_or_wait(self, store, run, wait=True, timeout=None)
+            raise UnknownRunError(f"cannot resume: no run {run_id!r} in {store!r}", run_id=run_id)
+        wfn = self.executor.workflow_of(run_id, run.workflow)
+        if run.status in (RunStatus.FAILED, RunStatus.CANCELLED):
+            require(run_id, run.status, RunStatus.PENDING, Actor.CALLER)
+            reset = await store.reset_run(run_id)
+            if reset is None:
+                raise UnknownRunError(f"cannot resume: run {run_id!r} was deleted meanwhile", run_id=run_id)
+            run = reset
+        claimed = await _runner.claim_or_wait(self.executor, store, run, wait=True, timeout=None)
         if isinstance(claimed, RunRecord):
-            return _runner.outcome(claimed, self._workflows[run.workflow])
-        return await _runner.resume_claimed(self, run, claimed, parkable=False)
+            return _runner.outcome(claimed, wfn)
+        latest = await store.get_run(run_id)
+        return await _runner.resume_claimed(self.executor, latest or run, claimed, parkable=False)
 
     async def wait_for(self, run_id: str, *, timeout: float | None = None) -> Any:
         """Wait for a run executed elsewhere (a worker) and return its result.
 
-        Raises ``RunFailed`` or ``RunCancelled`` for those outcomes, ``TimeoutError``
-        after ``timeout`` seconds.
+        Raises ``RunFailed`` or ``RunCancelled`` for those outcomes, ``WaitTimeout`` (a
+        ``TimeoutError``) after ``timeout`` seconds, saying when no worker has taken the run.
         """
-        return await _runner.wait_for_outcome(self, run_id, timeout)
+        return await _runner.wait_for_outcome(self.executor, run_id, timeout)
 
     # -- workers -----------------------------------------------------------------
 
