@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from durable_contract_tests._activity import ActivityContract
 from durable_contract_tests._base import ContractBase, _register_definitions
 from durable_contract_tests._checkpoints import CheckpointContract
+from durable_contract_tests._due import DueRunContract
 from durable_contract_tests._isolation import IsolationContract
 from durable_contract_tests._leases import LeaseContract
+from durable_contract_tests._lifecycle import LifecycleContract
 from durable_contract_tests._listing import ListingContract
 from durable_contract_tests._payloads import PayloadContract
 from durable_contract_tests._persistence import PersistenceContract
@@ -24,6 +27,9 @@ class StoreContract(
     RunContract,
     LeaseContract,
     ListingContract,
+    DueRunContract,
+    LifecycleContract,
+    ActivityContract,
     SignalContract,
     IsolationContract,
     PayloadContract,
