@@ -27,19 +27,18 @@ import pytest
 
 from durable import RunStatus, Workflow
 from durable._plugins import get_plugin_manager
+from durable_contract_tests import server_url
 
 APP = str(Path(__file__).with_name("crash_app.py"))
 STEPS = 5
 pytestmark = pytest.mark.slow
 
 
+SERVERS = {"postgres": "postgresql://postgres@127.0.0.1:5432/test", "redis": "redis://127.0.0.1:6379/0"}
+
+
 def _server_url(name: str) -> str:
-    url = os.environ.get(f"DURABLE_TEST_{name.upper()}_URL")
-    if not url:
-        message = f"set DURABLE_TEST_{name.upper()}_URL to run the crash tests on {name}"
-        if os.environ.get("DURABLE_TEST_STRICT") == "1":
-            pytest.fail(message + " (strict mode)")
-        pytest.skip(message)
+    url = server_url(name, SERVERS[name])
     try:
         backend = get_plugin_manager().backend_named(name)
     except Exception as exc:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from durable_contract_tests import server_url
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -49,11 +51,7 @@ def test_order_approval_web_handler_delivers_the_signal_once(tmp_path: Path) -> 
 
 
 def test_redis_example_runs_unchanged_against_a_real_server(tmp_path: Path) -> None:
-    url = os.environ.get("DURABLE_TEST_REDIS_URL")
-    if not url:
-        if os.environ.get("DURABLE_TEST_STRICT") == "1":
-            pytest.fail("DURABLE_TEST_REDIS_URL is not set and strict mode is on")
-        pytest.skip("set DURABLE_TEST_REDIS_URL=redis://127.0.0.1:6379/0 to run the Redis example")
+    url = server_url("redis", "redis://127.0.0.1:6379/0")
     pytest.importorskip("durable_redis", reason="install durable-redis (pip install 'python-durable[redis]')")
     out = run_example("redis_example.py", tmp_path, DURABLE_REDIS_URL=url)
     assert "charged 300 executed: ['reserve_stock', 'charge_card']" in out

@@ -7,6 +7,9 @@ Two ways to use it:
 * ``class TestMyStore(StoreContract)`` with a ``store_factory`` fixture runs it over your store
   (see ``StoreFactory`` for the fixture's exact contract).
 
+Your store's own server tests can take its URL with ``server_url(name, example)``: a missing
+server then skips them under one summary line per backend, as the suite's own tests.
+
 This package is also a pytest plugin, so it is imported by every pytest run where it is
 installed: the names below are imported on first use, never at plugin load.
 """
@@ -24,14 +27,18 @@ if TYPE_CHECKING:
         requires,
     )
     from durable_contract_tests._contract import StoreContract
+    from durable_contract_tests._servers import ServerMissing, missing_server, server_url
 
 __all__ = [
     "ContractOverrideError",
+    "ServerMissing",
     "StoreContract",
     "StoreFactory",
     "StoreHarness",
+    "missing_server",
     "override_contract",
     "requires",
+    "server_url",
 ]
 
 _LAZY = {
@@ -41,6 +48,9 @@ _LAZY = {
     "StoreHarness": "durable_contract_tests._base",
     "override_contract": "durable_contract_tests._base",
     "requires": "durable_contract_tests._base",
+    "ServerMissing": "durable_contract_tests._servers",
+    "missing_server": "durable_contract_tests._servers",
+    "server_url": "durable_contract_tests._servers",
 }
 
 

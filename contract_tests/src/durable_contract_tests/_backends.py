@@ -13,21 +13,24 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-
 from durable._plugins import get_plugin_manager
 from durable.hookspecs import StoreBackend
 from durable.store import Store
+from durable_contract_tests._servers import env_var
 
 PROBE_TIMEOUT = 60.0
 
 
 class BackendUnavailable(Exception):
-    """No server for a backend; the message says how to provide one."""
+    """No server for a backend: set ``variable`` (to something like ``example``); ``detail``
+    says what else was tried and how it failed."""
 
-
-def env_var(name: str) -> str:
-    return "DURABLE_TEST_" + "".join(c if c.isalnum() else "_" for c in name.upper()) + "_URL"
+    def __init__(self, backend: str, variable: str, example: str, detail: str) -> None:
+        self.backend = backend
+        self.variable = variable
+        self.example = example
+        self.detail = detail
+        super().__init__(f"no {backend!r} server to test against: set {variable}={example} ({detail})")
 
 
 def installed_backends() -> dict[str, StoreBackend]:
@@ -110,21 +113,23 @@ def backend_target(name: str) -> Iterator[BackendTarget]:
     ``test_server()``, else none needed (``scheme://``). Raises ``BackendUnavailable``."""
     backend = installed_backends()[name]
     variable = env_var(name)
-    example = f"{variable}={backend.schemes[0]}://..." if backend.schemes else variable
+    example = f"{backend.schemes[0]}://..." if backend.schemes else ""
     token = session_token()
     with ExitStack() as stack:
         configured = os.environ.get(variable)
         if configured:
-            base_url, source = configured, f"{variable}={configured}"
+            base_url, source = configured, f"from {variable}"
         elif backend.test_server is not None:
             try:
                 # Construction too: testcontainers raises DockerException there without a daemon.
                 base_url = stack.enter_context(backend.test_server())
             except Exception as exc:
                 raise BackendUnavailable(
-                    f"no {name!r} server to test against: set {example} or install Docker "
-                    f"(with `pip install 'durable-contract-tests[containers]'`) so the backend's "
-                    f"test_server() can start one; it failed with {type(exc).__name__}: {exc}"
+                    name,
+                    variable,
+                    example,
+                    f"its test_server() could not start one either: {type(exc).__name__}: {exc}; "
+                    "with Docker and `pip install 'durable-contract-tests[containers]'` it can",
                 ) from exc
             source = f"{name!r} backend's test_server()"
         else:
@@ -134,8 +139,10 @@ def backend_target(name: str) -> Iterator[BackendTarget]:
             probe(target)
         except Exception as exc:
             raise BackendUnavailable(
-                f"the {name!r} store at {redact(base_url)} ({source}) cannot be opened: "
-                f"{type(exc).__name__}: {exc}. Set {example} to a reachable server."
+                name,
+                variable,
+                example,
+                f"the store at {redact(base_url)} ({source}) cannot be opened: {type(exc).__name__}: {exc}",
             ) from exc
         try:
             yield target
@@ -166,9 +173,3 @@ def redact(url: str) -> str:
         return url
     scheme, rest = url.split("://", 1)
     return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-
-
-def unavailable(reason: str, strict: bool) -> None:
-    if strict:
-        pytest.fail(f"{reason} (strict mode: --durable-strict or DURABLE_TEST_STRICT=1)", pytrace=False)
-    pytest.skip(reason)

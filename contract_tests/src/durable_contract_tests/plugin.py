@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+
+from durable_contract_tests import _servers
+from durable_contract_tests._servers import missing_server
 
 if TYPE_CHECKING:
     from durable_contract_tests._backends import BackendTarget
 
 STRICT_ENV = "DURABLE_TEST_STRICT"
 _overrides_key = pytest.StashKey[dict[str, dict[str, str]]]()
+_missing_key = pytest.StashKey[dict[str, _servers.BackendSkips]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,6 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "durable_requires(*capabilities): skip unless the store declares these capabilities"
     )
     config.stash[_overrides_key] = {}
+    config.stash[_missing_key] = {}
     if config.getoption("--durable-store"):
         selected_backends(config)  # a misspelt name is a usage error before anything runs
 
@@ -79,14 +84,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def durable_backend(durable_backend_name: str, pytestconfig: pytest.Config) -> Iterator[BackendTarget]:
     """The installed backend under test, with its server found (or started) for the session."""
-    from durable_contract_tests._backends import BackendUnavailable, backend_target, unavailable
+    from durable_contract_tests._backends import BackendUnavailable, backend_target
 
     try:
         with backend_target(durable_backend_name) as target:
             yield target
             return
     except BackendUnavailable as exc:
-        unavailable(str(exc), is_strict(pytestconfig))
+        strict = is_strict(pytestconfig)
+        missing_server(exc.backend, exc.variable, exc.example, exc.detail, strict=strict)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -103,7 +109,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             seen[name] = base.overridden_tests(cls)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    if call.excinfo is not None and isinstance(call.excinfo.value, _servers.ServerMissing):
+        _servers.fold(report, call.excinfo.value, item.config.stash[_missing_key])
+    return report
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    # Runs before pytest's short summary (-ra), whose skip lines this one explains.
+    _servers.summarize(terminalreporter, config.stash.get(_missing_key, {}))
     overridden = {cls: tests for cls, tests in config.stash.get(_overrides_key, {}).items() if tests}
     if not overridden:
         return

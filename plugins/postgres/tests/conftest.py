@@ -11,26 +11,14 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from durable_contract_tests import server_url
 from durable_postgres import PostgresStore
-
-URL_ENV = "DURABLE_TEST_POSTGRES_URL"
-STRICT_ENV = "DURABLE_TEST_STRICT"
-
-
-def _strict() -> bool:
-    return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> str:
     """The server's base URL; tests needing it skip (or fail, in strict mode) when it is unset."""
-    url = os.environ.get(URL_ENV, "")
-    if not url:
-        reason = f"{URL_ENV} is not set (e.g. {URL_ENV}=postgresql://postgres@127.0.0.1:5432/test)"
-        if _strict():
-            pytest.fail(f"{reason}; strict mode ({STRICT_ENV}=1) requires a server", pytrace=False)
-        pytest.skip(reason)
-    return url
+    return server_url("postgres", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 async def _drop_schemas(url: str, prefix: str) -> None:

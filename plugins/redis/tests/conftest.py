@@ -7,7 +7,6 @@ key prefix and deletes every key under it at the end.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -17,23 +16,15 @@ import pytest_asyncio
 import redis
 from redis_test_kit import drop
 
+from durable_contract_tests import server_url
 from durable_redis import RedisStore
-
-URL_ENV = "DURABLE_TEST_REDIS_URL"
-STRICT_ENV = "DURABLE_TEST_STRICT"
 
 StoreMaker = Callable[..., RedisStore]
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    url = os.environ.get(URL_ENV)
-    if not url:
-        reason = f"no Redis server: set {URL_ENV}=redis://127.0.0.1:6379/0"
-        if os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
-            pytest.fail(f"{reason} ({STRICT_ENV}=1)", pytrace=False)
-        pytest.skip(reason)
-    return url
+    return server_url("redis", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(scope="session")
