@@ -160,7 +160,9 @@ async def execute_step(
             error = exc
         finally:
             _scope.reset(token)
+        if isinstance(error, Exception):
             del ctx.in_flight[key]
+        # else interrupted (cancelled) or parked: the entry stays for the record of what was in flight
         if not policy.should_retry(error, attempt):
             if isinstance(error, Exception) and not isinstance(error, (LeaseLost, RunCancelled)):
                 await _record_failure(ctx, key, task, args_digest, error, attempt, started_at, failures)
@@ -176,6 +178,7 @@ async def execute_step(
         )  # fmt: skip
         await _sleep(delay)
 
+    del ctx.in_flight[key]
     try:
         text = encode(value)
     except SerializationError as exc:
