@@ -14,21 +14,32 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from durable._worker import Worker
 from durable.backoff import BackoffStrategy, constant, exponential, linear
 from durable.context import RunContext, current_run
 from durable.errors import (
+    ConfigurationError,
     DurableError,
     LeaseLost,
+    LifecycleError,
     NondeterminismError,
     NonRetryableError,
+    PluginError,
     RunCancelled,
     RunConflictError,
+    RunFailed,
     RunInProgress,
+    RunParked,
+    RunTimeout,
     SerializationError,
     SignalTimeout,
+    StepTimeout,
+    StoreCorrupted,
     StoreError,
     StoreUnavailable,
     UnknownRunError,
+    UnknownStoreError,
+    WaitTimeout,
 )
 from durable.hookspecs import hookimpl
 from durable.store import RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord, Store
@@ -36,6 +47,7 @@ from durable.workflow import TaskFunction, Workflow, WorkflowFunction
 
 if TYPE_CHECKING:
     from durable_memory import InMemoryStore
+    from durable_postgres import PostgresStore
     from durable_redis import RedisStore
     from durable_sqlite import SQLiteStore
 
@@ -43,29 +55,41 @@ __version__ = "0.3.0"
 
 __all__ = [
     "BackoffStrategy",
+    "ConfigurationError",
     "DurableError",
     "InMemoryStore",
     "LeaseLost",
+    "LifecycleError",
     "NonRetryableError",
     "NondeterminismError",
+    "PluginError",
+    "PostgresStore",
     "RedisStore",
     "RunCancelled",
     "RunConflictError",
     "RunContext",
+    "RunFailed",
     "RunInProgress",
+    "RunParked",
     "RunQuery",
     "RunRecord",
     "RunStatus",
+    "RunTimeout",
     "SQLiteStore",
     "SerializationError",
     "SignalRecord",
     "SignalTimeout",
     "StepRecord",
+    "StepTimeout",
     "Store",
+    "StoreCorrupted",
     "StoreError",
     "StoreUnavailable",
     "TaskFunction",
     "UnknownRunError",
+    "UnknownStoreError",
+    "WaitTimeout",
+    "Worker",
     "Workflow",
     "WorkflowFunction",
     "constant",
