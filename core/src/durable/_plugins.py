@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "durable"
 DISABLE_ENV = "DURABLE_DISABLE_PLUGINS"
 
-# First-party stores that live in optional extras: what to tell a user who lacks one.
+# First-party stores: the python-durable extra that installs each ("" for the base package).
 KNOWN_EXTRAS: dict[str, str] = {
-    "sqlite": "sqlite",
-    "memory": "memory",
+    "sqlite": "",
+    "memory": "",
     "redis": "redis",
     "rediss": "redis",
     "postgres": "postgres",
@@ -36,15 +36,15 @@ KNOWN_EXTRAS: dict[str, str] = {
     "postgresql+asyncpg": "postgres",
 }
 STORE_CLASSES: dict[str, tuple[str, str]] = {
-    "SQLiteStore": ("durable_sqlite", "sqlite"),
-    "InMemoryStore": ("durable_memory", "memory"),
+    "SQLiteStore": ("durable_sqlite", ""),
+    "InMemoryStore": ("durable_memory", ""),
     "RedisStore": ("durable_redis", "redis"),
     "PostgresStore": ("durable_postgres", "postgres"),
 }
 
 
 def install_hint(extra: str) -> str:
-    return f"pip install 'python-durable[{extra}]'"
+    return f"pip install 'python-durable[{extra}]'" if extra else "pip install python-durable"
 
 
 @dataclass(frozen=True)

@@ -222,7 +222,7 @@ def durable_store_backends() -> list[StoreBackend]:
             schemes=("memory",),
             description="In-process memory; for tests and examples, gone at exit.",
             store_class=InMemoryStore,
-            install_hint="pip install 'python-durable[memory]'",
+            install_hint="pip install python-durable",  # part of the base package, no extra
             capabilities=InMemoryStore.capabilities,
         )
     ]

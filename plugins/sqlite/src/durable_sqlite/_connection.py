@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from durable.batching import nothing_else_ready
-from durable.errors import LeaseLost, StoreUnavailable
+from durable.errors import ConfigurationError, LeaseLost, StoreUnavailable
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
@@ -41,6 +42,14 @@ OP_ERRORS = (LeaseLost, sqlite3.IntegrityError, ValueError)
 
 def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+async def _thread_exit(aio: aiosqlite.Connection) -> None:
+    """Wait (up to a second) for a stopped connection's thread to exit, without blocking the loop:
+    it still reports to the loop on its way out (closing, or failing to connect)."""
+    deadline = time.monotonic() + 1.0
+    while aio._thread.is_alive() and time.monotonic() < deadline:  # noqa: ASYNC110 - a thread, no event
+        await asyncio.sleep(0.001)
 
 
 class Connection:
@@ -64,13 +73,31 @@ class Connection:
         # is idle; this class never lets both use it at once.
         aio = aiosqlite.connect(self.path, isolation_level=None, timeout=0, check_same_thread=False)
         aio._thread.daemon = True  # an unclosed store must not keep the interpreter alive at exit
-        await aio
+        try:
+            await aio
+        except sqlite3.OperationalError as exc:
+            await _thread_exit(aio)
+            raise self._cannot_open(exc) from exc
         try:
             await aio._execute(prepare, aio._conn)  # type: ignore[no-untyped-call]
         except BaseException:
             await aio.close()
             raise
         self._aio, self._db = aio, aio._conn
+
+    def _cannot_open(self, exc: sqlite3.OperationalError) -> Exception:
+        """Why the file cannot be opened, naming it: SQLite says only "unable to open database file"."""
+        path = self.path
+        if os.path.isdir(path):
+            return ConfigurationError(f"SQLite store path {path!r} is a directory, not a database file")
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            return ConfigurationError(
+                f"cannot create SQLite store {path!r}: its directory {directory!r} does not exist"
+            )
+        if not os.access(path if os.path.exists(path) else directory, os.R_OK | os.W_OK):
+            return ConfigurationError(f"cannot open SQLite store {path!r}: permission denied")
+        return StoreUnavailable(f"cannot open SQLite store {path!r}: {exc}")
 
     async def close(self) -> None:
         aio, self._aio, self._db = self._aio, None, None
@@ -80,10 +107,8 @@ class Connection:
             await asyncio.gather(self._thread_flush, return_exceptions=True)
         await aio.close()
         # aiosqlite's close returns before its thread has exited; Store.close promises no
-        # thread is left behind, and a blocking join would stall the loop.
-        deadline = time.monotonic() + 1.0
-        while aio._thread.is_alive() and time.monotonic() < deadline:  # noqa: ASYNC110 - a thread, no event
-            await asyncio.sleep(0.001)
+        # thread is left behind.
+        await _thread_exit(aio)
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:
