@@ -19,7 +19,7 @@ from lifecycle_check import CheckedStore
 from durable import RunStatus, Workflow
 from durable import context as context_module
 from durable._lifecycle import TRANSITIONS, Actor, activity_of, allowed, is_due
-from durable._owner import _pid_namespace
+from durable._owner import _machine, _start_ticks
 from durable.errors import (
     ConfigurationError,
     LifecycleError,
@@ -51,10 +51,13 @@ async def cwf(checked: CheckedStore) -> AsyncIterator[Workflow]:
 
 
 def dead_owner() -> str:
-    """An owner id of a process of this host that has exited."""
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    """An owner id of a process of this machine that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    start = _start_ticks(child.pid)
+    assert child.stdin is not None
+    child.stdin.close()
     child.wait()
-    return f"{os.uname().nodename}:{_pid_namespace()}:{child.pid}:deadbeef"
+    return f"{os.uname().nodename}:{_machine()}:{child.pid}.{start}:deadbeef"
 
 
 # -- the state machine itself ------------------------------------------------------------------
