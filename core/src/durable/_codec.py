@@ -4,8 +4,14 @@
 datetimes, UUIDs, decimals, bytes, dicts with non-string keys) are wrapped as
 ``{"__durable__": tag, "v": data}``; decoding a tag never imports or runs code.
 Classes (pydantic models, dataclasses, enums) are stored as their fields and
-rebuilt from the caller's type annotation by ``coerce``: a checkpoint alone cannot
-name a class to instantiate.
+rebuilt from the caller's type annotation by ``coerce``.
+
+A value that *is* a pydantic model or a dataclass (not one nested in a list or a dict)
+is stored as ``{"__durable__": "class", "c": "module:QualName", "v": fields}``, so that a
+task without a return annotation gets the same type back, on its first run and on replay.
+Decoding looks the class up only among modules already imported (``sys.modules``, then the
+classes this process encoded) and never imports one: a class that is not loaded leaves the
+plain fields. A declared annotation wins over the recorded class.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import json.encoder
 import json.scanner
 import math
+import sys
 import types
 import typing
 import uuid
@@ -27,6 +34,7 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import PurePath
 from typing import Any
+from weakref import WeakValueDictionary
 
 from durable.errors import SerializationError
 from durable.hookspecs import TypeCodec
@@ -131,6 +139,8 @@ def from_data(data: Any) -> Any:
         tag = data.get(TAG)
         if tag is None:
             return {k: from_data(v) for k, v in data.items()}
+        if tag == CLASS_TAG:
+            return _from_class_envelope(data)
         decoder = _builtin_decoders.get(tag) or _plugin_decoders.get(tag)
         if decoder is None:
             raise SerializationError(f"checkpoint holds a value tagged {tag!r} that no installed codec reads")
@@ -178,12 +188,68 @@ _AS_IS = frozenset({Any, object, int, str, bool, type(None), None})
 
 
 def dumps(value: Any) -> str:
-    return _encode(to_data(value))
+    if type(value) in _PLAIN:  # one set lookup: the common values never reach the class envelope
+        return _encode(to_data(value))
+    return _encode(_with_class(value))
 
 
 def loads(text: str, annotation: Any = Any) -> Any:
-    value = from_data(_decode(text))
+    data = _decode(text)
+    if annotation is not Any and type(data) is dict and data.get(TAG) == CLASS_TAG:
+        data = data["v"]  # a declared type wins over the recorded class
+    value = from_data(data)
     return value if annotation in _AS_IS else coerce(value, annotation)
+
+
+# -- the class envelope: a top-level model or dataclass names its class -------------------
+
+CLASS_TAG = "class"
+_PLAIN = frozenset({str, int, float, bool, type(None), list, dict})
+_encoded_classes: WeakValueDictionary[str, type] = WeakValueDictionary()
+"""Classes this process encoded, by recorded name: finds classes that no module attribute
+reaches (defined in a function, generic aliases), while they live."""
+
+
+def _is_record_class(cls: type) -> bool:
+    """A pydantic model or dataclass class: what ``to_data`` stores as fields."""
+    return (hasattr(cls, "model_validate") and hasattr(cls, "model_dump")) or dataclasses.is_dataclass(cls)
+
+
+def _with_class(value: Any) -> Any:
+    data = to_data(value)
+    cls = type(value)
+    if cls in _plugin_codecs or not _is_record_class(cls):
+        return data
+    name = f"{cls.__module__}:{cls.__qualname__}"
+    _encoded_classes[name] = cls
+    return {TAG: CLASS_TAG, "c": name, "v": data}
+
+
+def _from_class_envelope(data: dict[str, Any]) -> Any:
+    value = from_data(data["v"])
+    name = data.get("c")
+    cls = loaded_class(name) if isinstance(name, str) else None
+    return value if cls is None else coerce(value, cls)
+
+
+def loaded_class(name: str) -> type | None:
+    """The pydantic model or dataclass recorded as ``"module:QualName"``, if it is loaded.
+
+    Reads only namespaces that exist (``sys.modules`` and class dictionaries): no import, no
+    module ``__getattr__``, so decoding a checkpoint runs no code it names.
+    """
+    module_name, _, qualname = name.partition(":")
+    found: Any = sys.modules.get(module_name)
+    for part in qualname.split(".") if found is not None else ():
+        try:
+            found = vars(found).get(part)
+        except TypeError:
+            found = None
+        if found is None:
+            break
+    if not (isinstance(found, type) and found.__module__ == module_name and found.__qualname__ == qualname):
+        found = _encoded_classes.get(name)
+    return found if isinstance(found, type) and _is_record_class(found) else None
 
 
 def digest_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

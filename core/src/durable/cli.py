@@ -668,7 +668,8 @@ def signal_command(
                 store = await wf.get_store()
                 raise UnknownRunError(
                     f"cannot deliver signal {name!r}: no run {run_id!r} in {store!r} "
-                    "(pass --create to deliver before the run starts)"
+                    "(pass --create to deliver before the run starts)",
+                    run_id=run_id,
                 )
             return await wf.complete(run_id, name, value, delivery_id=delivery_id)
 

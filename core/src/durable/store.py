@@ -334,6 +334,75 @@ class Store(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
+    # -- python-durable 0.2's signal calls, on every store ----------------------------
+
+    async def get_signal(self, run_id: str, name: str) -> tuple[bool, Any]:
+        """``(True, payload)`` of the first delivery of ``name`` to the run, else ``(False, None)``."""
+        deliveries = await self.list_signals(run_id, name)
+        return (True, _codec.loads(deliveries[0].payload)) if deliveries else (False, None)
+
+    async def set_signal(self, run_id: str, name: str, payload: Any) -> bool:
+        """Deliver ``payload`` as signal ``name`` once: ``False`` if ``name`` was delivered before
+        (``Workflow.complete`` does the same and also tells observers)."""
+        return await self.send_signal(run_id, name, "", _codec.dumps(payload))
+
+    # -- stores written for python-durable 0.2 ------------------------------------------
+
+    _legacy_api: ClassVar[bool] = False
+    """Set on a subclass written against python-durable 0.2's seven-method API (see
+    ``__init_subclass__``); ``Workflow`` runs such a store through ``durable._legacy_store``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Recognise a store written for python-durable 0.2: it defines the seven methods that
+        version's ``Store`` declared (``LEGACY_METHODS``) and none of this class's abstract methods
+        but ``open`` and ``close``. Such a class gets stand-ins for the abstract methods, so it can
+        be instantiated as it could there; every other subclass must implement them all."""
+        super().__init_subclass__(**kwargs)
+
+        def own(name: str) -> bool:
+            method = getattr(cls, name, None)
+            return method is not None and method is not getattr(Store, name, None)
+
+        abstract: frozenset[str] = getattr(Store, "__abstractmethods__", frozenset())
+        if not all(own(name) for name in LEGACY_METHODS):
+            return
+        if cls._legacy_api or not any(own(name) for name in abstract - {"open", "close"}):
+            cls._legacy_api = True
+            for name in abstract:
+                if getattr(getattr(cls, name, None), "__isabstractmethod__", False):
+                    setattr(cls, name, _legacy_stand_in(name))
+
+
+LEGACY_METHODS = (
+    "setup", "get_step", "set_step", "mark_run_done", "mark_run_failed", "get_signal", "set_signal"
+)  # fmt: skip
+"""The abstract methods of python-durable 0.2's ``Store``."""
+
+
+def _legacy_stand_in(name: str) -> Any:
+    """What a python-durable 0.2 store has in place of this version's abstract method ``name``."""
+    if name == "open":
+
+        async def open(self: Store) -> None:
+            await self.setup()
+
+        return open
+    if name == "close":
+
+        async def close(self: Store) -> None:
+            pass
+
+        return close
+
+    async def unsupported(self: Store, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"{type(self).__name__} implements python-durable 0.2's seven-method Store API, which has no "
+            f"{name}(): pass it to Workflow(db=...), which runs it through an adapter"
+        )
+
+    unsupported.__name__ = unsupported.__qualname__ = name
+    return unsupported
+
 
 def __getattr__(name: str) -> Any:
     # The default stores live in their own distributions; import them on first use.

@@ -420,6 +420,11 @@ class Workflow:
         """Point this Workflow at another store before it is opened (``durable worker --store``)."""
         if self._opened_on is not None:
             raise ConfigurationError(f"{self!r}: use_store() must be called before the store is opened")
+        if isinstance(db, Store) and type(db)._legacy_api:
+            # A store written for python-durable 0.2 (its seven methods): adapted, with a warning.
+            from durable._legacy_store import LegacyStoreAdapter
+
+            db = LegacyStoreAdapter(db, stacklevel=3 if inspect.stack(0)[1].function == "__init__" else 2)
         self._store = db if isinstance(db, Store) else None
         self._store_url = None if isinstance(db, Store) else as_store_url(db)
 

@@ -18,13 +18,14 @@ from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, UserCon
 from pydantic_ai.models import Model
 from pydantic_ai.output import NativeOutput, PromptedOutput, TextOutput, ToolOutput
 from pydantic_ai.run import AgentRunResult
-from pydantic_ai.tools import DeferredToolRequests, DeferredToolResults
+from pydantic_ai.tools import DeferredToolRequests, DeferredToolResults, Tool
+from pydantic_ai.toolsets import FunctionToolset
 
-from durable import Workflow, WorkflowFunction
+from durable import TaskFunction, Workflow, WorkflowFunction
 from durable.context import current_run
 from durable.errors import ConfigurationError
 from durable_pydantic_ai._capability import DurableCapability, ResumeToken, escape_key_part
-from durable_pydantic_ai._config import TaskConfig
+from durable_pydantic_ai._config import TaskConfig, resolve
 
 __all__ = ["ApprovalHandler", "DurableAgent"]
 
@@ -135,6 +136,14 @@ class DurableAgent(Generic[OutputT]):
         self._adapters: dict[Any, TypeAdapter[Any]] = {}
         self.workflow_name = f"pydantic_ai.{escape_key_part(agent_name)}"
         self._run_workflow = _register(self)
+        tool_config = resolve(tool_task_config, wf.default_retries, wf.default_backoff)
+        self._tool_call_task: TaskFunction[[str, dict[str, Any]], Any] = wf.task(
+            name=f"{escape_key_part(agent_name)}.tool_call",
+            retries=tool_config.retries,
+            backoff=tool_config.backoff,
+            retry_on=tool_config.retry_on,
+            timeout=tool_config.timeout,
+        )(self._run_tool)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -198,6 +207,12 @@ class DurableAgent(Generic[OutputT]):
     def run_id_for_new_run(self) -> str:
         return f"{self.name}-{uuid.uuid4().hex}"
 
+    async def signal(self, name: str, *, timeout: float | None = None, poll: float | None = None) -> Any:
+        """``wf.signal(name)`` of the agent's Workflow: wait durably for external input (a human
+        approval) inside a durable run. ``poll`` is accepted for python-durable 0.2 code and ignored
+        (see ``Workflow.signal``)."""
+        return await self.workflow.signal(name, timeout=timeout, poll=poll)
+
     async def approve(
         self,
         run_id: str,
@@ -243,8 +258,48 @@ class DurableAgent(Generic[OutputT]):
         return self.wrapped
 
     def tool(self, *args: Any, **kwargs: Any) -> Any:
-        """``agent.tool`` of the wrapped agent: the tool's calls are steps of the durable run."""
+        """``agent.tool`` of the wrapped agent: the tool's calls are steps of the durable run.
+
+        Called with a tool's name, ``await durable.tool(tool_name, tool_args, step_id=None)`` is
+        python-durable 0.2's durable tool call: it runs the agent's tool ``tool_name`` (one that
+        takes no ``RunContext``) with the arguments ``tool_args`` as a checkpointed step of the
+        current run, retried as ``tool_task_config`` says; outside a run it just calls the tool.
+        """
+        if (args and isinstance(args[0], str)) or "tool_name" in kwargs:
+            return self._call_tool(*args, **kwargs)
         return self._agent().tool(*args, **kwargs)
+
+    async def _call_tool(
+        self, tool_name: str, tool_args: Mapping[str, Any] | None = None, *, step_id: str | None = None
+    ) -> Any:
+        self._find_tool(tool_name)  # an unknown tool fails here, not as a failed (and retried) step
+        arguments = dict(tool_args or {})
+        if step_id is None:
+            return await self._tool_call_task(tool_name, arguments)
+        return await self._tool_call_task.with_step_id(step_id)(tool_name, arguments)
+
+    async def _run_tool(self, tool_name: str, tool_args: dict[str, Any]) -> Any:
+        schema = self._find_tool(tool_name).function_schema
+        # Validated as pydantic-ai validates a model's tool call; no RunContext exists outside one.
+        return await schema.call(schema.validator.validate_python(tool_args), None)  # type: ignore[arg-type]
+
+    def _find_tool(self, tool_name: str) -> Tool[Any]:
+        available: list[str] = []
+        for toolset in self.wrapped.toolsets:
+            if isinstance(toolset, FunctionToolset):
+                tool = toolset.tools.get(tool_name)
+                if tool is not None:
+                    if tool.function_schema.takes_ctx:
+                        raise ConfigurationError(
+                            f"DurableAgent {self.name!r}: tool {tool_name!r} takes a RunContext, which "
+                            "exists only inside an agent run; let the model call it through DurableAgent.run"
+                        )
+                    return tool
+                available += toolset.tools
+        raise ConfigurationError(
+            f"DurableAgent {self.name!r} has no function tool {tool_name!r} "
+            f"(available: {', '.join(sorted(available)) or 'none'})"
+        )
 
     def tool_plain(self, *args: Any, **kwargs: Any) -> Any:
         """``agent.tool_plain`` of the wrapped agent."""

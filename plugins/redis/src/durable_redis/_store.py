@@ -112,7 +112,9 @@ class RedisStore(Store):
         self.retries = retries
         self.retry_delay = retry_delay
         self.redis_options = redis_options
-        self._client: aioredis.Redis | None = None
+        self._redis: aioredis.Redis | None = None
+        """The open client (python-durable 0.2's name). One set here before ``open()``, as 0.2's tests
+        set a fakeredis client, is used instead of one made from ``url``."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scripts: dict[str, AsyncScript] = {}
         self._notifier: Notifier | None = None
@@ -139,7 +141,7 @@ class RedisStore(Store):
     def __getstate__(self) -> dict[str, Any]:
         # Connections, scripts and waiters belong to one process's event loop.
         state = dict(self.__dict__)
-        state.update(_client=None, _loop=None, _scripts={}, _notifier=None, _batcher=None, _wire=None)
+        state.update(_redis=None, _loop=None, _scripts={}, _notifier=None, _batcher=None, _wire=None)
         return state
 
     # -- lifecycle ---------------------------------------------------------------
@@ -167,18 +169,19 @@ class RedisStore(Store):
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._client is not None and self._loop is loop:
+        if self._redis is not None and self._loop is loop:
             return
         # A client opened on an earlier event loop (a previous asyncio.run) cannot be used or
         # closed from this one; it is dropped and a fresh one opened.
-        client = self._make_client()
+        given = self._redis if self._loop is None else None  # set before this store was ever opened
+        client = given if given is not None else self._make_client()
         scripts = {name: client.register_script(source) for name, source in SOURCES.items()}
         wire = Wires(client, _BATCH_IN_FLIGHT)
-        self._client, self._loop, self._scripts, self._wire = client, loop, scripts, wire
+        self._redis, self._loop, self._scripts, self._wire = client, loop, scripts, wire
         try:
             await self._call("connecting", lambda _: self._load_scripts(list(SOURCES)))
         except BaseException:
-            self._client, self._loop, self._scripts, self._wire = None, None, {}, None
+            self._redis, self._loop, self._scripts, self._wire = None, None, {}, None
             await wire.close()
             await _close_quietly(client)
             raise
@@ -189,8 +192,8 @@ class RedisStore(Store):
         batcher = self._batcher
         if batcher is not None and self._loop is _running_loop():
             await batcher.drain()  # every checkpoint already submitted gets its answer
-        client, notifier, wire = self._client, self._notifier, self._wire
-        self._client, self._loop, self._scripts, self._notifier = None, None, {}, None
+        client, notifier, wire = self._redis, self._notifier, self._wire
+        self._redis, self._loop, self._scripts, self._notifier = None, None, {}, None
         self._batcher, self._wire = None, None
         if notifier is not None:
             await notifier.close()
@@ -202,9 +205,13 @@ class RedisStore(Store):
     @property
     def client(self) -> aioredis.Redis:
         """The opened redis.asyncio client."""
-        if self._client is None or self._loop is not asyncio.get_running_loop():
+        if self._redis is None or self._loop is not asyncio.get_running_loop():
             raise StoreUnavailable(f"{self!r} is not open on this event loop; await store.open() first")
-        return self._client
+        return self._redis
+
+    def _client(self) -> aioredis.Redis:
+        """``client``, as python-durable 0.2's ``RedisStore._client()`` (its tests read keys with it)."""
+        return self.client
 
     async def _call(self, what: str, op: Callable[[int], Awaitable[T]]) -> T:
         """Run ``op(attempt)``, retrying transient errors, then raising ``StoreUnavailable``."""
