@@ -63,7 +63,6 @@ class CheckpointContract(ContractBase, contract=True):
         winner = returned[0]
         assert winner in candidates
         assert returned == [winner] * WRITERS
-        assert sum(1 for step in candidates if step == winner) == 1
         assert await store.load_steps("run-1") == [winner]
 
     async def test_a_failed_step_is_replaced_by_a_later_write(self, store: Store) -> None:

@@ -85,14 +85,19 @@ class ListingContract(ContractBase, contract=True):
         assert ids(await store.list_runs(RunQuery(created_before=T0 + 1))) == ["order-1"]
 
     async def test_listing_filters_by_last_update(self, store: Store) -> None:
-        await seed(store)
-        await asyncio.sleep(0.02)
-        touched_after = time.time()
+        # Compared with the times the store wrote (its clock may be a server's), not this process's.
+        seeded = await seed(store)
         await asyncio.sleep(0.02)
         lease = await owned_run(store, "late", "orders")
         await store.update_run(lease, RunStatus.COMPLETED, result="1", release=True)
-        untouched = await store.list_runs(RunQuery(updated_before=touched_after))
-        assert "late" not in ids(untouched) and len(untouched) == 7
+        late = (await get(store, "late")).updated_at
+        stored = {run.run_id: run.updated_at for run in await store.list_runs(RunQuery())}
+        assert max(t for run_id, t in stored.items() if run_id != "late") < late
+        untouched = await store.list_runs(RunQuery(updated_before=late))  # exclusive
+        assert sorted(ids(untouched)) == sorted(run.run_id for run in seeded)
+        assert ids(await store.list_runs(RunQuery(updated_before=late + 1e-3))) == ids(
+            await store.list_runs(RunQuery())
+        )
 
     async def test_filters_combine(self, store: Store) -> None:
         await seed(store)

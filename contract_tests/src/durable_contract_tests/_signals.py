@@ -11,6 +11,12 @@ from durable_contract_tests._kit import get, owned_run
 
 WAIT_LIMIT = 10.0
 """No wait in these tests should take this long; a store that hangs fails instead of blocking the run."""
+PROMPT = 1.0
+"""How soon a notifying store wakes a waiter after a delivery: a second, which a slow CI machine
+keeps, where any polling of the store's waits (``poll_interval``, backoff) has stretched further."""
+WAITED = 3.0
+"""How long a waiter waits before the delivery in the notification test: a poll that backs off by
+doubling from a few milliseconds is, by then, more than ``PROMPT`` away from its next read."""
 
 
 class SignalContract(ContractBase, contract=True):
@@ -120,13 +126,19 @@ class SignalContract(ContractBase, contract=True):
 
     @requires(Capability.NOTIFY)
     async def test_a_notifying_store_wakes_a_long_waiting_waiter_promptly(self, store: Store) -> None:
+        # The delivery must wake the waiter, not its next poll: polling is made slow (an hour at
+        # most between reads, and WAITED seconds of backoff), so only a notification can wake it
+        # within PROMPT.
+        store.poll_interval = 3600.0
         waiter = asyncio.ensure_future(store.wait_for_signal("run-1", "approve", 0, WAIT_LIMIT))
-        await asyncio.sleep(0.6)  # long enough for a polling loop to back off to its slowest interval
+        await asyncio.sleep(WAITED)
+        assert not waiter.done()
         sent = time.monotonic()
         await store.send_signal("run-1", "approve", "", "1")
         found = await asyncio.wait_for(waiter, WAIT_LIMIT)
-        assert found is not None
-        assert time.monotonic() - sent < 0.15
+        woken = time.monotonic() - sent
+        assert found is not None and found.payload == "1"
+        assert woken < PROMPT, f"woken {woken:.2f} s after the delivery: by a poll, not a notification?"
 
     @requires(Capability.MULTI_PROCESS)
     async def test_a_delivery_through_another_store_object_reaches_a_waiter(
