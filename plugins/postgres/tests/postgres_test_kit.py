@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import TracebackType
 from typing import Any
 
 from durable.store import Lease, RunRecord, RunStatus
 from durable_postgres import PostgresStore
+from durable_postgres._url import quote_identifier
 
 STATEMENT_METHODS = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
 
@@ -45,6 +48,62 @@ def owned(run_id: str) -> RunRecord:
         lease_token=1,
         lease_expires_at=now + 60,
     )
+
+
+class RowGate:
+    """Holds one run's row locked (``FOR UPDATE``, in a transaction on a connection of its own), so
+    that statements needing that row queue on the server in the order they arrive: ``queued(n)``
+    waits until ``n`` statements wait behind the gate, ``open()`` lets them through in that order.
+    A race whose winner is chosen, with both statements in flight at the server at once."""
+
+    def __init__(self, store: PostgresStore, run_id: str) -> None:
+        self._store, self._run_id = store, run_id
+        self._conn: Any = None
+
+    async def __aenter__(self) -> RowGate:
+        self._conn = await self._store._connect()
+        await self._conn.execute("BEGIN")
+        table = f"{quote_identifier(self._store.schema)}.runs"
+        locked = await self._conn.fetchval(
+            f"SELECT 1 FROM {table} WHERE run_id = $1 FOR UPDATE", self._run_id
+        )
+        assert locked == 1, f"no run {self._run_id!r} to hold"
+        return self
+
+    async def queued(self, count: int, timeout: float = 30.0) -> None:
+        """Waits until exactly ``count`` backends wait behind the gate, directly or behind another
+        waiter (other sessions' statements on the same server are not counted)."""
+        gate = self._conn.get_server_pid()
+        deadline = time.monotonic() + timeout
+        while True:
+            # Within a transaction the server keeps its first view of pg_stat_activity: drop it.
+            await self._conn.execute("SELECT pg_stat_clear_snapshot()")
+            rows = await self._conn.fetch(
+                "SELECT pid, pg_blocking_pids(pid) AS blockers FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock'"
+            )
+            blocked: set[int] = set()
+            grew = True
+            while grew:
+                before = len(blocked)
+                blocked |= {r["pid"] for r in rows if {gate, *blocked} & set(r["blockers"])}
+                grew = len(blocked) > before
+            if len(blocked) == count:
+                return
+            assert len(blocked) < count, f"{len(blocked)} statements wait behind the gate, not {count}"
+            assert time.monotonic() < deadline, (
+                f"{len(blocked)} statements wait behind the gate after {timeout} s"
+            )
+            await asyncio.sleep(0.002)
+
+    async def open(self) -> None:
+        """Ends the gate's transaction (it changed nothing): the queued statements go, in order."""
+        await self._conn.execute("ROLLBACK")
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._conn.close()
 
 
 class RecordingConnection:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from postgres_test_kit import RecordingPool, claimed_and_released, owned, recording
+from postgres_test_kit import RecordingPool, RowGate, claimed_and_released, owned, recording
 
 import durable_postgres._store as store_module
 from durable import Workflow
@@ -223,18 +223,20 @@ async def test_large_results_are_split_over_several_statements(
     assert kinds == Counter(save_step=1, save_step_batch=3), kinds
 
 
-async def test_a_batched_checkpoint_racing_a_takeover_is_refused_or_seen_by_the_new_owner(
+async def test_a_batched_checkpoint_racing_a_takeover_is_refused_exactly_when_the_takeover_wins(
     store: PostgresStore, pg_url: str, schema_prefix: str, unique: str
 ) -> None:
+    # As in test_fencing, with the stale checkpoint inside a batch statement: the batch and the
+    # new owner's claim queue behind a lock on the run's row, in a chosen order.
     async with PostgresStore(pg_url, schema=schema_prefix) as second:
         filler = (await leases(store, f"filler-{unique}", 1))[0]
-        refused = accepted = 0
-        for i in range(30):
+        outcomes: dict[str, str] = {}
+        for i in range(16):
             run_id = f"brace-{unique}-{i}"
             old = await claimed_and_released(store, run_id)
+            checkpoint_first = i % 2 == 0
 
-            async def takeover(run_id: str = run_id, delay: float = (i % 5) * 0.0005) -> list[str]:
-                await asyncio.sleep(delay)  # varies which statement reaches the server first
+            async def takeover(run_id: str = run_id) -> list[str]:
                 lease = await second.claim_run(run_id, "new", 60.0)
                 assert lease is not None
                 return [s.key for s in await second.load_steps(run_id)]
@@ -247,15 +249,33 @@ async def test_a_batched_checkpoint_racing_a_takeover_is_refused_or_seen_by_the_
                     (old, step(run_id, "late", '"old"')),
                 )
 
-            outcomes, seen = await asyncio.gather(batched(), takeover())
-            assert isinstance(outcomes[1], StepRecord)
-            if isinstance(outcomes[2], LeaseLost):
-                refused += 1
-                assert seen == [] and await store.load_steps(run_id) == []
+            with recording(store) as pool:
+                async with RowGate(store, run_id) as gate:
+                    first, then = (batched(), takeover()) if checkpoint_first else (takeover(), batched())
+                    first_task = asyncio.ensure_future(first)
+                    await gate.queued(1)
+                    then_task = asyncio.ensure_future(then)
+                    await gate.queued(2)
+                    await gate.open()
+                    done = await asyncio.gather(first_task, then_task)
+            assert pool.kinds(store)["save_step_batch"] == 1  # the three went as one batch statement
+            batch, seen = done if checkpoint_first else done[::-1]
+            assert [type(outcome) for outcome in batch[:2]] == [StepRecord, StepRecord], batch
+            if isinstance(batch[2], LeaseLost):
+                outcomes[run_id] = "refused"
+                assert seen == [], "the new owner read a checkpoint that was refused"
             else:
-                accepted += 1
+                assert isinstance(batch[2], StepRecord), batch[2]
+                outcomes[run_id] = "accepted"
                 assert seen == ["late"], "a checkpoint committed after the new owner read the journal"
-        assert refused + accepted == 30
+            assert outcomes[run_id] == ("accepted" if checkpoint_first else "refused")
+        assert Counter(outcomes.values()) == {"accepted": 8, "refused": 8}
+        for run_id, outcome in outcomes.items():
+            stored = [(s.key, s.result) for s in await second.load_steps(run_id)]
+            assert stored == ([("late", '"old"')] if outcome == "accepted" else []), run_id
+        # The filler's checkpoints shared the batch statements, the refused ones too: all stored.
+        filler_keys = sorted(s.key for s in await second.load_steps(filler.run_id))
+        assert filler_keys == sorted(f"{kind}{i}" for kind in "fg" for i in range(16))
 
 
 @pytest.mark.parametrize("moment", ["lone flush in flight", "batch in flight"])

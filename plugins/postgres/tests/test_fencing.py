@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
-from postgres_test_kit import claimed_and_released, pending
+from postgres_test_kit import RowGate, claimed_and_released, pending
 
 from durable.errors import LeaseLost
 from durable.store import Lease, RunStatus, StepRecord, StepStatus
@@ -30,32 +31,47 @@ async def second(pg_url: str, schema_prefix: str) -> AsyncIterator[PostgresStore
     await other.close()
 
 
-async def test_a_checkpoint_racing_a_takeover_is_refused_or_seen_by_the_new_owner(
+async def test_a_checkpoint_racing_a_takeover_is_refused_exactly_when_the_takeover_wins(
     store: PostgresStore, second: PostgresStore, unique: str
 ) -> None:
-    refused = accepted = 0
-    for i in range(40):
+    # Both statements are in flight at the server at once, queued behind a lock on the run's row
+    # in a chosen order: the old owner's checkpoint first (it commits, and the new owner's journal
+    # has it), or the new owner's claim first (the checkpoint is refused, and nothing is stored).
+    outcomes: dict[str, str] = {}
+    for i in range(20):
         run_id = f"race-{unique}-{i}"
         old = await claimed_and_released(store, run_id)
+        checkpoint_first = i % 2 == 0
 
-        async def takeover(run_id: str = run_id, delay: float = (i % 5) * 0.0005) -> list[str] | None:
-            await asyncio.sleep(delay)  # varies which statement reaches the server first
+        async def takeover(run_id: str = run_id) -> list[str] | None:
             lease = await second.claim_run(run_id, "new", 60.0)
             if lease is None:
                 return None
             return [s.key for s in await second.load_steps(run_id)]
 
-        saved, seen = await asyncio.gather(
-            store.save_step(old, step(run_id, "late", '"old"')), takeover(), return_exceptions=True
-        )
+        async with RowGate(store, run_id) as gate:
+            save = store.save_step(old, step(run_id, "late", '"old"'))
+            first, then = (save, takeover()) if checkpoint_first else (takeover(), save)
+            first_task = asyncio.ensure_future(first)
+            await gate.queued(1)
+            then_task = asyncio.ensure_future(then)
+            await gate.queued(2)
+            await gate.open()
+            done = await asyncio.gather(first_task, then_task, return_exceptions=True)
+        saved, seen = done if checkpoint_first else done[::-1]
         assert isinstance(seen, list), seen  # the old owner released: the takeover always succeeds
         if isinstance(saved, LeaseLost):
-            refused += 1
-            assert seen == [] and await store.load_steps(run_id) == []
+            outcomes[run_id] = "refused"
+            assert seen == [], "the new owner read a checkpoint that was refused"
         else:
-            accepted += 1
+            assert isinstance(saved, StepRecord), saved
+            outcomes[run_id] = "accepted"
             assert seen == ["late"], "a checkpoint committed after the new owner read the journal"
-    assert refused + accepted == 40
+        assert outcomes[run_id] == ("accepted" if checkpoint_first else "refused")
+    assert Counter(outcomes.values()) == {"accepted": 10, "refused": 10}
+    for run_id, outcome in outcomes.items():
+        stored = [(s.key, s.result) for s in await second.load_steps(run_id)]
+        assert stored == ([("late", '"old"')] if outcome == "accepted" else []), run_id
 
 
 async def test_a_superseded_executor_writes_nothing_while_the_new_one_writes_everything(
