@@ -47,6 +47,28 @@ class CountingConnection(aioredis.Connection):
         await super()._connect()  # type: ignore[no-untyped-call]
 
 
+class RecordingConnection(CountingConnection):
+    """A counting connection that also keeps, per client name, every packed send: what a test
+    reads to tell which keys an operation touched."""
+
+    packets: ClassVar[dict[str, list[bytes]]] = {}
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        chunks = [command] if isinstance(command, bytes | str) else command
+        packed = b"".join(c.encode() if isinstance(c, str) else bytes(c) for c in chunks)
+        RecordingConnection.packets.setdefault(self.client_name or "", []).append(packed)
+        await super().send_packed_command(command, check_health)
+
+
+def sent_since(name: str, mark: int) -> bytes:
+    """Everything the connections named ``name`` sent after their ``mark``-th packet."""
+    return b"".join(RecordingConnection.packets.get(name, [])[mark:])
+
+
+def packet_mark(name: str) -> int:
+    return len(RecordingConnection.packets.get(name, []))
+
+
 class CuttingConnection(CountingConnection):
     """A counting connection whose next read can be made to fail after a number of replies, as a
     connection lost in the middle of a pipeline fails. It leaves the socket open with the other

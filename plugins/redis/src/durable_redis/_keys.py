@@ -8,8 +8,12 @@ run's keys hash to one slot, which matters only to a server that shards by slot 
 does not support Redis Cluster; see the package docstring). Step keys and signal names are hash fields or
 length-prefixed values inside a run's own keys, never parts of a key name.
 
-The index of runs (a sorted set scored by ``created_at``) and the notification channel
-carry no hash tag: they belong to the prefix, not to a run.
+Besides the run keys, each prefix has ``<prefix>:runs`` (every run, scored by ``created_at``:
+listings), ``<prefix>:live`` (the runs whose status is in ``DUE_STATUSES``, scored by the time
+each becomes due: polls, see ``_scripts``), ``<prefix>:live:built`` (set once ``:live`` holds
+every run, see ``RedisStore.open``) and the notification channel ``<prefix>:signals``. They carry
+no hash tag: they belong to the prefix, not to a run. A prefix's own keys never equal another
+prefix's: those of prefix ``p:live`` are ``p:live:{...}:run``, ``p:live:runs``, ``p:live:live``...
 """
 
 from __future__ import annotations
@@ -76,6 +80,16 @@ class KeySpace:
         return f"{self.prefix}:runs"
 
     @property
+    def live(self) -> str:
+        """The index of live runs (status in ``DUE_STATUSES``), scored by when each becomes due."""
+        return f"{self.prefix}:live"
+
+    @property
+    def live_built(self) -> str:
+        """Exists once ``live`` lists every run (stores of the previous release kept no such index)."""
+        return f"{self.prefix}:live:built"
+
+    @property
     def channel(self) -> str:
         return f"{self.prefix}:signals"
 
@@ -114,6 +128,7 @@ def run_fields(run: RunRecord) -> dict[str, str]:
         "lease_expires_at": None if run.lease_expires_at is None else fmt_float(run.lease_expires_at),
         "wake_at": None if run.wake_at is None else fmt_float(run.wake_at),
         "deadline": None if run.deadline is None else fmt_float(run.deadline),
+        "activity": run.activity,
     }
     fields.update({name: value for name, value in optional.items() if value is not None})
     return fields
@@ -141,6 +156,7 @@ def parse_run(fields: dict[str, str]) -> RunRecord:
         deadline=_opt_float(fields.get("deadline")),
         parent_run_id=fields.get("parent_run_id"),
         cancel_requested=fields.get("cancel_requested") == "1",
+        activity=fields.get("activity"),  # absent in records of the previous release: None
     )
 
 

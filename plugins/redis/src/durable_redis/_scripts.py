@@ -1,10 +1,19 @@
 """The Lua scripts that make each store operation atomic.
 
 Per-run scripts receive ``KEYS = [run, steps, sigs, sigids]`` (or a leading subset), all in
-one hash slot. Times, tokens and TTLs come from the client as ``ARGV`` strings and are
-stored verbatim, so floats round-trip exactly; Lua only compares them with ``tonumber``.
-Fenced scripts answer ``{0, current_token}`` when the lease token is stale. The commonest
-replies are the integer ``1``: every reply element costs the client CPU to parse.
+one hash slot, and those that change a run's status, lease or wake time also the index of live
+runs (``KEYS[5]``, ``KEYS[4]`` for ``send_signal``). Times, tokens and TTLs come from the client
+as ``ARGV`` strings and are stored verbatim, so floats round-trip exactly; Lua only compares them
+with ``tonumber``. Fenced scripts answer ``{0, current_token}`` when the lease token is stale.
+The commonest replies are the integer ``1``: every reply element costs the client CPU to parse.
+
+The index of live runs (``<prefix>:live``) lists every run whose status is in ``DUE_STATUSES``
+(pending, running, waiting), scored by the time it becomes due by ``durable._lifecycle.is_due``:
+when its lease expires if it has an owner and a lease expiry, else at once (score 0) for a
+pending or running run or a waiting one with an owner, else (a parked run) at its ``wake_at``, or
+never (``+inf``). ``reindex`` recomputes a run's entry from its stored fields in the script that
+changed them, so the entry never disagrees with the run: a poll reads the entries scored up to
+now and only the runs they name, however many finished runs the store holds.
 
 TTL policy (see the package docstring): ``set_ttl(ms)`` expires all four keys of a run when
 it reaches a final status, and ``set_ttl(0)`` removes any expiry when it becomes live again.
@@ -15,7 +24,7 @@ from __future__ import annotations
 
 _PRELUDE = """
 local function set_ttl(ms)
-  for i = 1, #KEYS do
+  for i = 1, 4 do
     if ms > 0 then redis.call('PEXPIRE', KEYS[i], ms) else redis.call('PERSIST', KEYS[i]) end
   end
 end
@@ -35,6 +44,21 @@ end
 local function live(owner, expires, now)
   return owner and expires and tonumber(expires) > tonumber(now)
 end
+local function reindex(index)
+  local f = redis.call('HMGET', KEYS[1], 'run_id', 'status', 'owner', 'lease_expires_at', 'wake_at')
+  local status = f[2]
+  if status ~= 'pending' and status ~= 'running' and status ~= 'waiting' then
+    if f[1] then redis.call('ZREM', index, f[1]) end
+    return
+  end
+  local due = '0'
+  if f[3] then
+    due = f[4] or '0'
+  elseif status == 'waiting' then
+    due = f[5] or '+inf'
+  end
+  redis.call('ZADD', index, due, f[1])
+end
 """
 
 # ARGV: ttl_ms, field, value, field, value, ... Returns 1 when created, else the stored fields.
@@ -44,6 +68,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 set_ttl(tonumber(ARGV[1]))
+reindex(KEYS[5])
 return 1
 """
 
@@ -57,28 +82,32 @@ if is_final(f[1]) or live(f[2], f[3], ARGV[2]) then return false end
 local token = redis.call('HINCRBY', KEYS[1], 'lease_token', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'owner', ARGV[1], 'lease_expires_at', ARGV[3],
   'updated_at', ARGV[2])
-redis.call('HDEL', KEYS[1], 'wake_at')
+redis.call('HDEL', KEYS[1], 'wake_at', 'activity')
 set_ttl(0)
+reindex(KEYS[5])
 return token
 """
 
-# ARGV: token, owner, expires_at
+# ARGV: token, owner, expires_at[, activity]. The expiry is written as given: ``now`` for a lease
+# given back (lease_seconds=0), which claim_run's strict comparison sees expired at once.
 RENEW_LEASE = """
 local lost = stale(ARGV[1])
 if lost then return lost end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'lease_expires_at', ARGV[3])
+if ARGV[4] then redis.call('HSET', KEYS[1], 'activity', ARGV[4]) end
+reindex(KEYS[5])
 return {1, redis.call('HGETALL', KEYS[1])}
 """
 
-# ARGV: token, now, ttl_ms, release ('1'/'0'), status, mask, result, error, wake_at
+# ARGV: token, now, ttl_ms, release ('1'/'0'), status, mask, result, error, wake_at, activity
 # mask holds one '1'/'0' per optional field: present values are written, absent ones deleted.
 # Returns 1.
 UPDATE_RUN = """
 local lost = stale(ARGV[1])
 if lost then return lost end
 redis.call('HSET', KEYS[1], 'status', ARGV[5], 'updated_at', ARGV[2])
-local names = {'result', 'error', 'wake_at'}
-for i = 1, 3 do
+local names = {'result', 'error', 'wake_at', 'activity'}
+for i = 1, 4 do
   if string.sub(ARGV[6], i, i) == '1' then
     redis.call('HSET', KEYS[1], names[i], ARGV[6 + i])
   else
@@ -87,6 +116,7 @@ for i = 1, 3 do
 end
 if ARGV[4] == '1' then redis.call('HDEL', KEYS[1], 'owner', 'lease_expires_at') end
 set_ttl(tonumber(ARGV[3]))
+reindex(KEYS[5])
 return 1
 """
 
@@ -98,6 +128,7 @@ redis.call('HSET', KEYS[1], 'cancel_requested', '1', 'updated_at', ARGV[1])
 if not is_final(f[1]) and not live(f[2], f[3], ARGV[1]) then
   redis.call('HSET', KEYS[1], 'status', 'cancelled')
   set_ttl(tonumber(ARGV[2]))
+  reindex(KEYS[5])
 end
 return redis.call('HGETALL', KEYS[1])
 """
@@ -106,14 +137,17 @@ return redis.call('HGETALL', KEYS[1])
 RESET_RUN = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('HSET', KEYS[1], 'status', 'pending', 'cancel_requested', '0', 'updated_at', ARGV[1])
-redis.call('HDEL', KEYS[1], 'error', 'wake_at')
+redis.call('HDEL', KEYS[1], 'error', 'wake_at', 'activity')
 set_ttl(0)
+reindex(KEYS[5])
 return redis.call('HGETALL', KEYS[1])
 """
 
+# ARGV: run_id
 DELETE_RUN = """
 local existed = redis.call('DEL', KEYS[1])
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('ZREM', KEYS[5], ARGV[1])
 return existed
 """
 
@@ -140,7 +174,7 @@ if kept then return out end
 return 1
 """
 
-# KEYS: run, sigs, sigids. ARGV: field, nonce, body, now, orphan_ttl_ms, channel, notice
+# KEYS: run, sigs, sigids, live. ARGV: field, nonce, body, now, orphan_ttl_ms, channel, notice
 # Returns 1 if recorded (also when this very call, by its nonce, recorded it before), else 0.
 SEND_SIGNAL = """
 local seen = redis.call('HGET', KEYS[3], ARGV[1])
@@ -154,6 +188,7 @@ redis.call('HSET', KEYS[3], ARGV[1], seq .. ' ' .. ARGV[2])
 redis.call('RPUSH', KEYS[2], seq .. ' ' .. ARGV[3])
 if redis.call('HGET', KEYS[1], 'status') == 'waiting' then
   redis.call('HSET', KEYS[1], 'wake_at', ARGV[4], 'updated_at', ARGV[4])
+  reindex(KEYS[4])
 end
 local pttl = inherit_ttl(KEYS[2])
 if pttl > 0 then
@@ -180,6 +215,25 @@ end
 return removed
 """
 
+# KEYS: run, live. ARGV: run_id. The run's entry in the index of live runs, from its stored fields
+# (none for a run that is gone): building the index of a store written by the previous release,
+# and repairing an entry that disagrees with its run.
+REINDEX = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.call('ZREM', KEYS[2], ARGV[1]) end
+reindex(KEYS[2])
+return 1
+"""
+
+# KEYS: live_built, runs. Sent with EVAL in the round trip that loads the scripts when a store
+# opens. Returns 1 when the index of live runs is complete: it was built, or there is no run yet
+# (then it is marked built at once); 0 when the runs of an older release must be indexed first.
+LIVE_INDEX_BUILT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], '1')
+return 1
+"""
+
 PER_RUN = {
     "create_run": CREATE_RUN,
     "claim_run": CLAIM_RUN,
@@ -190,6 +244,7 @@ PER_RUN = {
     "delete_run": DELETE_RUN,
     "save_steps": SAVE_STEPS,
     "send_signal": SEND_SIGNAL,
+    "reindex": REINDEX,
 }
 
 SOURCES: dict[str, str] = {name: _PRELUDE + body for name, body in PER_RUN.items()}

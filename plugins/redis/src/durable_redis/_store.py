@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -15,6 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
+from durable._lifecycle import DUE_STATUSES, is_due
 from durable.batching import WriteBatcher
 from durable.errors import ConfigurationError, LeaseLost, StoreUnavailable
 from durable.store import (
@@ -32,7 +34,7 @@ from durable_redis import _keys as k
 from durable_redis._calls import Call, copy_error, grouped
 from durable_redis._checkpoints import checkpoint, merged, own_replies, stored_steps
 from durable_redis._notify import Notifier
-from durable_redis._scripts import SOURCES
+from durable_redis._scripts import LIVE_INDEX_BUILT, SOURCES
 from durable_redis._wire import Command, Wires
 
 try:
@@ -178,8 +180,9 @@ class RedisStore(Store):
         scripts = {name: client.register_script(source) for name, source in SOURCES.items()}
         wire = Wires(client, _BATCH_IN_FLIGHT)
         self._redis, self._loop, self._scripts, self._wire = client, loop, scripts, wire
+        built_check = ("EVAL", LIVE_INDEX_BUILT, 2, self.keys.live_built, self.keys.index)
         try:
-            await self._call("connecting", lambda _: self._load_scripts(list(SOURCES)))
+            [built] = await self._call("connecting", lambda _: self._load_scripts(list(SOURCES), built_check))
         except BaseException:
             self._redis, self._loop, self._scripts, self._wire = None, None, {}, None
             await wire.close()
@@ -187,6 +190,38 @@ class RedisStore(Store):
             raise
         self._notifier = Notifier(client, self.keys.channel)
         self._batcher = WriteBatcher(self._flush, max_batch=_BATCH_MAX, max_in_flight=_BATCH_IN_FLIGHT)
+        if not built:
+            try:
+                await self._build_live_index()
+            except BaseException:
+                await self.close()
+                raise
+
+    async def _build_live_index(self) -> None:
+        """Index the live runs of data written before the index of live runs existed, then mark it
+        built: one ZSCAN of the run index, the first time a store opens on such data.
+
+        Each run's entry comes from the ``reindex`` script, which reads the run's stored fields
+        and writes its entry in one step: a run that another process changes meanwhile (its
+        scripts keep the index themselves) is never indexed from a stale read. Several processes
+        opening at once may each build it; the entries come out the same. A process of the
+        previous release still running keeps no entries: upgrade every process.
+        """
+        cursor = 0
+        while True:
+            cursor, run_ids = await self._call(
+                "indexing live runs", functools.partial(self._scan_index, cursor)
+            )
+            if run_ids:
+                await self._reindex(run_ids)
+            if cursor == 0:
+                break
+        await self._run(Call.plain("marking the live index built", "SET", self.keys.live_built, "1"))
+
+    async def _scan_index(self, cursor: int, _attempt: int) -> tuple[int, list[str]]:
+        """One ZSCAN step over the run index: the next cursor (0 at the end) and run ids."""
+        cursor, entries = await self.client.zscan(self.keys.index, cursor, count=1000)
+        return cursor, [str(run_id) for run_id, _ in entries]
 
     async def close(self) -> None:
         batcher = self._batcher
@@ -302,13 +337,17 @@ class RedisStore(Store):
         """One round trip: every call's reply, an error reply as that call's own."""
         return await self._round_trip([call.command(self._scripts) for call in calls])
 
-    async def _load_scripts(self, names: list[str]) -> None:
-        """Load the scripts ``names`` into the server's script cache, in one round trip."""
-        shas = await self._round_trip([("SCRIPT LOAD", self._scripts[name].script) for name in names])
-        for name, sha in zip(names, shas, strict=True):
-            if isinstance(sha, Exception):
-                raise sha
+    async def _load_scripts(self, names: list[str], *also: Command) -> list[Any]:
+        """Load the scripts ``names`` into the server's script cache, in one round trip with the
+        commands ``also``; their replies."""
+        loads: list[Command] = [("SCRIPT LOAD", self._scripts[name].script) for name in names]
+        replies = await self._round_trip([*loads, *also])
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        for name, sha in zip(names, replies, strict=False):
             self._scripts[name].sha = sha
+        return replies[len(names) :]
 
     async def _round_trip(self, commands: list[Command]) -> list[Any]:
         """``commands`` on a connection of the batcher's own, not through the pool (see ``_wire``)."""
@@ -334,8 +373,8 @@ class RedisStore(Store):
         args: list[Any] = [self._ttl_ms() if run.status.is_final else 0]
         for field, value in k.run_fields(run).items():
             args += [field, value]
-        call = Call(f"creating run {run.run_id!r}", self.keys.run_keys(run.run_id), args, script="create_run")
-        # The index is not one of the run's keys (a script touches one run's keys only), so its entry is a
+        call = Call(f"creating run {run.run_id!r}", self._indexed_keys(run.run_id), args, script="create_run")
+        # The script lists a live run in the index of live runs itself; the run index's entry is a
         # command of its own, sent in the same round trip as the script: the new record's
         # created_at, which is the stored one when the run is created (the common case).
         reply = (await self._run_together(call, self._index_entry(run)))[0]
@@ -349,6 +388,13 @@ class RedisStore(Store):
             # call also repairs an entry lost to a crash, or pruned while the run was recreated.
             await self._run(self._index_entry(stored))
         return stored, created
+
+    def _indexed_keys(self, run_id: str) -> list[str]:
+        """The run's keys and the index of live runs: the ``KEYS`` of a script that may change
+        the run's status, lease or wake time."""
+        keys = self.keys.run_keys(run_id)
+        keys.append(self.keys.live)
+        return keys
 
     def _index_entry(self, run: RunRecord) -> Call:
         """The ZADD that lists ``run`` in the index, scored by its ``created_at``."""
@@ -364,16 +410,21 @@ class RedisStore(Store):
         expires = now + lease_seconds
         args = [owner, k.fmt_float(now), k.fmt_float(expires)]
         token = await self._run(
-            Call(f"claiming run {run_id!r}", self.keys.run_keys(run_id), args, script="claim_run")
+            Call(f"claiming run {run_id!r}", self._indexed_keys(run_id), args, script="claim_run")
         )
         return None if token is None else Lease(run_id, owner, int(token), expires)
 
     def _lost(self, lease: Lease, current: Any) -> LeaseLost:
         return LeaseLost.stale(lease.run_id, lease.token, None if current in (None, -1) else int(current))
 
-    async def renew_lease(self, lease: Lease, lease_seconds: float) -> RunRecord:
-        keys = self.keys.run_keys(lease.run_id)
+    async def renew_lease(
+        self, lease: Lease, lease_seconds: float, *, activity: str | None = None
+    ) -> RunRecord:
+        keys = self._indexed_keys(lease.run_id)
+        # lease_seconds=0: the lease expires now (owner kept), and claim_run sees it expired.
         args = [str(lease.token), lease.owner, k.fmt_float(time.time() + lease_seconds)]
+        if activity is not None:
+            args.append(activity)
         what = f"renewing the lease of run {lease.run_id!r}"
         reply = await self._run(Call(what, keys, args, script="renew_lease"))
         if reply[0] == 0:
@@ -389,9 +440,10 @@ class RedisStore(Store):
         error: str | None = None,
         wake_at: float | None = None,
         release: bool = False,
+        activity: str | None = None,
     ) -> None:
-        keys = self.keys.run_keys(lease.run_id)
-        optional = [result, error, None if wake_at is None else k.fmt_float(wake_at)]
+        keys = self._indexed_keys(lease.run_id)
+        optional = [result, error, None if wake_at is None else k.fmt_float(wake_at), activity]
         mask = "".join("0" if value is None else "1" for value in optional)
         args = [
             str(lease.token),
@@ -407,13 +459,13 @@ class RedisStore(Store):
             raise self._lost(lease, reply[1])
 
     async def request_cancel(self, run_id: str) -> RunRecord | None:
-        keys = self.keys.run_keys(run_id)
+        keys = self._indexed_keys(run_id)
         args = [k.fmt_float(time.time()), self._ttl_ms()]
         reply = await self._run(Call(f"cancelling run {run_id!r}", keys, args, script="request_cancel"))
         return None if reply is None else k.parse_run(k.pairs(reply))
 
     async def reset_run(self, run_id: str) -> RunRecord | None:
-        keys = self.keys.run_keys(run_id)
+        keys = self._indexed_keys(run_id)
         args = [k.fmt_float(time.time())]
         reply = await self._run(Call(f"resetting run {run_id!r}", keys, args, script="reset_run"))
         return None if reply is None else k.parse_run(k.pairs(reply))
@@ -421,21 +473,25 @@ class RedisStore(Store):
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
         if query.limit <= 0 or (query.statuses is not None and not query.statuses):
             return []
+        if query.statuses is not None and query.statuses <= DUE_STATUSES:
+            # Only live runs can match: walk their index, not the whole history.
+            return await self._call("listing runs", lambda _: self._list_live_runs(query))
         return await self._call("listing runs", lambda _: self._list_runs(query))
 
     async def _list_runs(self, query: RunQuery) -> list[RunRecord]:
+        """Walk the run index newest first, reading the runs a page at a time: the first page as
+        long as the listing, so ``limit=20`` reads about 20 runs however many the store holds."""
         wanted = query.offset + query.limit
         found: list[RunRecord] = []
         expired: list[tuple[str, float]] = []
         high = "+inf" if query.created_before is None else "(" + k.fmt_float(query.created_before)
         low = "-inf" if query.created_after is None else k.fmt_float(query.created_after)
+        size = min(wanted, _LIST_PAGE)
         while len(found) < wanted:
-            page = await self._scored(
-                high, low, desc=True, byscore=True, withscores=True, offset=0, num=_LIST_PAGE
-            )
+            page = await self._scored(high, low, desc=True, byscore=True, withscores=True, offset=0, num=size)
             if not page:
                 break
-            last_page = len(page) < _LIST_PAGE
+            last_page = len(page) < size
             if not last_page:
                 # Runs created at the same instant are ordered by id: read the whole tie group at
                 # the page's edge, then continue strictly below it.
@@ -446,10 +502,7 @@ class RedisStore(Store):
             page.sort(key=lambda entry: (-entry[1], entry[0]))
             if query.id_prefix is not None:
                 page = [entry for entry in page if entry[0].startswith(query.id_prefix)]
-            async with self.client.pipeline(transaction=False) as pipe:
-                for run_id, _ in page:
-                    pipe.hgetall(self.keys.run_keys(run_id)[0])
-                records: list[dict[str, str]] = await pipe.execute()
+            records = await self._read_runs([run_id for run_id, _ in page])
             for (run_id, score), fields in zip(page, records, strict=True):
                 if not fields:
                     expired.append((run_id, score))
@@ -459,6 +512,7 @@ class RedisStore(Store):
                     found.append(run)
             if last_page:
                 break
+            size = min(size * 4, _LIST_PAGE)  # filtered out: read further a larger page at a time
         if expired:
             args: list[Any] = []
             for run_id, score in expired:
@@ -466,9 +520,99 @@ class RedisStore(Store):
             await self._scripts["prune_index"](keys=[self.keys.index], args=args)
         return found[query.offset : wanted]
 
+    async def _list_live_runs(self, query: RunQuery) -> list[RunRecord]:
+        """``list_runs`` of statuses that only live runs have: the index of live runs names them,
+        the run index's scores order them; only they are read."""
+        live: list[str] = await self.client.zrange(self.keys.live, 0, -1)  # type: ignore[assignment]
+        if not live:
+            return []
+        created: list[float | None] = await self.client.zmscore(self.keys.index, live)  # type: ignore[assignment]
+        entries = [
+            (-score, run_id)
+            for run_id, score in zip(live, created, strict=True)
+            if score is not None  # not listed by the unfiltered listing either
+            and (query.created_after is None or score >= query.created_after)
+            and (query.created_before is None or score < query.created_before)
+            and (query.id_prefix is None or run_id.startswith(query.id_prefix))
+        ]
+        entries.sort()
+        wanted = query.offset + query.limit
+        found: list[RunRecord] = []
+        gone: list[str] = []
+        start, size = 0, min(wanted, _LIST_PAGE)
+        while start < len(entries) and len(found) < wanted:
+            ids = [run_id for _, run_id in entries[start : start + size]]
+            start += size
+            for run_id, fields in zip(ids, await self._read_runs(ids), strict=True):
+                if not fields:
+                    gone.append(run_id)
+                    continue
+                run = k.parse_run(fields)
+                if query.matches(run):
+                    found.append(run)
+            size = min(size * 4, _LIST_PAGE)
+        if gone:
+            await self._reindex(gone)
+        return found[query.offset : wanted]
+
+    async def _read_runs(self, run_ids: list[str]) -> list[dict[str, str]]:
+        """The fields of each run (empty for a run that is gone), in one pipeline."""
+        if not run_ids:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.hgetall(self.keys.run_keys(run_id)[0])
+            records: list[dict[str, str]] = await pipe.execute()
+        return records
+
+    async def _reindex(self, run_ids: list[str]) -> None:
+        """Recompute the entries of ``run_ids`` in the index of live runs from their stored fields."""
+        await self._run_together(*map(self._reindex_call, run_ids))
+
+    def _reindex_call(self, run_id: str) -> Call:
+        keys = [self.keys.run_keys(run_id)[0], self.keys.live]
+        return Call(f"indexing run {run_id!r}", keys, [run_id], script="reindex")
+
+    async def due_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
+        """Runs due at ``now`` (``durable._lifecycle.is_due``), oldest created first, at most ``limit``.
+
+        Read from the index of live runs, whose entries are scored by the time each run becomes
+        due (``_scripts``): the entries scored up to ``now``, then only the runs they name, so a
+        poll costs the same however many finished runs the store holds. When more are due than
+        ``limit``, the run index's scores (``created_at``) choose the oldest before any is read.
+        """
+        if limit <= 0:
+            return []
+        what = "listing due runs"
+        due_ids = await self._run(
+            Call.plain(what, "ZRANGE", self.keys.live, "-inf", k.fmt_float(now), "BYSCORE")
+        )
+        if len(due_ids) > limit:
+            created = await self._run(Call.plain(what, "ZMSCORE", self.keys.index, *due_ids))
+            # A run whose run-index entry is missing still counts, read among the first.
+            order = sorted(zip((0.0 if c is None else float(c) for c in created), due_ids, strict=True))
+            due_ids = [run_id for _, run_id in order]
+        found: list[RunRecord] = []
+        stale: list[str] = []
+        start = 0
+        while start < len(due_ids) and len(found) < limit:
+            ids = due_ids[start : start + limit - len(found)]
+            start += len(ids)
+            calls = [Call.plain(what, "HGETALL", self.keys.run_keys(run_id)[0]) for run_id in ids]
+            for run_id, fields in zip(ids, await self._run_together(*calls), strict=True):
+                run = k.parse_run(fields) if fields else None
+                if run is not None and is_due(run, now):
+                    found.append(run)
+                else:  # an entry that disagrees with its run (written by an older process)
+                    stale.append(run_id)
+        if stale:
+            await self._reindex(stale)
+        found.sort(key=lambda run: (run.created_at, run.run_id))
+        return found
+
     async def delete_run(self, run_id: str) -> bool:
         what = f"deleting run {run_id!r}"
-        existed = await self._run(Call(what, self.keys.run_keys(run_id), [], script="delete_run"))
+        existed = await self._run(Call(what, self._indexed_keys(run_id), [run_id], script="delete_run"))
         await self._run(Call.plain(what, "ZREM", self.keys.index, run_id))
         return bool(existed)
 
@@ -508,6 +652,7 @@ class RedisStore(Store):
 
     async def send_signal(self, run_id: str, name: str, delivery_id: str, payload: str) -> bool:
         run_key, _, sigs, sigids = self.keys.run_keys(run_id)
+        keys = [run_key, sigs, sigids, self.keys.live]
         now = time.time()
         args = [
             k.delivery_field(name, delivery_id),
@@ -519,7 +664,7 @@ class RedisStore(Store):
             k.notice(run_id, name),
         ]
         what = f"sending signal {name!r} to run {run_id!r}"
-        recorded = await self._run(Call(what, [run_key, sigs, sigids], args, script="send_signal"))
+        recorded = await self._run(Call(what, keys, args, script="send_signal"))
         return bool(recorded)
 
     async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
