@@ -147,6 +147,8 @@ async def execute_step(
         attempt += 1
         if "durable_step_started" in watched:
             observe(plugins, "durable_step_started", run_id=ctx.run_id, key=key, task=task, attempt=attempt)
+        if time.monotonic() >= ctx.lease_trusted_until:
+            await ctx.confirm_lease()  # paused past its lease? then LeaseLost, and no body runs
         ctx.keys.reset_scope(key)
         token = _scope.set(key)
         ctx.in_flight[key] = attempt
@@ -312,6 +314,7 @@ class _Heartbeat:
         self._interval = max(lease_seconds / 3.0, 0.01)
         self._loop = asyncio.get_running_loop()
         self._renewal: asyncio.Task[None] | None = None
+        self._failing = False
         self._timer = self._loop.call_later(self._interval, self._due)
 
     def cancel(self) -> None:
@@ -326,18 +329,30 @@ class _Heartbeat:
 
     async def _renew(self) -> None:
         ctx = self._ctx
+        sent = time.monotonic()
         try:
-            if accepts_activity(ctx.store):
-                activity = _lifecycle.in_flight(ctx.in_flight)
-                run = await ctx.store.renew_lease(ctx.lease, self._lease_seconds, activity=activity)
-            else:
-                run = await ctx.store.renew_lease(ctx.lease, self._lease_seconds)
+            # A renewal that hangs (a partition, a dead connection) counts as failed in time for
+            # the next one.
+            async with asyncio.timeout(self._interval):
+                if accepts_activity(ctx.store):
+                    activity = _lifecycle.in_flight(ctx.in_flight)
+                    run = await ctx.store.renew_lease(ctx.lease, self._lease_seconds, activity=activity)
+                else:
+                    run = await ctx.store.renew_lease(ctx.lease, self._lease_seconds)
         except LeaseLost as exc:
+            log.warning("run %r: lost its lease (%s); stopping it", ctx.run_id, exc)
             ctx.stop(exc)
             return
-        except Exception:
-            log.warning("run %r: lease renewal failed; retrying", ctx.run_id, exc_info=True)
+        except Exception as exc:
+            # Once per outage: a renewal every third of the lease would flood the log.
+            level = logging.DEBUG if self._failing else logging.WARNING
+            log.log(level, "run %r: lease renewal failed (%r); retrying", ctx.run_id, exc)
+            self._failing = True
         else:
+            if self._failing:
+                log.warning("run %r: lease renewed again after failures", ctx.run_id)
+                self._failing = False
+            ctx.trust_lease(sent)
             if run.cancel_requested:
                 ctx.stop(RunCancelled(f"run {ctx.run_id!r} was cancelled", run_id=ctx.run_id))
                 return

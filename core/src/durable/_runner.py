@@ -107,17 +107,19 @@ async def start_or_resume(
     """Execute a run in this process: create it, or claim it and replay its journal."""
     store = await ex.store()
     fresh = new_run(ex, wfn, run_id, arguments, claimed=True)
+    sent = time.monotonic()
     run, created = await store.create_run(fresh)
     if created:
         assert fresh.owner is not None and fresh.lease_expires_at is not None
         lease = Lease(run_id, fresh.owner, fresh.lease_token, fresh.lease_expires_at)
-        return await drive(ex, wfn, store, run, lease, {}, arguments, parkable=False)
+        return await drive(ex, wfn, store, run, lease, {}, arguments, parkable=False, leased_at=sent)
     check_same_run(run, wfn.name, fresh.inputs_digest)
+    sent = time.monotonic()
     claimed = await claim_or_wait(ex, store, run, wait, timeout)
     if isinstance(claimed, RunRecord):
         return outcome(claimed, wfn)
     journal = {step.key: step for step in await store.load_steps(run_id)}
-    return await drive(ex, wfn, store, run, claimed, journal, arguments, parkable=False)
+    return await drive(ex, wfn, store, run, claimed, journal, arguments, parkable=False, leased_at=sent)
 
 
 async def claim_or_wait(
@@ -183,10 +185,13 @@ async def drive(
     arguments: dict[str, Any],
     *,
     parkable: bool,
+    leased_at: float,
 ) -> Any:
-    """Execute a claimed run's body and record how it ended."""
+    """Execute a claimed run's body and record how it ended; ``leased_at`` is when (monotonic)
+    the claim or creation that gave ``lease`` was sent."""
     run_id = run.run_id
     ctx = RunContext(ex, wfn.name, run_id, store, lease, journal, parkable=parkable)
+    ctx.trust_lease(leased_at)
     plugins = ex.plugins
 
     def finished(status: str, error: BaseException | None) -> None:
@@ -265,12 +270,16 @@ async def _wake_if_delivered(ex: Executor, store: Store, run_id: str, name: str,
         await store.update_run(lease, RunStatus.WAITING, wake_at=time.time(), release=True)
 
 
-async def resume_claimed(ex: Executor, run: RunRecord, lease: Lease, *, parkable: bool) -> Any:
-    """Drive a run claimed from the store (by a worker or ``resume()``) from its stored inputs."""
+async def resume_claimed(
+    ex: Executor, run: RunRecord, lease: Lease, *, parkable: bool, leased_at: float
+) -> Any:
+    """Drive a run claimed from the store (by a worker or ``resume()``) from its stored inputs;
+    ``leased_at`` is when (monotonic) the claim was sent."""
     wfn = ex.workflow_of(run.run_id, run.workflow)
     store = await ex.store()
     journal = {step.key: step for step in await store.load_steps(run.run_id)}
-    return await drive(ex, wfn, store, run, lease, journal, _codec.loads(run.inputs), parkable=parkable)
+    arguments = _codec.loads(run.inputs)
+    return await drive(ex, wfn, store, run, lease, journal, arguments, parkable=parkable, leased_at=leased_at)
 
 
 async def enqueue(

@@ -78,11 +78,12 @@ class Worker:
                         run.workflow,
                     )
                 continue
+            sent = time.monotonic()
             lease = await store.claim_run(run.run_id, ex.owner, ex.lease_seconds)
             if lease is None:
                 continue  # another worker was faster
             claimed = await store.get_run(run.run_id)
-            task = asyncio.ensure_future(self._execute(claimed or run, lease))
+            task = asyncio.ensure_future(self._execute(claimed or run, lease, sent))
             self._tasks.add(task)
             task.add_done_callback(self._done)
             started += 1
@@ -92,12 +93,13 @@ class Worker:
         self._tasks.discard(task)
         self._slot_freed.set()
 
-    async def _execute(self, run: RunRecord, lease: Lease) -> None:
+    async def _execute(self, run: RunRecord, lease: Lease, leased_at: float) -> None:
         self.resumed += 1
         try:
-            await _runner.resume_claimed(self.executor, run, lease, parkable=True)
+            await _runner.resume_claimed(self.executor, run, lease, parkable=True, leased_at=leased_at)
         except RunParked:
             pass
         except Exception as exc:
-            # The outcome is recorded in the store; the worker carries on with other runs.
-            log.info("run %r ended with %s: %s", run.run_id, type(exc).__name__, exc)
+            # The outcome is recorded in the store; the worker carries on with other runs. (`durable
+            # worker` logs each run's outcome at INFO through the observer hooks: _worker_log.)
+            log.debug("run %r ended with %s: %s", run.run_id, type(exc).__name__, exc)

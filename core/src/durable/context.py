@@ -13,7 +13,7 @@ from durable import _codec, _lifecycle
 from durable._keys import KeyCounter
 from durable._records import RunStatus
 from durable.backoff import BackoffStrategy
-from durable.errors import StoreUnavailable
+from durable.errors import LeaseLost, StoreUnavailable
 from durable.store import Lease, StepRecord, Store, accepts_activity
 
 if TYPE_CHECKING:
@@ -26,6 +26,10 @@ T = TypeVar("T")
 
 _current: ContextVar[RunContext | None] = ContextVar("durable_run", default=None)
 _scope: ContextVar[str] = ContextVar("durable_scope", default="")
+
+LEASE_TRUST = 0.8
+"""Fraction of ``lease_seconds`` after its last confirmed renewal that an owner starts step bodies
+without asking the store first: the rest is a margin for clock rates and scheduling delays."""
 
 STORE_WRITE_BUDGET = 10.0
 """Seconds a run's store write keeps being retried while the store is unavailable, counted from
@@ -57,6 +61,35 @@ class RunContext:
     """The run's stored status, as this owner last wrote it."""
     in_flight: dict[str, int] = field(default_factory=dict)
     """Steps executing now: key -> attempt (the heartbeat records them as the run's activity)."""
+    lease_trusted_until: float = float("inf")
+    """``time.monotonic()`` after which this owner no longer trusts its lease without asking the
+    store: the send time of the last confirmed claim or renewal, plus ``LEASE_TRUST`` of the lease
+    (see ``confirm_lease``)."""
+
+    def trust_lease(self, sent_at: float) -> None:
+        """A claim or renewal sent at ``sent_at`` (monotonic) was confirmed by the store."""
+        self.lease_trusted_until = sent_at + self.executor.lease_seconds * LEASE_TRUST
+
+    async def confirm_lease(self) -> None:
+        """Make sure the lease is still this owner's before a step body starts.
+
+        Called when the lease went unconfirmed for longer than it can be trusted (the process was
+        paused, the event loop blocked, renewals failing): a fenced renewal proves the token is
+        still current, or raises ``LeaseLost`` and the step body is not executed.
+        """
+        sent = time.monotonic()
+        seconds = self.executor.lease_seconds
+        store, lease = self.store, self.lease
+        try:
+            async with asyncio.timeout(seconds * LEASE_TRUST):
+                await self.write(lambda: store.renew_lease(lease, seconds))
+        except TimeoutError:
+            raise LeaseLost(
+                f"run {self.run_id!r}: its lease went unconfirmed past {seconds * LEASE_TRUST:.3g} s and the "
+                "store did not confirm it in time; stopping before the next step, nothing written",
+                run_id=self.run_id,
+            ) from None
+        self.trust_lease(sent)
 
     @property
     def workflow(self) -> Workflow:

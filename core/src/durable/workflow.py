@@ -601,11 +601,14 @@ class Workflow:
             if reset is None:
                 raise UnknownRunError(f"cannot resume: run {run_id!r} was deleted meanwhile", run_id=run_id)
             run = reset
+        sent = time.monotonic()
         claimed = await _runner.claim_or_wait(self.executor, store, run, wait=True, timeout=None)
         if isinstance(claimed, RunRecord):
             return _runner.outcome(claimed, wfn)
         latest = await store.get_run(run_id)
-        return await _runner.resume_claimed(self.executor, latest or run, claimed, parkable=False)
+        return await _runner.resume_claimed(
+            self.executor, latest or run, claimed, parkable=False, leased_at=sent
+        )
 
     async def wait_for(self, run_id: str, *, timeout: float | None = None) -> Any:
         """Wait for a run executed elsewhere (a worker) and return its result.
