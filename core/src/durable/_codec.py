@@ -188,14 +188,15 @@ _AS_IS = frozenset({Any, object, int, str, bool, type(None), None})
 
 
 def dumps(value: Any) -> str:
-    if type(value) in _PLAIN:  # one set lookup: the common values never reach the class envelope
-        return _encode(to_data(value))
-    return _encode(_with_class(value))
+    data = to_data(value)
+    if type(data) is dict and type(value) is not dict:  # fields of something else: maybe a class
+        data = _with_class(value, data)
+    return _encode(data)
 
 
 def loads(text: str, annotation: Any = Any) -> Any:
     data = _decode(text)
-    if annotation is not Any and type(data) is dict and data.get(TAG) == CLASS_TAG:
+    if type(data) is dict and TAG in data and annotation is not Any and data[TAG] == CLASS_TAG:
         data = data["v"]  # a declared type wins over the recorded class
     value = from_data(data)
     return value if annotation in _AS_IS else coerce(value, annotation)
@@ -204,7 +205,6 @@ def loads(text: str, annotation: Any = Any) -> Any:
 # -- the class envelope: a top-level model or dataclass names its class -------------------
 
 CLASS_TAG = "class"
-_PLAIN = frozenset({str, int, float, bool, type(None), list, dict})
 _encoded_classes: WeakValueDictionary[str, type] = WeakValueDictionary()
 """Classes this process encoded, by recorded name: finds classes that no module attribute
 reaches (defined in a function, generic aliases), while they live."""
@@ -215,8 +215,8 @@ def _is_record_class(cls: type) -> bool:
     return (hasattr(cls, "model_validate") and hasattr(cls, "model_dump")) or dataclasses.is_dataclass(cls)
 
 
-def _with_class(value: Any) -> Any:
-    data = to_data(value)
+def _with_class(value: Any, data: Any) -> Any:
+    """``data`` (``to_data(value)``) in the class envelope if ``value`` is a model or dataclass."""
     cls = type(value)
     if cls in _plugin_codecs or not _is_record_class(cls):
         return data
