@@ -8,7 +8,7 @@ from durable._lifecycle import is_due
 from durable.store import RunStatus, Store
 from durable_contract_tests._base import ContractBase
 from durable_contract_tests._kit import OWNER_A, OWNER_B, get, make_run
-from durable_contract_tests._matrix import Operations, build
+from durable_contract_tests._matrix import CLOCKS, Operations, build
 
 LATER = 7200.0
 """A second ``now``, two hours on: every lease of the matrix has expired and every wake time
@@ -25,7 +25,7 @@ class DueRunContract(ContractBase, contract=True):
 
     async def test_due_runs_are_exactly_the_runs_is_due_accepts_in_every_state(self, store: Store) -> None:
         matrix = await build(Operations(store))
-        for label, now in (("now", time.time() + 1), (f"now + {LATER:.0f} s", time.time() + LATER)):
+        for label, now in (("now", time.time() + CLOCKS), (f"now + {LATER:.0f} s", time.time() + LATER)):
             expected = {run_id for run_id, run in matrix.runs.items() if is_due(run, now)}
             due = await store.due_runs(now, limit=1000)
             got = [run.run_id for run in due]
@@ -39,7 +39,7 @@ class DueRunContract(ContractBase, contract=True):
 
     async def test_due_runs_come_oldest_first(self, store: Store) -> None:
         matrix = await build(Operations(store))
-        now = time.time() + 1
+        now = time.time() + CLOCKS
         expected = matrix.oldest_first({run_id for run_id, run in matrix.runs.items() if is_due(run, now)})
         due = await store.due_runs(now, limit=1000)
         assert [run.run_id for run in due] == expected, "due runs come in created_at order, oldest first"
@@ -49,7 +49,7 @@ class DueRunContract(ContractBase, contract=True):
         self, store: Store
     ) -> None:
         matrix = await build(Operations(store))
-        now = time.time() + 1
+        now = time.time() + CLOCKS
         expected = matrix.oldest_first({run_id for run_id, run in matrix.runs.items() if is_due(run, now)})
         assert len(expected) > 5
         for limit in (1, 5, len(expected) - 1):
@@ -63,7 +63,7 @@ class DueRunContract(ContractBase, contract=True):
         seen: list[tuple[str, bool, bool]] = []
 
         async def check(moment: str) -> None:
-            now = time.time() + 1
+            now = time.time() + CLOCKS
             run = await get(store, "run-1")
             listed = "run-1" in [due.run_id for due in await store.due_runs(now, limit=1000)]
             seen.append((moment, is_due(run, now), listed))

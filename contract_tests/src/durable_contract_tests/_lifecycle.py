@@ -12,7 +12,7 @@ from durable.errors import LeaseLost
 from durable.store import Lease, RunStatus, Store
 from durable_contract_tests._base import ContractBase
 from durable_contract_tests._kit import OWNER_A, OWNER_B, get, make_step, owned_run
-from durable_contract_tests._matrix import CANCELLABLE, RESETTABLE, Operations, build, record_after
+from durable_contract_tests._matrix import CANCELLABLE, CLOCKS, RESETTABLE, Operations, build, record_after
 
 GIVEN_BACK = [RunStatus.RUNNING, RunStatus.WAITING]
 """The statuses an owner gives its lease back in: executing, or waiting in process."""
@@ -42,7 +42,9 @@ class LifecycleContract(ContractBase, contract=True):
         assert returned == after
         assert after == record_after(before, after, lease_expires_at=after.lease_expires_at)
         assert (after.status, after.owner, after.lease_token) == (status, OWNER_A, lease.token)
-        assert not after.lease_is_live(time.time()), f"the lease still expires at {after.lease_expires_at!r}"
+        assert not after.lease_is_live(time.time() + CLOCKS), (
+            f"the lease still expires at {after.lease_expires_at!r}"
+        )
 
     @pytest.mark.parametrize("status", GIVEN_BACK)
     async def test_a_lease_given_back_is_claimed_at_once_by_another_owner_with_the_next_token(
@@ -79,7 +81,8 @@ class LifecycleContract(ContractBase, contract=True):
         matrix = await build(Operations(store))
         wrong = []
         for run_id, before in matrix.runs.items():
-            claimable = before.status in CLAIMABLE and not before.lease_is_live(time.time())
+            live = before.lease_is_live(time.time() + CLOCKS)
+            claimable = before.status in CLAIMABLE and not live
             lease = await store.claim_run(run_id, OWNER_B, 30.0)
             after = await get(store, run_id)
             if lease is None:
@@ -91,7 +94,7 @@ class LifecycleContract(ContractBase, contract=True):
                     wrong.append(f"{run_id!r}: refused, yet the run changed to {after!r}")
                 continue
             if not claimable:
-                why = "a live lease" if before.lease_is_live(time.time()) else f"status {before.status.value}"
+                why = "a live lease" if live else f"status {before.status.value}"
                 wrong.append(f"{run_id!r}: claimed, though it has {why}")
                 continue
             expected = record_after(
@@ -116,7 +119,7 @@ class LifecycleContract(ContractBase, contract=True):
         matrix = await build(Operations(store))
         wrong = []
         for run_id, before in matrix.runs.items():
-            ends = before.status in CANCELLABLE and not before.lease_is_live(time.time())
+            ends = before.status in CANCELLABLE and not before.lease_is_live(time.time() + CLOCKS)
             returned = await store.request_cancel(run_id)
             after = await get(store, run_id)
             status = RunStatus.CANCELLED if ends else before.status

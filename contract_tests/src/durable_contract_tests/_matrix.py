@@ -31,6 +31,9 @@ C, F, X = RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED
 
 LEASES = ("none", "live", "expired")
 WAKES = ("none", "past", "future")
+CLOCKS = 1.0
+"""How far the store's clock (a database server's, say) may be from this process's: a lease given
+back "now" by the store is judged expired at ``time.time() + CLOCKS``; live leases last a minute."""
 T0 = 1_700_000_000.0
 """Cells are created one second apart from here, in a shuffled order (``created_at`` is not the
 order of creation, so a store returning runs in insertion order shows it)."""
@@ -198,10 +201,9 @@ class Operations:
 
 @dataclass(frozen=True)
 class Matrix:
-    """The built runs, as the store returns them, by run id; ``cells`` names each one's state."""
+    """The built runs, as the store returns them, by run id (each id names the run's cell)."""
 
     runs: dict[str, RunRecord]
-    cells: dict[str, Cell]
 
     def oldest_first(self, run_ids: set[str]) -> list[str]:
         return sorted(run_ids, key=lambda run_id: self.runs[run_id].created_at)
@@ -219,10 +221,13 @@ async def build(ops: Operations, prefix: str = "") -> Matrix:
         *(
             _make(ops, prefix + cell.run_id, cell, T0 + at, wakes)
             for cell, at in zip(plan, order, strict=True)
-        )
+        ),
+        return_exceptions=True,  # every build finishes before the test goes on (or fails)
     )
-    runs = {run.run_id: run for run in made}
-    return Matrix(runs, {prefix + cell.run_id: cell for cell in plan})
+    for outcome in made:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return Matrix({run.run_id: run for run in made if isinstance(run, RunRecord)})
 
 
 async def _make(
@@ -297,7 +302,7 @@ _ERROR = ErrorInfo("builtins.RuntimeError", "boom").to_json()
 
 
 def _mismatch(run: RunRecord, cell: Cell, wakes: dict[str, float | None]) -> str:
-    now = time.time()
+    now = time.time() + CLOCKS
     lease = "none" if run.owner is None else ("live" if run.lease_is_live(now) else "expired")
     expected_owner = None if cell.lease == "none" else OWNER_A
     problems = []
