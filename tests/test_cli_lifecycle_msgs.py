@@ -4,6 +4,7 @@ the path, attribute or flag at fault (issue 14, defect 8)."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import tomllib
@@ -116,3 +117,72 @@ def test_the_cli_reports_a_directory_store_in_one_line(tmp_path: Path) -> None:
         "not a database file"
     )
     assert "OperationalError" not in message
+
+
+# -- durable worker MODULE:ATTRIBUTE --------------------------------------------------------
+
+TWO_APPS = """
+from durable import Workflow
+
+wf = Workflow("shop", db="memory://")
+reports = Workflow("reports", db="memory://")
+VERSION = "1.0"
+
+@wf.workflow
+async def job() -> None: ...
+"""
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """A module of two Workflows in the current directory; returns its (unique) name."""
+    name = "app_" + re.sub(r"\W", "_", request.node.name)
+    (tmp_path / f"{name}.py").write_text(TWO_APPS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delenv("DURABLE_STORE", raising=False)
+    monkeypatch.delenv("DURABLE_DEBUG", raising=False)
+    durable_log = logging.getLogger("durable")
+    monkeypatch.setattr(durable_log, "level", durable_log.level)  # the worker sets it
+    return name
+
+
+def test_a_missing_attribute_is_named_with_the_workflows_the_module_has(app_dir: str) -> None:
+    message = one_line_error(durable("worker", f"{app_dir}:nope"))
+    assert message == (
+        f"module {app_dir!r} has no attribute 'nope'; its durable Workflows: {app_dir}:reports, {app_dir}:wf"
+    )
+    assert "NoneType" not in message
+
+
+def test_an_attribute_that_is_not_a_workflow_says_what_it_is(app_dir: str) -> None:
+    assert one_line_error(durable("worker", f"{app_dir}:job")) == (
+        f"'{app_dir}:job' is a WorkflowFunction, not a durable Workflow; "
+        f"its durable Workflows: {app_dir}:reports, {app_dir}:wf"
+    )
+    assert one_line_error(durable("worker", f"{app_dir}:VERSION")).startswith(
+        f"'{app_dir}:VERSION' is a str, not a durable Workflow; "
+    )
+
+
+def test_a_module_alone_must_name_its_workflow_when_it_has_several(app_dir: str) -> None:
+    assert one_line_error(durable("worker", app_dir)) == (
+        f"name the Workflow in {app_dir!r} as MODULE:ATTRIBUTE; "
+        f"its durable Workflows: {app_dir}:reports, {app_dir}:wf"
+    )
+
+
+def test_a_module_that_fails_to_import_is_one_line_naming_it(app_dir: str, tmp_path: Path) -> None:
+    (tmp_path / "broken_app.py").write_text("raise RuntimeError('DATABASE_URL is not set')\n")
+    assert one_line_error(durable("worker", "broken_app:wf")) == (
+        "importing 'broken_app' raised RuntimeError: DATABASE_URL is not set "
+        "(set DURABLE_DEBUG=1 for the traceback)"
+    )
+
+
+def test_a_store_the_worker_cannot_open_names_where_it_came_from(app_dir: str, tmp_path: Path) -> None:
+    message = one_line_error(durable("worker", f"{app_dir}:wf", "--store", f"sqlite:///{tmp_path}"))
+    assert message == (
+        f"cannot open store sqlite:///{tmp_path} (--store, instead of {app_dir}:wf's db=memory://): "
+        f"SQLite store path {str(tmp_path)!r} is a directory, not a database file"
+    )

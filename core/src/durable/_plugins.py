@@ -87,6 +87,13 @@ class PluginManager:
         self._observed = None
         return registered
 
+    def unregister(self, name: str) -> None:
+        """Remove a plugin ``register`` added (``durable worker`` removes its log on exit)."""
+        self.pm.unregister(name=name)
+        self.versions.pop(name, None)
+        self._backends = None
+        self._observed = None
+
     def load_entry_points(self) -> None:
         disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
