@@ -6,8 +6,11 @@ import sqlite3
 
 from durable.errors import StoreCorrupted
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION = "durable"
+
+DUE_INDEX_PREDICATE = "status IN ('pending', 'running', 'waiting')"
+"""The WHERE clause of the ``runs_due`` partial index (schema 2)."""
 
 # Migrations from version N-1 to N, applied in order inside one write transaction.
 MIGRATIONS: dict[int, str] = {
@@ -56,6 +59,14 @@ MIGRATIONS: dict[int, str] = {
         UNIQUE (run_id, name, delivery_id)
     );
     CREATE INDEX signals_by_run ON signals (run_id, name, seq);
+    """,
+    # RunRecord.activity, and the due-run index: only runs in DUE_STATUSES, oldest first, so a
+    # worker's poll never reads finished runs. The status list is the query's text exactly (SQLite
+    # uses a partial index only for a query repeating its WHERE term); a test checks it is
+    # durable._lifecycle.DUE_STATUSES, which a new migration must follow if it ever changes.
+    2: f"""
+    ALTER TABLE runs ADD COLUMN activity TEXT;
+    CREATE INDEX runs_due ON runs (created_at, run_id) WHERE {DUE_INDEX_PREDICATE};
     """,
 }
 

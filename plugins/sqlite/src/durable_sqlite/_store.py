@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from durable._lifecycle import CLAIMABLE, DUE_STATUSES
 from durable.errors import ConfigurationError, LeaseLost, StoreUnavailable
 from durable.store import (
     Capability,
@@ -29,13 +30,40 @@ T = TypeVar("T")
 
 RUN_COLUMNS = (
     "run_id, workflow, status, inputs, inputs_digest, created_at, updated_at, result, error, owner, "
-    "lease_token, lease_expires_at, wake_at, deadline, parent_run_id, cancel_requested"
+    "lease_token, lease_expires_at, wake_at, deadline, parent_run_id, cancel_requested, activity"
 )
 STEP_COLUMNS = "run_id, key, task, args_digest, status, result, error, attempts, started_at, finished_at"
 WATCH_INTERVAL = 0.01
 """Seconds between checks for commits by other processes while a signal wait is open."""
 SIGNAL_COLUMNS = "run_id, name, delivery_id, payload, seq, sent_at"
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
+
+
+def status_in(statuses: frozenset[RunStatus]) -> str:
+    """``status IN ('a', 'b')`` with the values sorted: SQL text, not parameters, so that a query
+    repeating a partial index's WHERE term word for word may use that index."""
+    return f"status IN ({', '.join(repr(status.value) for status in sorted(statuses))})"
+
+
+# A claim takes a run in CLAIMABLE whose lease is not live: strictly before now means live, so a
+# lease given back with renew_lease(lease, 0) (it expires now) is claimable at once.
+CLAIM_RUN = (
+    "UPDATE runs SET status = 'running', lease_token = lease_token + 1, owner = ?, "
+    "lease_expires_at = ?, wake_at = NULL, activity = NULL, updated_at = ? "
+    f"WHERE run_id = ? AND {status_in(CLAIMABLE)} "
+    "AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ?) "
+    "RETURNING lease_token"
+)
+
+# Exactly the runs durable._lifecycle.is_due accepts, oldest first, read from the runs_due partial
+# index (only runs in DUE_STATUSES: finished runs are never read). INDEXED BY makes the statement
+# fail, rather than quietly scan the table, if the index could not serve it.
+DUE_RUNS = (
+    f"SELECT {RUN_COLUMNS} FROM runs INDEXED BY runs_due WHERE {status_in(DUE_STATUSES)} "
+    "AND NOT (owner IS NOT NULL AND coalesce(lease_expires_at, 0) > ?1) "
+    "AND (status <> 'waiting' OR owner IS NOT NULL OR wake_at <= ?1) "
+    "ORDER BY created_at, run_id LIMIT ?2"
+)
 
 
 # A journal in StepRecord.from_rows's column order, by key: the primary-key index gives that order
@@ -59,7 +87,7 @@ SAVE_STEP = (
 def _run(row: Sequence[Any]) -> RunRecord:
     return RunRecord(
         row[0], row[1], RunStatus(row[2]), row[3], row[4], row[5], row[6], row[7], row[8], row[9],
-        row[10], row[11], row[12], row[13], row[14], bool(row[15]),
+        row[10], row[11], row[12], row[13], row[14], bool(row[15]), row[16],
     )  # fmt: skip
 
 
@@ -171,12 +199,12 @@ class SQLiteStore(Store):
     async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
         def op(db: sqlite3.Connection) -> tuple[RunRecord, bool]:
             cursor = db.execute(
-                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT (run_id) DO NOTHING",
                 (
                     run.run_id, run.workflow, run.status.value, run.inputs, run.inputs_digest, run.created_at,
                     run.updated_at, run.result, run.error, run.owner, run.lease_token, run.lease_expires_at,
-                    run.wake_at, run.deadline, run.parent_run_id, int(run.cancel_requested),
+                    run.wake_at, run.deadline, run.parent_run_id, int(run.cancel_requested), run.activity,
                 ),
             )  # fmt: skip
             if cursor.rowcount == 1:
@@ -196,26 +224,21 @@ class SQLiteStore(Store):
     async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
         def op(db: sqlite3.Connection) -> Lease | None:
             now = time.time()
-            row = db.execute(
-                "UPDATE runs SET status = 'running', lease_token = lease_token + 1, owner = ?, "
-                "lease_expires_at = ?, wake_at = NULL, updated_at = ? "
-                "WHERE run_id = ? AND status NOT IN ('completed', 'cancelled') "
-                "AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ?) "
-                "RETURNING lease_token",
-                (owner, now + lease_seconds, now, run_id, now),
-            ).fetchone()
+            row = db.execute(CLAIM_RUN, (owner, now + lease_seconds, now, run_id, now)).fetchone()
             return None if row is None else Lease(run_id, owner, row[0], now + lease_seconds)
 
         lease: Lease | None = await self._write(op)
         return lease
 
-    async def renew_lease(self, lease: Lease, lease_seconds: float) -> RunRecord:
+    async def renew_lease(
+        self, lease: Lease, lease_seconds: float, *, activity: str | None = None
+    ) -> RunRecord:
         def op(db: sqlite3.Connection) -> RunRecord:
             now = time.time()
             row = db.execute(
-                f"UPDATE runs SET owner = ?, lease_expires_at = ? WHERE run_id = ? AND lease_token = ? "
-                f"RETURNING {RUN_COLUMNS}",
-                (lease.owner, now + lease_seconds, lease.run_id, lease.token),
+                "UPDATE runs SET owner = ?, lease_expires_at = ?, activity = coalesce(?, activity) "
+                f"WHERE run_id = ? AND lease_token = ? RETURNING {RUN_COLUMNS}",
+                (lease.owner, now + lease_seconds, activity, lease.run_id, lease.token),
             ).fetchone()
             if row is None:
                 raise _stale(lease, db)
@@ -233,15 +256,16 @@ class SQLiteStore(Store):
         error: str | None = None,
         wake_at: float | None = None,
         release: bool = False,
+        activity: str | None = None,
     ) -> None:
         release_sql = ", owner = NULL, lease_expires_at = NULL" if release else ""
 
         def op(db: sqlite3.Connection) -> None:
             cursor = db.execute(
-                "UPDATE runs SET status = ?, result = ?, error = ?, wake_at = ?, "
+                "UPDATE runs SET status = ?, result = ?, error = ?, wake_at = ?, activity = ?, "
                 f"updated_at = ?{release_sql} "
                 "WHERE run_id = ? AND lease_token = ?",
-                (status.value, result, error, wake_at, time.time(), lease.run_id, lease.token),
+                (status.value, result, error, wake_at, activity, time.time(), lease.run_id, lease.token),
             )
             if cursor.rowcount == 0:
                 raise _stale(lease, db)
@@ -267,7 +291,7 @@ class SQLiteStore(Store):
         def op(db: sqlite3.Connection) -> RunRecord | None:
             row = db.execute(
                 "UPDATE runs SET status = 'pending', cancel_requested = 0, error = NULL, wake_at = NULL, "
-                f"updated_at = ? WHERE run_id = ? RETURNING {RUN_COLUMNS}",
+                f"activity = NULL, updated_at = ? WHERE run_id = ? RETURNING {RUN_COLUMNS}",
                 (time.time(), run_id),
             ).fetchone()
             return None if row is None else _run(row)
@@ -304,6 +328,12 @@ class SQLiteStore(Store):
         )
         params.extend([query.limit, query.offset])
         rows = await self._read(lambda db: db.execute(sql, params).fetchall())
+        return [_run(row) for row in rows]
+
+    async def due_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
+        """Runs due at ``now`` (``durable._lifecycle.is_due``), oldest first: one query on the
+        ``runs_due`` index, whose cost does not grow with the finished runs the file holds."""
+        rows = await self._read(lambda db: db.execute(DUE_RUNS, (float(now), limit)).fetchall())
         return [_run(row) for row in rows]
 
     async def delete_run(self, run_id: str) -> bool:
