@@ -262,3 +262,20 @@ async def test_with_a_thousand_finished_runs_a_poll_reads_no_finished_run(make_s
     created = sent_since(name, mark)
     assert CountingConnection.sent[name] - before == 1
     assert [key for key in finished_keys if key in created] == []
+
+
+async def test_short_listings_read_short_pages_and_keep_runs_created_at_one_instant_in_id_order(
+    store: RedisStore,
+) -> None:
+    t = time.time() - 100
+    created = [(t + i // 3, f"r{i % 3}-{i}") for i in range(12)]  # four instants, three runs each
+    for at, run_id in created:
+        await store.create_run(made(run_id, at, owner=None))
+    everything = [run_id for _, run_id in sorted(created, key=lambda c: (-c[0], c[1]))]
+    assert ids(await store.list_runs(RunQuery())) == everything
+    for limit in range(1, 6):
+        for offset in range(12):
+            listed = await store.list_runs(RunQuery(limit=limit, offset=offset))
+            assert ids(listed) == everything[offset : offset + limit], (limit, offset)
+    pending = frozenset({RunStatus.PENDING})
+    assert ids(await store.list_runs(RunQuery(statuses=pending, limit=4, offset=2))) == everything[2:6]

@@ -8,10 +8,15 @@ fields), ``:steps`` (hash: step key -> checkpoint), ``:sigs`` (list of deliverie
 order) and ``:sigids`` (hash: length-prefixed ``(name, delivery_id)`` -> seq, plus the ``seq``
 counter). The braces delimit the escaped run id, which contains none, so no two (prefix, run
 id, kind) triples share a key name. They are written as a Redis hash tag, so all of one run's
-keys, and so all keys of any one script call, hash to one slot: a server that shards by slot
-would accept each script call, but the index below lives in other slots and nothing here routes
-by slot. ``<prefix>:runs`` is a sorted set of run ids by ``created_at`` for ``list_runs``;
-``<prefix>:signals`` is the pub/sub channel that wakes ``wait_for_signal``.
+keys hash to one slot, but the scripts that change a run also keep the index of live runs below,
+which lives in another, and nothing here routes by slot. ``<prefix>:runs`` is a sorted set of run
+ids by ``created_at`` for ``list_runs``; ``<prefix>:live`` a sorted set of the runs whose status
+may make them due (pending, running, waiting), scored by the time each becomes due, for
+``due_runs``, so a worker's poll reads no finished run; ``<prefix>:signals`` is the pub/sub
+channel that wakes ``wait_for_signal``. Data of a release without ``<prefix>:live`` gets it
+built once, by one scan of ``<prefix>:runs``, when a store first opens it
+(``<prefix>:live:built`` marks it done); processes of that release keep no entries in it, so
+upgrade them all.
 
 Atomicity (``_scripts``): every operation that checks and writes is one Lua script run with
 EVALSHA, fenced by the run's lease token where the Store contract says so.
@@ -19,9 +24,10 @@ EVALSHA, fenced by the run's lease token where the Store contract says so.
 Round trips (``_calls``): a lone operation is sent at once; a new checkpoint is one round trip.
 Every command submitted while another round trip is in flight (script calls of any run, index
 updates, reads) is sent with the others in the next one, as a non-transactional pipeline: each
-script call still touches one run's keys only, and each caller gets exactly its own reply, stored
-step or ``LeaseLost``. Checkpoints of one run under one lease are merged into one script call
-(``_checkpoints``). So many concurrent runs share round trips and a connection or two.
+script call touches one run's keys (and the index of live runs), and each caller gets exactly its
+own reply, stored step or ``LeaseLost``. Checkpoints of one run under one lease are merged into
+one script call (``_checkpoints``). So many concurrent runs share round trips and a connection
+or two.
 
 TTL policy: a run's keys get ``ttl`` seconds when it reaches a final status (``completed`` or
 ``cancelled``), counted from that moment; claiming or resetting it again removes the expiry.

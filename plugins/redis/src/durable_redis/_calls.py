@@ -1,7 +1,8 @@
 """Store operations as calls to the store's one batcher.
 
 Every Redis command a store operation sends is a ``Call``: a Lua script run on one run's keys
-(one hash tag, so one slot) or a plain command such as the index's ``ZADD``.
+(and, for a script that changes a run, the index of live runs) or a plain command such as the
+run index's ``ZADD``.
 Calls submitted while another round trip is in flight are sent together in the next one, as a
 non-transactional pipeline; each caller reads its own reply, as if it had sent its call alone.
 """
@@ -22,7 +23,8 @@ class Call:
     what: str
     """What the call does, for error messages ("creating run 'x'")."""
     keys: list[str]
-    """The script's ``KEYS``, all of one run; empty for a plain command."""
+    """The script's ``KEYS``: one run's, then the index of live runs if it changes the run; empty
+    for a plain command."""
     args: list[Any]
     """The script's ``ARGV``, or the whole plain command."""
     script: str | None = None

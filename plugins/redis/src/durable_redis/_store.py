@@ -488,17 +488,22 @@ class RedisStore(Store):
         low = "-inf" if query.created_after is None else k.fmt_float(query.created_after)
         size = min(wanted, _LIST_PAGE)
         while len(found) < wanted:
-            page = await self._scored(high, low, desc=True, byscore=True, withscores=True, offset=0, num=size)
+            # One entry beyond the page tells whether the page ends inside a tie group.
+            page = await self._scored(
+                high, low, desc=True, byscore=True, withscores=True, offset=0, num=size + 1
+            )
             if not page:
                 break
-            last_page = len(page) < size
+            last_page = len(page) <= size
             if not last_page:
-                # Runs created at the same instant are ordered by id: read the whole tie group at
-                # the page's edge, then continue strictly below it.
+                beyond = page.pop()
                 edge = page[-1][1]
-                page = [entry for entry in page if entry[1] != edge]
-                page += await self._scored(edge, edge, byscore=True, withscores=True)
-                high = "(" + k.fmt_float(edge)
+                if beyond[1] == edge:
+                    # Runs created at the same instant are ordered by id: read the whole tie group
+                    # at the page's edge.
+                    page = [entry for entry in page if entry[1] != edge]
+                    page += await self._scored(edge, edge, byscore=True, withscores=True)
+                high = "(" + k.fmt_float(edge)  # then continue strictly below it
             page.sort(key=lambda entry: (-entry[1], entry[0]))
             if query.id_prefix is not None:
                 page = [entry for entry in page if entry[0].startswith(query.id_prefix)]
