@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,24 @@ def test_redis_example_runs_unchanged_against_a_real_server(tmp_path: Path) -> N
     assert "charged 300 executed: ['reserve_stock', 'charge_card']" in out
     assert "charged 300 executed: nothing (replayed)" in out
     assert "status: completed" in out
+
+
+def test_the_readmes_pydantic_ai_snippet_says_what_to_install_and_runs(tmp_path: Path) -> None:
+    """The extra brings no model provider: the README says which to add, and the snippet runs
+    as written with the model the extra does bring (``test``) in place of the ``openai:`` one."""
+    pytest.importorskip("pydantic_ai")
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    section = readme.split("## Durable pydantic-ai agents", 1)[1].split("\n## ", 1)[0]
+    assert "pip install 'python-durable[pydantic-ai]' 'pydantic-ai-slim[openai]'" in section
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert code.count('Agent("openai:') == 1
+    body = textwrap.indent(re.sub(r'Agent\("openai:[^"]+"', 'Agent("test"', code), "    ")
+    script = tmp_path / "snippet.py"
+    script.write_text(
+        f"import asyncio\n\n\nasync def main():\n{body}    print(result.output)\n\n\nasyncio.run(main())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "success (no tool calls)\n"
