@@ -13,20 +13,24 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
-from durable._lifecycle import reported, stored_statuses
-from durable._records import ErrorInfo, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord
+from durable._lifecycle import activity_of, reported, stored_statuses
+from durable._records import ErrorInfo, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord, StepStatus
 from durable.errors import ConfigurationError, UnknownRunError
 from durable.store import Store, redact_url
 
 __all__ = [
     "FINISHED",
+    "InFlight",
     "RunSummary",
     "RunTimeline",
     "SignalView",
     "StepView",
+    "WaitingFor",
+    "iso_time",
     "iter_runs",
     "list_reported",
     "load_timeline",
@@ -35,6 +39,7 @@ __all__ = [
     "prune",
     "redact_url",
     "resume_run",
+    "summarize",
 ]
 
 FINISHED: frozenset[RunStatus] = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
@@ -85,6 +90,15 @@ def preview(text: str | None, width: int = 60) -> str:
     return compact if len(compact) <= width else compact[: width - 1] + "…"
 
 
+def iso_time(ts: float) -> str:
+    """Epoch seconds as an ISO 8601 time in UTC: ``2026-12-03T09:16:39Z``."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _error_json(error: ErrorInfo | None) -> dict[str, Any] | None:
     if error is None:
         return None
@@ -106,8 +120,126 @@ def _error_of(text: str | None) -> ErrorInfo | None:
 
 
 @dataclass(frozen=True)
+class InFlight:
+    """What an interrupted run was executing when its executor went away (or what a running one
+    is executing): the steps its activity recorded in flight, checked against its journal."""
+
+    steps: tuple[tuple[str, int], ...]
+    """``(key, attempt)`` of each step recorded in flight that has no completed checkpoint. Empty
+    when that is unknown: nothing was recorded (the run stopped before its first lease renewal,
+    or its store keeps no activity), or every recorded step was checkpointed since."""
+    after: str | None
+    """Key of the run's last completed checkpoint (by finish time); ``None`` before the first."""
+
+    @property
+    def known(self) -> bool:
+        return bool(self.steps)
+
+    @classmethod
+    def of(cls, activity: dict[str, Any] | None, journal: Iterable[StepRecord]) -> InFlight:
+        done: set[str] = set()
+        last: StepRecord | None = None
+        for step in journal:
+            if step.status is StepStatus.COMPLETED:
+                done.add(step.key)
+                if last is None or step.finished_at >= last.finished_at:
+                    last = step
+        recorded = activity.get("steps") if activity is not None else None
+        steps: list[tuple[str, int]] = []
+        for item in recorded if isinstance(recorded, list) else ():
+            if not isinstance(item, dict):
+                continue
+            key, attempt = item.get("key"), item.get("attempt")
+            if isinstance(key, str) and isinstance(attempt, int) and key not in done:
+                steps.append((key, attempt))
+        return cls(tuple(steps), None if last is None else last.key)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "steps": [{"key": key, "attempt": attempt} for key, attempt in self.steps],
+            "known": self.known,
+            "after": self.after,
+        }
+
+
+_SIGNAL_BASE = "durable:signal@"
+
+
+def _signal_of_key(key: str) -> str | None:
+    """The signal name a signal-wait step key waits for (``durable:signal@approve#1``)."""
+    base = key.rsplit("/", 1)[-1].split("#", 1)[0]
+    return unquote(base[len(_SIGNAL_BASE) :]) if base.startswith(_SIGNAL_BASE) else None
+
+
+@dataclass(frozen=True)
+class WaitingFor:
+    """What a waiting run waits for: a signal, or the end of a durable sleep."""
+
+    kind: str
+    """``signal`` or ``sleep``."""
+    signal: str | None = None
+    """The signal's name (a signal wait)."""
+    timeout: float | None = None
+    """A signal wait's timeout in seconds; ``None`` when it has none or none was recorded."""
+    delivered: bool = False
+    """A signal wait whose signal has been delivered: the run is due to resume."""
+    until: float | None = None
+    """When a sleep ends (epoch seconds)."""
+
+    @classmethod
+    def of(
+        cls, run: RunRecord, activity: dict[str, Any] | None, journal: Iterable[StepRecord] | None = None
+    ) -> WaitingFor | None:
+        """From the run's activity; for a store that records none, a sleep is still found from
+        its checkpointed wake time when ``journal`` is given. ``None`` when nothing says."""
+        if activity is not None:
+            name = activity.get("signal")
+            if isinstance(name, str):
+                timeout = _number(activity.get("timeout"))
+                return cls("signal", signal=name, timeout=timeout, delivered=run.wake_at is not None)
+            until = _number(activity.get("sleep_until"))
+            if until is not None:
+                return cls("sleep", until=until)
+            steps = activity.get("steps")
+            for item in steps if isinstance(steps, list) else ():
+                # A signal wait in its process, whose lease renewals recorded its step in flight.
+                key = item.get("key") if isinstance(item, dict) else None
+                name = _signal_of_key(key) if isinstance(key, str) else None
+                if name is not None:
+                    return cls("signal", signal=name, delivered=run.wake_at is not None)
+        if journal is not None and run.wake_at is not None:
+            for step in journal:
+                if step.task == "durable:sleep" and _number(_decode(step.result)) == run.wake_at:
+                    return cls("sleep", until=run.wake_at)
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.kind == "sleep" and self.until is not None:
+            return {"kind": "sleep", "until": self.until, "until_iso": iso_time(self.until)}
+        return {
+            "kind": self.kind,
+            "signal": self.signal,
+            "timeout": self.timeout,
+            "delivered": self.delivered,
+        }
+
+
+def _ended_at(run: RunRecord, now: float) -> float | None:
+    """When a run stopped: a finished run at its last update; an interrupted one at its last update
+    or, if later, when its owner's lease ended (a killed owner's lease runs out, unrenewed).
+    ``None`` for a run still live (pending, running, waiting)."""
+    if run.status in FINISHED:
+        return run.updated_at
+    if run.status is RunStatus.INTERRUPTED:
+        if run.lease_expires_at is None:
+            return run.updated_at
+        return max(run.updated_at, min(run.lease_expires_at, now))
+    return None
+
+
+@dataclass(frozen=True)
 class RunSummary:
-    """One row of a run listing."""
+    """One row of a run listing (statuses as ``_lifecycle.reported`` gives them)."""
 
     run_id: str
     workflow: str
@@ -118,9 +250,42 @@ class RunSummary:
     cancel_requested: bool
     owner: str | None
     parent_run_id: str | None
+    last_owner: str | None = None
+    """For an interrupted run: the executor that owned it last (gone, or its lease ran out)."""
+    in_flight: InFlight | None = None
+    """For an interrupted run: the step it was executing when its executor went away (or that it
+    is unknown, after its last checkpoint); ``None`` if it was waiting (see ``waiting_for``).
+    For a running run, in a timeline only: what it executes, as of its last lease renewal."""
+    waiting_for: WaitingFor | None = None
+    """For a waiting run, and an interrupted one that was waiting: the signal or the sleep."""
+    ended_at: float | None = None
+    """When it stopped: a finished run's last update, an interrupted run's last sign of its
+    executor (its duration ends there, it does not keep growing); ``None`` while it is live."""
 
     @classmethod
-    def of(cls, run: RunRecord) -> RunSummary:
+    def of(
+        cls, run: RunRecord, journal: Iterable[StepRecord] | None = None, now: float | None = None
+    ) -> RunSummary:
+        """The row of ``run``. ``journal``, its checkpoints, is needed to tell an interrupted run's
+        step in flight (``summarize`` reads it): without it ``in_flight`` is ``None``."""
+        now = time.time() if now is None else now
+        run = reported(run, now)
+        steps = list(journal) if journal is not None else None
+        activity = activity_of(run)
+        in_flight = waiting_for = None
+        last_owner = None
+        if run.status is RunStatus.INTERRUPTED:
+            last_owner = run.owner
+            waiting = activity is not None and ("signal" in activity or "sleep_until" in activity)
+            if waiting:
+                waiting_for = WaitingFor.of(run, activity, steps)
+            else:
+                in_flight = None if steps is None else InFlight.of(activity, steps)
+                waiting_for = WaitingFor.of(run, activity)  # a signal step recorded in flight
+        elif run.status is RunStatus.WAITING:
+            waiting_for = WaitingFor.of(run, activity, steps)
+        elif run.status is RunStatus.RUNNING and steps is not None:
+            in_flight = InFlight.of(activity, steps)
         return cls(
             run_id=run.run_id,
             workflow=run.workflow,
@@ -131,6 +296,10 @@ class RunSummary:
             cancel_requested=run.cancel_requested,
             owner=run.owner,
             parent_run_id=run.parent_run_id,
+            last_owner=last_owner,
+            in_flight=in_flight,
+            waiting_for=waiting_for,
+            ended_at=_ended_at(run, now),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -145,7 +314,23 @@ class RunSummary:
             "cancel_requested": self.cancel_requested,
             "owner": self.owner,
             "parent_run_id": self.parent_run_id,
+            "last_owner": self.last_owner,
+            "in_flight": None if self.in_flight is None else self.in_flight.to_json(),
+            "waiting_for": None if self.waiting_for is None else self.waiting_for.to_json(),
+            "ended_at": self.ended_at,
         }
+
+
+async def summarize(store: Store, runs: Iterable[RunRecord], now: float | None = None) -> list[RunSummary]:
+    """``RunSummary.of`` each run, reading the journal of each interrupted one (to tell its step in
+    flight); other runs cost no read."""
+    now = time.time() if now is None else now
+    found = []
+    for run in runs:
+        run = reported(run, now)
+        journal = await store.load_steps(run.run_id) if run.status is RunStatus.INTERRUPTED else None
+        found.append(RunSummary.of(run, journal, now))
+    return found
 
 
 _SYSTEM_KINDS = {"durable:signal": "signal", "durable:sleep": "sleep", "durable:child": "child"}
@@ -160,11 +345,15 @@ class StepView:
     kind: str
     """``task``, ``signal`` (a wait for a delivery), ``sleep`` or ``child`` (a child run)."""
     status: str
+    """The checkpoint's status (``completed``, ``failed``); a sleep whose end is still to come is
+    ``sleeping`` (its checkpoint records the wake time when the sleep begins)."""
     attempts: int
     started_at: float
     finished_at: float
     result: Any
+    """The step's decoded result; ``None`` for a sleep, whose wake time is ``until``."""
     result_preview: str
+    """One line of the result; a sleep's says ``until`` its end as an ISO time."""
     error: ErrorInfo | None
     until: float | None = None
     """For a sleep: when it ends (its bar spans the wait, not the instant it was recorded)."""
@@ -182,20 +371,26 @@ class StepView:
         return self.attempts if self.status == "failed" else max(0, self.attempts - 1)
 
     @classmethod
-    def of(cls, step: StepRecord) -> StepView:
+    def of(cls, step: StepRecord, now: float | None = None) -> StepView:
+        """The bar of ``step`` as seen at ``now`` (default: now)."""
         kind = _SYSTEM_KINDS.get(step.task, "task")
         result = _decode(step.result)
-        until = float(result) if kind == "sleep" and isinstance(result, (int, float)) else None
+        status, result_preview = str(step.status), preview(step.result)
+        until = _number(result) if kind == "sleep" else None
+        if until is not None:
+            result, result_preview = None, f"until {iso_time(until)}"
+            if step.status is StepStatus.COMPLETED and until > (time.time() if now is None else now):
+                status = "sleeping"
         return cls(
             key=step.key,
             task=step.task,
             kind=kind,
-            status=str(step.status),
+            status=status,
             attempts=step.attempts,
             started_at=step.started_at,
             finished_at=step.finished_at,
             result=result,
-            result_preview=preview(step.result),
+            result_preview=result_preview,
             error=_error_of(step.error),
             until=until,
         )
@@ -213,6 +408,7 @@ class StepView:
             "duration": self.duration,
             "ends_at": self.ends_at,
             "until": self.until,
+            "until_iso": None if self.until is None else iso_time(self.until),
             "result": self.result,
             "result_preview": self.result_preview,
             "error": _error_json(self.error),
@@ -272,10 +468,25 @@ class RunTimeline:
 
     @property
     def end(self) -> float:
-        """Where the picture stops: the last thing that happened, or now for a live run."""
+        """Where the picture stops: the last thing that happened (a sleep's planned end included),
+        or now for a live run."""
         ends = [s.ends_at for s in self.steps]
-        last = self.run.updated_at if RunStatus(self.run.status) in FINISHED else self.observed_at
-        return max([last, *ends])
+        return max([self.stopped_at or self.observed_at, *ends])
+
+    @property
+    def stopped_at(self) -> float | None:
+        """When a finished or interrupted run stopped (its last checkpoint included); ``None``
+        while it is live."""
+        ended = self.run.ended_at
+        if ended is None:
+            return None
+        return max([ended, *(s.finished_at for s in self.steps)])
+
+    @property
+    def duration(self) -> float:
+        """From its creation to when it stopped, or to now for a live run (an interrupted run's
+        does not keep growing)."""
+        return max(0.0, (self.stopped_at or self.observed_at) - self.run.created_at)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -289,6 +500,7 @@ class RunTimeline:
             "deadline": self.deadline,
             "start": self.start,
             "end": self.end,
+            "duration": self.duration,
             "observed_at": self.observed_at,
             "steps": [s.to_json() for s in self.steps],
             "signals": [s.to_json() for s in self.signals],
@@ -297,29 +509,37 @@ class RunTimeline:
 
 
 async def load_timeline(store: Store, run_id: str) -> RunTimeline:
-    """The run with its steps, signals and child runs; ``UnknownRunError`` if there is none."""
-    run = await store.get_run(run_id)
-    if run is None:
+    """The run with its steps, signals and child runs, as users see it (``_lifecycle.reported``);
+    ``UnknownRunError`` if there is none."""
+    stored = await store.get_run(run_id)
+    if stored is None:
         raise UnknownRunError(f"no run {run_id!r} in {store!r}")
-    steps = sorted(await store.load_steps(run_id), key=lambda s: (s.started_at, s.finished_at, s.key))
+    now = time.time()
+    run = reported(stored, now)
+    journal = await store.load_steps(run_id)
+    steps = sorted(journal, key=lambda s: (s.started_at, s.finished_at, s.key))
     signals = await store.list_signals(run_id)
-    children = [
-        RunSummary.of(child)
-        async for child in iter_runs(store, RunQuery(id_prefix=run_id + "/"))
-        if child.parent_run_id == run_id
-    ]
+    children = await summarize(
+        store,
+        [
+            child
+            async for child in iter_runs(store, RunQuery(id_prefix=run_id + "/"))
+            if child.parent_run_id == run_id
+        ],
+        now,
+    )
     return RunTimeline(
-        run=RunSummary.of(run),
+        run=RunSummary.of(run, journal, now),
         inputs=_decode(run.inputs),
         result=_decode(run.result),
         has_result=run.result is not None,
         lease_expires_at=run.lease_expires_at,
         wake_at=run.wake_at,
         deadline=run.deadline,
-        steps=[StepView.of(s) for s in steps],
+        steps=[StepView.of(s, now) for s in steps],
         signals=[SignalView.of(s) for s in signals],
         children=sorted(children, key=lambda c: c.created_at),
-        observed_at=time.time(),
+        observed_at=now,
     )
 
 

@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from durable import _inspect
-from durable._inspect import RunSummary
 from durable._plugins import as_store_url, get_plugin_manager
 from durable._records import RunQuery, RunStatus
 from durable.errors import DurableError, UnknownRunError
@@ -149,9 +148,13 @@ class UIServer:
             offset=offset,
         )
         store = self._require_store()
-        runs = self.call(store.list_runs(query))
+
+        async def summaries() -> list[_inspect.RunSummary]:
+            return await _inspect.summarize(store, await _inspect.list_reported(store, query))
+
+        runs = self.call(summaries())
         return {
-            "runs": [RunSummary.of(r).to_json() for r in runs],
+            "runs": [r.to_json() for r in runs],
             "limit": limit,
             "offset": offset,
             "observed_at": time.time(),
@@ -305,7 +308,8 @@ PAGE = """<!doctype html>
 STYLE = """
 :root { --fg: #1d2329; --muted: #6b7580; --line: #e3e7ec; --bg: #fff; --head: #f6f8fa;
   --completed: #2f9e5b; --failed: #d64545; --running: #2d7fd3; --waiting: #7b61d9;
-  --pending: #b36bc4; --cancelled: #d99a2b; --signal: #7b61d9; --sleep: #9aa5b1; --child: #2d7fd3; }
+  --pending: #b36bc4; --cancelled: #d99a2b; --signal: #7b61d9; --sleep: #9aa5b1; --child: #2d7fd3;
+  --interrupted: #b5473a; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
   color: var(--fg); background: var(--bg); }
@@ -329,6 +333,8 @@ table.grid { border-collapse: collapse; width: 100%; }
 .badge.completed { background: var(--completed); } .badge.failed { background: var(--failed); }
 .badge.running { background: var(--running); } .badge.waiting { background: var(--waiting); }
 .badge.pending { background: var(--pending); } .badge.cancelled { background: var(--cancelled); }
+.badge.interrupted { background: var(--interrupted); } .badge.sleeping { background: var(--sleep); }
+.detail { color: var(--muted); font-size: 12.5px; margin-left: 6px; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0; }
 dt { color: var(--muted); } dd { margin: 0; word-break: break-all; }
 pre { background: #fbf3f3; border: 1px solid #f0d5d5; padding: 10px; overflow: auto; font-size: 12px;
@@ -352,6 +358,7 @@ svg .bar.child { fill: var(--child); }
 svg .bar.run { fill: var(--muted); opacity: .35; }
 svg .bar.run.completed { fill: var(--completed); } svg .bar.run.failed { fill: var(--failed); }
 svg .bar.run.cancelled { fill: var(--cancelled); }
+svg .bar.run.interrupted { fill: var(--interrupted); }
 svg .retried { stroke: var(--cancelled); stroke-width: 2; }
 .legend { margin-top: 6px; color: var(--muted); font-size: 12px; }
 .legend .key { display: inline-block; width: 12px; height: 10px; border-radius: 2px; margin: 0 4px 0 12px;
@@ -395,6 +402,23 @@ function fmtDur(s) {
   const h = Math.floor(m / 60);
   return h < 48 ? `${h}h${String(m % 60).padStart(2, "0")}m` : `${Math.floor(h / 24)}d${h % 24}h`;
 }
+function inFlightText(f) {
+  if (f.known) return f.steps.map((s) => `in ${s.key}, attempt ${s.attempt}`).join(", ");
+  return "step in flight unknown, " +
+    (f.after === null ? "before the first checkpoint" : `after checkpoint ${f.after}`);
+}
+function waitingText(w) {
+  if (w.kind === "sleep") return `sleep until ${fmtTime(w.until)}`;
+  return `signal ${w.signal}` + (w.timeout !== null ? `, timeout ${fmtDur(w.timeout)}` : "") +
+    (w.delivered ? ", delivered" : "");
+}
+function statusDetail(r) {
+  if (r.status === "interrupted") {
+    if (r.waiting_for && !r.in_flight) return "was waiting for " + waitingText(r.waiting_for);
+    return r.in_flight ? inFlightText(r.in_flight) : "";
+  }
+  return r.waiting_for ? waitingText(r.waiting_for) : "";
+}
 function clip(text, n) { return text.length <= n ? text : text.slice(0, n - 1) + "\u2026"; }
 function badge(status) { return el("span", { class: "badge " + status }, status); }
 function runHref(id) { return "#run=" + encodeURIComponent(id); }
@@ -429,11 +453,13 @@ async function renderList() {
   const data = await getJSON("/api/runs?" + params);
   const body = document.querySelector("#runs tbody");
   body.replaceChildren(...data.runs.map((r) => {
-    const end = ["completed", "failed", "cancelled"].includes(r.status) ? r.updated_at : data.observed_at;
+    const end = r.ended_at !== null ? r.ended_at : data.observed_at;
     const error = r.error ? `${r.error.type.split(".").pop()}: ${r.error.message}` : "";
+    const detail = statusDetail(r);
     const row = el("tr", { "data-run-id": r.run_id, "data-status": r.status },
       el("td", { class: "mono" }, el("a", { href: runHref(r.run_id) }, r.run_id)),
-      el("td", {}, r.workflow), el("td", {}, badge(r.status)),
+      el("td", {}, r.workflow),
+      el("td", {}, badge(r.status), ...(detail ? [el("span", { class: "detail" }, detail)] : [])),
       el("td", {}, fmtTime(r.created_at)), el("td", {}, fmtTime(r.updated_at)),
       el("td", {}, fmtDur(Math.max(0, end - r.created_at))),
       el("td", { class: "err", title: error }, clip(error, 80)));
@@ -475,13 +501,14 @@ function drawTimeline(run) {
     root.append(g);
     return bar;
   };
-  const live = !["completed", "failed", "cancelled"].includes(run.status);
+  const live = !["completed", "failed", "cancelled", "interrupted"].includes(run.status);
   row(0, `run \u00b7 ${run.workflow}`, `${run.run_id}: ${run.status}`, "run " + run.status,
     run.created_at, run.end, { "data-row": "run" });
   steps.forEach((s, i) => {
     const cls = s.status === "failed" ? "failed" : s.kind === "task" ? "completed" : s.kind;
     const t1 = s.ends_at;
     const detail = s.error ? `\n${s.error.type}: ${s.error.message}`
+      : s.kind === "sleep" && s.until !== null ? `\nuntil ${fmtTime(s.until)} (${s.until_iso})`
       : s.result_preview ? `\n\u2192 ${s.result_preview}` : "";
     const tip = `${s.key} (${s.task}) ${s.status}, ${s.attempts} attempt(s), ${fmtDur(s.duration)}` + detail;
     const bar = row(i + 1, s.key, tip, cls, s.started_at, t1, { "data-key": s.key, "data-status": s.status });
@@ -496,7 +523,9 @@ function drawTimeline(run) {
 }
 
 function fact(list, name, value, cls) {
-  list.append(el("dt", {}, name), el("dd", cls ? { class: cls } : {}, value));
+  const attrs = { "data-fact": name };
+  if (cls) attrs.class = cls;
+  list.append(el("dt", {}, name), el("dd", attrs, value));
 }
 
 async function renderRun(id) {
@@ -513,8 +542,23 @@ async function renderRun(id) {
     el("dd", { class: "mono" }, el("a", { href: runHref(run.parent_run_id) }, run.parent_run_id)));
   fact(facts, "created", fmtTime(run.created_at));
   fact(facts, "updated", fmtTime(run.updated_at));
-  fact(facts, "duration", fmtDur(Math.max(0, run.end - run.created_at)));
-  if (run.owner) fact(facts, "owner", `${run.owner} (lease until ${fmtTime(run.lease_expires_at)})`);
+  fact(facts, "duration", fmtDur(run.duration) + (run.ended_at !== null ? " (stopped)" : ""));
+  if (run.status === "interrupted") {
+    if (run.last_owner) {
+      const gone = run.lease_expires_at === null ? "no live lease"
+        : run.lease_expires_at > run.observed_at ? "its process is gone"
+        : `its lease ended ${fmtTime(run.lease_expires_at)}`;
+      fact(facts, "last owner", `${run.last_owner} (${gone})`, "mono");
+    }
+    if (run.in_flight) fact(facts, "in flight", inFlightText(run.in_flight), "mono");
+    if (run.waiting_for) fact(facts, "was waiting", "for " + waitingText(run.waiting_for));
+  } else {
+    if (run.owner) fact(facts, "owner", `${run.owner} (lease until ${fmtTime(run.lease_expires_at)})`);
+    if (run.in_flight) {
+      fact(facts, "in flight", inFlightText(run.in_flight) + " (at its last lease renewal)", "mono");
+    }
+    if (run.waiting_for) fact(facts, "waiting for", waitingText(run.waiting_for));
+  }
   if (run.wake_at) fact(facts, "wakes at", fmtTime(run.wake_at));
   fact(facts, "inputs", JSON.stringify(run.inputs), "mono");
   if (run.has_result) fact(facts, "result", JSON.stringify(run.result), "mono");
@@ -534,6 +578,8 @@ async function renderRun(id) {
     if (s.status === "failed" && s.error) {
       outcome = el("details", {}, el("summary", { class: "err" }, `${s.error.type}: ${s.error.message}`),
         el("pre", {}, s.error.traceback || ""));
+    } else if (s.kind === "sleep" && s.until !== null) {
+      outcome = el("span", { title: s.until_iso }, `until ${fmtTime(s.until)}`);
     } else {
       outcome = s.result_preview;
       if (s.failed_attempts > 0) {

@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from None
 
 from durable import _inspect
-from durable._inspect import FINISHED, RunSummary, RunTimeline, StepView
+from durable._inspect import FINISHED, InFlight, RunSummary, RunTimeline, StepView, WaitingFor
 from durable._plugins import as_store_url, get_plugin_manager
 from durable._records import RunQuery, RunStatus
 from durable.errors import DurableError, UnknownRunError
@@ -190,6 +190,7 @@ _STATUS_STYLE = {
     "running": "cyan",
     "waiting": "blue",
     "pending": "magenta",
+    "interrupted": "bright_red",
 }
 
 
@@ -198,8 +199,39 @@ def _clip(text: str, width: int) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def _status(status: str) -> Text:
-    return Text(status, style=_STATUS_STYLE.get(status, ""))
+def _status(status: str, detail: str = "") -> Text:
+    text = Text(status, style=_STATUS_STYLE.get(status, ""))
+    if detail:
+        text.append(f" ({detail})")
+    return text
+
+
+def _in_flight_text(f: InFlight) -> str:
+    if f.known:
+        return ", ".join(f"in {key}, attempt {attempt}" for key, attempt in f.steps)
+    where = "before the first checkpoint" if f.after is None else f"after checkpoint {f.after}"
+    return f"step in flight unknown, {where}"
+
+
+def _waiting_text(w: WaitingFor) -> str:
+    if w.kind == "sleep" and w.until is not None:
+        return f"sleep until {fmt_time(w.until)}"
+    text = f"signal {w.signal}"
+    if w.timeout is not None:
+        text += f", timeout {fmt_duration(w.timeout)}"
+    return text + (", delivered" if w.delivered else "")
+
+
+def _status_detail(r: RunSummary) -> str:
+    """What a listing says after the status: what a waiting run waits for, where an interrupted
+    run stopped."""
+    if r.status == "interrupted":
+        if r.waiting_for is not None and r.in_flight is None:
+            return "was waiting for " + _waiting_text(r.waiting_for)
+        return "" if r.in_flight is None else _in_flight_text(r.in_flight)
+    if r.waiting_for is not None:
+        return _waiting_text(r.waiting_for)
+    return ""
 
 
 _FOLD = frozenset({"RUN ID", "KEY", "NAME", "DELIVERY ID", ""})
@@ -380,15 +412,16 @@ def runs_list(
 
     async def fetch() -> list[RunSummary]:
         async with open_workflow(store_url) as (_, store):
-            found: list[RunSummary] = []
             try:
-                async for run in _inspect.iter_runs(
-                    store, query, limit=limit, on_page=lambda n: progress(n, max(n, limit))
-                ):
-                    found.append(RunSummary.of(run))
+                found = [
+                    run
+                    async for run in _inspect.iter_runs(
+                        store, query, limit=limit, on_page=lambda n: progress(n, max(n, limit))
+                    )
+                ]
             finally:
                 progress.close()
-            return found
+            return await _inspect.summarize(store, found)
 
     runs = _run(fetch)
     if as_json:
@@ -403,7 +436,7 @@ def runs_list(
         table.add_row(
             Text(r.run_id),
             Text(r.workflow),
-            _status(r.status),
+            _status(r.status, _status_detail(r)),
             fmt_time(r.created_at),
             fmt_time(r.updated_at),
             Text(_clip(error, 60)),
@@ -443,9 +476,21 @@ def _print_timeline(t: RunTimeline) -> None:
         head.add_row("parent", Text(run.parent_run_id))
     head.add_row("created", fmt_time(run.created_at))
     head.add_row("updated", fmt_time(run.updated_at))
-    head.add_row("duration", fmt_duration(t.end - run.created_at))
-    if run.owner:
-        head.add_row("owner", Text(f"{run.owner} (lease until {fmt_time(t.lease_expires_at)})"))
+    head.add_row("duration", fmt_duration(t.duration) + ("" if t.stopped_at is None else " (stopped)"))
+    if run.status == "interrupted":
+        if run.last_owner:
+            head.add_row("last owner", Text(f"{run.last_owner} ({_owner_gone(t)})"))
+        if run.in_flight is not None:
+            head.add_row("in flight", Text(_in_flight_text(run.in_flight)))
+        if run.waiting_for is not None:
+            head.add_row("was waiting", Text("for " + _waiting_text(run.waiting_for)))
+    else:
+        if run.owner:
+            head.add_row("owner", Text(f"{run.owner} (lease until {fmt_time(t.lease_expires_at)})"))
+        if run.in_flight is not None:
+            head.add_row("in flight", Text(_in_flight_text(run.in_flight) + " (at its last lease renewal)"))
+        if run.waiting_for is not None:
+            head.add_row("waiting for", Text(_waiting_text(run.waiting_for)))
     if t.wake_at is not None:
         head.add_row("wakes at", fmt_time(t.wake_at))
     if t.deadline is not None:
@@ -503,11 +548,18 @@ def _print_timeline(t: RunTimeline) -> None:
         console.print(children)
 
 
+def _owner_gone(t: RunTimeline) -> str:
+    ended = t.lease_expires_at
+    if ended is not None and ended > t.observed_at:
+        return "its process is gone"
+    return "no live lease" if ended is None else f"its lease ended {fmt_time(ended)}"
+
+
 def _result_cell(s: StepView) -> str:
-    if s.status != "completed":
-        return ""
     if s.kind == "sleep" and s.until is not None:
         return f"until {fmt_time(s.until)}"
+    if s.status != "completed":
+        return ""
     return s.result_preview
 
 
