@@ -494,3 +494,42 @@ async def test_a_short_sleep_is_sleeping_until_it_ends_then_completed(mwf: Workf
         assert step.to_json()["result_preview"] == f"until {iso(step.until or 0)}"
     finally:
         calling.cancel()
+
+
+async def test_a_parked_signal_wait_says_when_its_signal_was_delivered(mwf: Workflow) -> None:
+    @mwf.workflow(id="asks-later")
+    async def asks_later() -> Any:
+        return await mwf.signal("approve")
+
+    await asks_later.start()
+    stop = asyncio.Event()
+    worker = asyncio.ensure_future(mwf.run_worker(poll_interval=0.02, stop=stop))
+    await until_status(mwf, "asks-later", RunStatus.WAITING)
+    stop.set()
+    await worker
+    store = await mwf.get_store()
+    [before] = await _inspect.summarize(store, await mwf.list_runs())
+    assert before.waiting_for == _inspect.WaitingFor("signal", signal="approve")
+    await mwf.complete("asks-later", "approve", "yes")
+    [after] = await _inspect.summarize(store, await mwf.list_runs())
+    assert after.status == "waiting" and after.waiting_for is not None and after.waiting_for.delivered
+    assert after.to_json()["waiting_for"] == {
+        "kind": "signal", "signal": "approve", "timeout": None, "delivered": True,
+    }  # fmt: skip
+
+
+async def test_a_run_interrupted_while_it_slept_says_it_was_waiting_not_a_step(mwf: Workflow) -> None:
+    @mwf.workflow(id="sleeps-in")
+    async def sleeps_in() -> None:
+        await mwf.sleep(30)
+
+    calling = asyncio.ensure_future(sleeps_in())
+    await until_status(mwf, "sleeps-in", RunStatus.WAITING)
+    calling.cancel()
+    await asyncio.gather(calling, return_exceptions=True)
+    timeline = await _inspect.load_timeline(await mwf.get_store(), "sleeps-in")
+    run = timeline.run
+    assert run.status == "interrupted" and run.last_owner == mwf.owner
+    assert run.in_flight is None
+    assert run.waiting_for is not None and run.waiting_for.kind == "sleep"
+    assert run.waiting_for.until == timeline.steps[0].until
