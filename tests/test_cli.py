@@ -357,9 +357,7 @@ def test_unknown_run_is_one_line_and_exit_1(store_env: str, shop_db: Path) -> No
 def test_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
     missing = tmp_path / "typo.db"
     result = durable("runs", "list", "--store", f"sqlite:///{missing}")
-    assert_one_line_error(
-        result, f"store file {str(missing)!r} does not exist (check --store or DURABLE_STORE)"
-    )
+    assert_one_line_error(result, f"store file {str(missing)!r} does not exist (check --store)")
     assert not missing.exists()
 
 

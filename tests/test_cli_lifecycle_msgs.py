@@ -3,6 +3,7 @@ the path, attribute or flag at fault (issue 14, defect 8)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -186,3 +187,40 @@ def test_a_store_the_worker_cannot_open_names_where_it_came_from(app_dir: str, t
         f"cannot open store sqlite:///{tmp_path} (--store, instead of {app_dir}:wf's db=memory://): "
         f"SQLite store path {str(tmp_path)!r} is a directory, not a database file"
     )
+
+
+# -- errors name the flag or variable at fault ------------------------------------------------
+
+
+def test_a_store_from_the_environment_is_named_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "typo.db"
+    monkeypatch.setenv("DURABLE_STORE", f"sqlite:///{missing}")
+    assert one_line_error(durable("runs", "list")) == (
+        f"store file {str(missing)!r} does not exist (check DURABLE_STORE)"
+    )
+    monkeypatch.setenv("DURABLE_STORE", f"sqlite:///{tmp_path}")
+    assert one_line_error(durable("runs", "list")) == (
+        f"cannot open store sqlite:///{tmp_path} (from DURABLE_STORE): SQLite store path "
+        f"{str(tmp_path)!r} is a directory, not a database file"
+    )
+
+
+def test_unknown_runs_and_empty_names_are_reported_in_the_commands_terms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ops.db"
+    monkeypatch.setenv("DURABLE_STORE", f"sqlite:///{path}")
+
+    async def create() -> None:
+        async with Workflow("ops", db=f"sqlite:///{path}"):
+            pass
+
+    asyncio.run(create())
+    message = one_line_error(durable("signal", "order-99", "approve"))
+    assert "--create" in message and "create=True" not in message
+    empty = durable("signal", "order-99", "", "--create")
+    assert empty.exit_code == 2
+    assert "Invalid value for NAME: a signal name cannot be empty" in empty.stderr
+    assert "str" not in empty.stderr.split("Invalid value", 1)[1]

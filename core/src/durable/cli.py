@@ -97,12 +97,18 @@ def _store_url(url: str | None) -> str:
     return as_store_url(url)
 
 
+def _store_from_env() -> bool:
+    """Whether this command's store URL came from ``$DURABLE_STORE`` rather than ``--store``."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and ctx.get_parameter_source("store_url") is click.core.ParameterSource.ENVIRONMENT
+
+
 def _unopened_store(url: str) -> Store:
     store = get_plugin_manager().store_from_url(url)
     path = getattr(store, "path", None)
     # Opening a mistyped SQLite path would silently create an empty store and show nothing.
     if isinstance(path, str) and path != ":memory:" and not os.path.exists(path):
-        _fail(f"store file {path!r} does not exist (check --store or {STORE_ENV})")
+        _fail(f"store file {path!r} does not exist (check {STORE_ENV if _store_from_env() else '--store'})")
     return store
 
 
@@ -113,14 +119,15 @@ async def open_workflow(url: str | None) -> AsyncIterator[tuple[Workflow, Store]
     store = _unopened_store(target)
     wf = Workflow("durable-cli", db=store)
     timeout = float(os.environ.get(OPEN_TIMEOUT_ENV, "15"))
+    shown = _inspect.redact_url(target) + (f" (from {STORE_ENV})" if _store_from_env() else "")
     try:
         opened = await asyncio.wait_for(wf.get_store(), timeout)
     except DurableError as exc:
-        _fail(f"cannot open store {_inspect.redact_url(target)}: {exc}")
+        _fail(f"cannot open store {shown}: {exc}")
     except TimeoutError:
-        _fail(f"cannot open store {_inspect.redact_url(target)}: no answer within {timeout:g}s")
+        _fail(f"cannot open store {shown}: no answer within {timeout:g}s")
     except Exception as exc:
-        _fail(f"cannot open store {_inspect.redact_url(target)}: {type(exc).__name__}: {exc}")
+        _fail(f"cannot open store {shown}: {type(exc).__name__}: {exc}")
     try:
         yield wf, opened
     finally:
@@ -709,6 +716,8 @@ def signal_command(
     run_id: str, name: str, payload: str, store_url: str | None, delivery_id: str, create: bool, as_json: bool
 ) -> None:
     """Deliver signal NAME with a JSON PAYLOAD (default null) to run RUN_ID."""
+    if not name:
+        raise click.BadParameter("a signal name cannot be empty", param_hint="NAME")
     try:
         value = json.loads(payload)
     except ValueError as exc:
