@@ -122,10 +122,7 @@ def test_ui_command_reports_unusable_store_in_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "typo.db"
     result = durable("ui", "--store", f"sqlite:///{missing}", "--port", "0")
     assert result.exit_code == 1
-    assert (
-        result.stderr
-        == f"error: store file {str(missing)!r} does not exist (check --store or DURABLE_STORE)\n"
-    )
+    assert result.stderr == f"error: store file {str(missing)!r} does not exist (check --store)\n"
 
 
 # -- the page in a real browser -------------------------------------------------------
