@@ -7,7 +7,11 @@ from asyncpg.pool import PoolConnectionProxy
 
 from durable.errors import StoreCorrupted
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+DUE_INDEX_PREDICATE = "status IN ('pending', 'running', 'waiting')"
+"""The WHERE clause of the ``runs_due`` partial index (schema 2): ``durable._lifecycle.DUE_STATUSES``
+as the due-run query writes them (a test checks they agree; a change needs a new migration)."""
 
 # ``runs.claim_id`` and ``signals.sender`` are random per call: after a connection is lost
 # mid-statement, a retry reads them to tell whether its first attempt committed.
@@ -68,6 +72,14 @@ MIGRATIONS: dict[int, list[str]] = {
         )
         """,
         "CREATE INDEX signals_by_run ON {s}.signals (run_id, name, seq)",
+    ],
+    # RunRecord.activity (a nullable column: no table rewrite), and the due-run index in the
+    # order workers take due runs, oldest first. It replaces runs_active, the same runs newest
+    # first, which only the due-run query used.
+    2: [
+        "ALTER TABLE {s}.runs ADD COLUMN activity TEXT",
+        "DROP INDEX {s}.runs_active",
+        f"CREATE INDEX runs_due ON {{s}}.runs (created_at, run_id) WHERE {DUE_INDEX_PREDICATE}",
     ],
 }
 

@@ -19,6 +19,7 @@ import asyncpg
 from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
 
+from durable._lifecycle import CLAIMABLE, DUE_STATUSES
 from durable.batching import WriteBatcher
 from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreUnavailable
 from durable.store import (
@@ -52,7 +53,7 @@ log = logging.getLogger("durable_postgres")
 
 RUN_COLUMNS = (
     "run_id, workflow, status, inputs, inputs_digest, created_at, updated_at, result, error, owner, "
-    "lease_token, lease_expires_at, wake_at, deadline, parent_run_id, cancel_requested"
+    "lease_token, lease_expires_at, wake_at, deadline, parent_run_id, cancel_requested, activity"
 )
 STEP_COLUMNS = "run_id, key, task, args_digest, status, result, error, attempts, started_at, finished_at"
 SIGNAL_COLUMNS = "run_id, name, delivery_id, payload, seq, sent_at"
@@ -87,6 +88,7 @@ class RunUpdate:
     error: str | None
     wake_at: float | None
     release: bool
+    activity: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +196,7 @@ def _held_count(max_size: int) -> int:
 def _run(row: Row) -> RunRecord:
     return RunRecord(
         row[0], row[1], RunStatus(row[2]), row[3], row[4], row[5], row[6], row[7], row[8], row[9],
-        row[10], row[11], row[12], row[13], row[14], row[15],
+        row[10], row[11], row[12], row[13], row[14], row[15], row[16],
     )  # fmt: skip
 
 
@@ -252,18 +254,18 @@ def _step_weight(item: SaveItem) -> int:
 
 
 def _run_weight(run: RunRecord) -> int:
-    return len(run.inputs) + len(run.result or "") + len(run.error or "")
+    return len(run.inputs) + len(run.result or "") + len(run.error or "") + len(run.activity or "")
 
 
 def _update_weight(update: RunUpdate) -> int:
-    return len(update.result or "") + len(update.error or "")
+    return len(update.result or "") + len(update.error or "") + len(update.activity or "")
 
 
 def _run_row(run: RunRecord) -> list[Any]:
     return [
         run.run_id, run.workflow, run.status.value, run.inputs, run.inputs_digest, run.created_at,
         run.updated_at, run.result, run.error, run.owner, run.lease_token, run.lease_expires_at,
-        run.wake_at, run.deadline, run.parent_run_id, run.cancel_requested,
+        run.wake_at, run.deadline, run.parent_run_id, run.cancel_requested, run.activity,
     ]  # fmt: skip
 
 
@@ -271,7 +273,7 @@ def _update_row(update: RunUpdate) -> list[Any]:
     lease = update.lease
     return [
         lease.run_id, lease.token, update.status.value, update.result, update.error, update.wake_at,
-        update.release,
+        update.release, update.activity,
     ]  # fmt: skip
 
 
@@ -661,10 +663,12 @@ class PostgresStore(Store):
 
         return await self._call(f"claim run {run_id!r}", op, retry)
 
-    async def renew_lease(self, lease: Lease, lease_seconds: float) -> RunRecord:
+    async def renew_lease(
+        self, lease: Lease, lease_seconds: float, *, activity: str | None = None
+    ) -> RunRecord:
         async def op(conn: Conn) -> RunRecord:
             row = await conn.fetchrow(
-                self._sql["renew"], lease.run_id, lease.token, lease.owner, float(lease_seconds)
+                self._sql["renew"], lease.run_id, lease.token, lease.owner, float(lease_seconds), activity
             )
             if row is None:
                 raise await self._stale(conn, lease)
@@ -681,8 +685,9 @@ class PostgresStore(Store):
         error: str | None = None,
         wake_at: float | None = None,
         release: bool = False,
+        activity: str | None = None,
     ) -> None:
-        update = RunUpdate(lease, status, result, error, wake_at, release)
+        update = RunUpdate(lease, status, result, error, wake_at, release, activity)
         updates = self._updates
         if updates is None:  # not open: _call says so
             return await self._update_alone(update)
@@ -695,7 +700,10 @@ class PostgresStore(Store):
 
     async def _update_run(self, conn: Conn, update: RunUpdate) -> None:
         lease, sql = update.lease, self._sql["update_release" if update.release else "update"]
-        args = (lease.run_id, lease.token, update.status.value, update.result, update.error, update.wake_at)
+        args = (
+            lease.run_id, lease.token, update.status.value, update.result, update.error, update.wake_at,
+            update.activity,
+        )  # fmt: skip
         if _affected(await conn.execute(sql, *args)) == 0:
             raise await self._stale(conn, lease)
 
@@ -765,7 +773,8 @@ class PostgresStore(Store):
         return [_run(row) for row in rows]
 
     async def due_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
-        """Runs due at ``now`` (see ``durable.store.is_due``), newest first, in one indexed query."""
+        """Runs due at ``now`` (``durable._lifecycle.is_due``), oldest first: one query on the
+        ``runs_due`` index, whose cost does not grow with the finished runs the schema holds."""
         rows = await self._call("list due runs", lambda conn: conn.fetch(self._sql["due"], float(now), limit))
         return [_run(row) for row in rows]
 
@@ -980,6 +989,12 @@ class PostgresStore(Store):
                     pass
 
 
+def status_in(statuses: frozenset[RunStatus]) -> str:
+    """``status IN ('a', 'b')``, values sorted, as SQL text (a partial index's WHERE clause must be
+    implied by the query's own text, not by a parameter's value)."""
+    return f"status IN ({', '.join(repr(status.value) for status in sorted(statuses))})"
+
+
 def _statements(s: str) -> dict[str, str]:
     """Every fixed statement of the store, with the quoted schema ``s`` filled in."""
     # A step's first completed write wins; a failed step is replaced by a later write.
@@ -996,7 +1011,7 @@ def _statements(s: str) -> dict[str, str]:
         # not the one the CTE inserts (that one is `run` itself).
         "create_run": (
             f"WITH ins AS (INSERT INTO {s}.runs ({RUN_COLUMNS}) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) "
             "ON CONFLICT (run_id) DO NOTHING RETURNING 1) "
             f"SELECT EXISTS (SELECT 1 FROM ins) AS created, r.* FROM (SELECT 1) AS one "
             f"LEFT JOIN (SELECT {RUN_COLUMNS} FROM {s}.runs WHERE run_id = $1) AS r ON TRUE"
@@ -1007,38 +1022,42 @@ def _statements(s: str) -> dict[str, str]:
             f"INSERT INTO {s}.runs ({RUN_COLUMNS}) "
             "SELECT v->>0, v->>1, v->>2, v->>3, v->>4, (v->>5)::float8, (v->>6)::float8, v->>7, v->>8, "
             "v->>9, (v->>10)::int8, (v->>11)::float8, (v->>12)::float8, (v->>13)::float8, v->>14, "
-            "(v->>15)::boolean FROM jsonb_array_elements($1::jsonb) AS e(v) "
+            "(v->>15)::boolean, v->>16 FROM jsonb_array_elements($1::jsonb) AS e(v) "
             "ON CONFLICT (run_id) DO NOTHING RETURNING run_id"
         ),
         "get_runs": f"SELECT {RUN_COLUMNS} FROM {s}.runs WHERE run_id = ANY($1::text[])",
+        # LIVE_LEASE is strict (expires after now): a lease given back with renew_lease(lease, 0)
+        # is claimable at once.
         "claim": (
             f"UPDATE {s}.runs SET status = 'running', lease_token = lease_token + 1, owner = $2, "
-            f"lease_expires_at = {NOW} + $3::float8, wake_at = NULL, updated_at = {NOW}, claim_id = $4 "
-            f"WHERE run_id = $1 AND status NOT IN ('completed', 'cancelled') AND NOT {LIVE_LEASE} "
+            f"lease_expires_at = {NOW} + $3::float8, wake_at = NULL, activity = NULL, updated_at = {NOW}, "
+            f"claim_id = $4 WHERE run_id = $1 AND {status_in(CLAIMABLE)} AND NOT {LIVE_LEASE} "
             "RETURNING lease_token, lease_expires_at"
         ),
         "claimed": f"SELECT lease_token, lease_expires_at FROM {s}.runs WHERE run_id = $1 AND claim_id = $2",
         "renew": (
-            f"UPDATE {s}.runs SET owner = $3, lease_expires_at = {NOW} + $4::float8 "
+            f"UPDATE {s}.runs SET owner = $3, lease_expires_at = {NOW} + $4::float8, "
+            "activity = coalesce($5, activity) "
             f"WHERE run_id = $1 AND lease_token = $2 RETURNING {RUN_COLUMNS}"
         ),
         "update": (
-            f"UPDATE {s}.runs SET status = $3, result = $4, error = $5, wake_at = $6, updated_at = {NOW} "
-            "WHERE run_id = $1 AND lease_token = $2"
+            f"UPDATE {s}.runs SET status = $3, result = $4, error = $5, wake_at = $6, activity = $7, "
+            f"updated_at = {NOW} WHERE run_id = $1 AND lease_token = $2"
         ),
         "update_release": (
-            f"UPDATE {s}.runs SET status = $3, result = $4, error = $5, wake_at = $6, updated_at = {NOW}, "
-            "owner = NULL, lease_expires_at = NULL WHERE run_id = $1 AND lease_token = $2"
+            f"UPDATE {s}.runs SET status = $3, result = $4, error = $5, wake_at = $6, activity = $7, "
+            f"updated_at = {NOW}, owner = NULL, lease_expires_at = NULL "
+            "WHERE run_id = $1 AND lease_token = $2"
         ),
         # update/update_release for many runs at once, fenced row by row; the caller sends no run
         # id twice (an UPDATE ... FROM applies one input row per target row, unpredictably which).
         "update_run_batch": (
             f"UPDATE {s}.runs AS r SET status = i.status, result = i.result, error = i.error, "
-            f"wake_at = i.wake_at, updated_at = {NOW}, "
+            f"wake_at = i.wake_at, activity = i.activity, updated_at = {NOW}, "
             "owner = CASE WHEN i.release THEN NULL ELSE r.owner END, "
             "lease_expires_at = CASE WHEN i.release THEN NULL ELSE r.lease_expires_at END "
             "FROM (SELECT v->>0 AS run_id, (v->>1)::int8 AS token, v->>2 AS status, v->>3 AS result, "
-            "v->>4 AS error, (v->>5)::float8 AS wake_at, (v->>6)::boolean AS release "
+            "v->>4 AS error, (v->>5)::float8 AS wake_at, (v->>6)::boolean AS release, v->>7 AS activity "
             "FROM jsonb_array_elements($1::jsonb) AS e(v)) AS i "
             "WHERE r.run_id = i.run_id AND r.lease_token = i.token RETURNING r.run_id"
         ),
@@ -1050,13 +1069,15 @@ def _statements(s: str) -> dict[str, str]:
         ),
         "reset": (
             f"UPDATE {s}.runs SET status = 'pending', cancel_requested = FALSE, error = NULL, "
-            f"wake_at = NULL, updated_at = {NOW} WHERE run_id = $1 RETURNING {RUN_COLUMNS}"
+            f"wake_at = NULL, activity = NULL, updated_at = {NOW} WHERE run_id = $1 RETURNING {RUN_COLUMNS}"
         ),
+        # Exactly durable._lifecycle.is_due, oldest first, on the runs_due partial index (the
+        # status list is written as the index's WHERE clause is, so the planner may use it).
         "due": (
-            f"SELECT {RUN_COLUMNS} FROM {s}.runs WHERE status IN ('pending', 'running', 'waiting') "
+            f"SELECT {RUN_COLUMNS} FROM {s}.runs WHERE {status_in(DUE_STATUSES)} "
             "AND NOT (owner IS NOT NULL AND coalesce(lease_expires_at, 0) > $1) "
             "AND (status <> 'waiting' OR owner IS NOT NULL OR wake_at <= $1) "
-            "ORDER BY created_at DESC, run_id LIMIT $2"
+            "ORDER BY created_at, run_id LIMIT $2"
         ),
         "delete": (
             f"WITH steps AS (DELETE FROM {s}.steps WHERE run_id = $1), "

@@ -1,0 +1,270 @@
+"""The Postgres store's run rows: the activity column (schema 2, migrated from 1), giving a lease
+back, and due runs read from their own index whatever the history holds."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from durable._lifecycle import DUE_STATUSES, is_due
+from durable.store import Lease, RunQuery, RunRecord, RunStatus
+from durable_postgres import PostgresStore
+from durable_postgres._schema import DUE_INDEX_PREDICATE, MIGRATIONS, SCHEMA_VERSION
+from durable_postgres._store import RUN_COLUMNS, status_in
+
+pytestmark = pytest.mark.asyncio
+
+V1_RUN_COLUMNS = RUN_COLUMNS.removesuffix(", activity")
+
+
+@pytest_asyncio.fixture
+async def fresh(pg_url: str, schema_prefix: str, unique: str) -> AsyncIterator[PostgresStore]:
+    """A store on a schema of its own: due_runs sees only this test's runs."""
+    opened = PostgresStore(pg_url, schema=f"{schema_prefix}_runs_{unique}")
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.drop_schema()
+        await opened.close()
+
+
+def run(
+    run_id: str, status: RunStatus = RunStatus.PENDING, created_at: float = 1.0, **fields: Any
+) -> RunRecord:
+    return RunRecord(run_id, "wf", status, "{}", "d", created_at, created_at, **fields)
+
+
+async def owned(store: PostgresStore, run_id: str, **fields: Any) -> Lease:
+    now = time.time()
+    record = run(
+        run_id, RunStatus.RUNNING, now, owner="me", lease_token=1, lease_expires_at=now + 60, **fields
+    )
+    await store.create_run(record)
+    return Lease(run_id, "me", 1, now + 60)
+
+
+async def activity(store: PostgresStore, run_id: str) -> str | None:
+    found = await store.get_run(run_id)
+    assert found is not None
+    return found.activity
+
+
+# -- activity ------------------------------------------------------------------
+
+
+async def test_activity_is_stored_by_create_run_and_returned_by_every_read(fresh: PostgresStore) -> None:
+    steps = '{"steps": [{"key": "a", "attempt": 1}]}'
+    await owned(fresh, "r", activity=steps)
+    assert await activity(fresh, "r") == steps
+    [listed] = await fresh.list_runs(RunQuery())
+    assert listed.activity == steps
+    await fresh.update_run(Lease("r", "me", 1, 0.0), RunStatus.RUNNING, activity='{"x": 1}', release=True)
+    [due] = await fresh.due_runs(time.time())
+    assert due.activity == '{"x": 1}'
+
+
+async def test_runs_created_together_keep_their_activity(store: PostgresStore, unique: str) -> None:
+    import asyncio
+
+    runs = [run(f"batch-{unique}-{i}", activity=None if i % 2 else f'{{"n": {i}}}') for i in range(6)]
+    await asyncio.gather(*(store.create_run(r) for r in runs))  # the creation batcher: one statement
+    assert [await activity(store, r.run_id) for r in runs] == [r.activity for r in runs]
+
+
+async def test_update_run_writes_activity_as_given_none_included(store: PostgresStore, unique: str) -> None:
+    lease = await owned(store, f"upd-{unique}", activity="before")
+    await store.update_run(lease, RunStatus.WAITING, activity='{"signal": "go", "timeout": null}')
+    assert await activity(store, lease.run_id) == '{"signal": "go", "timeout": null}'
+    await store.update_run(lease, RunStatus.RUNNING)
+    assert await activity(store, lease.run_id) is None
+
+
+async def test_updates_sent_together_write_activity_as_given(store: PostgresStore, unique: str) -> None:
+    import asyncio
+
+    leases = [await owned(store, f"updb-{unique}-{i}", activity="before") for i in range(6)]
+    wanted = [None if i % 2 else f'{{"sleep_until": {i}}}' for i in range(6)]
+    await asyncio.gather(
+        *(
+            store.update_run(lease, RunStatus.WAITING, activity=a)
+            for lease, a in zip(leases, wanted, strict=True)
+        )
+    )
+    assert [await activity(store, lease.run_id) for lease in leases] == wanted
+
+
+async def test_renew_lease_replaces_activity_only_when_given(store: PostgresStore, unique: str) -> None:
+    lease = await owned(store, f"renew-{unique}", activity="first")
+    assert (await store.renew_lease(lease, 60)).activity == "first"
+    assert (await store.renew_lease(lease, 60, activity="second")).activity == "second"
+    assert await activity(store, lease.run_id) == "second"
+
+
+async def test_claim_and_reset_clear_activity(store: PostgresStore, unique: str) -> None:
+    lease = await owned(store, f"clr-{unique}", activity="doing")
+    await store.update_run(lease, RunStatus.RUNNING, activity="still doing", release=True)
+    claimed = await store.claim_run(lease.run_id, "other", 60)
+    assert claimed is not None and await activity(store, lease.run_id) is None
+    await store.update_run(claimed, RunStatus.FAILED, activity="failed here", release=True)
+    await store.reset_run(lease.run_id)
+    assert await activity(store, lease.run_id) is None
+
+
+# -- giving a lease back --------------------------------------------------------
+
+
+async def test_a_lease_renewed_for_zero_seconds_is_claimable_at_once_and_keeps_its_owner(
+    fresh: PostgresStore,
+) -> None:
+    lease = await owned(fresh, "r")
+    assert await fresh.claim_run("r", "other", 60) is None  # live
+    given_back = await fresh.renew_lease(lease, 0)
+    assert given_back.owner == "me" and given_back.status is RunStatus.RUNNING
+    assert [due.run_id for due in await fresh.due_runs(time.time() + 0.001)] == ["r"]
+    claimed = await fresh.claim_run("r", "other", 60)
+    assert claimed is not None and claimed.token == 2
+
+
+# -- schema 2 and the migration from 1 ---------------------------------------------
+
+
+async def test_a_version_1_schema_is_migrated_to_version_2_with_its_runs(
+    pg_url: str, schema_prefix: str, unique: str
+) -> None:
+    schema = f"{schema_prefix}_v1_{unique}"
+    quoted = f'"{schema}"'
+    conn = await asyncpg.connect(pg_url)
+    try:
+        # The schema as durable-postgres 0.3 (schema 1) created it, with a pending and a completed run.
+        await conn.execute(f"CREATE SCHEMA {quoted}")
+        await conn.execute(
+            f"CREATE TABLE {quoted}.schema_version (version INTEGER PRIMARY KEY, "
+            "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for statement in MIGRATIONS[1]:
+            await conn.execute(statement.format(s=quoted))
+        await conn.execute(f"INSERT INTO {quoted}.schema_version (version) VALUES (1)")
+        for run_id, status in (("old-pending", "pending"), ("old-done", "completed")):
+            await conn.execute(
+                f"INSERT INTO {quoted}.runs ({V1_RUN_COLUMNS}) VALUES ($1, 'wf', $2, '{{}}', 'd', 1, 1, "
+                "NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, FALSE)",
+                run_id,
+                status,
+            )
+        async with PostgresStore(pg_url, schema=schema) as store:
+            old = await store.get_run("old-pending")
+            assert old is not None and old.activity is None and old.status is RunStatus.PENDING
+            assert [due.run_id for due in await store.due_runs(time.time())] == ["old-pending"]
+            lease = await store.claim_run("old-pending", "me", 60)
+            assert lease is not None
+            await store.update_run(lease, RunStatus.WAITING, activity='{"sleep_until": 5.0}')
+            assert await activity(store, "old-pending") == '{"sleep_until": 5.0}'
+        versions = await conn.fetch(f"SELECT version FROM {quoted}.schema_version ORDER BY 1")
+        indexes = await conn.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1", schema)
+    finally:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
+        await conn.close()
+    assert [v[0] for v in versions] == [1, 2] and SCHEMA_VERSION == 2
+    names = {row[0] for row in indexes}
+    assert "runs_due" in names and "runs_active" not in names
+
+
+async def test_the_due_index_covers_exactly_the_lifecycles_due_statuses(fresh: PostgresStore) -> None:
+    # The index's WHERE clause is fixed by migration 2; the query is built from DUE_STATUSES. If
+    # the lifecycle's statuses change, this fails until a migration rebuilds the index.
+    assert status_in(DUE_STATUSES) == DUE_INDEX_PREDICATE
+    assert DUE_INDEX_PREDICATE in fresh._sql["due"]
+    indexdef = await fresh._call(
+        "read the index",
+        lambda conn: conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'runs_due'", fresh.schema
+        ),
+    )
+    stored = sorted(s.value for s in DUE_STATUSES)
+    assert all(f"'{status}'" in indexdef for status in stored), indexdef
+
+
+# -- due runs ----------------------------------------------------------------------
+
+
+async def test_due_runs_are_exactly_what_is_due_accepts_oldest_first(fresh: PostgresStore) -> None:
+    now = time.time()
+    plan: list[tuple[str, RunStatus, dict[str, Any]]] = [
+        ("pending", RunStatus.PENDING, {}),
+        ("live", RunStatus.RUNNING, {"owner": "o", "lease_expires_at": now + 60}),
+        ("expired", RunStatus.RUNNING, {"owner": "o", "lease_expires_at": now - 1}),
+        ("expires-now", RunStatus.RUNNING, {"owner": "o", "lease_expires_at": now}),
+        ("ownerless-running", RunStatus.RUNNING, {}),
+        ("owner-no-expiry", RunStatus.RUNNING, {"owner": "o"}),
+        ("parked-asleep", RunStatus.WAITING, {"wake_at": now + 60}),
+        ("parked-awake", RunStatus.WAITING, {"wake_at": now - 1}),
+        ("parked-wakes-now", RunStatus.WAITING, {"wake_at": now}),
+        ("parked-no-wake", RunStatus.WAITING, {}),
+        ("waiting-dead-owner", RunStatus.WAITING, {"owner": "o", "lease_expires_at": now - 1}),
+        ("waiting-live-owner", RunStatus.WAITING, {"owner": "o", "lease_expires_at": now + 60}),
+        ("completed", RunStatus.COMPLETED, {}),
+        ("failed", RunStatus.FAILED, {}),
+        ("cancelled", RunStatus.CANCELLED, {}),
+    ]
+    # Created newest first, so that the expected order is not the insertion order.
+    records = [run(run_id, status, 1000.0 - i, **fields) for i, (run_id, status, fields) in enumerate(plan)]
+    records += [run("tie-b", created_at=1.0), run("tie-a", created_at=1.0)]
+    for record in records:
+        await fresh.create_run(record)
+    expected = sorted((r for r in records if is_due(r, now)), key=lambda r: (r.created_at, r.run_id))
+    assert [r.run_id for r in expected][:2] == ["tie-a", "tie-b"] and len(expected) == 10
+    assert [r.run_id for r in await fresh.due_runs(now)] == [r.run_id for r in expected]
+    assert await fresh.due_runs(now) == expected  # whole records
+    assert [r.run_id for r in await fresh.due_runs(now, limit=3)] == [r.run_id for r in expected[:3]]
+
+
+def plan_nodes(plan: Any) -> list[dict[str, Any]]:
+    """Every node of an ``EXPLAIN (FORMAT JSON)`` plan."""
+    nodes, stack = [], [json.loads(plan)[0]["Plan"]]
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        stack.extend(node.get("Plans", ()))
+    return nodes
+
+
+async def test_a_poll_and_the_newest_runs_use_indexes_among_many_finished_runs(fresh: PostgresStore) -> None:
+    s = fresh._quoted
+    for i in range(10):
+        await fresh.create_run(run(f"due-{i}", created_at=2_000_000.0 + i))
+
+    async def fill(conn: Any) -> None:
+        await conn.execute(
+            f"INSERT INTO {s}.runs ({RUN_COLUMNS}) SELECT 'done-' || n, 'wf', 'completed', '{{}}', 'd', "
+            "n, n, '1', NULL, NULL, 1, NULL, NULL, NULL, NULL, FALSE, NULL "
+            "FROM generate_series(1, 50000) AS n"
+        )
+        await conn.execute(f"ANALYZE {s}.runs")
+
+    await fresh._call("fill", fill)
+    newest = (
+        f"SELECT {RUN_COLUMNS} FROM {s}.runs ORDER BY created_at DESC, run_id LIMIT 20 OFFSET 0"  # list_runs
+    )
+
+    async def explain(conn: Any, mode: str, sql: str) -> list[dict[str, Any]]:
+        args = (time.time(), 100) if "$1" in sql else ()
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
+            return plan_nodes(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
+
+    for mode in ("force_custom_plan", "force_generic_plan"):
+        due = await fresh._call("explain", functools.partial(explain, mode=mode, sql=fresh._sql["due"]))
+        assert [n.get("Index Name") for n in due if "Index" in n["Node Type"]] == ["runs_due"], due
+        assert not [n for n in due if n["Node Type"] in ("Seq Scan", "Sort", "Bitmap Heap Scan")], due
+    listed = await fresh._call("explain", functools.partial(explain, mode="auto", sql=newest))
+    assert [n.get("Index Name") for n in listed if "Index" in n["Node Type"]] == ["runs_by_created"], listed
+    assert len(await fresh.due_runs(time.time())) == 10
+    assert [r.run_id for r in await fresh.list_runs(RunQuery(limit=2))] == ["due-9", "due-8"]
