@@ -21,6 +21,7 @@ from dataclasses import asdict
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from durable._lifecycle import CLAIMABLE, DUE_STATUSES, is_due
 from durable.errors import LeaseLost, StoreCorrupted
 from durable.store import (
     Capability,
@@ -174,7 +175,7 @@ class JsonFileStore(Store):
             if data is None:
                 return None
             run = _run_from(data)
-            if run.status.is_final or run.lease_is_live(now):
+            if run.status not in CLAIMABLE or run.lease_is_live(now):  # a lease expiring now is not live
                 return None
             lease = Lease(run_id, owner, run.lease_token + 1, now + lease_seconds)
             data.update(
@@ -183,16 +184,21 @@ class JsonFileStore(Store):
                 lease_token=lease.token,
                 lease_expires_at=lease.expires_at,
                 wake_at=None,
+                activity=None,
                 updated_at=now,
             )
             return lease
 
         return await self._transact(change)
 
-    async def renew_lease(self, lease: Lease, lease_seconds: float) -> RunRecord:
+    async def renew_lease(
+        self, lease: Lease, lease_seconds: float, *, activity: str | None = None
+    ) -> RunRecord:
         def change(doc: Doc) -> RunRecord:
             data = self._fenced(doc, lease)
             data.update(owner=lease.owner, lease_expires_at=time.time() + lease_seconds)
+            if activity is not None:
+                data["activity"] = activity
             return _run_from(data)
 
         return await self._transact(change)
@@ -206,11 +212,17 @@ class JsonFileStore(Store):
         error: str | None = None,
         wake_at: float | None = None,
         release: bool = False,
+        activity: str | None = None,
     ) -> None:
         def change(doc: Doc) -> None:
             data = self._fenced(doc, lease)
             data.update(
-                status=status.value, result=result, error=error, wake_at=wake_at, updated_at=time.time()
+                status=status.value,
+                result=result,
+                error=error,
+                wake_at=wake_at,
+                activity=activity,
+                updated_at=time.time(),
             )
             if release:
                 data.update(owner=None, lease_expires_at=None)
@@ -241,6 +253,7 @@ class JsonFileStore(Store):
                 cancel_requested=False,
                 error=None,
                 wake_at=None,
+                activity=None,
                 updated_at=time.time(),
             )
             return _run_from(data)
@@ -253,6 +266,18 @@ class JsonFileStore(Store):
             (run for run in runs if query.matches(run)), key=lambda run: (-run.created_at, run.run_id)
         )
         return found[query.offset : query.offset + query.limit]
+
+    async def due_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
+        """``is_due``'s runs, oldest first. A real store reads them from an index over the
+        ``DUE_STATUSES`` (see durable-sqlite's ``runs_due``); this one reads its whole file anyway."""
+
+        def due(doc: Doc) -> list[RunRecord]:
+            live = (_run_from(d) for d in doc["runs"].values() if d["status"] in DUE_STATUSES)
+            return [run for run in live if is_due(run, now)]
+
+        found = await self._transact(due, write=False)
+        found.sort(key=lambda run: (run.created_at, run.run_id))
+        return found[:limit]
 
     async def delete_run(self, run_id: str) -> bool:
         def change(doc: Doc) -> bool:
