@@ -107,6 +107,7 @@ class LegacyStoreAdapter(InMemoryStore):
         return f"<LegacyStoreAdapter for {self.legacy!r}>"
 
     async def open(self) -> None:
+        self._locks.clear()  # locks belong to the event loop that used them; this may be a new one
         await self.legacy.setup()
 
     async def close(self) -> None:
