@@ -455,11 +455,6 @@ async def test_an_in_process_signal_wait_names_its_signal_across_lease_renewals(
         calling.cancel()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: the heartbeat (_engine._Heartbeat._renew) replaces a signal wait's activity with "
-    "the steps in flight (the signal step), so the wait's timeout is lost after the first renewal",
-)
 async def test_an_in_process_signal_wait_keeps_its_timeout_across_lease_renewals(mwf: Workflow) -> None:
     @mwf.workflow(id="asks")
     async def asks() -> Any:

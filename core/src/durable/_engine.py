@@ -334,7 +334,8 @@ class _Heartbeat:
             # A renewal that hangs (a partition, a dead connection) counts as failed in time for
             # the next one.
             async with asyncio.timeout(self._interval):
-                if accepts_activity(ctx.store):
+                if accepts_activity(ctx.store) and ctx.status is RunStatus.RUNNING:
+                    # A waiting run's activity says what it waits for: left as it is.
                     activity = _lifecycle.in_flight(ctx.in_flight)
                     run = await ctx.store.renew_lease(ctx.lease, self._lease_seconds, activity=activity)
                 else:

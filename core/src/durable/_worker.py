@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from durable import _runner
 from durable._records import Lease, RunRecord
-from durable.errors import RunParked
+from durable.errors import ConfigurationError, PluginError, RunParked
 
 if TYPE_CHECKING:
     from durable._executor import Executor
@@ -44,12 +44,21 @@ class Worker:
         """Work until ``stop`` is set (or forever); running runs are interrupted on exit and
         stay resumable by any other worker."""
         stop = stop or asyncio.Event()
+        outage = _Outage(self)
         try:
             while not stop.is_set():
-                await self.poll_once()
+                try:
+                    await self.poll_once()
+                except (ConfigurationError, PluginError):
+                    raise  # only a configuration error ends a worker
+                except Exception as exc:
+                    wait = outage.failed(exc)
+                else:
+                    outage.over()
+                    wait = self.poll_interval
                 self._slot_freed.clear()
                 waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._slot_freed.wait())]
-                await asyncio.wait(waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:
                     waiter.cancel()
         finally:
@@ -103,3 +112,44 @@ class Worker:
             # The outcome is recorded in the store; the worker carries on with other runs. (`durable
             # worker` logs each run's outcome at INFO through the observer hooks: _worker_log.)
             log.debug("run %r ended with %s: %s", run.run_id, type(exc).__name__, exc)
+
+
+class _Outage:
+    """A worker's view of its store failing: logged when it starts and when it ends, polls backed
+    off meanwhile (doubling from the poll interval to ``MAX_BACKOFF``), however long it lasts."""
+
+    MAX_BACKOFF = 5.0
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.failures = 0
+        self.since = 0.0
+
+    def failed(self, exc: Exception) -> float:
+        """Record a failed poll; returns how long to wait before the next one."""
+        if self.failures == 0:
+            self.since = time.monotonic()
+            log.warning(
+                "worker %s: polling the store failed (%s: %s); retrying with backoff until it answers",
+                self.worker.executor.owner,
+                type(exc).__name__,
+                exc,
+            )
+        else:
+            log.debug(
+                "worker %s: poll %d of the outage failed: %r", self.worker.executor.owner, self.failures, exc
+            )
+        self.failures += 1
+        return min(
+            self.worker.poll_interval * 2**self.failures, max(self.MAX_BACKOFF, self.worker.poll_interval)
+        )
+
+    def over(self) -> None:
+        if self.failures:
+            log.warning(
+                "worker %s: the store answers again after %.1f s (%d failed polls)",
+                self.worker.executor.owner,
+                time.monotonic() - self.since,
+                self.failures,
+            )
+            self.failures = 0
