@@ -73,7 +73,8 @@ class PostgresServer:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
         # -l: the server must not inherit our pipes, or waiting for pg_ctl never ends.
         log = str(self.dir / "server.log")
-        self._as_postgres(str(self.BIN / "pg_ctl"), "-D", str(self.dir), "-l", log, "-o", options, "-w", "start")
+        pg_ctl = str(self.BIN / "pg_ctl")
+        self._as_postgres(pg_ctl, "-D", str(self.dir), "-l", log, "-o", options, "-w", "start")
 
     def stop(self) -> None:
         self._as_postgres(str(self.BIN / "pg_ctl"), "-D", str(self.dir), "-m", "fast", "-w", "stop")

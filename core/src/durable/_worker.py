@@ -140,9 +140,8 @@ class _Outage:
                 "worker %s: poll %d of the outage failed: %r", self.worker.executor.owner, self.failures, exc
             )
         self.failures += 1
-        return min(
-            self.worker.poll_interval * 2**self.failures, max(self.MAX_BACKOFF, self.worker.poll_interval)
-        )
+        backoff = self.worker.poll_interval * 2.0**self.failures
+        return min(backoff, max(self.MAX_BACKOFF, self.worker.poll_interval))
 
     def over(self) -> None:
         if self.failures:

@@ -226,20 +226,22 @@ class Store(ABC):
         ties broken by ``run_id``, then ``offset`` and ``limit`` applied."""
 
     async def due_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
-        """Runs a worker should resume at ``now`` (``durable._lifecycle.is_due``), at most ``limit``.
+        """Runs a worker should resume at ``now`` (``durable._lifecycle.is_due``), at most ``limit``,
+        oldest ``created_at`` first (ties by ``run_id``), so old runs are not starved by new ones.
 
-        This default pages through ``list_runs`` of the statuses in ``DUE_STATUSES``; our stores
-        override it with an indexed query returning the same runs, so a poll costs the same
-        however many finished runs the store holds.
+        This default reads every run whose status is in ``DUE_STATUSES`` through ``list_runs``;
+        our stores override it with an indexed query returning the same runs, so a poll costs the
+        same however many finished runs the store holds.
         """
         found: list[RunRecord] = []
         offset, page_size = 0, 500
-        while len(found) < limit:
+        while True:
             page = await self.list_runs(RunQuery(statuses=DUE_STATUSES, limit=page_size, offset=offset))
             found.extend(run for run in page if is_due(run, now))
             if len(page) < page_size:
                 break
             offset += page_size
+        found.sort(key=lambda run: (run.created_at, run.run_id))
         return found[:limit]
 
     @abstractmethod
