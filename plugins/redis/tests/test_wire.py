@@ -320,7 +320,14 @@ async def test_the_wire_packs_what_redis_py_packs(
     make_store: StoreMaker, commands: list[tuple[Any, ...]]
 ) -> None:
     wire = Wire(make_store()._make_client())
-    theirs = b"".join(bytes(chunk) for chunk in wire._connection.pack_commands(commands))
+    try:
+        theirs = b"".join(bytes(chunk) for chunk in wire._connection.pack_commands(commands))
+    except redis.DataError:  # older redis-py (5.0) refuses a bytearray: then both packers must too
+        with pytest.raises(redis.DataError):
+            wire.pack(commands)
+        with pytest.raises(redis.DataError):
+            wire._pack_in_python(commands)
+        return
     assert b"".join(wire.pack(commands)) == theirs
     # Both packers: hiredis's where it can, and the one in Python for everything else.
     assert b"".join(wire._pack_in_python(commands)) == theirs
