@@ -24,9 +24,9 @@ async def app(tmp_path: Any) -> AsyncIterator[tuple[Workflow, list[Lease]]]:
     renewals: list[Lease] = []
     renew = store.renew_lease
 
-    async def recorded(lease: Lease, lease_seconds: float) -> RunRecord:
+    async def recorded(lease: Lease, lease_seconds: float, **options: Any) -> RunRecord:
         renewals.append(lease)
-        return await renew(lease, lease_seconds)
+        return await renew(lease, lease_seconds, **options)
 
     store.renew_lease = recorded  # type: ignore[method-assign]
     yield wf, renewals

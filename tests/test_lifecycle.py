@@ -241,7 +241,7 @@ asyncio.run(victim())
         wf = Workflow("killed", db=str(db))
         run = asyncio.run(wf.get_run("victim"))
         assert run is not None and run.status is RunStatus.INTERRUPTED
-        assert run.owner is not None and f":{child.pid}:" in run.owner
+        assert run.owner is not None and f":{child.pid}." in run.owner
         assert activity_of(run) == {"steps": [{"key": "nap", "attempt": 1}]}
         asyncio.run(wf.close())
     finally:
