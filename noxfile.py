@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tempfile
+import tomllib
 from pathlib import Path
 
 import nox
@@ -38,7 +41,7 @@ TEST_TOOLS = [
     "pytest-asyncio>=1.0",
     "pydantic>=2",
     "fakeredis>=2.26",
-    "pydantic-ai-slim[mcp]>=2.68,<3",
+    "pydantic-ai-slim[mcp]>=2.68,<2.69",
     "playwright>=1.40",
 ]
 
@@ -76,6 +79,53 @@ def contract_all(session: nox.Session) -> None:
     """The contract suite over every store, with every plugin installed together."""
     install_everything(session)
     session.run("pytest", "--pyargs", "durable_contract_tests", *session.posargs)
+
+
+STORE_PLUGIN_TESTS = ["plugins", "tests/test_plugin_imports.py"]
+
+
+def lower_bounds() -> dict[str, str]:
+    """Each plugin dependency's lower bound (``redis>=5.0.1,<8.2`` -> ``{"redis": "5.0.1"}``)."""
+    bounds = {}
+    for path in PLUGINS.values():
+        with open(Path(path) / "pyproject.toml", "rb") as f:
+            requirements = tomllib.load(f)["project"]["dependencies"]
+        for requirement in requirements:
+            found = re.fullmatch(r"([\w.-]+)(?:\[[^]]*\])?\s*>=\s*([0-9][0-9.]*)(?:\s*,.*)?", requirement)
+            if found and not found[1].startswith("durable-"):
+                bounds[found[1]] = found[2]
+    return bounds
+
+
+@nox.session(python="3.11", venv_backend="uv")
+def lowest(session: nox.Session) -> None:
+    """The store plugins' tests with every plugin dependency at the lowest version its pin allows.
+
+    uv's lowest-direct resolution installs the plugins' own dependencies (the drivers, pydantic-ai)
+    at their lower bounds and everything else at its newest; the test tools come after, at their
+    newest, and the session checks that they moved no driver off its lower bound."""
+    session.install("--resolution=lowest-direct", *editable("core[cli]", *PLUGINS.values(), "contract_tests"))
+    tools = [re.split(r"[\[<>=]", tool)[0] for tool in TEST_TOOLS if not tool.startswith("pydantic-ai")]
+    session.install(*TEST_TOOLS, *(f"--upgrade-package={name}" for name in tools))
+    expected = lower_bounds()
+    session.log("lower bounds: " + ", ".join(f"{name} {low}" for name, low in sorted(expected.items())))
+    session.run("python", "-c", _CHECK_VERSIONS, json.dumps(expected))
+    session.run("pytest", *(session.posargs or STORE_PLUGIN_TESTS))
+
+
+_CHECK_VERSIONS = """
+import json, sys
+from importlib.metadata import version
+
+def padded(text):
+    parts = [int(p) for p in text.split(".")[:3]]
+    return parts + [0] * (3 - len(parts))
+
+wrong = {n: version(n) for n, v in json.loads(sys.argv[1]).items() if padded(version(n)) != padded(v)}
+if wrong:
+    sys.exit(f"not at the lower bounds of the pins: {wrong}")
+print("every plugin dependency is at its lower bound")
+"""
 
 
 @nox.session(python="3.11")
