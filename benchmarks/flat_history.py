@@ -1,0 +1,279 @@
+"""Does a store's cost stay flat as finished runs pile up? (issue 14, defect 6)
+
+    python benchmarks/flat_history.py [--stores memory,sqlite,postgres,redis] [--finished 100000]
+                                      [--rounds 15] [--ops 100] [--json FILE]
+
+For every store, this times three operations on two fresh stores of that kind, both holding 10
+due (pending) runs and 10 runs asleep until tomorrow (live but not due: so that both stores list
+20 runs, the same 20), one with no other run and one with ``--finished`` completed runs, and
+prints the ratio of the two (the goal is below 1.5):
+
+- *poll*: ``due_runs(now)``, what a worker does twice a second;
+- *list*: ``list_runs(RunQuery(limit=20))``, what ``durable runs list --limit 20`` does;
+- *start*: ``create_run`` of a new pending run, what ``start()`` does.
+
+A round is ``--ops`` sequential calls; the two stores take turns round by round (so load from
+other processes falls on both alike), and each number is the median of ``--rounds`` rounds' mean.
+*start* is timed last (its runs are pending: a later poll would find them due). On Postgres, poll
+and list are timed again after a ``VACUUM (ANALYZE)`` of both stores' tables (see below).
+
+The finished runs are written through the store's own API, as the engine writes a run that
+finished: ``create_run`` of a run owned by a fake executor, then ``update_run(lease, COMPLETED,
+result=..., release=True)``, 1,000 runs at a time with ``asyncio.gather`` (so each store batches
+them as it batches any concurrent writes). No store gets a bulk path of its own: the rows, index
+entries and keys are exactly the ones real finished runs leave. They are created before the due
+runs (history is older than what is due).
+
+Every store is fresh and removed afterwards: a temporary SQLite file, a Postgres schema of its
+own (``durable_flat_<pid>_<hex>``, dropped), a Redis key prefix of its own (keys deleted).
+Servers: ``DURABLE_BENCH_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``),
+``DURABLE_BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import platform
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from durable.store import Lease, RunQuery, RunRecord, RunStatus, Store
+
+POSTGRES_URL = os.environ.get("DURABLE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("DURABLE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+STORES = ("memory", "sqlite", "postgres", "redis")
+DUE_RUNS = 10
+FILL_BATCH = 1000
+OPERATIONS = ("poll", "list", "start")
+GOAL = 1.5
+
+
+@contextlib.asynccontextmanager
+async def fresh_store(name: str) -> AsyncIterator[Store]:
+    """An opened, empty store of kind ``name``, removed with everything in it afterwards."""
+    tag = f"{os.getpid():x}_{secrets.token_hex(3)}"
+    if name == "memory":
+        from durable_memory import InMemoryStore
+
+        async with InMemoryStore() as memory:
+            yield memory
+    elif name == "sqlite":
+        from durable_sqlite import SQLiteStore
+
+        directory = tempfile.mkdtemp(prefix="durable-flat-")
+        try:
+            async with SQLiteStore(os.path.join(directory, "flat.db")) as sqlite:
+                yield sqlite
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+    elif name == "postgres":
+        from durable_postgres import PostgresStore
+
+        postgres = PostgresStore(POSTGRES_URL, schema=f"durable_flat_{tag}")
+        await postgres.open()
+        try:
+            yield postgres
+        finally:
+            await postgres.drop_schema()
+            await postgres.close()
+    elif name == "redis":
+        from durable_redis import RedisStore
+
+        redis = RedisStore(REDIS_URL, ttl=0, prefix=f"durable-flat-{tag}")
+        await redis.open()
+        try:
+            yield redis
+        finally:
+            await redis.drop_all()
+            await redis.close()
+    else:
+        raise SystemExit(f"unknown store {name!r}; choose from {', '.join(STORES)}")
+
+
+def pending(run_id: str, created_at: float) -> RunRecord:
+    return RunRecord(run_id, "flat", RunStatus.PENDING, '{"n": 1}', "0" * 32, created_at, created_at)
+
+
+def sleeping(run_id: str, created_at: float, wake_at: float) -> RunRecord:
+    """A run parked in a durable sleep: live, not due, and not finished."""
+    return RunRecord(
+        run_id, "flat", RunStatus.WAITING, '{"n": 1}', "0" * 32, created_at, created_at, wake_at=wake_at
+    )
+
+
+async def add_finished(store: Store, count: int, start: int, created_at: float) -> None:
+    """``count`` completed runs, written as the engine writes a run that finishes."""
+    for first in range(start, start + count, FILL_BATCH):
+        numbers = range(first, min(first + FILL_BATCH, start + count))
+        now = time.time()
+        owned = [
+            RunRecord(
+                f"done-{n:07d}", "flat", RunStatus.RUNNING, '{"n": 1}', "0" * 32, created_at + n * 1e-3,
+                created_at + n * 1e-3, owner="filler", lease_token=1, lease_expires_at=now + 600,
+            )
+            for n in numbers
+        ]  # fmt: skip
+        await asyncio.gather(*(store.create_run(run) for run in owned))
+        leases = [Lease(run.run_id, "filler", 1, now + 600) for run in owned]
+        await asyncio.gather(
+            *(store.update_run(lease, RunStatus.COMPLETED, result='"done"', release=True) for lease in leases)
+        )
+
+
+async def mean_us(ops: int, call: Callable[[int], Awaitable[Any]], first: int) -> float:
+    """The mean µs of ``ops`` sequential calls ``call(first)``, ``call(first + 1)``, ..."""
+    gc.collect()
+    started = time.perf_counter_ns()
+    for i in range(first, first + ops):
+        await call(i)
+    return (time.perf_counter_ns() - started) / ops / 1000
+
+
+def operations(store: Store, label: str) -> dict[str, Callable[[int], Awaitable[Any]]]:
+    async def poll(_: int) -> None:
+        due = await store.due_runs(time.time())
+        if len(due) != DUE_RUNS:
+            raise RuntimeError(f"{store!r}: {len(due)} due runs, expected {DUE_RUNS}")
+
+    query = RunQuery(limit=20)
+
+    async def listing(_: int) -> None:
+        await store.list_runs(query)
+
+    async def start(i: int) -> None:
+        await store.create_run(pending(f"started-{label}-{i:06d}", time.time()))
+
+    return {"poll": poll, "list": listing, "start": start}
+
+
+async def compare(
+    op: str, empty: Store, full: Store, rounds: int, ops: int
+) -> tuple[list[float], list[float]]:
+    """``op`` timed on both stores in alternate rounds (empty, full, empty, ...), so that a change
+    in the machine's load during the run (other processes) falls on both alike."""
+    calls = operations(empty, "empty")[op], operations(full, "full")[op]
+    for call in calls:  # untimed: prepared statements, scripts loaded, caches warm
+        await call(-1)
+    timed: tuple[list[float], list[float]] = ([], [])
+    for round_ in range(rounds):
+        for side, call in enumerate(calls):
+            timed[side].append(await mean_us(ops, call, round_ * ops))
+    return timed
+
+
+def summary(op: str, empty: list[float], full: list[float]) -> dict[str, Any]:
+    e, f = statistics.median(empty), statistics.median(full)
+    return {
+        "op": op,
+        "empty_us": round(e, 2),
+        "full_us": round(f, 2),
+        "ratio": round(f / e, 3),
+        "ratio_of_minimums": round(min(full) / min(empty), 3),
+        "empty_rounds_us": [round(x, 2) for x in empty],
+        "full_rounds_us": [round(x, 2) for x in full],
+    }
+
+
+async def vacuum(store: Store) -> None:
+    from durable_postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    sql = f"VACUUM (ANALYZE) {store._quoted}.runs"
+    await store._call("vacuum", lambda conn: conn.execute(sql))
+
+
+async def bench_store(name: str, finished: int, rounds: int, ops: int) -> list[dict[str, Any]]:
+    async with fresh_store(name) as empty, fresh_store(name) as full:
+        now = time.time()
+        history_from = now - finished * 1e-3 - 3600  # finished runs are older than the due ones
+        for store in (empty, full):
+            for i in range(DUE_RUNS):
+                await store.create_run(pending(f"due-{i:02d}", now + i * 1e-3))
+                await store.create_run(sleeping(f"asleep-{i:02d}", now + i * 1e-3, wake_at=now + 86_400))
+        filling = time.perf_counter()
+        await add_finished(full, finished, 0, history_from)
+        fill_s = round(time.perf_counter() - filling, 1)
+        listed = await full.list_runs(RunQuery(statuses=frozenset({RunStatus.COMPLETED}), limit=1))
+        if finished and not listed:
+            raise RuntimeError(f"{full!r}: the finished runs are missing")
+        results = []
+        # start last: the runs it starts are pending, so a poll after it would find more than 10.
+        for op in ("poll", "list"):
+            results.append(summary(op, *await compare(op, empty, full, rounds, ops)))
+        if name == "postgres":
+            # Runs that finished leave dead row versions and index entries until (auto)vacuum
+            # removes them: measured again after a VACUUM, as autovacuum would leave the table.
+            for store in (empty, full):
+                await vacuum(store)
+            for op in ("poll", "list"):
+                results.append(summary(f"{op} after VACUUM", *await compare(op, empty, full, rounds, ops)))
+        results.append(summary("start", *await compare("start", empty, full, rounds, ops)))
+    for result in results:
+        result.update(store=name, finished=finished, fill_seconds=fill_s)
+    return results
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def print_table(results: list[dict[str, Any]], finished: int) -> None:
+    columns = f"{'µs, 0 finished':>16}{f'µs, {finished:,}':>16}{'ratio':>8}{'(minimums)':>12}"
+    print(f"{'store':<10}{'operation':<20}{columns}")
+    for r in results:
+        mark = "" if r["ratio"] < GOAL else "  above the goal"
+        print(
+            f"{r['store']:<10}{r['op']:<20}{r['empty_us']:>16,.1f}{r['full_us']:>16,.1f}"
+            f"{r['ratio']:>8.2f}{r['ratio_of_minimums']:>12.2f}{mark}"
+        )
+    print(f"ratio: median of the full store's rounds over the empty store's (goal below {GOAL})")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--stores", default=",".join(STORES))
+    parser.add_argument("--finished", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--ops", type=int, default=100)
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args()
+    results = []
+    for name in args.stores.split(","):
+        print(
+            f"{name}: measuring, then adding {args.finished:,} finished runs ...", file=sys.stderr, flush=True
+        )
+        try:
+            results.extend(await bench_store(name.strip(), args.finished, args.rounds, args.ops))
+        except (ImportError, OSError) as exc:
+            print(f"{name}: skipped ({type(exc).__name__}: {exc})", file=sys.stderr)
+    print_table(results, args.finished)
+    if args.json:
+        report = json.dumps({"machine": machine(), "command": sys.argv, "results": results}, indent=2)
+        await asyncio.to_thread(Path(args.json).write_text, report, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
