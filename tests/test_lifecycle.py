@@ -487,3 +487,46 @@ def test_activity_is_plain_json() -> None:
 
     assert json.loads(_lifecycle.in_flight({"a": 2}) or "") == {"steps": [{"key": "a", "attempt": 2}]}
     assert _lifecycle.in_flight({}) is None
+
+
+# -- identity: the child-run namespace is reserved (issue 16, item 9) ---------------------------
+
+
+async def test_a_caller_id_in_the_child_namespace_is_refused_before_anything_is_stored(cwf: Workflow) -> None:
+    @cwf.workflow(id="{name}")
+    async def named(name: str) -> str:
+        return name
+
+    for call in (
+        named("p/durable:child@x"),
+        named.run("q/durable:child@y", name="z"),
+        named.start("r/durable:a"),
+    ):
+        with pytest.raises(ConfigurationError, match="reserved") as caught:
+            await call
+        assert caught.value.run_id is not None and "/durable:" in caught.value.run_id
+    assert await cwf.list_runs() == []
+
+
+async def test_child_runs_still_get_their_ids(cwf: Workflow) -> None:
+    @cwf.workflow()
+    async def kid() -> int:
+        return 7
+
+    @cwf.workflow(id="mom")
+    async def mom() -> int:
+        return await kid()
+
+    assert await mom() == 7
+    assert sorted(r.run_id for r in await cwf.list_runs()) == ["mom", "mom/durable:child@kid"]
+
+
+async def test_cancelling_a_completed_run_changes_nothing(cwf: Workflow) -> None:
+    @cwf.workflow(id="done")
+    async def done() -> int:
+        return 1
+
+    await done()
+    before = await cwf.get_run("done")
+    after = await cwf.cancel("done")
+    assert after == before and not after.cancel_requested

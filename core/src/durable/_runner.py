@@ -18,6 +18,7 @@ from durable._owner import is_dead_local_owner
 from durable._records import ErrorInfo, Lease, RunRecord, RunStatus, StepRecord
 from durable.context import RunContext, current_run
 from durable.errors import (
+    ConfigurationError,
     LeaseLost,
     RunCancelled,
     RunConflictError,
@@ -41,6 +42,23 @@ log = logging.getLogger("durable")
 _REFUSED_CLAIMS = 3
 """Claims a store may refuse for a run nobody holds before ``claim_or_wait`` calls it a store bug
 (one refusal is a race with another claimer, which then holds a live lease)."""
+
+
+CHILD_MARK = "/durable:"
+"""What every child run's id contains (``{parent}/`` and a ``_keys.system_base`` key), and no
+caller's may."""
+
+
+def caller_run_id(run_id: str, workflow: str) -> str:
+    """``run_id`` if a caller may choose it: the child-run namespace is reserved, or a foreign run
+    could occupy a child's record (and a parent adopt its result)."""
+    if CHILD_MARK in run_id:
+        raise ConfigurationError(
+            f"workflow {workflow!r}: run id {run_id[:200]!r} contains {CHILD_MARK!r}, which is reserved "
+            "for the ids of child runs",
+            run_id=run_id,
+        )
+    return run_id
 
 
 def encode_inputs(wfn: WorkflowFunction[Any, Any], run_id: str, arguments: dict[str, Any]) -> tuple[str, str]:

@@ -168,7 +168,8 @@ class WorkflowFunction(Generic[P, R]):
         ``await wf.wait_for(run_id)`` gets the result.
         """
         arguments = self._bind(args, kwargs)
-        return await _runner.enqueue(self.workflow.executor, self, self._run_id(arguments), arguments)
+        run_id = _runner.caller_run_id(self._run_id(arguments), self.name)
+        return await _runner.enqueue(self.workflow.executor, self, run_id, arguments)
 
     def run_id_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The run id a call with these arguments would use."""
@@ -238,6 +239,7 @@ class WorkflowFunction(Generic[P, R]):
             result: R = await _runner.run_child(parent, self, arguments)
             return result
         run_id = self._run_id(arguments) if run_id is None else _check_run_id(run_id, self.name)
+        run_id = _runner.caller_run_id(run_id, self.name)
         value: R = await _runner.start_or_resume(
             self.workflow.executor, self, run_id, arguments, wait=wait, timeout=timeout
         )
@@ -565,6 +567,8 @@ class Workflow:
         run = await store.get_run(run_id)
         if run is None:
             raise UnknownRunError(f"cannot cancel: no run {run_id!r} in {store!r}", run_id=run_id)
+        if run.status.is_final:
+            return run  # completed or cancelled already: nothing to stop, nothing to flag
         if run.owner is not None and run.lease_is_live(time.time()) and is_dead_local_owner(run.owner):
             # Its executor is gone: nobody would see the request; take the lease back first.
             await _runner.give_back(store, Lease(run_id, run.owner, run.lease_token, 0.0))
