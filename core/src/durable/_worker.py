@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from durable import _runner
 from durable._records import Lease, RunRecord
 from durable.errors import ConfigurationError, PluginError, RunParked
+from durable.store import accepts_workflows
 
 if TYPE_CHECKING:
     from durable._executor import Executor
@@ -74,7 +75,11 @@ class Worker:
         ex = self.executor
         store = await ex.store()
         started = 0
-        for run in await store.due_runs(time.time(), limit=free * 2):
+        if accepts_workflows(store):
+            due = await store.due_runs(time.time(), limit=free, workflows=frozenset(ex.workflows))
+        else:
+            due = await store.due_runs(time.time(), limit=free * 2)
+        for run in due:
             if started >= free:
                 break
             if run.workflow not in ex.workflows:

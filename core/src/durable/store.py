@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from types import TracebackType
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -48,6 +49,7 @@ __all__ = [
     "StepStatus",
     "Store",
     "accepts_activity",
+    "accepts_workflows",
     "compact_json",
     "is_due",
     "redact_url",
@@ -87,20 +89,22 @@ def redact_url(url: str) -> str:
 def accepts_activity(store: Store) -> bool:
     """Whether the store's ``update_run`` and ``renew_lease`` take ``activity=`` (stores written
     before 0.4 do not: the core then leaves the field alone)."""
-    cls = type(store)
-    known = _ACCEPTS_ACTIVITY.get(cls)
-    if known is None:
-        import inspect
-
-        known = all(
-            "activity" in inspect.signature(getattr(cls, method)).parameters
-            for method in ("update_run", "renew_lease")
-        )
-        _ACCEPTS_ACTIVITY[cls] = known
-    return known
+    return _accepts(type(store), "update_run", "activity") and _accepts(
+        type(store), "renew_lease", "activity"
+    )
 
 
-_ACCEPTS_ACTIVITY: dict[type, bool] = {}
+def accepts_workflows(store: Store) -> bool:
+    """Whether the store's ``due_runs`` takes ``workflows=`` (stores written before 0.4 do not:
+    workers then filter what it returns)."""
+    return _accepts(type(store), "due_runs", "workflows")
+
+
+@functools.cache
+def _accepts(cls: type, method: str, parameter: str) -> bool:
+    import inspect
+
+    return parameter in inspect.signature(getattr(cls, method)).parameters
 
 
 class Store(ABC):
@@ -225,9 +229,13 @@ class Store(ABC):
         """Runs matching ``query`` (see ``RunQuery.matches``), newest ``created_at`` first,
         ties broken by ``run_id``, then ``offset`` and ``limit`` applied."""
 
-    async def due_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
+    async def due_runs(
+        self, now: float, limit: int = 100, *, workflows: Collection[str] | None = None
+    ) -> list[RunRecord]:
         """Runs a worker should resume at ``now`` (``durable._lifecycle.is_due``), at most ``limit``,
-        oldest ``created_at`` first (ties by ``run_id``), so old runs are not starved by new ones.
+        oldest ``created_at`` first (ties by ``run_id``), so old runs are not starved by new ones;
+        with ``workflows``, only runs of those workflows (a worker asks for what it can execute, so
+        due runs of other workflows cannot crowd its own out).
 
         This default reads every run whose status is in ``DUE_STATUSES`` through ``list_runs``;
         our stores override it with an indexed query returning the same runs, so a poll costs the
@@ -237,7 +245,9 @@ class Store(ABC):
         offset, page_size = 0, 500
         while True:
             page = await self.list_runs(RunQuery(statuses=DUE_STATUSES, limit=page_size, offset=offset))
-            found.extend(run for run in page if is_due(run, now))
+            found.extend(
+                run for run in page if is_due(run, now) and (workflows is None or run.workflow in workflows)
+            )
             if len(page) < page_size:
                 break
             offset += page_size

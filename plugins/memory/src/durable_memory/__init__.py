@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import time
+from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
@@ -165,8 +166,14 @@ class InMemoryStore(Store):
         found = (run for run in runs if query.matches(run))
         return list(itertools.islice(found, query.offset, query.offset + query.limit))
 
-    async def due_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
-        due = [run for run in map(self._runs.__getitem__, self._live) if is_due(run, now)]
+    async def due_runs(
+        self, now: float, limit: int = 100, *, workflows: Collection[str] | None = None
+    ) -> list[RunRecord]:
+        due = [
+            run
+            for run in map(self._runs.__getitem__, self._live)
+            if is_due(run, now) and (workflows is None or run.workflow in workflows)
+        ]
         due.sort(key=lambda run: (run.created_at, run.run_id))
         return due[:limit]
 
