@@ -14,7 +14,7 @@ from durable._lifecycle import DUE_STATUSES, is_due
 from durable.store import Lease, RunQuery, RunRecord, RunStatus
 from durable_sqlite import SQLiteStore
 from durable_sqlite._schema import DUE_INDEX_PREDICATE, MIGRATIONS, SCHEMA_VERSION
-from durable_sqlite._store import DUE_RUNS, RUN_COLUMNS, status_in
+from durable_sqlite._store import DUE_RUNS, DUE_RUNS_ANY, DUE_RUNS_OF, RUN_COLUMNS, status_in
 
 V1_RUN_COLUMNS = RUN_COLUMNS.removesuffix(", activity")
 
@@ -194,8 +194,10 @@ def plan_of(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> lis
 
 
 async def test_a_poll_and_the_newest_runs_are_read_through_indexes(store: SQLiteStore) -> None:
-    due = await store._read(lambda db: plan_of(db, DUE_RUNS, (1.0, 10)))
+    due = await store._read(lambda db: plan_of(db, DUE_RUNS_ANY, (1.0, 10)))
     assert due == ["SCAN runs USING INDEX runs_due"]  # the partial index: live runs only, in order
+    of = await store._read(lambda db: plan_of(db, DUE_RUNS_OF, (1.0, 10, '["a"]')))
+    assert of[0] == "SCAN runs USING INDEX runs_due" and not [line for line in of if "TEMP B-TREE" in line]
     newest = f"SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1 ORDER BY created_at DESC, run_id LIMIT ? OFFSET ?"
     assert await store._read(lambda db: plan_of(db, newest, (20, 0))) == [
         "SCAN runs USING INDEX runs_by_created"
@@ -233,3 +235,17 @@ async def test_a_poll_reads_as_much_with_many_finished_runs_as_with_none(store: 
     store._db._db.execute("COMMIT")
     assert await store.list_runs(RunQuery(statuses=frozenset({RunStatus.COMPLETED}), limit=1))
     assert await cost_of_a_poll() <= empty + 1
+
+
+async def test_due_runs_of_some_workflows_are_only_theirs_oldest_first(store: SQLiteStore) -> None:
+    for i, workflow in enumerate(["a", "b", "c", "a", "b", "a"]):
+        await store.create_run(
+            RunRecord(f"{workflow}-{i}", workflow, RunStatus.PENDING, "{}", "d", 10.0 - i, 1.0)
+        )
+    now = time.time()
+    assert [r.run_id for r in await store.due_runs(now, workflows={"a"})] == ["a-5", "a-3", "a-0"]
+    assert [r.run_id for r in await store.due_runs(now, workflows=["b", "c"])] == ["b-4", "c-2", "b-1"]
+    assert [r.run_id for r in await store.due_runs(now, 2, workflows=("a", "c"))] == ["a-5", "a-3"]
+    assert await store.due_runs(now, workflows=()) == []
+    assert await store.due_runs(now, workflows={"nope"}) == []
+    assert len(await store.due_runs(now)) == 6

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import operator
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -62,8 +63,12 @@ DUE_RUNS = (
     f"SELECT {RUN_COLUMNS} FROM runs INDEXED BY runs_due WHERE {status_in(DUE_STATUSES)} "
     "AND NOT (owner IS NOT NULL AND coalesce(lease_expires_at, 0) > ?1) "
     "AND (status <> 'waiting' OR owner IS NOT NULL OR wake_at <= ?1) "
-    "ORDER BY created_at, run_id LIMIT ?2"
+    "{workflows}ORDER BY created_at, run_id LIMIT ?2"
 )
+DUE_RUNS_ANY = DUE_RUNS.format(workflows="")
+# With workflows=: only runs of those workflows (a JSON array parameter: one statement text however
+# many names), still read from runs_due, so other workflows' finished runs are not read either.
+DUE_RUNS_OF = DUE_RUNS.format(workflows="AND workflow IN (SELECT value FROM json_each(?3)) ")
 
 
 # A journal in StepRecord.from_rows's column order, by key: the primary-key index gives that order
@@ -330,10 +335,20 @@ class SQLiteStore(Store):
         rows = await self._read(lambda db: db.execute(sql, params).fetchall())
         return [_run(row) for row in rows]
 
-    async def due_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
-        """Runs due at ``now`` (``durable._lifecycle.is_due``), oldest first: one query on the
-        ``runs_due`` index, whose cost does not grow with the finished runs the file holds."""
-        rows = await self._read(lambda db: db.execute(DUE_RUNS, (float(now), limit)).fetchall())
+    async def due_runs(
+        self, now: float, limit: int = 100, *, workflows: Collection[str] | None = None
+    ) -> list[RunRecord]:
+        """Runs due at ``now`` (``durable._lifecycle.is_due``), of ``workflows`` if given, oldest
+        first: one query on the ``runs_due`` index, whose cost does not grow with the finished runs
+        the file holds."""
+        params: tuple[float, int] | tuple[float, int, str]
+        if workflows is None:
+            sql, params = DUE_RUNS_ANY, (float(now), limit)
+        elif not workflows:
+            return []
+        else:
+            sql, params = DUE_RUNS_OF, (float(now), limit, json.dumps(sorted(workflows)))
+        rows = await self._read(lambda db: db.execute(sql, params).fetchall())
         return [_run(row) for row in rows]
 
     async def delete_run(self, run_id: str) -> bool:
