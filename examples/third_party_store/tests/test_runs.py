@@ -127,3 +127,16 @@ async def test_a_file_written_before_runs_had_activity_still_opens(tmp_path: Pat
     assert lease is not None
     await store.update_run(lease, RunStatus.WAITING, activity='{"signal": "go", "timeout": null}')
     assert await activity(store, "old") == '{"signal": "go", "timeout": null}'
+
+
+async def test_due_runs_of_some_workflows_are_only_theirs_oldest_first(store: JsonFileStore) -> None:
+    for i, workflow in enumerate(["a", "b", "c", "a", "b", "a"]):
+        await store.create_run(
+            RunRecord(f"{workflow}-{i}", workflow, RunStatus.PENDING, "{}", "d", 10.0 - i, 1.0)
+        )
+    now = time.time()
+    assert [r.run_id for r in await store.due_runs(now, workflows={"a"})] == ["a-5", "a-3", "a-0"]
+    assert [r.run_id for r in await store.due_runs(now, workflows=["b", "c"])] == ["b-4", "c-2", "b-1"]
+    assert [r.run_id for r in await store.due_runs(now, 2, workflows=("a", "c"))] == ["a-5", "a-3"]
+    assert await store.due_runs(now, workflows=()) == []
+    assert len(await store.due_runs(now)) == 6

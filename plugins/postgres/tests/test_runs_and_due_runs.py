@@ -255,16 +255,34 @@ async def test_a_poll_and_the_newest_runs_use_indexes_among_many_finished_runs(f
     )
 
     async def explain(conn: Any, mode: str, sql: str) -> list[dict[str, Any]]:
-        args = (time.time(), 100) if "$1" in sql else ()
+        args: tuple[Any, ...] = (time.time(), 100) if "$1" in sql else ()
+        if "$3" in sql:
+            args += (["wf"],)
         async with conn.transaction():
             await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
             return plan_nodes(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
 
-    for mode in ("force_custom_plan", "force_generic_plan"):
-        due = await fresh._call("explain", functools.partial(explain, mode=mode, sql=fresh._sql["due"]))
+    for mode, sql in [
+        (m, fresh._sql[q]) for m in ("force_custom_plan", "force_generic_plan") for q in ("due", "due_of")
+    ]:
+        due = await fresh._call("explain", functools.partial(explain, mode=mode, sql=sql))
         assert [n.get("Index Name") for n in due if "Index" in n["Node Type"]] == ["runs_due"], due
         assert not [n for n in due if n["Node Type"] in ("Seq Scan", "Sort", "Bitmap Heap Scan")], due
     listed = await fresh._call("explain", functools.partial(explain, mode="auto", sql=newest))
     assert [n.get("Index Name") for n in listed if "Index" in n["Node Type"]] == ["runs_by_created"], listed
     assert len(await fresh.due_runs(time.time())) == 10
     assert [r.run_id for r in await fresh.list_runs(RunQuery(limit=2))] == ["due-9", "due-8"]
+
+
+async def test_due_runs_of_some_workflows_are_only_theirs_oldest_first(fresh: PostgresStore) -> None:
+    for i, workflow in enumerate(["a", "b", "c", "a", "b", "a"]):
+        await fresh.create_run(
+            RunRecord(f"{workflow}-{i}", workflow, RunStatus.PENDING, "{}", "d", 10.0 - i, 1.0)
+        )
+    now = time.time()
+    assert [r.run_id for r in await fresh.due_runs(now, workflows={"a"})] == ["a-5", "a-3", "a-0"]
+    assert [r.run_id for r in await fresh.due_runs(now, workflows=["b", "c"])] == ["b-4", "c-2", "b-1"]
+    assert [r.run_id for r in await fresh.due_runs(now, 2, workflows=("a", "c"))] == ["a-5", "a-3"]
+    assert await fresh.due_runs(now, workflows=()) == []
+    assert await fresh.due_runs(now, workflows={"nope"}) == []
+    assert len(await fresh.due_runs(now)) == 6

@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any, TypeVar
@@ -267,12 +267,19 @@ class JsonFileStore(Store):
         )
         return found[query.offset : query.offset + query.limit]
 
-    async def due_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
-        """``is_due``'s runs, oldest first. A real store reads them from an index over the
-        ``DUE_STATUSES`` (see durable-sqlite's ``runs_due``); this one reads its whole file anyway."""
+    async def due_runs(
+        self, now: float, limit: int = 100, *, workflows: Collection[str] | None = None
+    ) -> list[RunRecord]:
+        """``is_due``'s runs (of ``workflows`` if given), oldest first. A real store reads them from
+        an index over the ``DUE_STATUSES`` (see durable-sqlite's ``runs_due``); this one reads its
+        whole file anyway."""
 
         def due(doc: Doc) -> list[RunRecord]:
-            live = (_run_from(d) for d in doc["runs"].values() if d["status"] in DUE_STATUSES)
+            live = (
+                _run_from(d)
+                for d in doc["runs"].values()
+                if d["status"] in DUE_STATUSES and (workflows is None or d["workflow"] in workflows)
+            )
             return [run for run in live if is_due(run, now)]
 
         found = await self._transact(due, write=False)
