@@ -4,6 +4,8 @@ foreign workflows cannot crowd out its own, and old runs are not starved by new 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import time
 from pathlib import Path
 
@@ -13,10 +15,17 @@ from durable import RunStatus, Workflow
 from durable_memory import InMemoryStore
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> str | InMemoryStore:
     """What two Workflow objects pass as ``db=`` to share one store."""
-    return InMemoryStore() if request.param == "memory" else f"sqlite:///{tmp_path / 'fair.db'}"
+    if request.param == "memory":
+        return InMemoryStore()
+    if request.param == "redis":
+        redis = os.environ.get("DURABLE_TEST_REDIS_URL")
+        if not redis:
+            pytest.skip("set DURABLE_TEST_REDIS_URL to run this on Redis")
+        return f"{redis}?prefix=fair-{secrets.token_hex(4)}"
+    return f"sqlite:///{tmp_path / 'fair.db'}"
 
 
 async def test_a_worker_executes_its_own_run_behind_many_foreign_ones(db: str | InMemoryStore) -> None:
@@ -46,6 +55,9 @@ async def test_a_worker_executes_its_own_run_behind_many_foreign_ones(db: str | 
     assert worker.resumed == 1 and worker.unknown_runs == {}
     pending = await other.list_runs(statuses=frozenset({RunStatus.PENDING}))
     assert len(pending) == 40
+    store = await mine.get_store()
+    if hasattr(store, "drop_all"):  # Redis: leave the shared server as it was
+        await store.drop_all()
     await other.close()
     await mine.close()
 

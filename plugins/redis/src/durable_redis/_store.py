@@ -6,7 +6,7 @@ import asyncio
 import functools
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -578,8 +578,12 @@ class RedisStore(Store):
         keys = [self.keys.run_keys(run_id)[0], self.keys.live]
         return Call(f"indexing run {run_id!r}", keys, [run_id], script="reindex")
 
-    async def due_runs(self, now: float, limit: int = 100) -> list[RunRecord]:
-        """Runs due at ``now`` (``durable._lifecycle.is_due``), oldest created first, at most ``limit``.
+    async def due_runs(
+        self, now: float, limit: int = 100, *, workflows: Collection[str] | None = None
+    ) -> list[RunRecord]:
+        """Runs due at ``now`` (``durable._lifecycle.is_due``), oldest created first, at most ``limit``,
+        of ``workflows`` only if given (the live index does not know workflows: runs of others are
+        read and skipped, so they cost a read each but never crowd the asked-for ones out).
 
         Read from the index of live runs, whose entries are scored by the time each run becomes
         due (``_scripts``): the entries scored up to ``now``, then only the runs they name, so a
@@ -606,10 +610,10 @@ class RedisStore(Store):
             calls = [Call.plain(what, "HGETALL", self.keys.run_keys(run_id)[0]) for run_id in ids]
             for run_id, fields in zip(ids, await self._run_together(*calls), strict=True):
                 run = k.parse_run(fields) if fields else None
-                if run is not None and is_due(run, now):
-                    found.append(run)
-                else:  # an entry that disagrees with its run (written by an older process)
+                if run is None or not is_due(run, now):  # an entry that disagrees with its run
                     stale.append(run_id)
+                elif workflows is None or run.workflow in workflows:
+                    found.append(run)
         if stale:
             await self._reindex(stale)
         found.sort(key=lambda run: (run.created_at, run.run_id))
