@@ -10,13 +10,17 @@ from typing import TYPE_CHECKING
 from durable import _runner
 from durable._records import Lease, RunRecord
 from durable.errors import ConfigurationError, PluginError, RunParked
-from durable.store import accepts_workflows
+from durable.store import Store, accepts_workflows
 
 if TYPE_CHECKING:
     from durable._executor import Executor
     from durable.workflow import Workflow
 
 log = logging.getLogger("durable.worker")
+
+FOREIGN_CHECK_SECONDS = 60.0
+"""How often a worker looks for due runs of workflows its code lacks, to report them."""
+FOREIGN_CHECK_LIMIT = 100
 
 
 class Worker:
@@ -40,6 +44,7 @@ class Worker:
         self.resumed = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
+        self._next_foreign_check = 0.0
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Work until ``stop`` is set (or forever); running runs are interrupted on exit and
@@ -75,22 +80,18 @@ class Worker:
         ex = self.executor
         store = await ex.store()
         started = 0
+        now = time.time()
         if accepts_workflows(store):
-            due = await store.due_runs(time.time(), limit=free, workflows=frozenset(ex.workflows))
+            due = await store.due_runs(now, limit=free, workflows=frozenset(ex.workflows))
+            if time.monotonic() >= self._next_foreign_check:
+                await self._report_foreign(store, now)
         else:
-            due = await store.due_runs(time.time(), limit=free * 2)
+            due = await store.due_runs(now, limit=free * 2)
         for run in due:
             if started >= free:
                 break
             if run.workflow not in ex.workflows:
-                if run.run_id not in self.unknown_runs:
-                    self.unknown_runs[run.run_id] = run.workflow
-                    log.warning(
-                        "run %r is due but its workflow %r is not defined in this code; left for a worker "
-                        "that defines it",
-                        run.run_id,
-                        run.workflow,
-                    )
+                self._unknown(run)
                 continue
             sent = time.monotonic()
             lease = await store.claim_run(run.run_id, ex.owner, ex.lease_seconds)
@@ -102,6 +103,24 @@ class Worker:
             task.add_done_callback(self._done)
             started += 1
         return started
+
+    async def _report_foreign(self, store: Store, now: float) -> None:
+        """Report due runs of workflows this code lacks: on the first poll, then every
+        ``FOREIGN_CHECK_SECONDS`` (polls themselves ask only for this code's workflows)."""
+        self._next_foreign_check = time.monotonic() + FOREIGN_CHECK_SECONDS
+        for run in await store.due_runs(now, limit=FOREIGN_CHECK_LIMIT):
+            if run.workflow not in self.executor.workflows:
+                self._unknown(run)
+
+    def _unknown(self, run: RunRecord) -> None:
+        if run.run_id not in self.unknown_runs:
+            self.unknown_runs[run.run_id] = run.workflow
+            log.warning(
+                "run %r is due but its workflow %r is not defined in this code; left for a worker "
+                "that defines it",
+                run.run_id,
+                run.workflow,
+            )
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
