@@ -11,9 +11,11 @@ length-prefixed values inside a run's own keys, never parts of a key name.
 Besides the run keys, each prefix has ``<prefix>:runs`` (every run, scored by ``created_at``:
 listings), ``<prefix>:live`` (the runs whose status is in ``DUE_STATUSES``, scored by the time
 each becomes due: polls, see ``_scripts``), ``<prefix>:live:built`` (set once ``:live`` holds
-every run, see ``RedisStore.open``) and the notification channel ``<prefix>:signals``. They carry
-no hash tag: they belong to the prefix, not to a run. A prefix's own keys never equal another
-prefix's: those of prefix ``p:live`` are ``p:live:{...}:run``, ``p:live:runs``, ``p:live:live``...
+every run, see ``RedisStore.open``), ``<prefix>:alive`` (a marker written when a store opens, whose
+disappearance tells that the server lost its data) and the notification channel
+``<prefix>:signals``. They carry no hash tag: they belong to the prefix, not to a run. A prefix's
+own keys never equal another prefix's: those of prefix ``p:live`` are ``p:live:{...}:run``,
+``p:live:runs``, ``p:live:live``...
 """
 
 from __future__ import annotations
@@ -88,6 +90,12 @@ class KeySpace:
     def live_built(self) -> str:
         """Exists once ``live`` lists every run (stores of the previous release kept no such index)."""
         return f"{self.prefix}:live:built"
+
+    @property
+    def alive(self) -> str:
+        """The marker a store writes when it opens (if absent) and reads back: gone or replaced,
+        it tells that the server lost its data since (see ``RedisStore``)."""
+        return f"{self.prefix}:alive"
 
     @property
     def channel(self) -> str:

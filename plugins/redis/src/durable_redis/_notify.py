@@ -5,6 +5,11 @@ atomic step as the write, so a waiter subscribed before it last read the deliver
 miss one. While the subscription is down, waiters fall back to polling (``healthy`` is
 False) and every change of that state wakes them all so they re-read what they may have
 missed.
+
+A subscription whose connection died silently (a partition, a NAT or proxy that forgot it, a
+server gone without a reset) receives nothing and raises nothing, so the listener pings it
+after ``PING_IDLE`` seconds without a message and counts it lost when no reply comes within
+``timeout``: then it subscribes again on a fresh connection, and the waiters re-read.
 """
 
 from __future__ import annotations
@@ -23,12 +28,19 @@ log = logging.getLogger("durable_redis")
 
 SUBSCRIBE_WAIT = 2.0
 """How long a first waiter waits for the subscription before it starts out polling."""
+PING_IDLE = 2.0
+"""Seconds without a message after which the subscription is pinged."""
+
+
+class SilentSubscription(ConnectionError):
+    """The subscription's connection did not answer a ping in time."""
 
 
 class Notifier:
-    def __init__(self, client: aioredis.Redis, channel: str) -> None:
+    def __init__(self, client: aioredis.Redis, channel: str, timeout: float = 5.0) -> None:
         self._client = client
         self._channel = channel
+        self._timeout = timeout
         self._waiters: dict[tuple[str, str], set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -70,11 +82,22 @@ class Notifier:
         while True:
             pubsub = self._client.pubsub()
             try:
-                await pubsub.subscribe(self._channel)
+                async with asyncio.timeout(self._timeout):
+                    await pubsub.subscribe(self._channel)
+                heard = asyncio.get_running_loop().time()
+                pinged: float | None = None
                 while True:
-                    message: dict[str, Any] | None = await pubsub.get_message(timeout=1.0)
+                    message: dict[str, Any] | None = await pubsub.get_message(timeout=min(1.0, PING_IDLE))
+                    now = asyncio.get_running_loop().time()
                     if message is None:
+                        if pinged is not None and now - pinged > self._timeout:
+                            raise SilentSubscription(f"no reply to a ping within {self._timeout:g} s")
+                        if pinged is None and now - heard > PING_IDLE:
+                            async with asyncio.timeout(self._timeout):
+                                await pubsub.ping()
+                            pinged = now
                         continue
+                    heard, pinged = now, None
                     if message["type"] == "subscribe":
                         self._set_health(True)
                         delay = 0.05

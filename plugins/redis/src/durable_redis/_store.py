@@ -7,6 +7,7 @@ import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
+from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -18,7 +19,7 @@ from redis.commands.core import AsyncScript
 
 from durable._lifecycle import DUE_STATUSES, is_due
 from durable.batching import WriteBatcher
-from durable.errors import ConfigurationError, LeaseLost, StoreUnavailable
+from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreUnavailable
 from durable.store import (
     Capability,
     Lease,
@@ -34,6 +35,7 @@ from durable_redis import _keys as k
 from durable_redis._calls import Call, copy_error, grouped
 from durable_redis._checkpoints import checkpoint, merged, own_replies, stored_steps
 from durable_redis._notify import Notifier
+from durable_redis._persistence import SETTINGS, Persistence, RedisDataLost, log
 from durable_redis._scripts import LIVE_INDEX_BUILT, SOURCES
 from durable_redis._wire import Command, Wires
 
@@ -47,6 +49,9 @@ T = TypeVar("T")
 DEFAULT_URL = "redis://localhost:6379/0"
 DEFAULT_TTL = 86_400.0
 DEFAULT_PREFIX = "durable"
+DEFAULT_OPERATION_TIMEOUT = 5.0
+"""Seconds an operation of one round trip (every run, step and signal operation) may take, its
+retries included, before ``StoreUnavailable``; each round trip waits half of it for its reply."""
 
 _TRANSIENT = (rx.ConnectionError, rx.TimeoutError, rx.ReadOnlyError, OSError)
 """Worth another try: a dropped connection, a restarting or loading server, a failover in progress."""
@@ -63,13 +68,18 @@ _SAFETY_RECHECK = 30.0
 """Even with a healthy subscription, a waiter re-reads its deliveries this often."""
 
 
+_OWN_OPTIONS = ("prefix", "ttl", "require_persistence", "operation_timeout")
+"""Query options of a store URL that are durable's, not redis-py's."""
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
 def split_url(url: str) -> tuple[str, dict[str, str]]:
-    """``url`` without durable's own query options (``prefix``, ``ttl``), and those options."""
+    """``url`` without durable's own query options (``_OWN_OPTIONS``), and those options."""
     parts = urlsplit(url)
     ours: dict[str, str] = {}
     theirs: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in ("prefix", "ttl"):
+        if name in _OWN_OPTIONS:
             ours[name] = value
         else:
             theirs.append((name, value))
@@ -83,10 +93,21 @@ class RedisStore(Store):
     ``0`` or ``None`` keeps them forever. Live runs never expire (see the package docs).
     ``prefix`` namespaces every key, so several applications may share one database.
     ``retries`` transient connection errors are retried with exponential backoff from
-    ``retry_delay`` seconds before ``StoreUnavailable`` is raised. Other keyword arguments go
-    to ``redis.asyncio.from_url`` (for example ``max_connections`` or ``ssl_ca_certs``). Besides
-    that pool, which serves listings and signal subscriptions, the store opens two connections of
-    its own for every other command (see ``_wire``).
+    ``retry_delay`` seconds before ``StoreUnavailable`` is raised, and never past
+    ``operation_timeout`` seconds from an operation's start (listings and other operations of
+    several round trips: per round trip). Each round trip waits ``operation_timeout / 2`` for its
+    reply (redis-py's ``socket_timeout`` and ``socket_connect_timeout``, unless given), then drops
+    its connection: the next attempt opens a fresh one.
+
+    ``require_persistence=True`` refuses (``ConfigurationError``) a server that a restart would
+    lose data on, or whose settings cannot be read; otherwise such a server is logged once, at
+    WARNING (see ``_persistence``). ``clock`` is this process's clock, for the few times taken on
+    this side (a delivery's ``sent_at``, and to place the ``now`` given to ``due_runs`` and a new
+    run's lease on the server's clock); every lease comparison uses the server's ``TIME``.
+
+    Other keyword arguments go to ``redis.asyncio.from_url`` (for example ``max_connections`` or
+    ``ssl_ca_certs``). Besides that pool, which serves listings and signal subscriptions, the
+    store opens two connections of its own for every other command (see ``_wire``).
     """
 
     name = "redis"
@@ -101,19 +122,36 @@ class RedisStore(Store):
         *,
         retries: int = 5,
         retry_delay: float = 0.05,
+        require_persistence: bool = False,
+        operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
+        clock: Callable[[], float] = time.time,
         **redis_options: Any,
     ) -> None:
         if ttl is not None and ttl < 0:
             raise ConfigurationError(f"RedisStore ttl must be >= 0 seconds (0 keeps forever), got {ttl}")
         if retries < 0 or retry_delay < 0:
             raise ConfigurationError("RedisStore retries and retry_delay must be >= 0")
+        if not operation_timeout > 0:
+            raise ConfigurationError(
+                f"RedisStore operation_timeout must be > 0 seconds, got {operation_timeout}"
+            )
         self.url = url
         self.ttl = ttl or 0.0
         self.keys = k.KeySpace(prefix)
         self.prefix = prefix
         self.retries = retries
         self.retry_delay = retry_delay
+        self.require_persistence = require_persistence
+        self.operation_timeout = operation_timeout
+        self.clock = clock
+        """This process's clock (``time.time``); a test may skew it."""
         self.redis_options = redis_options
+        self.persistence: Persistence | None = None
+        """The server's persistence settings, read when the store opened."""
+        self._marker: str | None = None
+        """What ``<prefix>:alive`` held when this store opened (or last noticed a loss)."""
+        self._loss: str | None = None
+        """Set once this store noticed that the server lost its data: why, for every run found gone."""
         self._redis: aioredis.Redis | None = None
         """The open client (python-durable 0.2's name). One set here before ``open()``, as 0.2's tests
         set a fakeredis client, is used instead of one made from ``url``."""
@@ -135,6 +173,18 @@ class RedisStore(Store):
                 raise ConfigurationError(f"{redact(url)}: ttl must be a number of seconds") from None
         if "prefix" in ours and "prefix" not in options:
             options["prefix"] = ours["prefix"]
+        if "operation_timeout" in ours and "operation_timeout" not in options:
+            try:
+                options["operation_timeout"] = float(ours["operation_timeout"])
+            except ValueError:
+                raise ConfigurationError(
+                    f"{redact(url)}: operation_timeout must be a number of seconds"
+                ) from None
+        if "require_persistence" in ours and "require_persistence" not in options:
+            flag = ours["require_persistence"].lower()
+            if flag not in _TRUE + _FALSE:
+                raise ConfigurationError(f"{redact(url)}: require_persistence must be 1 or 0, got {flag!r}")
+            options["require_persistence"] = flag in _TRUE
         return cls(redis_url, **options)
 
     def __repr__(self) -> str:
@@ -144,12 +194,16 @@ class RedisStore(Store):
         # Connections, scripts and waiters belong to one process's event loop.
         state = dict(self.__dict__)
         state.update(_redis=None, _loop=None, _scripts={}, _notifier=None, _batcher=None, _wire=None)
+        state.update(_marker=None, _loss=None)
         return state
 
     # -- lifecycle ---------------------------------------------------------------
 
     def _make_client(self) -> aioredis.Redis:
-        options: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 30.0}
+        # Every round trip has a timeout, so that a partition or a connection that died silently
+        # is noticed and the connection replaced (see _call).
+        half = self.operation_timeout / 2
+        options: dict[str, Any] = {"socket_connect_timeout": half, "socket_timeout": half}
         options.update(self.redis_options)
         # Retries are ours (see _call): redis-py's own would retry scripts whose reply was lost
         # without the idempotence checks, and would stack delays on top of ours.
@@ -180,15 +234,30 @@ class RedisStore(Store):
         scripts = {name: client.register_script(source) for name, source in SOURCES.items()}
         wire = Wires(client, _BATCH_IN_FLIGHT)
         self._redis, self._loop, self._scripts, self._wire = client, loop, scripts, wire
-        built_check = ("EVAL", LIVE_INDEX_BUILT, 2, self.keys.live_built, self.keys.index)
+        # One round trip: the scripts, whether the live index is built, the marker (written unless
+        # there is one) and the persistence settings.
+        alive = self.keys.alive
+        also: list[Command] = [
+            ("EVAL", LIVE_INDEX_BUILT, 2, self.keys.live_built, self.keys.index),
+            ("SET", alive, secrets.token_hex(8), "NX"),
+            ("GET", alive),
+            *(("CONFIG GET", name) for name in SETTINGS),
+        ]
         try:
-            [built] = await self._call("connecting", lambda _: self._load_scripts(list(SOURCES), built_check))
+            built, _, marker, *config = await self._call(
+                "connecting", lambda _: self._load_scripts(list(SOURCES), *also)
+            )
+            for reply in (built, marker):
+                if isinstance(reply, Exception):
+                    raise reply
+            self._check_persistence(Persistence.from_replies(config))
         except BaseException:
             self._redis, self._loop, self._scripts, self._wire = None, None, {}, None
             await wire.close()
             await _close_quietly(client)
             raise
-        self._notifier = Notifier(client, self.keys.channel)
+        self._marker, self._loss = marker, None
+        self._notifier = Notifier(client, self.keys.channel, self.operation_timeout / 2)
         self._batcher = WriteBatcher(self._flush, max_batch=_BATCH_MAX, max_in_flight=_BATCH_IN_FLIGHT)
         if not built:
             try:
@@ -196,6 +265,24 @@ class RedisStore(Store):
             except BaseException:
                 await self.close()
                 raise
+
+    def _check_persistence(self, persistence: Persistence) -> None:
+        """Refuse (``require_persistence``) or log a server that a restart would lose data on."""
+        self.persistence = persistence
+        server = redact(self.url)
+        if self.require_persistence and not persistence.safe:
+            raise ConfigurationError(
+                f"Redis at {server}: persistence {persistence.describe()}; require_persistence=True "
+                "needs appendonly yes, no allkeys-* maxmemory-policy, and CONFIG GET allowed to read them"
+            )
+        persistence.warn_once(server)
+
+    def durability(self) -> tuple[bool | None, str]:
+        """Whether a restart of the server keeps every committed write (``None``: could not be
+        checked), and a line saying why; read when the store opened (``durable stores --check``)."""
+        if self.persistence is None:
+            return None, "not read yet: the store is not open"
+        return self.persistence.safe, self.persistence.describe()
 
     async def _build_live_index(self) -> None:
         """Index the live runs of data written before the index of live runs existed, then mark it
@@ -248,21 +335,33 @@ class RedisStore(Store):
         """``client``, as python-durable 0.2's ``RedisStore._client()`` (its tests read keys with it)."""
         return self.client
 
-    async def _call(self, what: str, op: Callable[[int], Awaitable[T]]) -> T:
-        """Run ``op(attempt)``, retrying transient errors, then raising ``StoreUnavailable``."""
+    async def _call(self, what: str, op: Callable[[int], Awaitable[T]], *, bounded: bool = True) -> T:
+        """Run ``op(attempt)``, retrying transient errors, then raising ``StoreUnavailable``.
+
+        ``bounded``: the attempts end ``operation_timeout`` seconds after the first started (an
+        attempt still waiting then is cancelled, which drops its connection). Each round trip
+        times out on its own after half of that, so a connection that died silently is replaced
+        by the next attempt. Operations of many round trips (listings) pass ``bounded=False``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.operation_timeout if bounded else None
         delay = self.retry_delay
         for attempt in range(self.retries + 1):
             try:
-                return await op(attempt)
+                async with asyncio.timeout_at(deadline):
+                    return await op(attempt)
             except rx.AuthenticationError as exc:
                 raise StoreUnavailable(
                     f"Redis at {redact(self.url)} refused the credentials while {what}: {exc}"
                 ) from exc
             except _TRANSIENT as exc:
-                if attempt == self.retries:
+                late = deadline is not None and loop.time() + delay >= deadline
+                if attempt == self.retries or late:
+                    given = f"{self.operation_timeout:g} s and " if late else ""
+                    cause = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__}: no reply"
                     raise StoreUnavailable(
                         f"Redis at {redact(self.url)} is unavailable while {what} "
-                        f"(gave up after {attempt + 1} attempts): {type(exc).__name__}: {exc}"
+                        f"(gave up after {given}{attempt + 1} attempts): {cause}"
                     ) from exc
                 await asyncio.sleep(delay)
                 delay *= 2
@@ -339,10 +438,10 @@ class RedisStore(Store):
 
     async def _load_scripts(self, names: list[str], *also: Command) -> list[Any]:
         """Load the scripts ``names`` into the server's script cache, in one round trip with the
-        commands ``also``; their replies."""
+        commands ``also``; their replies (an error reply as the reply: the caller judges it)."""
         loads: list[Command] = [("SCRIPT LOAD", self._scripts[name].script) for name in names]
         replies = await self._round_trip([*loads, *also])
-        for reply in replies:
+        for reply in replies[: len(names)]:
             if isinstance(reply, Exception):
                 raise reply
         for name, sha in zip(names, replies, strict=False):
@@ -370,7 +469,11 @@ class RedisStore(Store):
     # -- runs --------------------------------------------------------------------
 
     async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
-        args: list[Any] = [self._ttl_ms() if run.status.is_final else 0]
+        # A run created with a lease (a direct call owns it): how long it lasts by this process's
+        # clock, which the script counts from the server's now where the two clocks disagree.
+        given = run.lease_expires_at if run.owner is not None else None
+        lease = ("", "") if given is None else (k.fmt_float(given - self.clock()), k.fmt_float(given))
+        args: list[Any] = [self._ttl_ms() if run.status.is_final else 0, *lease]
         for field, value in k.run_fields(run).items():
             args += [field, value]
         call = Call(f"creating run {run.run_id!r}", self._indexed_keys(run.run_id), args, script="create_run")
@@ -380,9 +483,12 @@ class RedisStore(Store):
         reply = (await self._run_together(call, self._index_entry(run)))[0]
         if reply == 1:
             return run, True
+        if isinstance(reply, str):  # the expiry of the new run's lease, on the server's clock
+            return replace(run, lease_expires_at=float(reply)), True
         stored = k.parse_run(k.pairs(reply))
-        # This very call, sent again after its reply was lost, finds its own record.
-        created = call.retried and stored == run
+        # This very call, sent again after its reply was lost, finds its own record (its lease's
+        # expiry is the server's).
+        created = call.retried and replace(stored, lease_expires_at=run.lease_expires_at) == run
         if stored.created_at != run.created_at:
             # The run existed: its entry gets the stored created_at back. Writing it on every such
             # call also repairs an entry lost to a crash, or pruned while the run was recreated.
@@ -403,32 +509,71 @@ class RedisStore(Store):
     async def get_run(self, run_id: str) -> RunRecord | None:
         key = self.keys.run_keys(run_id)[0]
         fields = await self._run(Call.plain(f"reading run {run_id!r}", "HGETALL", key))
-        return k.parse_run(fields) if fields else None
+        if fields:
+            return k.parse_run(fields)
+        lost = await self._data_lost(run_id)
+        if lost is not None:
+            raise lost
+        return None
 
     async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
-        now = time.time()
-        expires = now + lease_seconds
-        args = [owner, k.fmt_float(now), k.fmt_float(expires)]
-        token = await self._run(
+        # The server's clock judges the lease and sets the expiry; the nonce tells a retry of this
+        # very call (see the script).
+        args = [owner, k.fmt_float(lease_seconds), secrets.token_hex(8)]
+        reply = await self._run(
             Call(f"claiming run {run_id!r}", self._indexed_keys(run_id), args, script="claim_run")
         )
-        return None if token is None else Lease(run_id, owner, int(token), expires)
+        return None if reply is None else Lease(run_id, owner, int(reply[0]), float(reply[1]))
 
-    def _lost(self, lease: Lease, current: Any) -> LeaseLost:
-        return LeaseLost.stale(lease.run_id, lease.token, None if current in (None, -1) else int(current))
+    async def _lost(self, lease: Lease, current: Any) -> StoreError:
+        """The error of a fenced write refused with ``current`` as the run's token (-1: the run is
+        gone): ``LeaseLost``, or ``RedisDataLost`` when the server lost its data."""
+        if current in (None, -1):
+            lost = await self._data_lost(lease.run_id)
+            if lost is not None:
+                return lost
+            return LeaseLost.stale(lease.run_id, lease.token, None)
+        return LeaseLost.stale(lease.run_id, lease.token, int(current))
+
+    async def _data_lost(self, run_id: str) -> RedisDataLost | None:
+        """For a run found gone: the loss of the server's data if it lost them since this store
+        opened (``<prefix>:alive`` is gone or replaced), else ``None`` (one GET)."""
+        if self._loss is None:
+            current = await self._run(Call.plain("checking for data loss", "GET", self.keys.alive))
+            if current == self._marker:
+                return None
+            await self._noticed_loss(current)
+        return RedisDataLost(f"run {run_id!r} is gone: {self._loss}", run_id=run_id)
+
+    async def _noticed_loss(self, found: str | None) -> None:
+        """``<prefix>:alive`` holds ``found``, not this store's marker: say so loudly (once per
+        loss), remember it for every run found gone from now on, and write a marker again."""
+        state = "gone" if not found else "replaced"
+        persistence = "" if self.persistence is None else f"; the server {self.persistence.describe()}"
+        self._loss = (
+            f"the Redis server at {redact(self.url)} lost its data (restart without persistence?): "
+            f"the marker {self.keys.alive!r} this store wrote when it opened is {state}, so every run "
+            f"stored before is lost, and calling one again re-runs its steps{persistence}"
+        )
+        log.warning("durable-redis: %s", self._loss)
+        what = "writing the marker again"
+        fresh = secrets.token_hex(8)
+        _, self._marker = await self._run_together(
+            Call.plain(what, "SET", self.keys.alive, fresh, "NX"), Call.plain(what, "GET", self.keys.alive)
+        )
 
     async def renew_lease(
         self, lease: Lease, lease_seconds: float, *, activity: str | None = None
     ) -> RunRecord:
         keys = self._indexed_keys(lease.run_id)
         # lease_seconds=0: the lease expires now (owner kept), and claim_run sees it expired.
-        args = [str(lease.token), lease.owner, k.fmt_float(time.time() + lease_seconds)]
+        args = [str(lease.token), lease.owner, k.fmt_float(lease_seconds)]
         if activity is not None:
             args.append(activity)
         what = f"renewing the lease of run {lease.run_id!r}"
         reply = await self._run(Call(what, keys, args, script="renew_lease"))
         if reply[0] == 0:
-            raise self._lost(lease, reply[1])
+            raise await self._lost(lease, reply[1])
         return k.parse_run(k.pairs(reply[1]))
 
     async def update_run(
@@ -447,7 +592,6 @@ class RedisStore(Store):
         mask = "".join("0" if value is None else "1" for value in optional)
         args = [
             str(lease.token),
-            k.fmt_float(time.time()),
             self._ttl_ms() if status.is_final else 0,
             "1" if release else "0",
             status.value,
@@ -456,18 +600,17 @@ class RedisStore(Store):
         ]
         reply = await self._run(Call(f"updating run {lease.run_id!r}", keys, args, script="update_run"))
         if reply != 1:
-            raise self._lost(lease, reply[1])
+            raise await self._lost(lease, reply[1])
 
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         keys = self._indexed_keys(run_id)
-        args = [k.fmt_float(time.time()), self._ttl_ms()]
+        args = [self._ttl_ms()]
         reply = await self._run(Call(f"cancelling run {run_id!r}", keys, args, script="request_cancel"))
         return None if reply is None else k.parse_run(k.pairs(reply))
 
     async def reset_run(self, run_id: str) -> RunRecord | None:
         keys = self._indexed_keys(run_id)
-        args = [k.fmt_float(time.time())]
-        reply = await self._run(Call(f"resetting run {run_id!r}", keys, args, script="reset_run"))
+        reply = await self._run(Call(f"resetting run {run_id!r}", keys, [], script="reset_run"))
         return None if reply is None else k.parse_run(k.pairs(reply))
 
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
@@ -475,8 +618,8 @@ class RedisStore(Store):
             return []
         if query.statuses is not None and query.statuses <= DUE_STATUSES:
             # Only live runs can match: walk their index, not the whole history.
-            return await self._call("listing runs", lambda _: self._list_live_runs(query))
-        return await self._call("listing runs", lambda _: self._list_runs(query))
+            return await self._call("listing runs", lambda _: self._list_live_runs(query), bounded=False)
+        return await self._call("listing runs", lambda _: self._list_runs(query), bounded=False)
 
     async def _list_runs(self, query: RunQuery) -> list[RunRecord]:
         """Walk the run index newest first, reading the runs a page at a time: the first page as
@@ -589,13 +732,23 @@ class RedisStore(Store):
         due (``_scripts``): the entries scored up to ``now``, then only the runs they name, so a
         poll costs the same however many finished runs the store holds. When more are due than
         ``limit``, the run index's scores (``created_at``) choose the oldest before any is read.
+
+        One clock: ``now`` is read as a time on this process's ``clock`` and judged on the
+        server's, ``now - clock()`` seconds after the server's ``TIME`` (a worker passes its
+        ``time.time()``: the server's now), so a worker whose clock is off resumes a run exactly
+        when the server's clock says its lease expired. The same script reads ``<prefix>:alive``:
+        a poll notices (and logs) a loss of the server's data.
         """
         if limit <= 0:
             return []
         what = "listing due runs"
-        due_ids = await self._run(
-            Call.plain(what, "ZRANGE", self.keys.live, "-inf", k.fmt_float(now), "BYSCORE")
+        offset = k.fmt_float(now - self.clock())
+        judged, marker, due_ids = await self._run(
+            Call(what, [self.keys.live, self.keys.alive], [offset], script="due_runs")
         )
+        now = float(judged)
+        if marker != self._marker:
+            await self._noticed_loss(marker)
         if len(due_ids) > limit:
             created = await self._run(Call.plain(what, "ZMSCORE", self.keys.index, *due_ids))
             # A run whose run-index entry is missing still counts, read among the first.
@@ -635,13 +788,16 @@ class RedisStore(Store):
 
     async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
         batch = (step,)  # save_steps of one step, without its frame: every checkpoint comes here
-        return self._saved(lease, batch, await self._run(self._checkpoint(lease, batch)))[0]
+        reply = await self._run(self._checkpoint(lease, batch))
+        if reply == 1:
+            return step
+        return (await self._saved(lease, batch, reply))[0]
 
     async def save_steps(self, lease: Lease, steps: Iterable[StepRecord]) -> list[StepRecord]:
         batch = tuple(steps)
         if not batch:
             return []
-        return self._saved(lease, batch, await self._run(self._checkpoint(lease, batch)))
+        return await self._saved(lease, batch, await self._run(self._checkpoint(lease, batch)))
 
     def _checkpoint(self, lease: Lease, batch: tuple[StepRecord, ...]) -> Call:
         for step in batch:
@@ -649,12 +805,12 @@ class RedisStore(Store):
                 raise ValueError(f"step {step.key!r} belongs to run {step.run_id!r}, not {lease.run_id!r}")
         return checkpoint(self.keys, lease, batch)
 
-    def _saved(self, lease: Lease, batch: tuple[StepRecord, ...], reply: Any) -> list[StepRecord]:
+    async def _saved(self, lease: Lease, batch: tuple[StepRecord, ...], reply: Any) -> list[StepRecord]:
         """What is stored after the checkpoint script answered ``reply`` (see ``checkpoint``)."""
         if reply == 1:
             return list(batch)
         if reply[0] == 0:
-            raise self._lost(lease, reply[1])
+            raise await self._lost(lease, reply[1])
         return stored_steps(batch, reply[1:])
 
     # -- signals -----------------------------------------------------------------
@@ -662,12 +818,11 @@ class RedisStore(Store):
     async def send_signal(self, run_id: str, name: str, delivery_id: str, payload: str) -> bool:
         run_key, _, sigs, sigids = self.keys.run_keys(run_id)
         keys = [run_key, sigs, sigids, self.keys.live]
-        now = time.time()
         args = [
             k.delivery_field(name, delivery_id),
             secrets.token_hex(8),
-            k.encode_signal_body(name, delivery_id, payload, now),
-            k.fmt_float(now),
+            # sent_at is the sender's clock; the waiting run's wake time is the server's (script).
+            k.encode_signal_body(name, delivery_id, payload, self.clock()),
             self._ttl_ms(),
             self.keys.channel,
             k.notice(run_id, name),
@@ -718,6 +873,8 @@ class RedisStore(Store):
         deleted = 0
         async for key in self.client.scan_iter(match=self.keys.pattern, count=1000):
             deleted += int(await self.client.unlink(key))
+        if self._marker is not None:  # emptied on purpose: not a loss of data
+            await self.client.set(self.keys.alive, self._marker)
         return deleted
 
 
