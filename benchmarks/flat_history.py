@@ -97,6 +97,10 @@ async def fresh_store(name: str) -> AsyncIterator[Store]:
             yield redis
         finally:
             await redis.drop_all()
+            # Whatever drop_all's pattern leaves (the <prefix>:alive marker, today): the prefix is
+            # this run's own, so every key under it goes.
+            async for key in redis.client.scan_iter(match=f"{redis.keys.prefix}:*", count=1000):
+                await redis.client.unlink(key)
             await redis.close()
     else:
         raise SystemExit(f"unknown store {name!r}; choose from {', '.join(STORES)}")
