@@ -34,7 +34,7 @@ from durable.errors import (
     StoreUnavailable,
     UnknownRunError,
 )
-from durable.store import Store
+from durable.store import Store, redact_url
 
 __all__ = ["TaskFunction", "Workflow", "WorkflowFunction"]
 
@@ -635,7 +635,8 @@ class Workflow:
         await self.worker(concurrency=concurrency, poll_interval=poll_interval).run(stop)
 
     def __repr__(self) -> str:
-        return f"<Workflow {self.name!r} store={self._store_url or self._store!r}>"
+        store = self._store if self._store_url is None else redact_url(self._store_url)
+        return f"<Workflow {self.name!r} store={store!r}>"
 
 
 def _check_retries(retries: object, where: str) -> None:

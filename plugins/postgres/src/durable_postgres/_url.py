@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from durable.errors import ConfigurationError
+from durable.store import redact_url
 
 SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 DEFAULT_SCHEMA = "durable"
@@ -108,7 +109,4 @@ def quote_identifier(name: str) -> str:
 
 
 def _shown(url: str) -> str:
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return redact_url(url)
