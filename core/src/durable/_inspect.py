@@ -9,6 +9,7 @@ polls, so both front ends show the same facts.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -32,6 +33,7 @@ __all__ = [
     "WaitingFor",
     "iso_time",
     "iter_runs",
+    "json_text",
     "list_reported",
     "load_timeline",
     "parse_duration",
@@ -69,6 +71,12 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+DISPLAY_LIMIT = 64 * 1024
+"""Stored values longer than this (characters of JSON text) are not decoded for display
+(``load_timeline(..., max_value=DISPLAY_LIMIT)``): their preview is cut from the stored text and
+says their size, so showing a run with a 100 MB value costs no more than a small one."""
+
+
 def _decode(text: str | None) -> Any:
     if text is None:
         return None
@@ -78,16 +86,57 @@ def _decode(text: str | None) -> Any:
         return text  # a store returning non-JSON is shown as is rather than hidden
 
 
+def _size(text: str) -> str:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size < 1000:
+        return f"{size} bytes"
+    return f"{size / 1000:.1f} kB" if size < 1_000_000 else f"{size / 1_000_000:.1f} MB"
+
+
+def _value(text: str | None, max_value: int | None) -> tuple[Any, bool]:
+    """The decoded value of stored text, and whether it was left out (``None``) for being longer
+    than ``max_value``."""
+    if text is not None and max_value is not None and len(text) > max_value:
+        return None, True
+    return _decode(text), False
+
+
 def preview(text: str | None, width: int = 60) -> str:
-    """A one-line, bounded rendering of stored JSON text for tables."""
+    """A one-line, bounded rendering of stored JSON text for tables. A value longer than
+    ``DISPLAY_LIMIT`` is not decoded: its stored text is cut, and its size follows (``"aaa…
+    (100.0 MB)"``)."""
     if text is None:
         return ""
+    if len(text) > DISPLAY_LIMIT:
+        size = f" ({_size(text)})"
+        room = max(width - len(size), 8)
+        return " ".join(text[: room * 2].split())[: room - 1] + "…" + size
     try:
         compact = json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
     except ValueError:
         compact = text
     compact = " ".join(compact.split())
     return compact if len(compact) <= width else compact[: width - 1] + "…"
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return "NaN" if data != data else ("Infinity" if data > 0 else "-Infinity")
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(value) for value in data]
+    return data
+
+
+def json_text(data: Any, *, indent: int | None = None) -> str:
+    """``data`` (views' ``to_json()``) as strict JSON, which every parser reads: NaN, Infinity
+    and -Infinity, legal in stored values, are written as the strings ``"NaN"``, ``"Infinity"``
+    and ``"-Infinity"``. What the CLI's ``--json`` prints and the viewer's endpoints answer."""
+    try:
+        return json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # a non-finite float somewhere: the rare case pays for a second pass
+        return json.dumps(_finite(data), indent=indent, ensure_ascii=False, allow_nan=False)
 
 
 def iso_time(ts: float) -> str:
@@ -357,6 +406,8 @@ class StepView:
     error: ErrorInfo | None
     until: float | None = None
     """For a sleep: when it ends (its bar spans the wait, not the instant it was recorded)."""
+    omitted: bool = False
+    """The result was left out (``None``) for its size; ``result_preview`` says how large it is."""
 
     @property
     def ends_at(self) -> float:
@@ -371,10 +422,11 @@ class StepView:
         return self.attempts if self.status == "failed" else max(0, self.attempts - 1)
 
     @classmethod
-    def of(cls, step: StepRecord, now: float | None = None) -> StepView:
-        """The bar of ``step`` as seen at ``now`` (default: now)."""
+    def of(cls, step: StepRecord, now: float | None = None, max_value: int | None = None) -> StepView:
+        """The bar of ``step`` as seen at ``now`` (default: now); a result whose stored text is
+        longer than ``max_value`` is left out (``omitted``)."""
         kind = _SYSTEM_KINDS.get(step.task, "task")
-        result = _decode(step.result)
+        result, omitted = _value(step.result, max_value)
         status, result_preview = str(step.status), preview(step.result)
         until = _number(result) if kind == "sleep" else None
         if until is not None:
@@ -393,6 +445,7 @@ class StepView:
             result_preview=result_preview,
             error=_error_of(step.error),
             until=until,
+            omitted=omitted,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -423,16 +476,20 @@ class SignalView:
     sent_at: float
     payload: Any
     payload_preview: str
+    omitted: bool = False
+    """The payload was left out (``None``) for its size; ``payload_preview`` says how large it is."""
 
     @classmethod
-    def of(cls, signal: SignalRecord) -> SignalView:
+    def of(cls, signal: SignalRecord, max_value: int | None = None) -> SignalView:
+        payload, omitted = _value(signal.payload, max_value)
         return cls(
             name=signal.name,
             delivery_id=signal.delivery_id,
             seq=signal.seq,
             sent_at=signal.sent_at,
-            payload=_decode(signal.payload),
+            payload=payload,
             payload_preview=preview(signal.payload),
+            omitted=omitted,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -461,6 +518,20 @@ class RunTimeline:
     signals: list[SignalView] = field(default_factory=list)
     children: list[RunSummary] = field(default_factory=list)
     observed_at: float = 0.0
+    inputs_text: str | None = None
+    """The stored JSON text of the inputs, for previews (``preview``)."""
+    result_text: str | None = None
+    omitted: tuple[str, ...] = ()
+    """Which of ``inputs`` and ``result`` were left out (``None``) for their size."""
+
+    def omitted_values(self) -> list[str]:
+        """Where the values left out for their size are: ``inputs``, ``result``,
+        ``steps[i].result``, ``signals[i].payload`` (the ``to_json()`` field ``omitted``)."""
+        return [
+            *self.omitted,
+            *(f"steps[{i}].result" for i, s in enumerate(self.steps) if s.omitted),
+            *(f"signals[{i}].payload" for i, s in enumerate(self.signals) if s.omitted),
+        ]
 
     @property
     def start(self) -> float:
@@ -493,8 +564,11 @@ class RunTimeline:
             **self.run.to_json(),
             "error": _error_json(self.run.error),
             "inputs": self.inputs,
+            "inputs_preview": preview(self.inputs_text, 200),
             "result": self.result if self.has_result else None,
+            "result_preview": preview(self.result_text, 200),
             "has_result": self.has_result,
+            "omitted": self.omitted_values(),
             "lease_expires_at": self.lease_expires_at,
             "wake_at": self.wake_at,
             "deadline": self.deadline,
@@ -508,9 +582,11 @@ class RunTimeline:
         }
 
 
-async def load_timeline(store: Store, run_id: str) -> RunTimeline:
+async def load_timeline(store: Store, run_id: str, *, max_value: int | None = None) -> RunTimeline:
     """The run with its steps, signals and child runs, as users see it (``_lifecycle.reported``);
-    ``UnknownRunError`` if there is none."""
+    ``UnknownRunError`` if there is none. Values (inputs, result, step results, signal payloads)
+    whose stored text is longer than ``max_value`` are not decoded: they are ``None``, listed in
+    the view's ``omitted``, and their previews say their size."""
     stored = await store.get_run(run_id)
     if stored is None:
         raise UnknownRunError(f"no run {run_id!r} in {store!r}")
@@ -528,18 +604,23 @@ async def load_timeline(store: Store, run_id: str) -> RunTimeline:
         ],
         now,
     )
+    inputs, inputs_omitted = _value(run.inputs, max_value)
+    result, result_omitted = _value(run.result, max_value)
     return RunTimeline(
         run=RunSummary.of(run, journal, now),
-        inputs=_decode(run.inputs),
-        result=_decode(run.result),
+        inputs=inputs,
+        result=result,
         has_result=run.result is not None,
         lease_expires_at=run.lease_expires_at,
         wake_at=run.wake_at,
         deadline=run.deadline,
-        steps=[StepView.of(s, now) for s in steps],
-        signals=[SignalView.of(s) for s in signals],
+        steps=[StepView.of(s, now, max_value) for s in steps],
+        signals=[SignalView.of(s, max_value) for s in signals],
         children=sorted(children, key=lambda c: c.created_at),
         observed_at=now,
+        inputs_text=run.inputs,
+        result_text=run.result,
+        omitted=(("inputs",) if inputs_omitted else ()) + (("result",) if result_omitted else ()),
     )
 
 

@@ -4,20 +4,30 @@ The store lives on one asyncio loop in a background thread (stores belong to the
 that opened them); ``ThreadingHTTPServer`` handler threads submit coroutines to it.
 The page is static HTML plus a script that polls two JSON endpoints:
 
-- ``GET /api/runs?status=S&workflow=W&prefix=P&limit=N&offset=N``
-- ``GET /api/run?id=RUN_ID`` (404 for an unknown run)
+- ``GET /api/runs?status=S&workflow=W&prefix=P&limit=N&offset=N`` (``limit`` from 1 to
+  1000, larger ones give 1000; default 100. A ``limit`` below 1, a negative ``offset`` or one
+  that is not an integer is answered 400)
+- ``GET /api/run?id=RUN_ID`` (404 for an unknown run). Values (inputs, result, step results,
+  signal payloads) stored as more than 64 kB of JSON are left out: ``null``, listed in the
+  answer's ``omitted`` (``"inputs"``, ``"steps[2].result"``, ...), their ``*_preview`` cut and
+  saying their size.
 
-Nothing writes to the store. Requests whose ``Host`` header names another host are
-refused, so a web page on another site cannot read runs through DNS rebinding.
+Answers are strict JSON: NaN, Infinity and -Infinity, legal in stored values, are sent as the
+strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``.
+
+Nothing writes to the store. Requests whose ``Host`` header names another host than
+``localhost``, an IP address, the ``host`` listened on or one of ``allowed_hosts`` are refused,
+whatever the interface (``0.0.0.0`` included), so a web page on another site cannot read runs
+through DNS rebinding.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import ipaddress
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
@@ -27,27 +37,40 @@ from durable import _inspect
 from durable._plugins import as_store_url, get_plugin_manager
 from durable._records import RunQuery, RunStatus
 from durable.errors import DurableError, UnknownRunError
-from durable.store import Store
+from durable.store import Store, redact_text
 
 __all__ = ["UIServer"]
 
 T = TypeVar("T")
 
 MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
 REQUEST_TIMEOUT = 30.0
-_LOCAL_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+_LOCAL_NAMES = frozenset({"localhost"})
+_ANY_INTERFACE = frozenset({"", "0.0.0.0", "::"})
 
 
 class UIServer:
     """Serves the run viewer for one store until ``stop()``."""
 
     def __init__(
-        self, store_url: str, *, host: str = "127.0.0.1", port: int = 8765, poll_interval: float = 2.0
+        self,
+        store_url: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        poll_interval: float = 2.0,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.store_url = as_store_url(store_url)
         self.host = host
         self.port = port
         self.poll_interval = poll_interval
+        names = {_host_name(name) for name in allowed_hosts}
+        if host not in _ANY_INTERFACE:
+            names.add(_host_name(host))
+        self.allowed_hosts: frozenset[str] = frozenset(names) | _LOCAL_NAMES
+        """Names a request's ``Host`` header may give besides IP addresses (lower case)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._http: ThreadingHTTPServer | None = None
@@ -136,10 +159,22 @@ class UIServer:
             raise RuntimeError("the UI server is not running")
         return self._store
 
+    def host_allowed(self, header: str) -> bool:
+        """Whether a request with this ``Host`` header is answered: an IP address (a page on
+        another site cannot make a browser send one), ``localhost``, or an allowed name."""
+        name = _host_name(header)
+        if name in self.allowed_hosts:
+            return True
+        try:
+            ipaddress.ip_address(name.strip("[]"))
+        except ValueError:
+            return False
+        return True
+
     def runs_json(self, params: dict[str, list[str]]) -> dict[str, Any]:
         statuses = frozenset(RunStatus(s) for s in params.get("status", []) if s)
-        limit = min(int(_first(params, "limit") or 100), MAX_LIMIT)
-        offset = max(int(_first(params, "offset") or 0), 0)
+        limit = min(_integer(params, "limit", DEFAULT_LIMIT, minimum=1), MAX_LIMIT)
+        offset = _integer(params, "offset", 0, minimum=0)
         query = RunQuery(
             statuses=statuses or None,
             workflow=_first(params, "workflow") or None,
@@ -161,7 +196,8 @@ class UIServer:
         }
 
     def run_json(self, run_id: str) -> dict[str, Any]:
-        return self.call(_inspect.load_timeline(self._require_store(), run_id)).to_json()
+        timeline = _inspect.load_timeline(self._require_store(), run_id, max_value=_inspect.DISPLAY_LIMIT)
+        return self.call(timeline).to_json()
 
     def config_json(self) -> dict[str, Any]:
         return {
@@ -176,6 +212,30 @@ def _first(params: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
+def _integer(params: dict[str, list[str]], name: str, default: int, *, minimum: int) -> int:
+    text = _first(params, name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"?{name}= must be an integer, got {text[:40]!r}") from None
+    if value < minimum:
+        raise ValueError(f"?{name}= must be at least {minimum}, got {value}")
+    return value
+
+
+def _host_name(header: str) -> str:
+    """The host of a ``Host`` header (or of a name given to allow): without its port, in lower
+    case, ``[::1]`` for an IPv6 address."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header.partition("]")[0] + "]"
+    if header.count(":") > 1:  # a bare IPv6 address, as --host takes it
+        return f"[{header}]"
+    return header.partition(":")[0].rstrip(".")
+
+
 def _handler_for(server: UIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "durable-ui"
@@ -185,7 +245,8 @@ def _handler_for(server: UIServer) -> type[BaseHTTPRequestHandler]:
             pass  # a page polling every two seconds would flood the terminal
 
         def do_GET(self) -> None:
-            if not self._host_allowed():
+            header = self.headers.get("Host", "")
+            if not server.host_allowed(header):
                 self._send_json(HTTPStatus.FORBIDDEN, {"error": "unexpected Host header"})
                 return
             parts = urlsplit(self.path)
@@ -214,17 +275,11 @@ def _handler_for(server: UIServer) -> type[BaseHTTPRequestHandler]:
             except ValueError as exc:
                 self._send_json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
             except (DurableError, TimeoutError, OSError) as exc:
-                self._send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"{type(exc).__name__}: {exc}"})
-
-        def _host_allowed(self) -> bool:
-            if server.host in ("0.0.0.0", "::", ""):
-                return True
-            header = self.headers.get("Host", "")
-            name = header.rsplit(":", 1)[0] if not header.endswith("]") else header
-            return name in _LOCAL_NAMES or name == server.host or name == f"[{server.host}]"
+                message = redact_text(f"{type(exc).__name__}: {exc}", server.store_url)
+                self._send_json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": message})
 
         def _send_json(self, status: HTTPStatus, data: Any) -> None:
-            body = json.dumps(data, ensure_ascii=False, allow_nan=False).encode()
+            body = _inspect.json_text(data).encode()
             self._send(status, "application/json; charset=utf-8", body)
 
         def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
@@ -560,8 +615,9 @@ async function renderRun(id) {
     if (run.waiting_for) fact(facts, "waiting for", waitingText(run.waiting_for));
   }
   if (run.wake_at) fact(facts, "wakes at", fmtTime(run.wake_at));
-  fact(facts, "inputs", JSON.stringify(run.inputs), "mono");
-  if (run.has_result) fact(facts, "result", JSON.stringify(run.result), "mono");
+  const shown = (name) => run.omitted.includes(name) ? run[name + "_preview"] : JSON.stringify(run[name]);
+  fact(facts, "inputs", shown("inputs"), "mono");
+  if (run.has_result) fact(facts, "result", shown("result"), "mono");
   if (run.error) fact(facts, "error", `${run.error.type}: ${run.error.message}`, "err");
   for (const child of run.children) {
     const link = el("a", { href: runHref(child.run_id) }, child.run_id);

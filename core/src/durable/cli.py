@@ -3,6 +3,12 @@
 The store comes from ``--store URL`` or ``DURABLE_STORE``. Human-readable output by
 default, ``--json`` for scripts. Failures print one ``error: ...`` line on stderr and
 exit with status 1 (2 for bad usage); set ``DURABLE_DEBUG=1`` to see a traceback.
+
+What the store holds is shown safely: characters a terminal would act on (ESC and other
+controls) appear as escapes (``\x1b``) in everything but ``--json``, columns have bounded
+widths, store URLs never show their passwords, and values larger than 64 kB are shown cut,
+with their size. ``--json`` prints strict JSON: NaN and infinities in stored values are
+written as the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``.
 """
 
 from __future__ import annotations
@@ -18,25 +24,23 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import IO, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 try:
     import click
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise SystemExit(
         f"the durable command needs its extra dependencies ({exc.name} is missing): "
         "pip install 'durable-core[cli]' (python-durable includes it)"
     ) from None
 
-from durable import _inspect
+from durable import _inspect, _term
 from durable._inspect import FINISHED, InFlight, RunSummary, RunTimeline, StepView, WaitingFor
 from durable._plugins import as_store_url, get_plugin_manager
 from durable._records import RunQuery, RunStatus
+from durable._term import Cell, Column, Table
 from durable.errors import DurableError, UnknownRunError
-from durable.store import Store
+from durable.store import Store, redact_text
 from durable.workflow import Workflow
 
 __all__ = ["cli", "main"]
@@ -56,8 +60,11 @@ class CLIError(click.ClickException):
     exit_code = 1
 
     def __init__(self, message: str) -> None:
-        # One line, whatever the underlying message looks like: scripts grep stderr.
-        super().__init__(" ".join(message.split()))
+        # One line, whatever the underlying message looks like: scripts grep stderr. A driver's
+        # message may quote the store URL or its password, and stored text may hold escapes.
+        for url in _urls_in_use():
+            message = redact_text(message, url)
+        super().__init__(_term.visible(" ".join(message.split())))
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
@@ -67,14 +74,33 @@ def _fail(message: str) -> NoReturn:
     raise CLIError(message)
 
 
+def _urls_in_use() -> list[str]:
+    """The store URLs this command was given (``--store``, ``$DURABLE_STORE``), whose secrets no
+    message may show."""
+    urls = [os.environ.get(STORE_ENV, "")]
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        given = ctx.params.get("store_url")
+        if isinstance(given, str):
+            urls.append(given)
+        ctx = ctx.parent
+    return [url for url in dict.fromkeys(urls) if url]
+
+
 def _run(factory: Callable[[], Awaitable[T]]) -> T:
     """Run one command's coroutine, turning every failure into a ``CLIError``."""
 
-    async def runner() -> T:
-        return await factory()
+    results: list[T] = []
+
+    async def runner() -> None:
+        # The result is handed over here, not as the main task's: asyncio.run's SIGINT handler
+        # holds that task, and restoring the handler builds the task's repr, result included
+        # (a second for a 100 MB value).
+        results.append(await factory())
 
     try:
-        return asyncio.run(runner())
+        asyncio.run(runner())
+        return results[0]
     except (click.ClickException, click.exceptions.Exit, click.Abort):
         raise
     except KeyboardInterrupt:
@@ -137,37 +163,12 @@ async def open_workflow(url: str | None) -> AsyncIterator[tuple[Workflow, Store]
 # -- output helpers ----------------------------------------------------------------
 
 
-class _TrimmedLines:
-    """A text stream that drops the padding rich leaves at the end of table lines."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.pending = ""
-
-    def write(self, text: str) -> int:
-        *lines, self.pending = (self.pending + text).split("\n")
-        for line in lines:
-            self.stream.write(line.rstrip(" ") + "\n")
-        return len(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-
-def _console(err: bool = False) -> Console:
-    stream = sys.stderr if err else sys.stdout
-    if stream.isatty():
-        return Console(file=stream, highlight=False)
-    # Piped output is for grep and logs: lay tables out wide instead of wrapping at 80 columns.
-    width = int(os.environ.get("COLUMNS", "") or 200)
-    return Console(file=_TrimmedLines(stream), width=width, highlight=False, no_color=True)  # type: ignore[arg-type]
+def _out() -> _term.Writer:
+    return _term.Writer(sys.stdout)
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    click.echo(_inspect.json_text(data, indent=2))
 
 
 def fmt_time(ts: float | None) -> str:
@@ -201,16 +202,8 @@ _STATUS_STYLE = {
 }
 
 
-def _clip(text: str, width: int) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
-
-
-def _status(status: str, detail: str = "") -> Text:
-    text = Text(status, style=_STATUS_STYLE.get(status, ""))
-    if detail:
-        text.append(f" ({detail})")
-    return text
+def _status(status: str, detail: str = "") -> Cell:
+    return (f"{status} ({detail})" if detail else status, _STATUS_STYLE.get(status, ""))
 
 
 def _in_flight_text(f: InFlight) -> str:
@@ -241,20 +234,31 @@ def _status_detail(r: RunSummary) -> str:
     return ""
 
 
-_FOLD = frozenset({"RUN ID", "KEY", "NAME", "DELIVERY ID", ""})
-_SQUEEZE = frozenset({"ERROR", "RESULT", "PAYLOAD", "HOOKS"})
+# Every column has a bounded width: a 10,000-character value cannot push the others away.
+# Identifiers fold onto more lines (never cut: they are typed back into commands); free text is
+# cut with an ellipsis; times and counts keep their width.
+_COLUMNS = {
+    "RUN ID": Column("RUN ID", 100, fold=True),
+    "KEY": Column("KEY", 100, fold=True),
+    "NAME": Column("NAME", 64, fold=True),
+    "DELIVERY ID": Column("DELIVERY ID", 64, fold=True),
+    "HOOKS": Column("HOOKS", 100, fold=True),
+    "WORKFLOW": Column("WORKFLOW", 40),
+    "TASK": Column("TASK", 40),
+    "STATUS": Column("STATUS", 80),
+    "ERROR": Column("ERROR", 60),
+    "RESULT": Column("RESULT", 60),
+    "PAYLOAD": Column("PAYLOAD", 60),
+}
 
 
-def _table(*columns: str) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold", show_edge=False)
-    for column in columns:
-        if column in _SQUEEZE:  # previews give way first, cut with an ellipsis
-            table.add_column(column, overflow="ellipsis", no_wrap=True, max_width=60)
-        elif column in _FOLD:  # identifiers are never cut, only wrapped on a narrow terminal
-            table.add_column(column, overflow="fold")
-        else:
-            table.add_column(column, no_wrap=True)
-    return table
+def _table(*headers: str) -> Table:
+    return Table(*(_COLUMNS.get(h) or Column(h, 24, shrink=False) for h in headers))
+
+
+def _facts() -> Table:
+    """Label and value, no header: a value folds onto more lines within the terminal's width."""
+    return Table(Column("", 20, shrink=False), Column("", None, fold=True), header=False)
 
 
 class _Progress:
@@ -273,9 +277,10 @@ class _Progress:
             return
         if self.tty:
             if self._bar is None:
+                from rich.console import Console
                 from rich.progress import Progress
 
-                self._bar = Progress(console=_console(err=True), transient=True)
+                self._bar = Progress(console=Console(file=sys.stderr), transient=True)
                 self._bar.start()
                 self._task = self._bar.add_task(self.what, total=total)
             self._bar.update(self._task, completed=done, total=total)
@@ -326,8 +331,8 @@ def plugins_command(as_json: bool) -> None:
         return
     table = _table("NAME", "VERSION", "HOOKS")
     for p in loaded:
-        table.add_row(Text(p.name), Text(p.version or "-"), Text(", ".join(p.hooks)))
-    _console().print(table)
+        table.add_row(p.name, p.version or "-", ", ".join(p.hooks))
+    _out().table(table)
 
 
 @cli.command("stores")
@@ -355,18 +360,17 @@ def stores_command(as_json: bool) -> None:
     if as_json:
         _emit_json(rows)
         return
-    console = _console()
+    out = _out()
     for i, row in enumerate(rows):
         if i:
-            console.print()
-        console.print(Text(f"{row['name']}  (plugin {row['plugin']})", style="bold"))
-        details = _table("", "")
-        details.show_header = False
-        details.add_row("schemes", Text(", ".join(f"{s}://" for s in row["schemes"])))
-        details.add_row("capabilities", Text(", ".join(row["capabilities"]) or "-"))
-        details.add_row("description", Text(row["description"]))
-        details.add_row("install", Text(row["install_hint"] or "-"))
-        console.print(details)
+            out.line()
+        out.line(_term.cell_text(f"{row['name']}  (plugin {row['plugin']})"), "bold")
+        details = _facts()
+        details.add_row("schemes", ", ".join(f"{s}://" for s in row["schemes"]))
+        details.add_row("capabilities", ", ".join(row["capabilities"]) or "-")
+        details.add_row("description", row["description"])
+        details.add_row("install", row["install_hint"] or "-")
+        out.table(details)
 
 
 @cli.group("runs")
@@ -441,14 +445,14 @@ def runs_list(
     for r in runs:
         error = "" if r.error is None else f"{r.error.type.rsplit('.', 1)[-1]}: {r.error.message}"
         table.add_row(
-            Text(r.run_id),
-            Text(r.workflow),
+            r.run_id,
+            r.workflow,
             _status(r.status, _status_detail(r)),
             fmt_time(r.created_at),
             fmt_time(r.updated_at),
-            Text(_clip(error, 60)),
+            _term.one_line(error, 200),
         )
-    _console().print(table)
+    _out().table(table)
     more = " (--limit reached; page with --offset)" if len(runs) == limit else ""
     click.echo(f"{len(runs)} run{'s' if len(runs) != 1 else ''}{more}")
 
@@ -462,7 +466,9 @@ def runs_show(run_id: str, store_url: str | None, as_json: bool) -> None:
 
     async def fetch() -> RunTimeline:
         async with open_workflow(store_url) as (_, store):
-            return await _inspect.load_timeline(store, run_id)
+            # A human reads previews: values too large to show are not even decoded.
+            limit = None if as_json else _inspect.DISPLAY_LIMIT
+            return await _inspect.load_timeline(store, run_id, max_value=limit)
 
     timeline = _run(fetch)
     if as_json:
@@ -472,87 +478,86 @@ def runs_show(run_id: str, store_url: str | None, as_json: bool) -> None:
 
 
 def _print_timeline(t: RunTimeline) -> None:
-    console = _console()
+    out = _out()
     run = t.run
-    head = _table("", "")
-    head.show_header = False
-    head.add_row("run", Text(run.run_id, style="bold"))
-    head.add_row("workflow", Text(run.workflow))
+    head = _facts()
+    head.add_row("run", (run.run_id, "bold"))
+    head.add_row("workflow", run.workflow)
     head.add_row("status", _status(run.status + (" (cancel requested)" if run.cancel_requested else "")))
     if run.parent_run_id:
-        head.add_row("parent", Text(run.parent_run_id))
+        head.add_row("parent", run.parent_run_id)
     head.add_row("created", fmt_time(run.created_at))
     head.add_row("updated", fmt_time(run.updated_at))
     head.add_row("duration", fmt_duration(t.duration) + ("" if t.stopped_at is None else " (stopped)"))
     if run.status == "interrupted":
         if run.last_owner:
-            head.add_row("last owner", Text(f"{run.last_owner} ({_owner_gone(t)})"))
+            head.add_row("last owner", f"{run.last_owner} ({_owner_gone(t)})")
         if run.in_flight is not None:
-            head.add_row("in flight", Text(_in_flight_text(run.in_flight)))
+            head.add_row("in flight", _in_flight_text(run.in_flight))
         if run.waiting_for is not None:
-            head.add_row("was waiting", Text("for " + _waiting_text(run.waiting_for)))
+            head.add_row("was waiting", "for " + _waiting_text(run.waiting_for))
     else:
         if run.owner:
-            head.add_row("owner", Text(f"{run.owner} (lease until {fmt_time(t.lease_expires_at)})"))
+            head.add_row("owner", f"{run.owner} (lease until {fmt_time(t.lease_expires_at)})")
         if run.in_flight is not None:
-            head.add_row("in flight", Text(_in_flight_text(run.in_flight) + " (at its last lease renewal)"))
+            head.add_row("in flight", _in_flight_text(run.in_flight) + " (at its last lease renewal)")
         if run.waiting_for is not None:
-            head.add_row("waiting for", Text(_waiting_text(run.waiting_for)))
+            head.add_row("waiting for", _waiting_text(run.waiting_for))
     if t.wake_at is not None:
         head.add_row("wakes at", fmt_time(t.wake_at))
     if t.deadline is not None:
         head.add_row("deadline", fmt_time(t.deadline))
-    head.add_row("inputs", Text(_inspect.preview(json.dumps(t.inputs), 200)))
+    room = max(40, min(200, out.width - 12))  # a preview on one line, after the labels
+    head.add_row("inputs", _inspect.preview(t.inputs_text, room))
     if t.has_result:
-        head.add_row("result", Text(_inspect.preview(json.dumps(t.result), 200)))
+        head.add_row("result", _inspect.preview(t.result_text, room))
     if run.error is not None:
-        head.add_row("error", Text(f"{run.error.type}: {run.error.message}", style="red"))
-    console.print(head)
+        head.add_row("error", (_term.one_line(f"{run.error.type}: {run.error.message}"), "red"))
+    out.table(head)
     if run.error is not None and run.error.traceback:
-        console.print()
-        console.print(Text("traceback:", style="bold"))
-        console.print(Text(run.error.traceback.rstrip()), soft_wrap=True)
+        out.line()
+        out.line("traceback:", "bold")
+        out.block(run.error.traceback.rstrip())
 
-    console.print()
-    console.print(Text(f"steps ({len(t.steps)})", style="bold"))
+    out.line()
+    out.line(f"steps ({len(t.steps)})", "bold")
     if t.steps:
         steps = _table("#", "KEY", "TASK", "STATUS", "ATTEMPTS", "START", "DURATION", "RESULT")
         for i, s in enumerate(t.steps, start=1):
             steps.add_row(
                 str(i),
-                Text(s.key),
-                Text(s.task if s.kind == "task" else f"({s.kind})"),
+                s.key,
+                s.task if s.kind == "task" else f"({s.kind})",
                 _status(s.status),
                 str(s.attempts),
                 "+" + fmt_duration(max(0.0, s.started_at - t.start)),
                 fmt_duration(s.duration),
-                Text(_result_cell(s)),
+                _result_cell(s),
             )
-        console.print(steps)
+        out.table(steps)
     retried = [s for s in t.steps if s.failed_attempts]
     if retried:
-        console.print()
-        console.print(Text("failed attempts:", style="bold"))
+        out.line()
+        out.line("failed attempts:", "bold")
         for s in retried:
-            _print_failed_attempts(console, s)
+            _print_failed_attempts(out, s)
 
-    console.print()
-    console.print(Text(f"signals ({len(t.signals)})", style="bold"))
+    out.line()
+    out.line(f"signals ({len(t.signals)})", "bold")
     if t.signals:
         signals = _table("SEQ", "NAME", "DELIVERY ID", "SENT", "PAYLOAD")
         for sig in t.signals:
             signals.add_row(
-                str(sig.seq), Text(sig.name), Text(sig.delivery_id or "-"), fmt_time(sig.sent_at),
-                Text(sig.payload_preview),
-            )  # fmt: skip
-        console.print(signals)
+                str(sig.seq), sig.name, sig.delivery_id or "-", fmt_time(sig.sent_at), sig.payload_preview
+            )
+        out.table(signals)
     if t.children:
-        console.print()
-        console.print(Text(f"child runs ({len(t.children)})", style="bold"))
+        out.line()
+        out.line(f"child runs ({len(t.children)})", "bold")
         children = _table("RUN ID", "WORKFLOW", "STATUS")
         for child in t.children:
-            children.add_row(Text(child.run_id), Text(child.workflow), _status(child.status))
-        console.print(children)
+            children.add_row(child.run_id, child.workflow, _status(child.status))
+        out.table(children)
 
 
 def _owner_gone(t: RunTimeline) -> str:
@@ -570,19 +575,19 @@ def _result_cell(s: StepView) -> str:
     return s.result_preview
 
 
-def _print_failed_attempts(console: Console, s: StepView) -> None:
+def _print_failed_attempts(out: _term.Writer, s: StepView) -> None:
+    key = _term.cell_text(s.key)
     if s.status == "failed":
-        console.print(Text(f"  {s.key}: failed after {s.attempts} attempt(s)", style="red"))
+        out.line(f"  {key}: failed after {s.attempts} attempt(s)", "red")
         if s.error is not None:
-            console.print(Text(f"    {s.error.type}: {s.error.message}"), soft_wrap=True)
+            out.line("    " + _term.cell_text(_term.one_line(f"{s.error.type}: {s.error.message}")))
             if s.error.traceback:
-                indented = "\n".join("    " + line for line in s.error.traceback.rstrip().splitlines())
-                console.print(Text(indented), soft_wrap=True)
+                out.block(s.error.traceback.rstrip(), indent="    ")
     else:
-        console.print(Text(f"  {s.key}: {s.failed_attempts} failed attempt(s) before it succeeded"))
+        out.line(f"  {key}: {s.failed_attempts} failed attempt(s) before it succeeded")
     failed = s.error.attempts if s.error is not None else ()
     for number, (kind, message) in enumerate(failed if s.status != "failed" else failed[:-1], start=1):
-        console.print(Text(f"    attempt {number}: {kind}: {message}"), soft_wrap=True)
+        out.line("    " + _term.cell_text(_term.one_line(f"attempt {number}: {kind}: {message}")))
 
 
 @runs_group.command("cancel")
@@ -609,8 +614,8 @@ def runs_cancel(run_id: str, store_url: str | None, as_json: bool) -> None:
             if after.status is RunStatus.CANCELLED:
                 return RunSummary.of(after), f"run {run_id!r} cancelled"
             return RunSummary.of(after), (
-                f"cancel requested for run {run_id!r}: its executor ({after.owner}) stops it at its next "
-                "lease renewal"
+                f"cancel requested for run {run_id!r}: its executor ({_term.visible(str(after.owner))}) "
+                "stops it at its next lease renewal"
             )
 
     summary, message = _run(act)
@@ -750,13 +755,27 @@ def signal_command(
 @cli.command("ui")
 @store_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Answer requests for this host name too (repeatable); localhost and IP addresses always are.",
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port (0: any).")
 @click.option(
     "--poll", type=click.FloatRange(min=0.2), default=2.0, show_default=True, help="Refresh seconds."
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
-def ui_command(store_url: str | None, host: str, port: int, poll: float, open_browser: bool) -> None:
-    """Serve a read-only web page of runs and their step timelines."""
+def ui_command(
+    store_url: str | None, host: str, allowed_hosts: Sequence[str], port: int, poll: float, open_browser: bool
+) -> None:
+    """Serve a read-only web page of runs and their step timelines.
+
+    Requests naming another host than localhost, an IP address, --host or an --allowed-host
+    are refused (also on --host 0.0.0.0), so no other web site can read runs through DNS
+    rebinding: to reach the page by a name, pass it with --allowed-host.
+    """
     from durable._ui import UIServer
 
     target = _store_url(store_url)
@@ -767,13 +786,20 @@ def ui_command(store_url: str | None, host: str, port: int, poll: float, open_br
 
     _run(check)  # fail here, with one line, rather than on the first page load
     try:
-        server = UIServer(target, host=host, port=port, poll_interval=poll)
+        server = UIServer(target, host=host, port=port, poll_interval=poll, allowed_hosts=allowed_hosts)
         server.start()
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     except DurableError as exc:
         _fail(str(exc))
-    click.echo(f"durable ui for {_inspect.redact_url(target)} at {server.url} (read-only; Ctrl+C stops it)")
+    shown = _term.visible(_inspect.redact_url(target))
+    click.echo(f"durable ui for {shown} at {server.url} (read-only; Ctrl+C stops it)")
+    names = sorted(server.allowed_hosts - {"localhost"})
+    click.echo(
+        "answers requests for localhost and IP addresses"
+        + "".join(f", {n}" for n in names)
+        + " (--allowed-host NAME for more)"
+    )
     if open_browser:
         import webbrowser
 
