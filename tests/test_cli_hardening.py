@@ -429,3 +429,39 @@ def test_listing_sqlite_runs_imports_only_its_driver(hostile_db: str, tmp_path: 
     assert imported_after(["runs", "list", "--store", hostile_db], tmp_path) == ["aiosqlite"]
     assert imported_after(["plugins"], tmp_path) == []
     assert imported_after(["stores"], tmp_path) == []
+
+
+def test_a_quick_listing_on_a_terminal_shows_no_bar_and_imports_no_rich(
+    hostile_db: str, tmp_path: Path
+) -> None:
+    import os
+    import pty
+
+    report = tmp_path / "modules.txt"
+    code = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: open({str(report)!r}, 'w').write(repr(sorted("
+        f"{{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))))\n"
+        "from durable.cli import main\n"
+        f"main(['runs', 'list', '--store', {hostile_db!r}])\n"
+    )
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "400", "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    assert process.wait(timeout=60) == 0, output
+    assert report.read_text() == "['aiosqlite']"
+    text = output.decode()
+    assert "\x1b[1mRUN ID\x1b[0m" in text  # a terminal gets colour, made by durable._term
+    assert "\x1b]0;pwned" not in text and "run\\x1b]0;pwned" in text

@@ -149,16 +149,19 @@ class Table:
             )
             widths.append(natural if column.max_width is None else min(natural, column.max_width))
         if available is not None:
+            # Too wide: narrow the widest shrinkable columns a column at a time, so that they
+            # end up alike rather than one of them squeezed to nothing.
             excess = sum(widths) + 2 * (len(widths) - 1) - available
-            for i in sorted(range(len(widths)), key=lambda i: -widths[i]):
-                column = self.columns[i]
-                if excess <= 0:
+            floors = [min(w, max(8, width(c.header))) for w, c in zip(widths, self.columns, strict=True)]
+            while excess > 0:
+                narrowable = [i for i, c in enumerate(self.columns) if c.shrink and widths[i] > floors[i]]
+                if not narrowable:
                     break
-                if column.shrink:
-                    floor = min(widths[i], max(8, width(column.header)))
-                    cut = min(excess, widths[i] - floor)
-                    widths[i] -= cut
-                    excess -= cut
+                widest = max(widths[i] for i in narrowable)
+                for i in narrowable:
+                    if widths[i] == widest and excess > 0:
+                        widths[i] -= 1
+                        excess -= 1
         return widths
 
     def lines(self, available: int | None = None, *, color: bool = False) -> list[str]:

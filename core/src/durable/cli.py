@@ -52,6 +52,8 @@ DEBUG_ENV = "DURABLE_DEBUG"
 OPEN_TIMEOUT_ENV = "DURABLE_OPEN_TIMEOUT"
 STATUSES = [str(s) for s in RunStatus]
 FINISHED_NAMES = sorted(str(s) for s in FINISHED)
+BAR_AFTER = 0.5
+"""Seconds a command runs before it shows a progress bar on a terminal."""
 
 
 class CLIError(click.ClickException):
@@ -271,11 +273,14 @@ class _Progress:
         self._bar: Any = None
         self._task: Any = None
         self._last_line = -1.0
+        self._started = time.monotonic()
 
     def __call__(self, done: int, total: int) -> None:
         if self.quiet or total == 0:
             return
         if self.tty:
+            if self._bar is None and time.monotonic() - self._started < BAR_AFTER:
+                return  # a quick command shows no bar (and does not import rich for one)
             if self._bar is None:
                 from rich.console import Console
                 from rich.progress import Progress
