@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import time
 from collections import Counter
@@ -13,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
-from redis_test_kit import CountingConnection, lease_of, new_run, step
+from redis_test_kit import CountingConnection, Proxy, lease_of, new_run, step
 
 from durable import Workflow
 from durable.backoff import constant
@@ -24,48 +23,6 @@ from durable_redis import RedisStore
 pytestmark = pytest.mark.asyncio
 
 StoreMaker = Callable[..., RedisStore]
-
-
-class Proxy:
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.port = 0
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Refuse new connections and drop the open ones, as a dead server would."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        try:
-            server_r, server_w = await asyncio.open_connection(*self._target)
-        except OSError:
-            client_w.transport.abort()
-            return
-        self._writers.update((client_w, server_w))
-        await asyncio.gather(self._pipe(client_r, server_w), self._pipe(server_r, client_w))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            with contextlib.suppress(Exception):
-                writer.transport.abort()
 
 
 def ttls(admin: redis.Redis, store: RedisStore, run_id: str) -> dict[str, int]:

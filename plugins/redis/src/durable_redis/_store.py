@@ -850,13 +850,22 @@ class RedisStore(Store):
             while True:
                 # Cleared before reading: a delivery published during the read still wakes us.
                 event.clear()
-                deliveries = await self.list_signals(run_id, name)
-                if len(deliveries) > index:
-                    return deliveries[index]
-                pause = _SAFETY_RECHECK if notifier.healthy else self.poll_interval
+                try:
+                    deliveries = await self.list_signals(run_id, name)
+                except StoreUnavailable as exc:
+                    # An outage: the wait goes on, re-reading at the polling pace (the heartbeat
+                    # stops the run if its lease is lost meanwhile); at the deadline it is raised.
+                    failure: StoreUnavailable | None = exc
+                else:
+                    failure = None
+                    if len(deliveries) > index:
+                        return deliveries[index]
+                pause = _SAFETY_RECHECK if notifier.healthy and failure is None else self.poll_interval
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
+                        if failure is not None:
+                            raise failure
                         return None
                     pause = min(pause, remaining)
                 try:
