@@ -21,8 +21,7 @@ from servers import RedisServer, free_port
 
 from durable import Workflow
 from durable.errors import ConfigurationError, LeaseLost, StoreError, UnknownRunError
-from durable_redis import RedisStore
-from durable_redis._persistence import RedisDataLost
+from durable_redis import RedisDataLost, RedisStore
 
 pytestmark = pytest.mark.slow
 

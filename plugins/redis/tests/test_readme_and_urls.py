@@ -83,3 +83,36 @@ def test_a_password_with_url_special_characters_works(redis_url: str, prefix: st
     finally:
         admin.acl_deluser(user)
         admin.close()
+
+
+def test_durables_own_url_options_reach_the_store_and_not_redis_py() -> None:
+    from durable_redis import RedisStore
+
+    store = RedisStore.from_url(
+        "redis://h:6379/2?prefix=app&ttl=60&require_persistence=1&operation_timeout=2.5&max_connections=7"
+    )
+    assert (store.prefix, store.ttl, store.require_persistence, store.operation_timeout) == (
+        "app",
+        60.0,
+        True,
+        2.5,
+    )
+    assert store.url == "redis://h:6379/2?max_connections=7"
+    assert RedisStore.from_url("redis://h/0?require_persistence=0").require_persistence is False
+    assert RedisStore.from_url("redis://h/0").operation_timeout == 5.0
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("require_persistence=maybe", "require_persistence must be 1 or 0"),
+        ("operation_timeout=soon", "operation_timeout must be a number of seconds"),
+        ("operation_timeout=0", "operation_timeout must be > 0 seconds"),
+    ],
+)
+def test_bad_url_options_are_configuration_errors(query: str, error: str) -> None:
+    from durable.errors import ConfigurationError
+    from durable_redis import RedisStore
+
+    with pytest.raises(ConfigurationError, match=error):
+        RedisStore.from_url(f"redis://:pw@h/0?{query}")

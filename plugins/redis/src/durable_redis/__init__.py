@@ -37,8 +37,55 @@ twice. Delete failed runs you will not resume with ``delete_run``. Signals sent 
 does not exist (yet) expire after ``ttl`` unless the run is created meanwhile. ``ttl=0`` keeps
 everything forever. ``list_runs`` drops index entries whose run has expired.
 
-URL options: ``redis://[[user]:password@]host[:port][/db][?prefix=...&ttl=...]`` and
-``rediss://`` for TLS; other query options go to ``redis.asyncio.from_url``.
+One clock: every lease comparison and expiry is the server's. The scripts read ``TIME`` for a
+claim's "is the lease live?" and the expiry it sets, a renewal's expiry, a cancel's "does anyone
+hold it?", the due time of a run whose signal arrived, and ``updated_at``; ``due_runs(now)``
+judges ``now`` on the server's clock (``now - clock()`` seconds after its ``TIME``: a worker's
+``time.time()`` is the server's now), and a run created with a lease (a direct call) keeps the
+expiry its creator gave only when that is within a second of the server's view, else it lasts
+the lease's length from the server's now. So a process whose clock is off by any amount neither
+takes over a live run nor resumes a dead owner's runs late. Not the server's: the times a caller
+chooses and the core compares itself (``created_at``, a workflow's ``deadline``, a durable
+sleep's ``wake_at``, a delivery's ``sent_at``), which are that process's clock: a sleep parked by
+a host whose clock is off by d wakes d late or early. ``RedisStore.clock`` (``time.time``) is
+the hook a test skews.
+
+Persistence: at open the store reads ``CONFIG GET appendonly``, ``save`` and
+``maxmemory-policy`` (in the round trip that loads its scripts) and logs one WARNING per process
+and server, naming the server without its password and the settings, when a restart would lose
+runs (nothing on disk, or snapshots only: a crash loses what was written since the last one) or
+memory pressure would evict them (``allkeys-*``). ``appendonly yes`` keeps every committed
+checkpoint through a restart or a crash of the server (a power loss may cost the last second
+with ``appendfsync everysec``). ``require_persistence=True`` (``?require_persistence=1``) refuses
+to open (``ConfigurationError``) on such a server, and on one whose ``CONFIG`` is disabled
+(renamed or denied), where the settings cannot be checked; otherwise that is logged at INFO.
+``durable stores --check URL`` prints the same (``RedisStore.durability()``).
+
+Data loss: each store writes ``<prefix>:alive`` when it opens (unless present) and remembers what
+it holds. A fenced write or a ``get_run`` that finds its run gone checks it (one GET, on that
+path only), and every poll (``due_runs``) reads it in its script: gone or replaced, the server
+lost its data since the store opened. The store logs it once at WARNING ("the Redis server ... lost its data
+(restart without persistence?)", with the server and its settings) and raises ``RedisDataLost``
+(a ``StoreError``) instead of ``LeaseLost`` or returning no run, for that run and, until the store
+is reopened, for every run it finds gone; it writes the marker again, and new runs work as
+before. A process that opens its store after the loss cannot tell: the runs are unknown there,
+and calling a lost run id again runs it from the start.
+
+Timeouts: every operation of one round trip (all run, step and signal operations) raises
+``StoreUnavailable`` at most ``operation_timeout`` seconds (default 5) after it started, retries
+included; each round trip waits ``operation_timeout / 2`` for its reply and then drops its
+connection, so the next attempt, or the next operation, uses a fresh one (a connection that died
+silently is replaced within one operation). Listings bound each round trip, not their sum. The
+signal subscription is pinged after 2 s without a message and counted lost when no reply comes
+within ``operation_timeout / 2``: it resubscribes, and the waiters re-read their deliveries (they
+poll every ``poll_interval`` while it is down), so a delivery is noticed within about
+``4 + operation_timeout`` seconds (9 s by default) of a silent death, at once after a reset. A
+signal wait rides out ``StoreUnavailable`` until its own deadline. The engine's heartbeat bounds
+a renewal by a third of the lease on its own, and logs lease loss.
+
+URL options: ``redis://[[user]:password@]host[:port][/db][?prefix=...&ttl=...]`` (also
+``require_persistence=1`` and ``operation_timeout=SECONDS``) and ``rediss://`` for TLS; other
+query options go to ``redis.asyncio.from_url``.
 """
 
 from __future__ import annotations
@@ -53,9 +100,10 @@ from durable.hookspecs import StoreBackend, hookimpl
 from durable.store import Capability, Store
 
 if TYPE_CHECKING:
+    from durable_redis._persistence import RedisDataLost
     from durable_redis._store import RedisStore
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisDataLost", "RedisStore"]
 
 SCHEMES = ("redis", "rediss")
 CAPABILITIES = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY})
@@ -69,6 +117,10 @@ def __getattr__(name: str) -> Any:
         from durable_redis._store import RedisStore
 
         return RedisStore
+    if name == "RedisDataLost":
+        from durable_redis._persistence import RedisDataLost
+
+        return RedisDataLost
     raise AttributeError(f"module 'durable_redis' has no attribute {name!r}")
 
 
