@@ -40,7 +40,7 @@ from durable._plugins import as_store_url, get_plugin_manager
 from durable._records import RunQuery, RunStatus
 from durable._term import Cell, Column, Table
 from durable.errors import DurableError, UnknownRunError
-from durable.store import Store, redact_text
+from durable.store import Store, redact_text, redact_url
 from durable.workflow import Workflow
 
 __all__ = ["cli", "main"]
@@ -342,8 +342,17 @@ def plugins_command(as_json: bool) -> None:
 
 @cli.command("stores")
 @json_option
-def stores_command(as_json: bool) -> None:
-    """List the store backends installed plugins provide."""
+@click.option(
+    "--check",
+    "check_url",
+    metavar="URL",
+    help="Open the store at URL and say whether a restart of its server keeps its data (exit 1 if not).",
+)
+def stores_command(as_json: bool, check_url: str | None) -> None:
+    """List the store backends installed plugins provide, or check one store (--check URL)."""
+    if check_url is not None:
+        _check_store(check_url, as_json)
+        return
     try:
         backends = get_plugin_manager().backends()
     except DurableError as exc:
@@ -376,6 +385,34 @@ def stores_command(as_json: bool) -> None:
         details.add_row("description", row["description"])
         details.add_row("install", row["install_hint"] or "-")
         out.table(details)
+
+
+def _check_store(url: str, as_json: bool) -> None:
+    """``stores --check URL``: open the store and print what a restart of its server keeps, as the
+    store reports it (``durability()``, if it has one); exit status 1 when data is at risk."""
+    store = _unopened_store(_store_url(url))
+
+    async def check() -> tuple[bool | None, str]:
+        logging.disable(logging.WARNING)  # the store's own warning is the line printed below
+        try:
+            await store.open()
+        finally:
+            logging.disable(logging.NOTSET)
+        try:
+            report = getattr(store, "durability", None)
+            return report() if callable(report) else (None, "not reported by this store")
+        finally:
+            await store.close()
+
+    keeps, line = _run(check)
+    shown = redact_url(_store_url(url))
+    if as_json:
+        _emit_json({"store": shown, "opened": True, "restart_keeps_data": keeps, "durability": line})
+    else:
+        click.echo(_term.visible(f"{shown}: opened"))
+        click.echo(_term.visible(f"durability: {line}"))
+    if keeps is False:
+        raise click.exceptions.Exit(1)
 
 
 @cli.group("runs")
