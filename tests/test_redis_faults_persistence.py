@@ -269,3 +269,59 @@ async def test_deleting_every_key_on_purpose_is_not_a_loss(servers: list[Server]
     await store.drop_all()
     assert await store.get_run("gone") is None
     await store.close()
+
+
+# -- durable stores --check ---------------------------------------------------------------------
+
+
+def check(url: str, *options: str) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from durable.cli import cli
+
+    result = CliRunner().invoke(cli, ["stores", "--check", url, *options])
+    return result.exit_code, result.output
+
+
+def test_stores_check_reports_a_server_that_keeps_nothing_and_exits_1(
+    servers: list[Server], tmp_path: Path
+) -> None:
+    volatile = server(servers, tmp_path, *NOTHING_ON_DISK, password=PASSWORD)
+    code, output = check(volatile.url)
+    assert (code, output.splitlines()) == (
+        1,
+        [
+            f"redis://:***@127.0.0.1:{volatile.port}/0: opened",
+            "durability: at risk: the server keeps nothing on disk: a restart loses every run, completed "
+            "ones included (appendonly no, save '', maxmemory-policy noeviction)",
+        ],
+    )
+    code, output = check(volatile.url, "--json")
+    assert code == 1 and '"restart_keeps_data": false' in output and PASSWORD not in output
+
+
+def test_stores_check_reports_a_server_with_an_append_only_file(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    redis = RedisServer(tmp_path)
+    redis.start()
+    try:
+        code, output = check(redis.url)
+    finally:
+        redis.stop()
+    assert code == 0
+    assert output.splitlines()[1].startswith("durability: kept on disk (appendonly yes, save '',")
+
+
+def test_stores_check_says_when_it_could_not_check(servers: list[Server], tmp_path: Path) -> None:
+    managed = server(servers, tmp_path, *NOTHING_ON_DISK, "--rename-command", "CONFIG", "")
+    code, output = check(managed.url)
+    assert code == 0
+    assert output.splitlines()[1].startswith(
+        "durability: could not be checked (CONFIG GET appendonly answered"
+    )
+
+
+def test_stores_check_of_an_unreachable_server_is_one_error_line(tmp_path: Path) -> None:
+    code, output = check(f"redis://127.0.0.1:{free_port()}/0?operation_timeout=1")
+    assert code == 1 and output.startswith("error: Redis at redis://127.0.0.1:") and output.count("\n") == 1
