@@ -159,8 +159,9 @@ async def claim_or_wait(
         run = latest
         if run.status.is_final:
             return run
-        now = time.time()
-        if not run.lease_is_live(now) and run.status in _lifecycle.CLAIMABLE:
+        # Only a run with no owner at all proves the store wrong: a lease that looks expired on
+        # this host's clock may be live on the store's (clocks differ), so that one is waited for.
+        if run.owner is None and run.status in _lifecycle.CLAIMABLE:
             refused += 1
             if refused >= _REFUSED_CLAIMS:
                 raise StoreError(
