@@ -207,14 +207,17 @@ async def test_child_run_results_keep_their_type() -> None:
     assert await parent() == [5]
 
 
-def test_the_class_envelope_is_only_for_a_top_level_model_or_dataclass() -> None:
+def test_the_class_envelope_is_left_out_where_the_annotation_names_the_class() -> None:
     user = User(id=1, name="A")
     assert json.loads(_codec.dumps(user)) == {
         "__durable__": "class",
         "c": f"{__name__}:User",
         "v": {"id": 1, "name": "A"},
     }
-    assert _codec.dumps([user]) == '[{"id":1,"name":"A"}]'
+    assert _codec.dumps(user, User) == '{"id":1,"name":"A"}'
+    assert _codec.dumps([user], list[User]) == '[{"id":1,"name":"A"}]'
+    # Nested without an annotation it names its class too, so that it comes back as one (issue 16).
+    assert _codec.loads(_codec.dumps([user])) == [user]
     assert _codec.dumps({"id": 1}) == '{"id":1}'
     assert _codec.dumps((1, 2)) == '{"__durable__":"tuple","v":[1,2]}'
 

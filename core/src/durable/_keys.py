@@ -18,6 +18,42 @@ RESERVED = "#@/:"
 _ESCAPES = {"%": "%25", "#": "%23", "/": "%2F", "@": "%40"}
 
 
+def id_problem(text: str, limit: int | None = None) -> str | None:
+    """Why ``text`` cannot name a run, step, signal or delivery in every store, or ``None``.
+
+    NUL is refused (PostgreSQL cannot store it in text), and so are lone surrogates (no store
+    can: UTF-8 has no encoding for them).
+    """
+    if limit is not None and len(text) > limit:
+        return f"is longer than {limit} characters ({len(text)})"
+    if "\x00" in text:
+        return f"contains NUL (\\x00, at index {text.index(chr(0))}), which PostgreSQL cannot store"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (
+                f"contains a lone surrogate ({text[exc.start]!r} at index {exc.start}), which UTF-8 "
+                "cannot encode"
+            )
+    return None
+
+
+def shown(text: str) -> str:
+    """``text`` for an error message: quoted, and cut at 80 characters."""
+    return repr(text) if len(text) <= 80 else repr(text[:80]) + "..."
+
+
+def check_id(text: str, what: str) -> str:
+    """``text`` if it can name a ``what`` (a signal name, a delivery id...) in every store."""
+    if not isinstance(text, str):
+        raise ConfigurationError(f"{what} must be a str, got {type(text).__name__}")
+    problem = id_problem(text)
+    if problem is not None:
+        raise ConfigurationError(f"{what} {shown(text)} {problem}")
+    return text
+
+
 def check_task_name(name: str) -> str:
     if not name or any(ch in name for ch in RESERVED) or not name.isprintable():
         raise ConfigurationError(
@@ -36,11 +72,19 @@ def task_base(task: str, step_id: str | None) -> str:
         return task
     if not isinstance(step_id, str):
         raise ConfigurationError(f"task {task!r}: step_id must be a str, got {type(step_id).__name__}")
+    problem = id_problem(step_id)
+    if problem is not None:  # refused at the call, before the body runs
+        raise ConfigurationError(f"task {task!r}: step_id {shown(step_id)} {problem}")
     return f"{task}@{escape(step_id)}"
 
 
 def system_base(kind: str, name: str | None = None) -> str:
-    return f"durable:{kind}" if name is None else f"durable:{kind}@{escape(name)}"
+    if name is None:
+        return f"durable:{kind}"
+    problem = id_problem(name)
+    if problem is not None:
+        raise ConfigurationError(f"{kind} name {shown(name)} {problem}")
+    return f"durable:{kind}@{escape(name)}"
 
 
 def make_key(scope: str, base: str, occurrence: int) -> str:

@@ -47,11 +47,9 @@ MAX_RUN_ID_LENGTH = 1024
 def _check_run_id(run_id: object, workflow: str) -> str:
     if not isinstance(run_id, str) or not run_id:
         raise ConfigurationError(f"workflow {workflow!r}: run id must be a non-empty str, got {run_id!r}")
-    if len(run_id) > MAX_RUN_ID_LENGTH or "\x00" in run_id:
-        raise ConfigurationError(
-            f"workflow {workflow!r}: run id {run_id[:80]!r}... is longer than {MAX_RUN_ID_LENGTH} "
-            "characters or contains NUL"
-        )
+    problem = _keys.id_problem(run_id, MAX_RUN_ID_LENGTH)
+    if problem is not None:
+        raise ConfigurationError(f"workflow {workflow!r}: run id {_keys.shown(run_id)} {problem}")
     return run_id
 
 
@@ -66,6 +64,7 @@ class TaskFunction(Generic[P, R]):
         self.name = _keys.check_task_name(name)
         self.policy = policy
         self._annotation: Any = None
+        self._parameters: tuple[tuple[str, ...], frozenset[str]] | None = None
         functools.update_wrapper(self, fn)
 
     @property
@@ -98,16 +97,36 @@ class TaskFunction(Generic[P, R]):
 
     async def _call_in_run(self, ctx: RunContext, key: str, args: Any, kwargs: Any) -> R:
         annotation = self._annotation or self.return_annotation
-        args_digest = _codec.digest_call(args, kwargs)
+        try:
+            args_digest = (
+                self._bound_digest(args, kwargs) if kwargs else _codec.digest_call(args, kwargs, self.name)
+            )
+        except SerializationError as exc:  # refused before the body runs
+            raise SerializationError(
+                f"task {self.name!r} (run {ctx.run_id!r}, step {key!r}): its arguments cannot be "
+                f"digested: {exc}",
+                run_id=ctx.run_id,
+                step_key=key,
+            ) from exc
         recorded = ctx.journal.get(key)
-        if (  # the common case of a resumed run, kept short; execute_step checks every other case
-            recorded is not None
-            and recorded.args_digest == args_digest
-            and recorded.task == self.name
-            and recorded.status is StepStatus.COMPLETED
-        ):
-            result: R = _codec.loads(recorded.result, annotation)  # type: ignore[arg-type]
-            return result
+        if recorded is not None:
+            if recorded.args_digest != args_digest:  # other arguments, or a call durable 0.3.0 recorded
+                args_digest = _codec.recorded_digest(recorded.args_digest, args_digest, args, kwargs)
+            elif recorded.task == self.name and recorded.status is StepStatus.COMPLETED:
+                # The common case of a resumed run, kept short; execute_step checks every other case.
+                try:
+                    result: R = _codec.loads(recorded.result, annotation)  # type: ignore[arg-type]
+                except SerializationError as exc:
+                    raise self._unreadable(ctx, key, exc) from exc
+                return result
+
+        def decode(text: str) -> R:
+            try:
+                value: R = _codec.loads(text, annotation)
+            except SerializationError as exc:
+                raise self._unreadable(ctx, key, exc) from exc
+            return value
+
         return await execute_step(
             ctx,
             key,
@@ -115,8 +134,42 @@ class TaskFunction(Generic[P, R]):
             args_digest,
             lambda: self.fn(*args, **kwargs),
             self.policy,
-            _codec.dumps,
-            lambda text: _codec.loads(text, annotation),
+            lambda value: _codec.dumps(value, annotation),
+            decode,
+        )
+
+    def _bound_digest(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """The digest of a call with keyword arguments, bound to the parameters first: ``f(1)`` and
+        ``f(x=1)`` are one call. As ``Signature.bind`` gives them (defaults are not filled in: the
+        arguments passed are digested), but without its cost where every parameter can be named."""
+        if self._parameters is None:
+            parameters = inspect.signature(self.fn).parameters.values()
+            nameable = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in parameters)
+            self._parameters = (
+                tuple(p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD) if nameable else (),
+                frozenset(p.name for p in parameters) if nameable else frozenset(),
+            )
+        positional, names = self._parameters
+        if names and len(args) <= len(positional) and kwargs.keys() <= names:
+            bound, rest = list(args), dict(kwargs)
+            if not any(name in rest for name in positional[: len(args)]):
+                for name in positional[len(args) :]:
+                    if name not in rest:
+                        break
+                    bound.append(rest.pop(name))
+                return _codec.digest_call(tuple(bound), rest, self.name)
+        try:
+            call = inspect.signature(self.fn).bind(*args, **kwargs)
+        except TypeError:  # the call itself raises it, when the body is called
+            return _codec.digest_call(args, kwargs, self.name)
+        return _codec.digest_call(call.args, call.kwargs, self.name)
+
+    def _unreadable(self, ctx: RunContext, key: str, exc: SerializationError) -> SerializationError:
+        return SerializationError(
+            f"task {self.name!r} (run {ctx.run_id!r}, step {key!r}): its recorded result cannot be read "
+            f"as {_codec._type_name(self._annotation)}: {exc}",
+            run_id=ctx.run_id,
+            step_key=key,
         )
 
     def __repr__(self) -> str:
@@ -207,7 +260,12 @@ class WorkflowFunction(Generic[P, R]):
 
     def _run_id(self, arguments: dict[str, Any]) -> str:
         if self.id_template is None:
-            return f"{self.name}-{_codec.digest(arguments)}"
+            try:
+                return f"{self.name}-{_codec.digest(arguments)}"
+            except SerializationError as exc:
+                raise SerializationError(
+                    f"workflow {self.name!r}: its arguments cannot be digested into a run id: {exc}"
+                ) from exc
         try:
             # Only the bound parameters fill the template: a dict argument cannot inject fields.
             run_id = self.id_template.format_map(arguments)
@@ -499,6 +557,8 @@ class Workflow:
         """
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"run {run_id!r}: signal name must be a non-empty str, got {name!r}")
+        for text, what in ((run_id, "run id"), (name, "signal name"), (delivery_id, "delivery id")):
+            _keys.check_id(text, f"wf.complete(): {what}")
         store = await self.get_store()
         try:
             text = _codec.dumps(payload)
