@@ -125,9 +125,22 @@ def _nested(levels: int) -> list[Any]:
     return value
 
 
-class _Fixed(dt.tzinfo):
+class _Zone(dt.tzinfo):
+    """A zone of a library other than zoneinfo (as pytz's and dateutil's are): its offset
+    depends on the date, so a fixed offset would lose its rules."""
+
+    def utcoffset(self, d: dt.datetime | None) -> dt.timedelta | None:
+        return None if d is None else dt.timedelta(hours=2 if 4 <= d.month <= 10 else 1)
+
+    def dst(self, d: dt.datetime | None) -> dt.timedelta | None:
+        return None if d is None else dt.timedelta(hours=1 if 4 <= d.month <= 10 else 0)
+
+
+class _Utc(dt.tzinfo):
+    """A fixed offset of another class (as pytz.utc is)."""
+
     def utcoffset(self, d: dt.datetime | None) -> dt.timedelta:
-        return dt.timedelta(hours=2)
+        return dt.timedelta(0)
 
     def dst(self, d: dt.datetime | None) -> dt.timedelta:
         return dt.timedelta(0)
@@ -151,7 +164,7 @@ REFUSED: list[tuple[Any, str]] = [
     ("a\ud800", "lone surrogate"),
     ({"key\udfff": 1}, "lone surrogate"),
     ([{"deep": ("x\ud800",)}], "lone surrogate"),
-    (dt.datetime(2026, 1, 1, tzinfo=_Fixed()), "tzinfo"),
+    (dt.datetime(2026, 1, 1, tzinfo=_Zone()), "a zone this codec cannot name"),
     (NeedsInitVar(1, 2), "InitVar"),
 ]
 
@@ -170,6 +183,12 @@ def test_arguments_that_cannot_be_digested_are_refused_saying_why(value: Any, re
         _codec.digest_call((value,), {})
     with pytest.raises(SerializationError, match=reason):
         _codec.digest_call((1,), {"x": value})
+
+
+def test_a_fixed_offset_of_another_class_comes_back_as_a_timezone() -> None:
+    value = dt.datetime(2026, 1, 1, 12, tzinfo=_Utc())
+    back = _codec.loads(_codec.dumps(value), dt.datetime)
+    assert back == value and back.tzinfo is dt.UTC
 
 
 def test_the_deepest_value_written_is_read_back_from_a_deep_stack() -> None:

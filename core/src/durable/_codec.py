@@ -19,8 +19,10 @@ its fields as a dict (a set or dict key of them then cannot be rebuilt: ``Serial
 What the codec cannot keep is refused when written, with ``SerializationError`` saying what:
 unknown types, ints beyond ``sys.get_int_max_str_digits()`` digits, strings with lone
 surrogates (UTF-8 cannot encode them), containers nested more than ``MAX_DEPTH`` levels or
-containing themselves, datetimes whose ``tzinfo`` is neither ``datetime.timezone`` nor a keyed
-``zoneinfo.ZoneInfo``, dataclasses that ``__init__`` cannot rebuild from their fields.
+containing themselves, datetimes in a zone other than a keyed ``zoneinfo.ZoneInfo`` (a pytz or
+dateutil zone: its rules would be lost), dataclasses ``__init__`` cannot rebuild from their
+fields. A fixed offset of another class than ``datetime.timezone`` (``pytz.utc``) comes back as a
+``datetime.timezone`` of the same offset.
 
 **Annotations.** ``loads(text, t)`` returns a ``t`` or raises ``SerializationError``: a stored
 value of another type is converted where a conversion is lossless and obvious (a list to a
@@ -175,7 +177,7 @@ def _dump_datetime(value: dt.datetime, _depth: int) -> Any:
 
 
 def _dump_time(value: dt.time, _depth: int) -> Any:
-    if value.tzinfo is not None and type(value.tzinfo) is not dt.timezone:
+    if value.tzinfo is not None and not _fixed_offset(value.tzinfo):
         raise SerializationError(
             f"cannot store the time {value!r} exactly: a time's tzinfo must be a datetime.timezone "
             "(a zone's offset depends on the date: store a datetime instead)"
@@ -186,14 +188,25 @@ def _dump_time(value: dt.time, _depth: int) -> Any:
 def _zone_of(value: dt.datetime) -> str | None:
     """The ZoneInfo key of an aware datetime (None for naive and fixed offsets); refuses others."""
     tz = value.tzinfo
-    if tz is None or type(tz) is dt.timezone:
+    if tz is None or _fixed_offset(tz):
         return None
     if isinstance(tz, zoneinfo.ZoneInfo) and tz.key is not None:
         return tz.key
     raise SerializationError(
-        f"cannot store the datetime {value!r} exactly: its tzinfo is a {_type_name(type(tz))}; "
-        "use zoneinfo.ZoneInfo(key) or a datetime.timezone offset"
+        f"cannot store the datetime {value!r} exactly: its tzinfo is a {_type_name(type(tz))}, a zone "
+        "this codec cannot name; use zoneinfo.ZoneInfo(key) or a datetime.timezone offset"
     )
+
+
+def _fixed_offset(tz: dt.tzinfo) -> bool:
+    """Whether ``tz`` has one offset whatever the date (it gives it for ``None``): a
+    ``datetime.timezone``, or ``pytz.utc`` and dateutil's ``tzutc``, read back as a timezone."""
+    if type(tz) is dt.timezone:
+        return True
+    try:
+        return tz.utcoffset(None) is not None
+    except Exception:
+        return False
 
 
 def _dump_bytes(tag: str) -> Callable[[Any, int], Any]:
@@ -497,7 +510,11 @@ def _class_dumper(cls: type) -> _Dumper:
     def dump_instance(value: Any, depth: int, strict: bool) -> Any:
         if type(value) in exact:
             return value if type(value) in _SCALAR_TYPES else _dump_any(value, depth)
-        if isinstance(value, exact):
+        try:
+            matches = isinstance(value, exact)
+        except TypeError:  # a class isinstance() refuses (a Protocol without runtime_checkable)
+            matches = True
+        if matches:
             return _dump_any(value, depth)  # a subclass (an IntEnum for int): it tells its type
         return _mismatched(value, depth, strict)
 
