@@ -99,6 +99,10 @@ class _Unstorable(SerializationError):
     """A value of a type the codec does not know (digests compare such values by type)."""
 
 
+class WrongType(SerializationError):
+    """A checkpoint holds a value that its annotation refuses (``loads`` raises it)."""
+
+
 class _Mismatch(Exception):
     """A value does not match its annotation where a mismatch is refused (not an error yet)."""
 
@@ -679,7 +683,13 @@ def dumps(value: Any, annotation: Any = Any) -> str:
     """
     kind = type(value)
     if kind in _SCALAR_TYPES and (annotation is kind or annotation is Any):  # the common result
-        return _text(value)
+        try:
+            text = _encode(value)
+        except ValueError as exc:  # an int longer than int-to-str conversion allows
+            raise SerializationError(f"cannot store the value: {exc}") from None
+        if not text.isascii():
+            _check_utf8(text)
+        return text
     return _text(_data(value, annotation))
 
 
@@ -728,7 +738,7 @@ def loads(text: str, annotation: Any = Any) -> Any:
     try:
         return loader(data, True)
     except SerializationError as exc:
-        raise SerializationError(f"the checkpoint is not a {_type_name(annotation)}: {exc}") from None
+        raise WrongType(f"the checkpoint is not a {_type_name(annotation)}: {exc}") from None
     except RecursionError:
         raise SerializationError(
             f"cannot read a checkpoint nested more deeply than {MAX_DEPTH} levels"

@@ -119,24 +119,19 @@ class TaskFunction(Generic[P, R]):
                 except SerializationError as exc:
                     raise self._unreadable(ctx, key, exc) from exc
                 return result
-
-        def decode(text: str) -> R:
-            try:
-                value: R = _codec.loads(text, annotation)
-            except SerializationError as exc:
-                raise self._unreadable(ctx, key, exc) from exc
-            return value
-
-        return await execute_step(
-            ctx,
-            key,
-            self.name,
-            args_digest,
-            lambda: self.fn(*args, **kwargs),
-            self.policy,
-            lambda value: _codec.dumps(value, annotation),
-            decode,
-        )
+        try:
+            return await execute_step(
+                ctx,
+                key,
+                self.name,
+                args_digest,
+                lambda: self.fn(*args, **kwargs),
+                self.policy,
+                lambda value: _codec.dumps(value, annotation),
+                lambda text: _codec.loads(text, annotation),
+            )
+        except _codec.WrongType as exc:  # a recorded result the annotation refuses
+            raise self._unreadable(ctx, key, exc) from exc
 
     def _bound_digest(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """The digest of a call with keyword arguments, bound to the parameters first: ``f(1)`` and
