@@ -371,12 +371,12 @@ async def test_an_argument_that_cannot_be_digested_is_compared_by_type_and_said_
     assert "task 'use'" in warnings[0] and f"{__name__}.Obj" in warnings[0] and "only its type" in warnings[0]
 
 
-def _digest_0_3(text: str) -> str:
-    """How durable 0.3.0 digested a call: the blake2b of its canonical JSON, as written."""
+def _previous_digest(text: str) -> str:
+    """How the previous release (0.3.0) digested a call: the blake2b of its canonical JSON, as written."""
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-async def test_steps_recorded_by_0_3_with_keywords_or_unordered_keys_still_replay(
+async def test_steps_recorded_by_the_previous_release_with_keywords_or_unordered_keys_still_replay(
     tmp_path: Path, calls: Calls
 ) -> None:
     path = tmp_path / "old.db"
@@ -399,11 +399,11 @@ async def test_steps_recorded_by_0_3_with_keywords_or_unordered_keys_still_repla
     with pytest.raises(RuntimeError):
         await flow()
     await wf.close()
-    with sqlite3.connect(path) as db:  # the digests durable 0.3.0 recorded for these two calls
-        db.execute("UPDATE steps SET args_digest = ? WHERE key = 'echo'", (_digest_0_3('[[],{"x":1}]'),))
+    with sqlite3.connect(path) as db:  # the digests the previous release recorded for these two calls
+        db.execute("UPDATE steps SET args_digest = ? WHERE key = 'echo'", (_previous_digest('[[],{"x":1}]'),))
         db.execute(
             "UPDATE steps SET args_digest = ? WHERE key = 'echo#1'",
-            (_digest_0_3('[[{"__durable__":"dict","v":[[2,"b"],[1,"a"]]}],{}]'),),
+            (_previous_digest('[[{"__durable__":"dict","v":[[2,"b"],[1,"a"]]}],{}]'),),
         )
     crash["now"] = False
     assert await flow() == [1, {2: "b", 1: "a"}]
@@ -573,5 +573,5 @@ async def test_a_result_that_does_not_match_its_annotation_is_refused_before_it_
 def test_a_declared_annotation_still_converts_what_it_can() -> None:
     assert _codec.loads(_codec.dumps((1, 2), list[int]), list[int]) == [1, 2]
     assert _codec.loads(_codec.dumps("a/b", Path), Path) == Path("a/b")
-    assert _codec.loads('{"x":1,"y":2}', Point) == Point(1, 2)  # a checkpoint of 0.3.0
+    assert _codec.loads('{"x":1,"y":2}', Point) == Point(1, 2)  # a checkpoint of the previous release
     assert _codec.loads('"2026-01-02"', dt.date) == dt.date(2026, 1, 2)

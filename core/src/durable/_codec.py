@@ -1251,7 +1251,7 @@ _decode = _one_shot_decoder()
 
 def _digest_walker(sort_pairs: bool) -> tuple[Callable[[Any, int], Any], Callable[[Any, int, Any], Any]]:
     """The data a digest is taken of, as this release takes it (``sort_pairs``) or as durable
-    0.3.0 did (dict pairs in insertion order): ``(walk, lenient)``.
+    the previous release (0.3.0) did (dict pairs in insertion order): ``(walk, lenient)``.
 
     ``walk`` raises ``_Unstorable`` for a value of a type the codec does not know; ``lenient``
     then stands in its type for each such value inside lists, tuples and dicts.
@@ -1343,7 +1343,7 @@ def _digest_walker(sort_pairs: bool) -> tuple[Callable[[Any, int], Any], Callabl
 
 
 _walk, _lenient = _digest_walker(sort_pairs=True)
-_walk_0_3, _lenient_0_3 = _digest_walker(sort_pairs=False)
+_walk_previous, _lenient_previous = _digest_walker(sort_pairs=False)
 _warned: set[tuple[str, type]] = set()
 
 
@@ -1426,17 +1426,17 @@ def digest_call(args: tuple[Any, ...], kwargs: dict[str, Any], where: str | None
     return digest([list(args), kwargs], where)
 
 
-def digest_call_0_3(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """The digest durable 0.3.0 took of this call: arguments as passed (not bound to
+def previous_digest_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """The digest the previous release (0.3.0) took of this call: arguments as passed (not bound to
     parameters), dicts with keys that are not all strings in insertion order."""
-    return _hash_data(_digest_data([list(args), kwargs], None, _walk_0_3, _lenient_0_3))
+    return _hash_data(_digest_data([list(args), kwargs], None, _walk_previous, _lenient_previous))
 
 
 def recorded_digest(recorded: str, taken: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """``recorded`` if it is the digest durable 0.3.0 took of this very call, else ``taken``:
+    """``recorded`` if it is the digest the previous release took of this very call, else ``taken``:
     a step recorded by that release replays, though this release digests the call otherwise."""
     try:
-        return recorded if digest_call_0_3(args, kwargs) == recorded else taken
+        return recorded if previous_digest_call(args, kwargs) == recorded else taken
     except SerializationError:
         return taken
 

@@ -110,7 +110,7 @@ class TaskFunction(Generic[P, R]):
             ) from exc
         recorded = ctx.journal.get(key)
         if recorded is not None:
-            if recorded.args_digest != args_digest:  # other arguments, or a call durable 0.3.0 recorded
+            if recorded.args_digest != args_digest:  # other arguments, or a call the last release recorded
                 args_digest = _codec.recorded_digest(recorded.args_digest, args_digest, args, kwargs)
             elif recorded.task == self.name and recorded.status is StepStatus.COMPLETED:
                 # The common case of a resumed run, kept short; execute_step checks every other case.
