@@ -36,6 +36,10 @@ class RunStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    CORRUPT = "corrupt"
+    """Its stored record cannot be read (damaged, hand-edited, written by other software). Never
+    stored: reported for such a record, whose ``error`` names the bad field (``durable._decode``).
+    Workers skip it and executing it raises ``StoreCorrupted``."""
 
     @property
     def is_final(self) -> bool:

@@ -130,7 +130,13 @@ class StoreUnavailable(StoreError):
 
 
 class StoreCorrupted(StoreError):
-    """The file or schema is not a durable store, is damaged, or is from a newer version."""
+    """The file or schema is not a durable store, is damaged, or is from a newer version; or one
+    stored record cannot be read (``run_id`` and ``field`` say which)."""
+
+    store: str | None = None
+    """The store at fault (its name or file), where known."""
+    field: str | None = None
+    """The field of the record that cannot be read, where one record is at fault."""
 
 
 class LeaseLost(StoreError):
