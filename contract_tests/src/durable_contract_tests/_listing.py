@@ -117,6 +117,32 @@ class ListingContract(ContractBase, contract=True):
         mails = await store.list_runs(RunQuery(workflow="mails", limit=1, offset=1))
         assert ids(mails) == ["mail-2"]
 
+    async def test_after_pages_by_the_last_run_of_the_previous_page(self, store: Store) -> None:
+        await seed(store)
+        for run_id in ("tie-b", "tie-a", "tie-c"):  # ties on created_at are ordered by run id
+            await store.create_run(make_run(run_id, created_at=T0 + 3))
+        everything = ids(await store.list_runs(RunQuery()))
+        pages: list[list[str]] = []
+        after = None
+        while len(pages) < 10:
+            page = await store.list_runs(RunQuery(limit=3, after=after))
+            pages.append(ids(page))
+            if len(page) < 3:
+                break
+            after = (page[-1].created_at, page[-1].run_id)
+        assert [run_id for page in pages for run_id in page] == everything
+        assert all(len(page) == 3 for page in pages[:-1])
+
+    async def test_after_combines_with_the_other_filters(self, store: Store) -> None:
+        runs = {run.run_id: run for run in await seed(store)}
+        order_3 = runs["order-3"]
+        listed = await store.list_runs(RunQuery(workflow="orders", after=(order_3.created_at, "order-3")))
+        assert ids(listed) == ["order-2", "order-1"]
+        failed_or_pending = frozenset({RunStatus.PENDING, RunStatus.FAILED})
+        mail_3 = runs["mail-3"]
+        page = await store.list_runs(RunQuery(statuses=failed_or_pending, after=(mail_3.created_at, "mail-3")))
+        assert ids(page) == ["order-3", "order-1"]
+
     async def test_listing_returns_whole_records(self, store: Store) -> None:
         runs = await seed(store)
         listed = {run.run_id: run for run in await store.list_runs(RunQuery(limit=1000))}

@@ -230,6 +230,10 @@ class RunQuery:
     updated_before: float | None = None
     limit: int = 100
     offset: int = 0
+    after: tuple[float, str] | None = None
+    """Keyset paging: only runs listed after the run with this ``(created_at, run_id)``, the last
+    run of the previous page. Listings are ordered by ``created_at`` descending, then ``run_id``
+    ascending, so a page costs the same however much history precedes it (``offset`` does not)."""
 
     def matches(self, run: RunRecord) -> bool:
         """The reference semantics of every filter, for stores that filter in Python."""
@@ -240,4 +244,11 @@ class RunQuery:
             and (self.created_after is None or run.created_at >= self.created_after)
             and (self.created_before is None or run.created_at < self.created_before)
             and (self.updated_before is None or run.updated_at < self.updated_before)
+            and (self.after is None or listed_after(run, self.after))
         )
+
+
+def listed_after(run: RunRecord, after: tuple[float, str]) -> bool:
+    """Whether ``run`` comes after the run ``after`` (``(created_at, run_id)``) in listing order."""
+    created_at, run_id = after
+    return run.created_at < created_at or (run.created_at == created_at and run.run_id > run_id)

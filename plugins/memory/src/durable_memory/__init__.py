@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -32,6 +32,55 @@ from durable.store import (
 __all__ = ["InMemoryStore"]
 
 
+class _Descending(str):
+    """A run id that sorts backwards, so that ``(created_at, _Descending(run_id))`` ascending is
+    the listing order (``created_at`` descending, ``run_id`` ascending) read from the end."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: str) -> bool:
+        return str.__gt__(self, other)
+
+    def __gt__(self, other: str) -> bool:
+        return str.__lt__(self, other)
+
+
+class _ListingOrder:
+    """Every run's place in listing order, kept so that creating a run (the newest: appended at
+    the end) and reading a page cost the same however many runs precede it.
+
+    Deleted runs stay in the list until more than half of it is dead (then it is rebuilt once),
+    so that a prune deleting the oldest runs one by one does not move the whole list each time.
+    """
+
+    def __init__(self) -> None:
+        self._keys: list[tuple[float, _Descending]] = []
+        self._live: dict[str, tuple[float, _Descending]] = {}
+        """Each live run's key: a key of a deleted run is not this very object."""
+
+    def add(self, run: RunRecord) -> None:
+        key = (run.created_at, _Descending(run.run_id))
+        self._live[run.run_id] = key
+        if not self._keys or self._keys[-1] < key:
+            self._keys.append(key)
+        else:
+            bisect.insort(self._keys, key)
+
+    def discard(self, run_id: str) -> None:
+        del self._live[run_id]
+        if len(self._live) * 2 < len(self._keys):
+            self._keys = [key for key in self._keys if self._live.get(key[1]) is key]
+
+    def listed(self, runs: dict[str, RunRecord], after: tuple[float, str] | None) -> Iterator[RunRecord]:
+        """The live runs in listing order, from just after ``after`` (the last run of a page)."""
+        keys, live = self._keys, self._live
+        end = len(keys) if after is None else bisect.bisect_left(keys, (after[0], _Descending(after[1])))
+        for index in range(end - 1, -1, -1):
+            key = keys[index]
+            if live.get(key[1]) is key:
+                yield runs[key[1]]
+
+
 class InMemoryStore(Store):
     """A store kept in this process's memory (``memory://``)."""
 
@@ -41,8 +90,7 @@ class InMemoryStore(Store):
 
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
-        self._newest_first: list[tuple[float, str]] = []
-        """``(-created_at, run_id)`` of every run, sorted: listings read only what they return."""
+        self._order = _ListingOrder()
         self._live: set[str] = set()
         """Ids of runs whose status may make them due (``DUE_STATUSES``): polls look only here."""
         self._steps: dict[str, dict[str, StepRecord]] = {}
@@ -62,7 +110,7 @@ class InMemoryStore(Store):
         if existing is not None:
             return existing, False
         self._put(run)
-        bisect.insort(self._newest_first, (-run.created_at, run.run_id))
+        self._order.add(run)
         return run, True
 
     def _put(self, run: RunRecord) -> None:
@@ -162,8 +210,7 @@ class InMemoryStore(Store):
         return run
 
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
-        runs = (self._runs[run_id] for _, run_id in self._newest_first)
-        found = (run for run in runs if query.matches(run))
+        found = (run for run in self._order.listed(self._runs, query.after) if query.matches(run))
         return list(itertools.islice(found, query.offset, query.offset + query.limit))
 
     async def due_runs(
@@ -184,8 +231,7 @@ class InMemoryStore(Store):
         run = self._runs.pop(run_id, None)
         if run is None:
             return False
-        entry = (-run.created_at, run_id)
-        self._newest_first.pop(bisect.bisect_left(self._newest_first, entry))
+        self._order.discard(run_id)
         return True
 
     # -- steps -------------------------------------------------------------------
