@@ -103,6 +103,12 @@ class WrongType(SerializationError):
     """A checkpoint holds a value that its annotation refuses (``loads`` raises it)."""
 
 
+class Unreadable(SerializationError):
+    """A stored text is not JSON as ``dumps`` writes it (``loads`` raises it): the store's record
+    was damaged or written by other software. Callers turn it into ``StoreCorrupted`` naming the
+    run and the field (``durable._decode.decode_failure``)."""
+
+
 class _Mismatch(Exception):
     """A value does not match its annotation where a mismatch is refused (not an error yet)."""
 
@@ -724,7 +730,10 @@ def loads(text: str, annotation: Any = Any) -> Any:
     """The value ``text`` (from ``dumps``) holds, as a ``annotation``; raises ``SerializationError``
     for a stored value that is not one (and cannot be converted without loss)."""
     try:
-        data = _decode(text)
+        try:
+            data = _decode(text)
+        except (ValueError, TypeError) as exc:  # JSONDecodeError, or not text at all
+            raise Unreadable(f"not JSON text ({exc})") from None
         kind = type(data)
         if annotation is Any:
             return from_data(data) if kind is dict or kind is list else data

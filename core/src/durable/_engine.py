@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from durable import _lifecycle
+from durable import _codec, _lifecycle
+from durable._decode import decode_failure
 from durable._records import ErrorInfo, RunStatus, StepRecord, StepStatus
 from durable.backoff import BackoffStrategy
 from durable.context import RunContext, _current, _scope
@@ -21,6 +22,7 @@ from durable.errors import (
     RunTimeout,
     SerializationError,
     StepTimeout,
+    StoreCorrupted,
 )
 from durable.store import accepts_activity
 
@@ -120,6 +122,13 @@ def replayed(ctx: RunContext, key: str, task: str, args_digest: str) -> str | No
     return recorded.result if recorded.status is StepStatus.COMPLETED else None
 
 
+def unreadable_step(ctx: RunContext, key: str, exc: BaseException) -> StoreCorrupted:
+    """The error for a recorded step result that is not what durable wrote."""
+    error = decode_failure(repr(ctx.store), ctx.run_id, f"step {key!r}: result", exc)
+    error.step_key = key
+    return error
+
+
 async def execute_step(
     ctx: RunContext,
     key: str,
@@ -133,7 +142,10 @@ async def execute_step(
     """Replay the step ``key`` from the journal, or execute and checkpoint it."""
     recorded = replayed(ctx, key, task, args_digest)
     if recorded is not None:
-        return decode(recorded)
+        try:
+            return decode(recorded)
+        except _codec.Unreadable as exc:
+            raise unreadable_step(ctx, key, exc) from exc
 
     plugins = ctx.executor.plugins
     # Checked here too, not only in observe(): its keyword arguments cost more than the check.

@@ -19,7 +19,16 @@ from typing import Any
 from urllib.parse import unquote
 
 from durable._lifecycle import activity_of, reported, stored_statuses
-from durable._records import ErrorInfo, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord, StepStatus
+from durable._records import (
+    ErrorInfo,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    SignalRecord,
+    StepRecord,
+    StepStatus,
+    listed_after,
+)
 from durable.errors import ConfigurationError, UnknownRunError
 from durable.store import Store, redact_url
 
@@ -634,27 +643,28 @@ async def iter_runs(
     """Runs matching ``query`` as users see them (``_lifecycle.reported``: ``interrupted`` where
     the executor is gone, and so filtered), newest first; ``query``'s own ``limit`` and
     ``offset`` are ignored in favour of ``limit`` and paging. ``on_page`` receives the running
-    count of stored runs read after each page."""
+    count of stored runs read after each page.
+
+    Pages are read by keyset (``RunQuery.after``), so each costs the same however deep it is; a
+    store written before ``after`` existed ignores it, which the first such page shows, and is
+    then paged by offset.
+    """
     wanted = query.statuses
-    stored = None if wanted is None else stored_statuses(wanted)
+    # A corrupt record's stored status is anything at all: finding those reads every run.
+    stored = None if wanted is None or RunStatus.CORRUPT in wanted else stored_statuses(wanted)
     exact = _reads_exactly(wanted)
     seen = yielded = 0
     offset = query.offset
+    after: tuple[float, str] | None = None
+    by_keyset = True
     now = time.time()
     while limit is None or yielded < limit:
         size = PAGE_SIZE if limit is None or not exact else min(PAGE_SIZE, limit - yielded)
-        page = await store.list_runs(
-            RunQuery(
-                statuses=stored,
-                workflow=query.workflow,
-                id_prefix=query.id_prefix,
-                created_after=query.created_after,
-                created_before=query.created_before,
-                updated_before=query.updated_before,
-                limit=size,
-                offset=offset,
-            )
-        )
+        page_query = replace(query, statuses=stored, limit=size, offset=offset, after=after)
+        page = await store.list_runs(page_query)
+        if after is not None and page and not listed_after(page[0], after):
+            by_keyset, offset = False, query.offset + seen  # the store ignores `after`
+            page = await store.list_runs(replace(page_query, after=None, offset=offset))
         for run in page:
             run = reported(run, now)
             if wanted is None or run.status in wanted:
@@ -663,7 +673,10 @@ async def iter_runs(
                 if limit is not None and yielded >= limit:
                     return
         seen += len(page)
-        offset += len(page)
+        if by_keyset and page:
+            offset, after = 0, (page[-1].created_at, page[-1].run_id)
+        elif not by_keyset:
+            offset += len(page)
         if on_page is not None:
             on_page(seen)
         if len(page) < size:
@@ -675,7 +688,10 @@ _REPORTED_AS = frozenset({RunStatus.RUNNING, RunStatus.WAITING, RunStatus.INTERR
 
 def _reads_exactly(wanted: frozenset[RunStatus] | None) -> bool:
     """Whether every stored run matching the stored-status filter is wanted as reported: only a
-    filter naming some but not all of running, waiting and interrupted drops rows after reading."""
+    filter naming some but not all of running, waiting and interrupted (or naming corrupt) drops
+    rows after reading."""
+    if wanted is not None and RunStatus.CORRUPT in wanted:
+        return False
     return wanted is None or not wanted & _REPORTED_AS or wanted >= _REPORTED_AS
 
 

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from durable import _codec, _keys, _lifecycle
+from durable._decode import corruption, decode_failure
 from durable._engine import Park, StepPolicy, execute_run, execute_step, final_status_of, observe
 from durable._lifecycle import Actor
 from durable._owner import is_dead_local_owner
@@ -99,6 +100,7 @@ def new_run(
 
 
 def check_same_run(run: RunRecord, workflow: str, digest: str) -> None:
+    readable(run)
     if run.workflow != workflow:
         raise RunConflictError(
             f"run id {run.run_id!r} belongs to workflow {run.workflow!r}, not {workflow!r}; "
@@ -156,7 +158,7 @@ async def claim_or_wait(
         latest = await store.get_run(run.run_id)
         if latest is None:
             raise UnknownRunError(f"run {run.run_id!r} was deleted while waiting for it", run_id=run.run_id)
-        run = latest
+        run = readable(latest)
         if run.status.is_final:
             return run
         # Only a run with no owner at all proves the store wrong: a lease that looks expired on
@@ -294,10 +296,13 @@ async def resume_claimed(
 ) -> Any:
     """Drive a run claimed from the store (by a worker or ``resume()``) from its stored inputs;
     ``leased_at`` is when (monotonic) the claim was sent."""
-    wfn = ex.workflow_of(run.run_id, run.workflow)
+    wfn = ex.workflow_of(readable(run).run_id, run.workflow)
     store = await ex.store()
     journal = {step.key: step for step in await store.load_steps(run.run_id)}
-    arguments = _codec.loads(run.inputs)
+    try:
+        arguments = _codec.loads(run.inputs)
+    except _codec.Unreadable as exc:
+        raise decode_failure(repr(store), run.run_id, "inputs", exc) from exc
     return await drive(ex, wfn, store, run, lease, journal, arguments, parkable=parkable, leased_at=leased_at)
 
 
@@ -321,6 +326,7 @@ async def wait_for_outcome(ex: Executor, run_id: str, timeout: float | None) -> 
         run = await store.get_run(run_id)
         if run is None:
             raise UnknownRunError(f"no run {run_id!r} in {store!r}", run_id=run_id)
+        readable(run)
         if run.status is RunStatus.COMPLETED:
             return outcome(run, ex.workflows.get(run.workflow))
         if run.status is RunStatus.CANCELLED:
@@ -363,7 +369,17 @@ def outcome(run: RunRecord, wfn: WorkflowFunction[Any, Any] | None) -> Any:
             run_id=run.run_id,
         )
     assert run.result is not None
-    return _codec.loads(run.result, _codec.return_annotation(wfn.fn) if wfn is not None else Any)
+    try:
+        return _codec.loads(run.result, _codec.return_annotation(wfn.fn) if wfn is not None else Any)
+    except _codec.Unreadable as exc:
+        raise decode_failure("", run.run_id, "result", exc) from exc
+
+
+def readable(run: RunRecord) -> RunRecord:
+    """``run``, unless its stored record cannot be read: then ``StoreCorrupted`` naming the field."""
+    if run.status is RunStatus.CORRUPT:
+        raise corruption(run)
+    return run
 
 
 async def run_child(parent: RunContext, wfn: WorkflowFunction[Any, Any], arguments: dict[str, Any]) -> Any:

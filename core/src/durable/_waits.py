@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from durable import _codec, _keys, _lifecycle
+from durable._decode import decode_failure
 from durable._engine import Park, StepPolicy, execute_step
 from durable._records import RunStatus
 from durable.context import RunContext, current_run
@@ -54,7 +55,12 @@ async def wait_for_signal(name: str, timeout: float | None) -> Any:
             if found is None:
                 return {"timeout": timeout}
             delivery = found
-        return {"payload": _codec.loads(delivery.payload), "seq": delivery.seq}
+        try:
+            payload = _codec.loads(delivery.payload)
+        except _codec.Unreadable as exc:
+            field = f"signal {name!r} delivery {delivery.delivery_id!r}: payload"
+            raise decode_failure(repr(store), ctx.run_id, field, exc) from exc
+        return {"payload": payload, "seq": delivery.seq}
 
     outcome = await execute_step(
         ctx, key, SIGNAL_TASK, _codec.digest([name, index]), receive, StepPolicy(), _codec.dumps, _codec.loads

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from durable import _runner
-from durable._records import Lease, RunRecord
+from durable._records import Lease, RunRecord, RunStatus
 from durable.errors import ConfigurationError, PluginError, RunParked
 from durable.store import Store, accepts_workflows
 
@@ -41,6 +41,8 @@ class Worker:
         self.poll_interval = poll_interval
         self.unknown_runs: dict[str, str] = {}
         """Run id -> workflow name, for due runs of workflows this code does not define."""
+        self.corrupt_runs: set[str] = set()
+        """Runs whose stored record cannot be read: skipped (``durable runs check`` lists them)."""
         self.resumed = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
@@ -81,15 +83,21 @@ class Worker:
         store = await ex.store()
         started = 0
         now = time.time()
+        # Ask for as many more as corrupt runs were skipped, or they would fill every poll.
+        wanted = free + len(self.corrupt_runs)
         if accepts_workflows(store):
-            due = await store.due_runs(now, limit=free, workflows=frozenset(ex.workflows))
+            due = await store.due_runs(now, limit=wanted, workflows=frozenset(ex.workflows))
             if time.monotonic() >= self._next_foreign_check:
                 await self._report_foreign(store, now)
         else:
-            due = await store.due_runs(now, limit=free * 2)
+            due = await store.due_runs(now, limit=wanted + free)
         for run in due:
             if started >= free:
                 break
+            if run.status is RunStatus.CORRUPT:
+                self.corrupt_runs.add(run.run_id)
+                continue
+            self.corrupt_runs.discard(run.run_id)  # repaired by an operator
             if run.workflow not in ex.workflows:
                 self._unknown(run)
                 continue
@@ -98,6 +106,11 @@ class Worker:
             if lease is None:
                 continue  # another worker was faster
             claimed = await store.get_run(run.run_id)
+            if claimed is not None and claimed.status is RunStatus.CORRUPT:
+                # Damaged since the poll read it: give it back untouched, and skip it from now on.
+                self.corrupt_runs.add(run.run_id)
+                await _runner.give_back(store, lease)
+                continue
             task = asyncio.ensure_future(self._execute(claimed or run, lease, sent))
             self._tasks.add(task)
             task.add_done_callback(self._done)

@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 try:
     import click
@@ -42,6 +42,9 @@ from durable._term import Cell, Column, Table
 from durable.errors import DurableError, UnknownRunError
 from durable.store import Store, redact_text, redact_url
 from durable.workflow import Workflow
+
+if TYPE_CHECKING:
+    from durable._check import Damage
 
 __all__ = ["cli", "main"]
 
@@ -497,6 +500,40 @@ def runs_list(
     _out().table(table)
     more = " (--limit reached; page with --offset)" if len(runs) == limit else ""
     click.echo(f"{len(runs)} run{'s' if len(runs) != 1 else ''}{more}")
+
+
+@runs_group.command("check")
+@store_option
+@json_option
+def runs_check(store_url: str | None, as_json: bool) -> None:
+    """Find stored records that cannot be read (workers and listings skip them); changes nothing.
+
+    Exits 1 when one is found.
+    """
+    from durable._check import check_store
+
+    progress = _Progress("checking runs", quiet=as_json or not sys.stderr.isatty())
+
+    async def act() -> list[Damage]:
+        async with open_workflow(store_url) as (_, store):
+            try:
+                return await check_store(store, on_page=lambda n: progress(n, n))
+            finally:
+                progress.close()
+
+    damaged = _run(act)
+    if as_json:
+        _emit_json([d.to_json() for d in damaged])
+    elif damaged:
+        table = _table("RUN ID", "FIELD", "PROBLEM")
+        for d in damaged:
+            table.add_row(d.run_id, d.field or "", _term.one_line(d.message, 200))
+        _out().table(table)
+        click.echo(f"{len(damaged)} damaged record{'s' if len(damaged) != 1 else ''}")
+    else:
+        click.echo("every record can be read")
+    if damaged:
+        sys.exit(1)
 
 
 @runs_group.command("show")

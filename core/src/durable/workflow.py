@@ -18,6 +18,7 @@ from durable._engine import (
     call_with_retries,
     execute_step,
     observe,
+    unreadable_step,
 )
 from durable._executor import Executor
 from durable._lifecycle import Actor, reported, require
@@ -116,6 +117,8 @@ class TaskFunction(Generic[P, R]):
                 # The common case of a resumed run, kept short; execute_step checks every other case.
                 try:
                     result: R = _codec.loads(recorded.result, annotation)  # type: ignore[arg-type]
+                except _codec.Unreadable as exc:
+                    raise unreadable_step(ctx, key, exc) from exc
                 except SerializationError as exc:
                     raise self._unreadable(ctx, key, exc) from exc
                 return result
