@@ -18,17 +18,18 @@ leaves the others intact. A writer resumes only after its transaction committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import aiosqlite
 
 from durable.batching import nothing_else_ready
-from durable.errors import ConfigurationError, LeaseLost, StoreUnavailable
+from durable.errors import ConfigurationError, LeaseLost, StoreCorrupted, StoreError, StoreUnavailable
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
@@ -40,8 +41,50 @@ MAX_INLINE_STREAK = 32
 OP_ERRORS = (LeaseLost, sqlite3.IntegrityError, ValueError)
 
 
+# SQLite's primary result codes (an extended code keeps its primary one in the low byte).
+SQLITE_NOMEM, SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN = 7, 10, 11, 13, 14
+SQLITE_READONLY, SQLITE_PROTOCOL, SQLITE_NOTADB = 8, 15, 26
+TRANSIENT = frozenset({SQLITE_NOMEM, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_PROTOCOL})
+"""Failures of the machine rather than of the file or the statement (a full disk, an I/O error,
+no memory, a journal or temporary file that cannot be created): the transaction was rolled back
+and the same write may succeed later."""
+
+
 def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+def store_error(path: str, exc: sqlite3.Error, doing: str) -> Exception:
+    """The durable error for an SQLite error of store ``path`` while it did ``doing`` ("write",
+    "read", "open"), naming the file and the cause; ``exc`` itself if it is none of these.
+
+    A transient failure is ``StoreUnavailable``, so that the core retries the write (never the
+    task body) within its write budget (``durable.context.STORE_WRITE_BUDGET``).
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    cause = f"{exc} ({getattr(exc, 'sqlite_errorname', None) or type(exc).__name__})"
+    if primary in TRANSIENT:
+        undone = "; nothing was written" if doing == "write" else ""
+        return StoreUnavailable(f"SQLiteStore({path!r}) could not {doing}: {cause}{undone}")
+    if primary == SQLITE_READONLY:
+        return read_only(path, cause)
+    if primary in (SQLITE_CORRUPT, SQLITE_NOTADB):
+        return StoreCorrupted(f"SQLiteStore({path!r}) is damaged: {cause}")
+    return exc
+
+
+def raise_as_store_error(path: str, exc: sqlite3.Error, doing: str) -> NoReturn:
+    """Raise ``store_error``'s error for ``exc`` (``exc`` itself if it has none)."""
+    translated = store_error(path, exc, doing)
+    if translated is exc:
+        raise exc
+    raise translated from exc
+
+
+def read_only(path: str, why: str) -> StoreError:
+    """The error of a write to a store that can only be read."""
+    return StoreError(f"SQLiteStore({path!r}) is read-only ({why}): it can be read, not written")
 
 
 async def _thread_exit(aio: aiosqlite.Connection) -> None:
@@ -80,8 +123,10 @@ class Connection:
             raise self._cannot_open(exc) from exc
         try:
             await aio._execute(prepare, aio._conn)  # type: ignore[no-untyped-call]
-        except BaseException:
+        except BaseException as exc:
             await aio.close()
+            if isinstance(exc, sqlite3.Error):
+                raise_as_store_error(self.path, exc, "open")
             raise
         self._aio, self._db = aio, aio._conn
 
@@ -118,6 +163,12 @@ class Connection:
     # -- reads -------------------------------------------------------------------
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._read(fn)
+        except sqlite3.Error as exc:
+            raise_as_store_error(self.path, exc, "read")
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         db = self._require()
         if not self._thread_busy:
             try:
@@ -130,6 +181,13 @@ class Connection:
     # -- writes ------------------------------------------------------------------
 
     async def write(self, op: Op) -> Any:
+        """Commit ``op``; raises what ``op`` raised, or ``store_error``'s error for the transaction."""
+        try:
+            return await self._write(op)
+        except sqlite3.Error as exc:
+            raise_as_store_error(self.path, exc, "write")
+
+    async def _write(self, op: Op) -> Any:
         db = self._require()
         loop = asyncio.get_running_loop()
         if self._can_commit_now(loop):
@@ -269,8 +327,11 @@ def commit(db: sqlite3.Connection, ops: list[Op]) -> list[tuple[bool, Any]]:
             db.execute("RELEASE op")
         db.execute("COMMIT")
     except BaseException:
+        # A full disk or an I/O error may have rolled the transaction back already, and may make
+        # the rollback fail too: the error to report is the first one.
         if db.in_transaction:
-            db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
         raise
     return outcomes
 
