@@ -271,8 +271,10 @@ async def drive(
 
 
 def encode_result(wfn: WorkflowFunction[Any, Any], run_id: str, value: Any) -> str:
+    """The stored form of a run's return value, checked against the workflow's return annotation
+    as a task's is (a value the annotation refuses is not stored)."""
     try:
-        return _codec.dumps(value)
+        return _codec.dumps(value, _codec.return_annotation(wfn.fn))
     except SerializationError as exc:
         raise SerializationError(
             f"workflow {wfn.name!r} run {run_id!r} returned a value that cannot be stored: {exc}",
@@ -373,6 +375,13 @@ def outcome(run: RunRecord, wfn: WorkflowFunction[Any, Any] | None) -> Any:
         return _codec.loads(run.result, _codec.return_annotation(wfn.fn) if wfn is not None else Any)
     except _codec.Unreadable as exc:
         raise decode_failure("", run.run_id, "result", exc) from exc
+    except _codec.WrongType as exc:
+        assert wfn is not None
+        raise SerializationError(
+            f"workflow {wfn.name!r} run {run.run_id!r}: its stored result cannot be read as its return "
+            f"annotation says: {exc}",
+            run_id=run.run_id,
+        ) from exc
 
 
 def readable(run: RunRecord) -> RunRecord:
@@ -397,7 +406,7 @@ async def run_child(parent: RunContext, wfn: WorkflowFunction[Any, Any], argumen
         _codec.digest([wfn.name, arguments]),
         run,
         StepPolicy(),
-        _codec.dumps,
+        lambda value: encode_result(wfn, child_id, value),
         lambda text: _codec.loads(text, _codec.return_annotation(wfn.fn)),
     )
 
