@@ -68,3 +68,29 @@ async def test_a_stored_result_of_the_wrong_type_is_refused_naming_the_run(tmp_p
         await count_again(2)
     assert raised.value.run_id == "count-2" and "count-2" in str(raised.value)
     await wf.close()
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "a\ud800"])
+async def test_a_step_name_no_store_can_hold_is_refused_before_its_body_runs(
+    tmp_path: Path, name: str
+) -> None:
+    from durable import ConfigurationError, current_run
+
+    wf = Workflow("results", db=f"sqlite:///{tmp_path / 'r.db'}")
+    ran: list[str] = []
+
+    async def body() -> int:
+        ran.append(name)
+        return 1
+
+    @wf.workflow(id="named")
+    async def named() -> int:
+        ctx = current_run()
+        assert ctx is not None
+        return await ctx.step(name, body)
+
+    with pytest.raises(ConfigurationError) as raised:
+        await named()
+    assert "step name" in str(raised.value) and "named" in str(raised.value)
+    assert ran == []
+    await wf.close()

@@ -184,8 +184,9 @@ class RunContext:
         default to durable's codec.
         """
         from durable._engine import StepPolicy, execute_step
+        from durable._keys import check_id
 
-        key = self.next_key(base)
+        key = self.next_key(check_id(base, f"run {self.run_id!r}: step name"))
         policy = StepPolicy(retries=retries, backoff=backoff, retry_on=retry_on, timeout=timeout)
         to_text = _codec.dumps if encode is None else (lambda value: _codec.dumps(encode(value)))
         from_text = _codec.loads if decode is None else (lambda text: decode(_codec.loads(text)))
