@@ -94,3 +94,17 @@ async def test_a_step_name_no_store_can_hold_is_refused_before_its_body_runs(
     assert "step name" in str(raised.value) and "named" in str(raised.value)
     assert ran == []
     await wf.close()
+
+
+def test_a_task_or_workflow_name_longer_than_200_characters_is_refused() -> None:
+    from durable import ConfigurationError
+
+    wf = Workflow("results", db="memory://")
+
+    async def body() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="longer than 200 characters"):
+        wf.workflow(name="w" * 201)(body)
+    with pytest.raises(ConfigurationError, match="longer than 200 characters"):
+        wf.task(name="t" * 201)(body)
+    assert wf.task(name="t" * 200)(body).name == "t" * 200

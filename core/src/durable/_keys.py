@@ -54,11 +54,21 @@ def check_id(text: str, what: str) -> str:
     return text
 
 
+MAX_NAME_LENGTH = 200
+"""The longest task or workflow name: every step key and listing row carries it."""
+
+
 def check_task_name(name: str) -> str:
+    """``name`` if it can name a task or workflow."""
     if not name or any(ch in name for ch in RESERVED) or not name.isprintable():
         raise ConfigurationError(
             f"task name {name!r} is not allowed: it must be non-empty, printable and contain none of "
             f"{' '.join(RESERVED)} (they structure step keys); pass name=... to @wf.task"
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        raise ConfigurationError(
+            f"name {shown(name)} is longer than {MAX_NAME_LENGTH} characters ({len(name)}); "
+            "pass a shorter name=..."
         )
     return name
 
