@@ -18,6 +18,8 @@ and ``require`` raises ``LifecycleError`` for it before anything is written.
         parked: due when its wake time comes or a signal is delivered
 
      interrupted  a running or waiting run with no live owner (reported, not stored)
+     corrupt      a record that cannot be read (reported, not stored; durable._decode):
+                  no transition enters or leaves it, workers skip it
      cancel       (caller) pending, waiting, interrupted or failed ──► cancelled at once;
                   a run with a live owner is stopped by that owner at its next await
      resume       (caller) failed or cancelled ──► pending, then claimed
