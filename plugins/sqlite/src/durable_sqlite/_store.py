@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from durable._decode import RUN_FIELDS, decode_failure, run_from_row
 from durable._lifecycle import CLAIMABLE, DUE_STATUSES
 from durable.errors import ConfigurationError, LeaseLost, StoreUnavailable
 from durable.store import (
@@ -22,6 +23,7 @@ from durable.store import (
     RunStatus,
     SignalRecord,
     StepRecord,
+    StepStatus,
     Store,
 )
 from durable_sqlite._connection import Connection, Op, is_busy
@@ -29,10 +31,8 @@ from durable_sqlite._schema import migrate, read_version
 
 T = TypeVar("T")
 
-RUN_COLUMNS = (
-    "run_id, workflow, status, inputs, inputs_digest, created_at, updated_at, result, error, owner, "
-    "lease_token, lease_expires_at, wake_at, deadline, parent_run_id, cancel_requested, activity"
-)
+RUN_COLUMNS = ", ".join(RUN_FIELDS)
+"""A run row's columns in the order ``durable._decode.run_from_row`` reads them."""
 STEP_COLUMNS = "run_id, key, task, args_digest, status, result, error, attempts, started_at, finished_at"
 WATCH_INTERVAL = 0.01
 """Seconds between checks for commits by other processes while a signal wait is open."""
@@ -89,11 +89,60 @@ SAVE_STEP = (
 )
 
 
-def _run(row: Sequence[Any]) -> RunRecord:
-    return RunRecord(
-        row[0], row[1], RunStatus(row[2]), row[3], row[4], row[5], row[6], row[7], row[8], row[9],
-        row[10], row[11], row[12], row[13], row[14], bool(row[15]), row[16],
-    )  # fmt: skip
+_STEP_STATUSES = frozenset(status.value for status in StepStatus)
+_STEP_FIELDS = STEP_COLUMNS.split(", ")[1:]
+
+
+def _journal(store: str, run_id: str, rows: list[Any]) -> list[StepRecord]:
+    """Run ``run_id``'s steps from ``LOAD_STEPS`` rows, in finish order; ``StoreCorrupted`` naming
+    the step and field if a row is not what durable writes (edited by hand, or damaged)."""
+    for key, task, digest, status, result, error, attempts, started_at, finished_at in rows:
+        # One pass of type checks (SQLite's column affinity makes REAL columns hold floats and
+        # TEXT columns text, unless a row was written with other types on purpose).
+        if not (
+            type(key) is str and type(task) is str and type(digest) is str and status in _STEP_STATUSES
+            and (type(result) is str or (result is None and status != "completed"))
+            and (error is None or type(error) is str) and type(attempts) is int
+            and type(started_at) is float and type(finished_at) is float
+        ):  # fmt: skip
+            raise _bad_step(
+                store, run_id, (key, task, digest, status, result, error, attempts, started_at, finished_at)
+            )
+    rows.sort(key=_FINISHED_AT)  # by (finished_at, key): see LOAD_STEPS
+    return StepRecord.from_rows(run_id, rows)
+
+
+def _bad_step(store: str, run_id: str, row: Sequence[Any]) -> Exception:
+    values = dict(zip(_STEP_FIELDS, row, strict=True))
+    checks: dict[str, Callable[[Any], bool]] = {
+        "key": lambda v: type(v) is str,
+        "task": lambda v: type(v) is str,
+        "args_digest": lambda v: type(v) is str,
+        "status": lambda v: v in _STEP_STATUSES,
+        "result": lambda v: type(v) is str or (v is None and values["status"] != "completed"),
+        "error": lambda v: v is None or type(v) is str,
+        "attempts": lambda v: type(v) is int,
+        "started_at": lambda v: type(v) is float,
+        "finished_at": lambda v: type(v) is float,
+    }
+    field = next(name for name, ok in checks.items() if not ok(values[name]))
+    key = values["key"]
+    return decode_failure(
+        store,
+        run_id,
+        f"step {key!r}: {field}",
+        ValueError(f"holds {values[field]!r:.60}, not what durable writes"),
+    )
+
+
+def _bad_signal(store: str, run_id: str, row: Sequence[Any]) -> Exception:
+    kinds = {"name": str, "delivery_id": str, "payload": str, "seq": int, "sent_at": float}
+    values = dict(zip(SIGNAL_COLUMNS.split(", "), row, strict=True))
+    field = next(name for name, kind in kinds.items() if type(values[name]) is not kind)
+    where = f"signal {values['name']!r} delivery {values['delivery_id']!r}: {field}"
+    return decode_failure(
+        store, run_id, where, ValueError(f"holds {values[field]!r:.60}, not a {kinds[field].__name__}")
+    )
 
 
 def _stale(lease: Lease, conn: sqlite3.Connection) -> LeaseLost:
@@ -127,6 +176,8 @@ class SQLiteStore(Store):
             )
         self.synchronous = synchronous.lower()
         self.busy_timeout = float(busy_timeout)
+        self._label = repr(self)
+        """Names this store in errors and corrupt records (``durable._decode``)."""
         self._db: Connection | None = None
         self._watcher: asyncio.Future[None] | None = None
 
@@ -215,7 +266,7 @@ class SQLiteStore(Store):
             if cursor.rowcount == 1:
                 return run, True
             row = db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run.run_id,)).fetchone()
-            return _run(row), False
+            return run_from_row(self._label, row), False
 
         result: tuple[RunRecord, bool] = await self._write(op)
         return result
@@ -224,7 +275,7 @@ class SQLiteStore(Store):
         row = await self._read(
             lambda db: db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         )
-        return None if row is None else _run(row)
+        return None if row is None else run_from_row(self._label, row)
 
     async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
         def op(db: sqlite3.Connection) -> Lease | None:
@@ -247,7 +298,7 @@ class SQLiteStore(Store):
             ).fetchone()
             if row is None:
                 raise _stale(lease, db)
-            return _run(row)
+            return run_from_row(self._label, row)
 
         run: RunRecord = await self._write(op)
         return run
@@ -287,7 +338,7 @@ class SQLiteStore(Store):
                 f"THEN 'cancelled' ELSE status END WHERE run_id = ? RETURNING {RUN_COLUMNS}",
                 (now, now, run_id),
             ).fetchone()
-            return None if row is None else _run(row)
+            return None if row is None else run_from_row(self._label, row)
 
         run: RunRecord | None = await self._write(op)
         return run
@@ -299,7 +350,7 @@ class SQLiteStore(Store):
                 f"activity = NULL, updated_at = ? WHERE run_id = ? RETURNING {RUN_COLUMNS}",
                 (time.time(), run_id),
             ).fetchone()
-            return None if row is None else _run(row)
+            return None if row is None else run_from_row(self._label, row)
 
         run: RunRecord | None = await self._write(op)
         return run
@@ -333,7 +384,8 @@ class SQLiteStore(Store):
         )
         params.extend([query.limit, query.offset])
         rows = await self._read(lambda db: db.execute(sql, params).fetchall())
-        return [_run(row) for row in rows]
+        label = self._label
+        return [run_from_row(label, row) for row in rows]
 
     async def due_runs(
         self, now: float, limit: int = 100, *, workflows: Collection[str] | None = None
@@ -349,7 +401,8 @@ class SQLiteStore(Store):
         else:
             sql, params = DUE_RUNS_OF, (float(now), limit, json.dumps(sorted(workflows)))
         rows = await self._read(lambda db: db.execute(sql, params).fetchall())
-        return [_run(row) for row in rows]
+        label = self._label
+        return [run_from_row(label, row) for row in rows]
 
     async def delete_run(self, run_id: str) -> bool:
         def op(db: sqlite3.Connection) -> bool:
@@ -364,8 +417,7 @@ class SQLiteStore(Store):
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         rows = await self._read(lambda db: db.execute(LOAD_STEPS, (run_id,)).fetchall())
-        rows.sort(key=_FINISHED_AT)  # by (finished_at, key): see LOAD_STEPS
-        return StepRecord.from_rows(run_id, rows)
+        return _journal(self._label, run_id, rows)
 
     async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
         def op(db: sqlite3.Connection) -> StepRecord:
@@ -383,9 +435,10 @@ class SQLiteStore(Store):
             if token is None or token[0] != lease.token:
                 raise _stale(lease, db)
             row = db.execute(
-                f"SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ? AND key = ?", (lease.run_id, step.key)
+                f"SELECT {', '.join(_STEP_FIELDS)} FROM steps WHERE run_id = ? AND key = ?",
+                (lease.run_id, step.key),
             ).fetchone()
-            return StepRecord.from_row(row)
+            return _journal(self._label, lease.run_id, [row])[0]
 
         stored: StepRecord = await self._write(op)
         return stored
@@ -421,6 +474,12 @@ class SQLiteStore(Store):
             sql = f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE run_id = ? AND name = ? ORDER BY seq"
             params = (run_id, name)
         rows = await self._read(lambda db: db.execute(sql, params).fetchall())
+        for row in rows:
+            if not (
+                type(row[1]) is str and type(row[2]) is str and type(row[3]) is str
+                and type(row[4]) is int and type(row[5]) is float
+            ):  # fmt: skip
+                raise _bad_signal(self._label, run_id, row)
         return [SignalRecord(*row) for row in rows]
 
     async def wait_for_signal(
