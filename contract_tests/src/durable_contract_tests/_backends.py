@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import os
 import secrets
+import tempfile
 import warnings
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,8 @@ class BackendTarget:
     backend: StoreBackend
     base_url: str
     token: str
+    directory: str | None = None
+    """The temporary directory ``base_url`` names, for a backend without a server of its own."""
     _counter: Iterator[int] = field(default_factory=itertools.count)
 
     made: list[str] = field(default_factory=list)
@@ -89,6 +92,8 @@ class BackendStoreFactory:
     def __init__(self, target: BackendTarget) -> None:
         self._target = target
         self._urls: dict[int, tuple[Store, str]] = {}
+        self.backend = target.backend
+        self.scratch_directory = target.directory
 
     def __call__(self, same_data_as: Store | None = None) -> Store:
         if same_data_as is None:
@@ -109,12 +114,16 @@ class BackendStoreFactory:
 
 @contextmanager
 def backend_target(name: str) -> Iterator[BackendTarget]:
-    """The backend's server for this session: ``DURABLE_TEST_<NAME>_URL``, else its
-    ``test_server()``, else none needed (``scheme://``). Raises ``BackendUnavailable``."""
+    """The backend's base URL for this session: ``DURABLE_TEST_<NAME>_URL``, else what its
+    ``test_server()`` yields, else, for a backend with ``isolated_url``, ``<scheme>:///<a new
+    temporary directory>`` (removed after the session: a file store's test stores go there, never
+    to the file system's root), else ``<scheme>://`` (each store object holds its own data, as
+    ``memory://`` does). Raises ``BackendUnavailable``."""
     backend = installed_backends()[name]
     variable = env_var(name)
     example = f"{backend.schemes[0]}://..." if backend.schemes else ""
     token = session_token()
+    directory: str | None = None
     with ExitStack() as stack:
         configured = os.environ.get(variable)
         if configured:
@@ -132,9 +141,12 @@ def backend_target(name: str) -> Iterator[BackendTarget]:
                     "with Docker and `pip install 'durable-contract-tests[containers]'` it can",
                 ) from exc
             source = f"{name!r} backend's test_server()"
+        elif backend.isolated_url is not None and backend.schemes:
+            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"durable-{name}-"))
+            base_url, source = f"{backend.schemes[0]}:///{directory}", "a temporary directory"
         else:
             base_url, source = (f"{backend.schemes[0]}://" if backend.schemes else ""), "no server needed"
-        target = BackendTarget(backend, base_url, token)
+        target = BackendTarget(backend, base_url, token, directory)
         try:
             probe(target)
         except Exception as exc:

@@ -11,6 +11,7 @@ from typing import Any, Protocol, TypeVar
 import pytest
 import pytest_asyncio
 
+from durable.hookspecs import StoreBackend
 from durable.store import Store
 
 __all__ = [
@@ -105,6 +106,27 @@ class StoreHarness:
         await store.open()
         self._opened.append(store)
         return store
+
+    def adopt(self, store: Store) -> Store:
+        """Close ``store``, which the test opened itself, when the test ends."""
+        self._opened.append(store)
+        return store
+
+    def scratch_directory(self) -> str | None:
+        """The directory the factory's stores keep their files in, where it says (installed
+        backends given a temporary directory do): tests check what opening leaves there."""
+        directory = getattr(self._factory, "scratch_directory", None)
+        return directory if isinstance(directory, str) else None
+
+    def backend(self) -> StoreBackend | None:
+        """The installed backend the factory makes stores of, where it says."""
+        backend = getattr(self._factory, "backend", None)
+        return backend if isinstance(backend, StoreBackend) else None
+
+    def url_for(self, store: Store) -> str | None:
+        """The URL of ``store``'s data, where the factory says (``url_for``)."""
+        url_for = getattr(self._factory, "url_for", None)
+        return url_for(store) if callable(url_for) else None
 
     async def new(self) -> Store:
         """A new opened store over fresh, empty data."""

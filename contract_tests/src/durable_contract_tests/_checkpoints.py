@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -40,10 +41,16 @@ class CheckpointContract(ContractBase, contract=True):
     async def test_steps_load_in_the_order_they_finished(self, store: Store) -> None:
         lease = await owned_run(store, "run-1")
         base = 1_700_000_000.0
-        # Saved out of order on purpose: the journal order is finished_at, not insertion.
+        # Saved out of order, and started in the reverse order (steps run in parallel: the first
+        # to start may finish last): the journal order is finished_at, not insertion or start.
         for key, offset in (("c", 3.0), ("a", 1.0), ("d", 4.0), ("b", 2.0)):
-            await store.save_step(lease, make_step("run-1", key, finished_at=base + offset))
-        assert [step.key for step in await store.load_steps("run-1")] == ["a", "b", "c", "d"]
+            step = replace(make_step("run-1", key, finished_at=base + offset), started_at=base - offset)
+            await store.save_step(lease, step)
+        loaded = await store.load_steps("run-1")
+        assert [step.key for step in loaded] == ["a", "b", "c", "d"], (
+            "load_steps must order checkpoints by finished_at (started_at runs the other way here)"
+        )
+        assert [step.started_at for step in loaded] == [base - 1.0, base - 2.0, base - 3.0, base - 4.0]
 
     async def test_a_completed_step_is_never_overwritten(self, store: Store) -> None:
         lease = await owned_run(store, "run-1")

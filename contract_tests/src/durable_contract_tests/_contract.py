@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from durable_contract_tests._activity import ActivityContract
+from durable_contract_tests._atomicity import AtomicityContract
 from durable_contract_tests._base import ContractBase, _register_definitions
 from durable_contract_tests._checkpoints import CheckpointContract
+from durable_contract_tests._declarations import DeclarationContract
 from durable_contract_tests._due import DueRunContract
+from durable_contract_tests._identities import IdentityContract
 from durable_contract_tests._isolation import IsolationContract
 from durable_contract_tests._leases import LeaseContract
 from durable_contract_tests._lifecycle import LifecycleContract
 from durable_contract_tests._listing import ListingContract
+from durable_contract_tests._opening import OpeningContract
 from durable_contract_tests._payloads import PayloadContract
 from durable_contract_tests._persistence import PersistenceContract
 from durable_contract_tests._runs import RunContract
@@ -23,6 +27,8 @@ _register_definitions(ContractBase)
 
 
 class StoreContract(
+    DeclarationContract,
+    OpeningContract,
     CheckpointContract,
     RunContract,
     LeaseContract,
@@ -32,7 +38,9 @@ class StoreContract(
     ActivityContract,
     SignalContract,
     IsolationContract,
+    IdentityContract,
     PayloadContract,
+    AtomicityContract,
     PersistenceContract,
     WorkflowContract,
     contract=True,

@@ -123,6 +123,22 @@ class LeaseContract(ContractBase, contract=True):
         run = await store.renew_lease(lease, 30.0)
         assert run.lease_is_live(time.time()) and run.lease_token == lease.token
 
+    async def test_a_released_lease_renews_while_no_claim_has_followed(self, store: Store) -> None:
+        # The token alone fences: update_run(release=True) keeps it current until the next claim.
+        lease = await owned_run(store, "run-1")
+        await store.update_run(lease, RunStatus.WAITING, wake_at=2_000_000_000.0, release=True)
+        released = await get(store, "run-1")
+        renewed = await store.renew_lease(lease, 30.0)
+        assert renewed == await get(store, "run-1")
+        assert (renewed.status, renewed.owner, renewed.lease_token, renewed.wake_at) == (
+            RunStatus.WAITING,
+            OWNER_A,
+            lease.token,
+            2_000_000_000.0,
+        )
+        assert renewed.lease_is_live(time.time()) and renewed.updated_at == released.updated_at
+        assert await store.claim_run("run-1", OWNER_B, 30.0) is None
+
     async def test_a_stale_executor_can_neither_renew_nor_update_nor_checkpoint(self, store: Store) -> None:
         await store.create_run(make_run("run-1"))
         stale = await store.claim_run("run-1", OWNER_A, SHORT_LEASE)

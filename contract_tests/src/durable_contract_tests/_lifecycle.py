@@ -19,6 +19,7 @@ from durable_contract_tests._matrix import (
     Change,
     Operations,
     build,
+    differences,
     record_after,
 )
 
@@ -139,6 +140,35 @@ class LifecycleContract(ContractBase, contract=True):
         assert not wrong, (
             "request_cancel must set cancel_requested, and make exactly the pending, running, waiting "
             "and failed runs nobody holds a live lease on cancelled at once:\n" + "\n".join(wrong)
+        )
+
+    async def test_a_reset_makes_exactly_the_failed_and_cancelled_runs_pending_and_leaves_the_others_alone(
+        self, store: Store
+    ) -> None:
+        matrix = await build(Operations(store))
+        wrong = []
+        for run_id, before in matrix.runs.items():
+            returned = await store.reset_run(run_id)
+            after = await get(store, run_id)
+            if before.status in RESETTABLE:
+                expected = record_after(
+                    before,
+                    after,
+                    status=RunStatus.PENDING,
+                    cancel_requested=False,
+                    error=None,
+                    wake_at=None,
+                    activity=None,
+                )
+            else:
+                expected = before
+            if after != expected:
+                wrong.append(f"{run_id!r}: {differences(after, expected)}")
+            elif returned != after:
+                wrong.append(f"{run_id!r}: returned {returned!r}, not the run after the reset")
+        assert not wrong, (
+            "reset_run must make a failed or cancelled run pending (clearing cancel_requested, error, "
+            "wake_at and activity) and return a run in any other status unchanged:\n" + "\n".join(wrong)
         )
 
     async def test_every_status_change_a_store_makes_is_one_the_lifecycle_allows(

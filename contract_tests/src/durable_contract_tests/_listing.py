@@ -140,7 +140,9 @@ class ListingContract(ContractBase, contract=True):
         assert ids(listed) == ["order-2", "order-1"]
         failed_or_pending = frozenset({RunStatus.PENDING, RunStatus.FAILED})
         mail_3 = runs["mail-3"]
-        page = await store.list_runs(RunQuery(statuses=failed_or_pending, after=(mail_3.created_at, "mail-3")))
+        page = await store.list_runs(
+            RunQuery(statuses=failed_or_pending, after=(mail_3.created_at, "mail-3"))
+        )
         assert ids(page) == ["order-3", "order-1"]
 
     async def test_listing_returns_whole_records(self, store: Store) -> None:

@@ -325,3 +325,12 @@ def _mismatch(run: RunRecord, cell: Cell, wakes: dict[str, float | None]) -> str
 def record_after(before: RunRecord, after: RunRecord, **changes: Any) -> RunRecord:
     """``before`` with ``changes``, taking ``updated_at`` from ``after`` (a write may move it)."""
     return replace(before, updated_at=after.updated_at, **changes)
+
+
+def differences(found: RunRecord, expected: RunRecord) -> str:
+    """The fields where ``found`` is not ``expected``, as ``field: found (expected ...)``."""
+    return ", ".join(
+        f"{name} {getattr(found, name)!r} (expected {getattr(expected, name)!r})"
+        for name in RunRecord.__dataclass_fields__
+        if getattr(found, name) != getattr(expected, name)
+    )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import replace
 
-from durable.store import ErrorInfo, RunStatus, Store
+from durable.store import ErrorInfo, Lease, RunStatus, Store
 from durable_contract_tests._base import ContractBase
 from durable_contract_tests._kit import OWNER_A, get, lease_of, make_run, make_step, owned_run
+from durable_contract_tests._matrix import CLOCKS
 
 CREATORS = 50
 
@@ -86,6 +88,37 @@ class RunContract(ContractBase, contract=True):
         await asyncio.sleep(0.01)
         await store.update_run(lease, RunStatus.WAITING)
         assert (await get(store, "run-1")).updated_at > before
+
+    async def test_every_write_that_changes_a_run_sets_updated_at_to_now_and_a_renewal_leaves_it(
+        self, store: Store
+    ) -> None:
+        t0 = 1_700_000_000.0  # the caller's times, long past: each write below must move updated_at
+        await store.create_run(make_run("run-1", created_at=t0))
+        assert (await get(store, "run-1")).updated_at == t0, "create_run must keep the caller's updated_at"
+
+        async def sets_now(what: str, write: Awaitable[object]) -> object:
+            before = time.time()
+            done = await write
+            updated = (await get(store, "run-1")).updated_at
+            assert before - CLOCKS <= updated <= time.time() + CLOCKS, (
+                f"{what} left updated_at at {updated!r}; it must set it to the store's clock's now "
+                f"(about {before!r})"
+            )
+            return done
+
+        lease = await sets_now("claim_run", store.claim_run("run-1", OWNER_A, 60.0))
+        assert isinstance(lease, Lease)
+        claimed = (await get(store, "run-1")).updated_at
+        await asyncio.sleep(0.05)
+        renewed = await store.renew_lease(lease, 60.0)
+        assert renewed.updated_at == claimed, (
+            f"renew_lease moved updated_at from {claimed!r} to {renewed.updated_at!r}: a heartbeat is not "
+            "a change (listings' updated_before and `durable runs prune` go by updated_at)"
+        )
+        await sets_now("update_run", store.update_run(lease, RunStatus.WAITING, release=True))
+        await sets_now("send_signal (to a waiting run)", store.send_signal("run-1", "go", "", "1"))
+        await sets_now("request_cancel", store.request_cancel("run-1"))
+        await sets_now("reset_run (of a cancelled run)", store.reset_run("run-1"))
 
     async def test_a_status_change_leaves_inputs_and_identity_alone(self, store: Store) -> None:
         lease = await owned_run(store, "run-1", "orders")

@@ -6,8 +6,9 @@ import asyncio
 import time
 
 from durable.store import Capability, RunStatus, Store
+from durable_contract_tests import _processes
 from durable_contract_tests._base import ContractBase, StoreHarness, requires
-from durable_contract_tests._kit import get, owned_run
+from durable_contract_tests._kit import get, make_run, owned_run
 
 WAIT_LIMIT = 10.0
 """No wait in these tests should take this long; a store that hangs fails instead of blocking the run."""
@@ -17,6 +18,10 @@ keeps, where any polling of the store's waits (``poll_interval``, backoff) has s
 WAITED = 3.0
 """How long a waiter waits before the delivery in the notification test: a poll that backs off by
 doubling from a few milliseconds is, by then, more than ``PROMPT`` away from its next read."""
+SENDER_LIMIT = 20.0
+"""How long the sending process of the cross-process notification test may take to start."""
+SEND_ALLOWANCE = 0.5
+"""What the other process may take, once cued, to make its delivery (one store operation)."""
 
 
 class SignalContract(ContractBase, contract=True):
@@ -38,6 +43,27 @@ class SignalContract(ContractBase, contract=True):
         assert await store.send_signal("future-run", "go", "", "1") is True
         assert await store.get_run("future-run") is None
         assert [s.payload for s in await store.list_signals("future-run", "go")] == ["1"]
+
+    async def test_a_signal_sent_before_its_run_is_created_is_kept_when_the_run_is_created(
+        self, store: Store
+    ) -> None:
+        for run_id, create in (
+            ("early-pending", lambda: store.create_run(make_run("early-pending"))),
+            ("early-owned", lambda: owned_run(store, "early-owned")),
+        ):
+            assert await store.send_signal(run_id, "approve", "hook-1", '"early"') is True
+            await create()
+            kept = [(s.name, s.delivery_id, s.payload) for s in await store.list_signals(run_id)]
+            assert kept == [("approve", "hook-1", '"early"')], (
+                f"the delivery of signal 'approve' (delivery id 'hook-1') sent to run {run_id!r} before "
+                f"the run existed was lost when create_run created the run: list_signals returned {kept}"
+            )
+            assert await store.send_signal(run_id, "approve", "hook-1", '"again"') is False
+            assert await store.send_signal(run_id, "approve", "hook-2", '"later"') is True
+            [early, later] = await store.list_signals(run_id, "approve")
+            assert (early.payload, later.payload) == ('"early"', '"later"') and early.seq < later.seq
+            found = await asyncio.wait_for(store.wait_for_signal(run_id, "approve", 0, 0.5), WAIT_LIMIT)
+            assert found is not None and found.payload == '"early"'
 
     async def test_the_same_delivery_id_is_recorded_once(self, store: Store) -> None:
         assert await store.send_signal("run-1", "approve", "hook-1", '"first"') is True
@@ -139,6 +165,72 @@ class SignalContract(ContractBase, contract=True):
         woken = time.monotonic() - sent
         assert found is not None and found.payload == "1"
         assert woken < PROMPT, f"woken {woken:.2f} s after the delivery: by a poll, not a notification?"
+
+    @requires(Capability.NOTIFY, Capability.MULTI_PROCESS)
+    async def test_a_delivery_through_another_store_object_wakes_a_long_waiting_waiter_promptly(
+        self, store: Store, stores: StoreHarness
+    ) -> None:
+        # The base class wakes waiters of the store object that recorded the delivery; a store that
+        # only polls passes the same-object test above. Another object (another connection) cannot
+        # use that shortcut: only the store's notification can wake this waiter within PROMPT.
+        other = await stores.reopen(store)
+        store.poll_interval = 3600.0
+        waiter = asyncio.ensure_future(store.wait_for_signal("run-1", "approve", 0, WAIT_LIMIT))
+        await asyncio.sleep(WAITED)
+        assert not waiter.done()
+        sent = time.monotonic()
+        await other.send_signal("run-1", "approve", "", '"pushed"')
+        found = await asyncio.wait_for(waiter, WAIT_LIMIT)
+        woken = time.monotonic() - sent
+        assert found is not None and found.payload == '"pushed"', (
+            f"a waiter was not woken within {WAIT_LIMIT:g} s by a delivery through another store object"
+        )
+        assert woken < PROMPT, (
+            f"woken {woken:.2f} s after a delivery through another store object over the same data: by a "
+            "poll, not a notification. A store declaring notify must wake the waiters of every store "
+            "object and process sharing its data, not only its own"
+        )
+
+    @requires(Capability.NOTIFY, Capability.MULTI_PROCESS)
+    async def test_a_delivery_from_another_process_wakes_a_long_waiting_waiter_promptly(
+        self, store: Store, stores: StoreHarness
+    ) -> None:
+        store.poll_interval = 3600.0
+        order = _processes.SendOnCue("run-1", "approve")
+        sender = await asyncio.create_subprocess_exec(
+            *_processes.command(order, await stores.blueprint(store)),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert sender.stdin is not None and sender.stdout is not None and sender.stderr is not None
+        try:
+            ready = await asyncio.wait_for(sender.stdout.readline(), SENDER_LIMIT)
+            if ready.strip() != _processes.READY.encode():
+                sender.kill()
+                await sender.wait()
+                raise AssertionError(
+                    f"the sending process did not start: {(await sender.stderr.read()).decode()[-3000:]}"
+                )
+            waiter = asyncio.ensure_future(store.wait_for_signal("run-1", "approve", 0, WAIT_LIMIT))
+            await asyncio.sleep(WAITED)
+            assert not waiter.done()
+            sent = time.monotonic()
+            sender.stdin.write(b"go\n")
+            await sender.stdin.drain()
+            found = await asyncio.wait_for(waiter, WAIT_LIMIT)
+            woken = time.monotonic() - sent
+        finally:
+            if sender.returncode is None:
+                sender.kill()
+            await sender.wait()
+        assert found is not None and found.payload == "0", (
+            f"a waiter was not woken within {WAIT_LIMIT:g} s by another process's delivery"
+        )
+        assert woken < PROMPT + SEND_ALLOWANCE, (
+            f"woken {woken:.2f} s after another process was told to deliver: by a poll, not a "
+            "notification. A store declaring notify must wake waiters in every process sharing its data"
+        )
 
     @requires(Capability.MULTI_PROCESS)
     async def test_a_delivery_through_another_store_object_reaches_a_waiter(

@@ -6,19 +6,25 @@ the standard library here; durable and the stores are imported when a contract t
 Options: ``--durable-store NAME`` (repeatable) chooses the installed backends that
 ``pytest --pyargs durable_contract_tests`` runs over (all of them by default);
 ``--durable-strict`` (or ``DURABLE_TEST_STRICT=1``) fails, instead of skipping, a backend
-whose server cannot be found.
+whose server cannot be found; ``--durable-timeout SECONDS`` (or ``DURABLE_TEST_TIMEOUT``, or
+``durable_timeout`` in the pytest configuration; default 60, 0 for none) is the hard limit of
+each contract test (``_watchdog``). Contract tests only: the project's other tests are left alone.
+
+It also sets pytest-asyncio's ``asyncio_default_fixture_loop_scope`` to ``function`` when the
+project leaves it unset, so a store author's run prints no deprecation warning about it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
-from durable_contract_tests import _servers
+from durable_contract_tests import _servers, _watchdog
 from durable_contract_tests._servers import missing_server
 
 if TYPE_CHECKING:
@@ -27,6 +33,10 @@ if TYPE_CHECKING:
 STRICT_ENV = "DURABLE_TEST_STRICT"
 _overrides_key = pytest.StashKey[dict[str, dict[str, str]]]()
 _missing_key = pytest.StashKey[dict[str, _servers.BackendSkips]]()
+_watchdog_key = pytest.StashKey[_watchdog.Watchdog]()
+_limit_key = pytest.StashKey[float]()
+_started_key = pytest.StashKey[float]()
+LOOP_SCOPE_INI = "asyncio_default_fixture_loop_scope"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,9 +54,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help=f"fail instead of skipping when a store's test server is unavailable (also {STRICT_ENV}=1)",
     )
+    group.addoption(
+        _watchdog.OPTION,
+        dest="durable_timeout",
+        default=None,
+        metavar="SECONDS",
+        help=f"hard time limit of each contract test, stacks dumped when it passes (default "
+        f"{_watchdog.DEFAULT_LIMIT:g}; 0: none; also {_watchdog.ENV})",
+    )
+    parser.addini(
+        _watchdog.INI,
+        f"hard time limit of each contract test, seconds (default {_watchdog.DEFAULT_LIMIT:g}; 0: none)",
+        default="",
+    )
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    _default_loop_scope(config)
+    config.stash[_limit_key] = _watchdog.limit_of(config)
+    config.stash[_watchdog_key] = _watchdog.Watchdog()
     config.addinivalue_line(
         "markers", "durable_requires(*capabilities): skip unless the store declares these capabilities"
     )
@@ -54,6 +81,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_missing_key] = {}
     if config.getoption("--durable-store"):
         selected_backends(config)  # a misspelt name is a usage error before anything runs
+
+
+def _default_loop_scope(config: pytest.Config) -> None:
+    """Give pytest-asyncio's fixture loop scope the value it will default to, unless the project
+    set one: runs before pytest-asyncio reads it (``tryfirst``), so it warns about nothing."""
+    try:
+        if config.getini(LOOP_SCOPE_INI):
+            return
+    except ValueError:  # pytest-asyncio is not active in this run
+        return
+    cache = getattr(config, "_inicache", None)  # where getini keeps values; no public setter exists
+    if isinstance(cache, dict):
+        cache[LOOP_SCOPE_INI] = "function"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    watchdog = config.stash.get(_watchdog_key, None)
+    if watchdog is not None:
+        watchdog.disarm()
+        watchdog.uninstall()
 
 
 def is_strict(config: pytest.Config) -> bool:
@@ -107,6 +154,47 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         name = f"{cls.__module__}.{cls.__qualname__}"
         if name not in seen:
             seen[name] = base.overridden_tests(cls)
+
+
+def _is_contract_test(item: pytest.Item) -> bool:
+    base = sys.modules.get("durable_contract_tests._base")
+    cls = getattr(item, "cls", None)
+    return base is not None and cls is not None and issubclass(cls, base.ContractBase)
+
+
+def _watched(item: pytest.Item, phase: str) -> Generator[None, None, None]:
+    """Run one phase of a contract test under the time limit: setup and body share one budget
+    (from the start of setup), teardown has its own (so a test failed for its time still closes
+    its stores, or fails again saying where that hangs)."""
+    limit = item.config.stash[_limit_key]
+    if limit <= 0 or not _is_contract_test(item):
+        yield
+        return
+    now = time.monotonic()
+    if phase == "setup":
+        item.stash[_started_key] = now
+    start = now if phase == "teardown" else item.stash.get(_started_key, now)
+    watchdog = item.config.stash[_watchdog_key]
+    watchdog.arm(item.nodeid, phase, start + limit, limit)
+    try:
+        yield
+    finally:
+        watchdog.disarm()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    return (yield from _watched(item, "setup"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    return (yield from _watched(item, "call"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    return (yield from _watched(item, "teardown"))
 
 
 @pytest.hookimpl(wrapper=True)

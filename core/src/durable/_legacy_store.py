@@ -106,7 +106,9 @@ class LegacyStoreAdapter(InMemoryStore):
     def __repr__(self) -> str:
         return f"<LegacyStoreAdapter for {self.legacy!r}>"
 
-    async def open(self) -> None:
+    async def open(self, *, create: bool = True) -> None:
+        # python-durable 0.2's setup() always creates: create=False is not honoured (the CLI,
+        # which asks for it, opens stores by URL, never through this adapter).
         self._locks.clear()  # locks belong to the event loop that used them; this may be a new one
         await self.legacy.setup()
 

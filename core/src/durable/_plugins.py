@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import threading
@@ -193,6 +194,10 @@ class PluginManager:
         if store is None:
             plugin = backends[scheme][1]
             raise PluginError(f"plugin {plugin!r} declares scheme {scheme!r} but returned no store for it")
+        from durable.store import URL_ATTRIBUTE
+
+        with contextlib.suppress(AttributeError, TypeError):  # a store with __slots__ goes without
+            vars(store).setdefault(URL_ATTRIBUTE, url)  # for Store.__repr__
         return store  # type: ignore[no-any-return]
 
 

@@ -139,6 +139,11 @@ class StoreCorrupted(StoreError):
     """The field of the record that cannot be read, where one record is at fault."""
 
 
+class StoreNotFound(StoreError, LookupError):
+    """``Store.open(create=False)`` found no data to open (no such file, schema or key prefix):
+    the store is named in the message, and nothing was created."""
+
+
 class LeaseLost(StoreError):
     """A write carried a fencing token that is no longer the run's current one.
 

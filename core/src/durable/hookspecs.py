@@ -42,6 +42,8 @@ class StoreBackend:
     install_hint: str = ""
     """What to install to get it, e.g. ``pip install 'python-durable[redis]'``."""
     capabilities: frozenset[str] = field(default_factory=frozenset)
+    """Exactly ``store_class.capabilities`` (``durable stores`` shows these; the contract suite
+    checks that the two agree). Declare the same frozenset object in both places if you can."""
     test_server: Callable[[], AbstractContextManager[str]] | None = None
     """For the contract suite: a context manager that starts (or finds) a throwaway server and
     yields its base URL. Used when ``DURABLE_TEST_<NAME>_URL`` is unset; may raise if it cannot."""
@@ -89,8 +91,11 @@ def durable_store_backends() -> Sequence[StoreBackend]:
 def durable_store_from_url(url: str, options: dict[str, Any]) -> Store | None:
     """Return an unopened store for ``url``, or ``None`` if the scheme is not yours.
 
-    ``options`` are keyword arguments given by the caller in addition to the URL's
-    query string. The first non-``None`` result wins.
+    ``options`` holds the keyword arguments of a program calling
+    ``get_plugin_manager().store_from_url(url, **options)`` itself; where a setting is in both,
+    ``options`` wins over the URL's query string. ``Workflow(db=url)``, the CLI, workers, the
+    viewer and the contract suite pass none (``{}``): every setting a store has must be
+    expressible in its URL. The first non-``None`` result wins.
     """
     raise NotImplementedError
 

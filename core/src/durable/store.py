@@ -8,6 +8,8 @@ semantics; it only guarantees the atomic operations documented on each method.
 Fencing: every write made on behalf of an executing run carries its ``Lease``.
 A store must refuse (raise ``LeaseLost``) a fenced write whose ``lease.token`` is
 not the run's current ``lease_token``, atomically with the write itself.
+
+docs/store-authors.md says how to package a store as a plugin and run the suite over it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import contextlib
 import functools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from types import TracebackType
 from typing import Any, ClassVar, Self
 from urllib.parse import unquote, unquote_plus
@@ -34,6 +36,7 @@ from durable._records import (
     StepRecord,
     StepStatus,
 )
+from durable.errors import StoreNotFound
 
 __all__ = [
     "Capability",
@@ -48,7 +51,9 @@ __all__ = [
     "StepRecord",
     "StepStatus",
     "Store",
+    "StoreNotFound",
     "accepts_activity",
+    "accepts_create",
     "accepts_workflows",
     "compact_json",
     "is_due",
@@ -58,14 +63,23 @@ __all__ = [
 
 
 class Capability:
-    """Names a store may list in ``Store.capabilities``; the contract suite skips what is absent."""
+    """Names a store may list in ``Store.capabilities`` (and its plugin in
+    ``StoreBackend.capabilities``, the same set); the contract suite skips what is absent."""
 
     PERSISTENT = "persistent"
-    """Data survives closing and reopening the store."""
+    """Data survives closing and reopening the store, and a process killed while writing."""
     MULTI_PROCESS = "multi-process"
-    """Several processes (or hosts) may share the store at once."""
+    """Several store objects, processes (or hosts) may share the data at once."""
     NOTIFY = "notify"
-    """``wait_for_signal`` wakes on delivery instead of polling."""
+    """``wait_for_signal`` wakes on a delivery, made through any store object over the same data
+    (another process's too, with ``multi-process``), instead of polling."""
+    MULTI_HOST = "multi-host"
+    """Processes on several hosts, whose clocks may disagree, may share the data: every lease
+    comparison and expiry uses one clock, the store's (a database server's), and ``Store.clock``
+    only places the times callers take on it."""
+
+    ALL = frozenset({PERSISTENT, MULTI_PROCESS, NOTIFY, MULTI_HOST})
+    """Every name there is: anything else in ``capabilities`` is a mistake (a typo would skip tests)."""
 
 
 def compact_json(data: Any) -> str:
@@ -167,6 +181,12 @@ def accepts_activity(store: Store) -> bool:
     )
 
 
+def accepts_create(store: Store) -> bool:
+    """Whether the store's ``open`` takes ``create=`` (stores written before 0.4 do not: the CLI
+    then opens them as they are, which may create their data)."""
+    return _accepts(type(store), "open", "create")
+
+
 def accepts_workflows(store: Store) -> bool:
     """Whether the store's ``due_runs`` takes ``workflows=`` (stores written before 0.4 do not:
     workers then filter what it returns)."""
@@ -180,10 +200,30 @@ def _accepts(cls: type, method: str, parameter: str) -> bool:
     return parameter in inspect.signature(getattr(cls, method)).parameters
 
 
-class Store(ABC):
-    """Base class of every store. Subclass it and implement the abstract methods.
+URL_ATTRIBUTE = "_durable_url"
+"""Where ``PluginManager.store_from_url`` records the URL a store was made from (for its repr)."""
 
-    Times are seconds since the epoch (``time.time()``), taken by the store.
+
+class Store(ABC):
+    """Base class of every store. Subclass it and implement the abstract methods: each method's
+    docstring is its contract, and ``durable-contract-tests`` checks every one of them.
+
+    Every method is atomic: concurrent calls (coroutines of one process, other store objects or
+    processes over the same data) see it done or not done, never half done, and a process killed
+    during a write leaves the old record or the new one, each readable. Identifiers (run ids,
+    step keys, workflow, signal and delivery names) are compared exactly, as the code points they
+    are: no case folding, Unicode normalisation, trimming or escaping that could make two of them
+    one. Values (inputs, results, errors, payloads) are stored as the exact text given.
+
+    Times are seconds since the epoch. The caller's are stored as given: ``created_at`` and
+    ``updated_at`` of the record ``create_run`` inserts, ``wake_at`` of ``update_run``, a step's
+    ``started_at`` and ``finished_at``. The store takes the others from its own clock (a server's,
+    for a store with one): ``lease_expires_at`` (now plus ``lease_seconds``), ``sent_at`` of a
+    delivery and the ``wake_at`` it gives a waiting run, and ``updated_at``, which every write that
+    changes a run after its creation sets to now: ``claim_run``, ``update_run``, ``request_cancel``,
+    a ``reset_run`` that resets, a ``send_signal`` that wakes a waiting run. ``renew_lease`` leaves
+    ``updated_at`` alone: a heartbeat is not a change (``RunQuery.updated_before`` and
+    ``durable runs prune`` go by it).
     """
 
     name: ClassVar[str] = "store"
@@ -196,15 +236,30 @@ class Store(ABC):
     poll_interval: float = 0.25
     """Upper bound of the polling interval used by the default ``wait_for_signal``."""
 
+    clock: Callable[[], float] = time.time
+    """This process's clock as the store sees it (``time.time``): the clock of the times callers
+    pass (``due_runs(now)``, a new run's lease expiry). Replace it on one store object to skew
+    that store's idea of local time (the contract suite does). A ``multi-host`` store judges
+    leases on its own clock and uses this one only to place callers' times on it."""
+
     # -- lifecycle ---------------------------------------------------------------
 
     @abstractmethod
-    async def open(self) -> None:
-        """Connect and create or migrate the schema. Called once before any other method."""
+    async def open(self, *, create: bool = True) -> None:
+        """Connect, and create or migrate the store's data (its file, schema or key prefix).
+        Called once, before any other method.
+
+        ``create=False`` opens only data that exists (the CLI and ``durable ui`` open stores so:
+        a mistyped URL must not make an empty store): a store whose data does not exist raises
+        ``StoreNotFound`` naming it and creates nothing, no file, directory, schema or key. Data
+        exists once an ``open()`` created it; for a store in memory, that is an earlier ``open()``
+        of the same object.
+        """
 
     @abstractmethod
     async def close(self) -> None:
-        """Release every connection and thread. Safe to call twice."""
+        """Release every connection and thread. Safe to call twice. Writes it has returned from
+        stay written (``persistent``): nothing is lost by closing."""
 
     async def setup(self) -> None:
         """Alias of ``open()``, the original library's name."""
@@ -229,8 +284,10 @@ class Store(ABC):
         """Insert ``run`` unless a run with its id exists.
 
         Returns the stored record and whether this call created it. Of concurrent
-        creators exactly one gets ``True``. ``run`` may already carry a lease
-        (owner, token 1, expiry): the creator then owns the new run.
+        creators exactly one gets ``True``; the others get the stored run, unchanged. ``run``
+        is stored exactly as given, its ``created_at`` and ``updated_at`` included. It may
+        already carry a lease (owner, token 1, expiry): the creator then owns the new run.
+        Deliveries sent to its id before it existed are kept (``send_signal``).
         """
 
     @abstractmethod
@@ -244,8 +301,9 @@ class Store(ABC):
         Succeeds when the run exists, its status is in ``CLAIMABLE`` (not completed or
         cancelled) and it has no owner or an expired lease. On success, atomically: status
         becomes ``running``, ``lease_token`` increases by one, ``owner`` and
-        ``lease_expires_at`` are set, ``wake_at`` and ``activity`` cleared. Returns ``None``
-        otherwise.
+        ``lease_expires_at`` are set, ``wake_at`` and ``activity`` cleared, ``updated_at`` set
+        to now. Returns ``None`` otherwise, changing nothing. Refusing a claimable run that
+        nobody holds is a bug the engine reports (``StoreError``) rather than wait forever.
         """
 
     @abstractmethod
@@ -256,8 +314,12 @@ class Store(ABC):
         ``cancel_requested``); ``activity``, unless ``None``, replaces the stored one.
 
         ``lease_seconds=0`` gives the lease back while keeping ``owner`` (the last owner, shown
-        for an interrupted run): another executor may claim the run at once. Status is kept.
-        Raises ``LeaseLost`` if ``lease.token`` is no longer current.
+        for an interrupted run): another executor may claim the run at once. Status and
+        ``updated_at`` are kept. Raises ``LeaseLost`` if ``lease.token`` is no longer current.
+
+        The token alone fences it: while no claim has followed, a lease renews whether it
+        expired or was released (``update_run(release=True)``), and ``owner`` becomes
+        ``lease.owner`` again. The engine stops renewing before it releases.
         """
 
     @abstractmethod
@@ -273,28 +335,32 @@ class Store(ABC):
         activity: str | None = None,
     ) -> None:
         """Fenced write of the run's status and outcome fields (``result``, ``error``, ``wake_at``
-        and ``activity`` are written as given, ``None`` included).
+        and ``activity`` are written as given, ``None`` included); ``updated_at`` becomes now.
 
         With ``release=True`` the lease is dropped (``owner`` and ``lease_expires_at``
-        cleared, token kept) so another executor may claim the run at once.
-        Raises ``LeaseLost`` if the token is stale.
+        cleared, token kept) so another executor may claim the run at once; without it the
+        lease is kept as it is. Raises ``LeaseLost`` if the token is stale (writing nothing).
         """
 
     @abstractmethod
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         """Ask a run to stop; returns the run after the change, or ``None`` if unknown.
 
-        Sets ``cancel_requested``. If nobody holds a live lease and the status is not
-        final, the status becomes ``cancelled`` at once; otherwise the owner sees the
-        flag when it renews its lease and cancels itself.
+        Sets ``cancel_requested`` and ``updated_at``. If nobody holds a live lease and the
+        status is not final, the status becomes ``cancelled`` at once; otherwise the owner
+        sees the flag when it renews its lease and cancels itself. A final run keeps its status.
         """
 
     @abstractmethod
     async def reset_run(self, run_id: str) -> RunRecord | None:
-        """Make a cancelled or failed run claimable again.
+        """Make a cancelled or failed run claimable again (``resume()``), in one atomic step with
+        reading its status; returns the run after it, or ``None`` if the run is unknown.
 
-        Clears ``cancel_requested``, ``error``, ``wake_at`` and ``activity``; status becomes
-        ``pending``. Checkpoints are kept. Returns ``None`` if the run is unknown.
+        Status becomes ``pending``; ``cancel_requested``, ``error``, ``wake_at`` and ``activity``
+        are cleared and ``updated_at`` set to now. Owner, lease, result and checkpoints are kept.
+        A run in any other status (pending, running, waiting, completed) is returned unchanged:
+        ``durable._lifecycle.TRANSITIONS`` lists no reset from them, and a resume that raced
+        a claim must not take a running run from its owner.
         """
 
     @abstractmethod
@@ -335,7 +401,10 @@ class Store(ABC):
 
     @abstractmethod
     async def load_steps(self, run_id: str) -> list[StepRecord]:
-        """Every checkpoint of the run, in one round trip, ordered by ``finished_at``."""
+        """Every checkpoint of the run, in one round trip, ordered by ``finished_at`` (not by
+        ``started_at`` or by when it was saved: of steps run in parallel, one that started first
+        may finish last); steps with equal ``finished_at`` come in any order. ``[]`` for a run
+        without checkpoints or no run at all."""
 
     @abstractmethod
     async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
@@ -357,9 +426,11 @@ class Store(ABC):
         """Record one delivery unless ``(run_id, name, delivery_id)`` exists.
 
         Returns whether it was recorded. Deliveries of a run get increasing ``seq``
-        numbers in arrival order. The run need not exist. If the run is
-        ``waiting``, its ``wake_at`` is set to now in the same atomic step, so
-        workers see it due. Stores with ``notify`` wake ``wait_for_signal`` callers.
+        numbers in arrival order; ``sent_at`` is now. The run need not exist: its deliveries
+        are kept when ``create_run`` creates it. If the run is ``waiting``, its ``wake_at``
+        and ``updated_at`` are set to now in the same atomic step, so workers see it due.
+        Stores with ``notify`` wake ``wait_for_signal`` callers of every store object over the
+        same data; the others' waiters find it at their next poll.
         """
 
     @abstractmethod
@@ -417,6 +488,14 @@ class Store(ABC):
         return registry
 
     def __repr__(self) -> str:
+        """``<ClassName where>``, passwords hidden (``redact_url``): the URL the plugin manager
+        made the store from, else the store's ``url`` or ``path`` attribute, else its ``name``."""
+        where = self.__dict__.get(URL_ATTRIBUTE) or getattr(self, "url", None)
+        if isinstance(where, str) and where:
+            return f"<{type(self).__name__} {redact_url(where)}>"
+        path = getattr(self, "path", None)
+        if isinstance(path, str) and path:
+            return f"<{type(self).__name__} {path!r}>"
         return f"<{type(self).__name__} {self.name}>"
 
     # -- python-durable 0.2's signal calls, on every store ----------------------------
@@ -468,7 +547,7 @@ def _legacy_stand_in(name: str) -> Any:
     """What a python-durable 0.2 store has in place of this version's abstract method ``name``."""
     if name == "open":
 
-        async def open(self: Store) -> None:
+        async def open(self: Store, *, create: bool = True) -> None:
             await self.setup()
 
         return open

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from durable._lifecycle import CLAIMABLE, DUE_STATUSES, is_due
-from durable.errors import LeaseLost, StoreCorrupted
+from durable.errors import LeaseLost, StoreCorrupted, StoreNotFound
 from durable.store import (
     Capability,
     Lease,
@@ -91,9 +91,13 @@ class JsonFileStore(Store):
 
     # -- the transaction ----------------------------------------------------------
 
-    async def open(self) -> None:
-        await asyncio.to_thread(os.makedirs, self._directory, exist_ok=True)
-        await self._transact(lambda doc: None)  # creates the file, or checks an existing one
+    async def open(self, *, create: bool = True) -> None:
+        if not create and not await asyncio.to_thread(os.path.exists, self.path):
+            # Checked before anything touches the disk: the lock file is created on first use.
+            raise StoreNotFound(f"store file {self.path!r} does not exist")
+        if create:
+            await asyncio.to_thread(os.makedirs, self._directory, exist_ok=True)
+        await self._transact(lambda doc: None, write=create)  # creates the file, or checks one
 
     async def close(self) -> None:
         pass
@@ -248,6 +252,8 @@ class JsonFileStore(Store):
             data = doc["runs"].get(run_id)
             if data is None:
                 return None
+            if data["status"] not in (RunStatus.FAILED.value, RunStatus.CANCELLED.value):
+                return _run_from(data)  # only failed and cancelled runs are reset
             data.update(
                 status=RunStatus.PENDING.value,
                 cancel_requested=False,

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from durable._lifecycle import DUE_STATUSES, is_due
-from durable.errors import LeaseLost
+from durable.errors import LeaseLost, StoreNotFound
 from durable.hookspecs import StoreBackend, hookimpl
 from durable.store import (
     Capability,
@@ -96,9 +96,15 @@ class InMemoryStore(Store):
         self._steps: dict[str, dict[str, StepRecord]] = {}
         self._signals: dict[str, list[SignalRecord]] = {}
         self._seq = 0
+        self._created = False
 
-    async def open(self) -> None:
-        pass
+    async def open(self, *, create: bool = True) -> None:
+        if not create and not self._created:
+            raise StoreNotFound(
+                f"{self!r} holds no data: an in-memory store's data lives in the store object that "
+                "created it, in the process that opened it"
+            )
+        self._created = True
 
     async def close(self) -> None:
         pass
@@ -195,8 +201,8 @@ class InMemoryStore(Store):
 
     async def reset_run(self, run_id: str) -> RunRecord | None:
         run = self._runs.get(run_id)
-        if run is None:
-            return None
+        if run is None or run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+            return run  # only failed and cancelled runs are reset (durable._lifecycle)
         run = replace(
             run,
             status=RunStatus.PENDING,

@@ -21,7 +21,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from durable._lifecycle import CLAIMABLE, DUE_STATUSES
 from durable.batching import WriteBatcher
-from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreUnavailable
+from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreNotFound, StoreUnavailable
 from durable.store import (
     Capability,
     Lease,
@@ -35,7 +35,7 @@ from durable.store import (
 )
 from durable_postgres._errors import Failure, classify, describe
 from durable_postgres._listener import Listener, channel_name, wake_key
-from durable_postgres._schema import migrate
+from durable_postgres._schema import migrate, read_version
 from durable_postgres._url import DEFAULT_SCHEMA, check_schema_name, parse_url, quote_identifier
 
 T = TypeVar("T")
@@ -380,12 +380,12 @@ class PostgresStore(Store):
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, *, create: bool = True) -> None:
         if self._pool is not None:
             return
         pool = await self._retrying_connect("open the connection pool", self._create_pool)
         try:
-            await self._retrying_connect("create or migrate the schema", lambda: self._migrate(pool))
+            await self._retrying_connect("create or migrate the schema", lambda: self._migrate(pool, create))
         except BaseException:
             pool.terminate()
             raise
@@ -424,9 +424,11 @@ class PostgresStore(Store):
             updates,
         )
 
-    async def _migrate(self, pool: asyncpg.Pool) -> None:
+    async def _migrate(self, pool: asyncpg.Pool, create: bool = True) -> None:
         try:
             async with pool.acquire(timeout=self.connect_timeout) as conn:
+                if not create and await read_version(conn, self.schema, self._quoted) == 0:
+                    raise StoreNotFound(f"{self!r}: schema {self.schema!r} holds no durable store")
                 await migrate(conn, self.schema, self._quoted)
         except asyncpg.PostgresError as exc:
             if classify(exc) is not Failure.PERMANENT:
@@ -739,7 +741,8 @@ class PostgresStore(Store):
     async def reset_run(self, run_id: str) -> RunRecord | None:
         sql = self._sql["reset"]
         row = await self._call(f"reset run {run_id!r}", lambda conn: conn.fetchrow(sql, run_id))
-        return None if row is None else _run(row)
+        # Only failed and cancelled runs are reset; any other is returned as it is.
+        return await self.get_run(run_id) if row is None else _run(row)
 
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
         where: list[str] = []
@@ -1082,7 +1085,8 @@ def _statements(s: str) -> dict[str, str]:
         ),
         "reset": (
             f"UPDATE {s}.runs SET status = 'pending', cancel_requested = FALSE, error = NULL, "
-            f"wake_at = NULL, activity = NULL, updated_at = {NOW} WHERE run_id = $1 RETURNING {RUN_COLUMNS}"
+            f"wake_at = NULL, activity = NULL, updated_at = {NOW} WHERE run_id = $1 "
+            f"AND status IN ('failed', 'cancelled') RETURNING {RUN_COLUMNS}"
         ),
         # Exactly durable._lifecycle.is_due, oldest first, on the runs_due partial index (the
         # status list is written as the index's WHERE clause is, so the planner may use it).

@@ -19,7 +19,7 @@ from redis.commands.core import AsyncScript
 
 from durable._lifecycle import DUE_STATUSES, is_due
 from durable.batching import WriteBatcher
-from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreUnavailable
+from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreNotFound, StoreUnavailable
 from durable.store import (
     Capability,
     Lease,
@@ -223,7 +223,7 @@ class RedisStore(Store):
             raise ConfigurationError(f"RedisStore: bad Redis URL {redact(self.url)}: {exc}") from exc
         return client
 
-    async def open(self) -> None:
+    async def open(self, *, create: bool = True) -> None:
         loop = asyncio.get_running_loop()
         if self._redis is not None and self._loop is loop:
             return
@@ -244,6 +244,8 @@ class RedisStore(Store):
             *(("CONFIG GET", name) for name in SETTINGS),
         ]
         try:
+            if not create:
+                await self._require_data()
             built, _, marker, *config = await self._call(
                 "connecting", lambda _: self._load_scripts(list(SOURCES), *also)
             )
@@ -265,6 +267,14 @@ class RedisStore(Store):
             except BaseException:
                 await self.close()
                 raise
+
+    async def _require_data(self) -> None:
+        """``open(create=False)``: ``StoreNotFound`` unless a store under this prefix was opened
+        before (its marker, or runs written before there was one), before any key is written."""
+        keys = (self.keys.alive, self.keys.index)
+        found = await self._call("checking that the store exists", lambda _: self.client.exists(*keys))
+        if not found:
+            raise StoreNotFound(f"{self!r}: no durable store is stored under key prefix {self.prefix!r}")
 
     def _check_persistence(self, persistence: Persistence) -> None:
         """Refuse (``require_persistence``) or log a server that a restart would lose data on."""

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from durable._decode import RUN_FIELDS, decode_failure, run_from_row
 from durable._lifecycle import CLAIMABLE, DUE_STATUSES
-from durable.errors import ConfigurationError, LeaseLost, StoreUnavailable
+from durable.errors import ConfigurationError, LeaseLost, StoreNotFound, StoreUnavailable
 from durable.store import (
     Capability,
     Lease,
@@ -202,9 +202,11 @@ class SQLiteStore(Store):
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, *, create: bool = True) -> None:
         if self._db is not None:
             return
+        if not create and not await asyncio.to_thread(os.path.exists, self.path):
+            raise StoreNotFound(f"store file {self.path!r} does not exist")
         db = Connection(self.path, wait_for_lock=self.busy_timeout, inline_commits=self.synchronous != "full")
         await db.open(self._prepare)
         self._db = db
@@ -347,13 +349,15 @@ class SQLiteStore(Store):
         def op(db: sqlite3.Connection) -> RunRecord | None:
             row = db.execute(
                 "UPDATE runs SET status = 'pending', cancel_requested = 0, error = NULL, wake_at = NULL, "
-                f"activity = NULL, updated_at = ? WHERE run_id = ? RETURNING {RUN_COLUMNS}",
+                f"activity = NULL, updated_at = ? WHERE run_id = ? AND status IN ('failed', 'cancelled') "
+                f"RETURNING {RUN_COLUMNS}",
                 (time.time(), run_id),
             ).fetchone()
             return None if row is None else run_from_row(self._label, row)
 
         run: RunRecord | None = await self._write(op)
-        return run
+        # Only failed and cancelled runs are reset; any other is returned as it is.
+        return run if run is not None else await self.get_run(run_id)
 
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
         where: list[str] = ["1 = 1"]
