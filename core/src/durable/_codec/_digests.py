@@ -18,12 +18,12 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from durable._codec import _format
 from durable._codec._entry import _check_utf8, _data, _depth_problem, _text
 from durable._codec._format import (
     _SCALAR_TYPES,
     MAX_DEPTH,
     TAG,
-    _plugin_codecs,
     _tagged,
     _TooDeep,
     _Unstorable,
@@ -33,6 +33,10 @@ from durable._codec._names import _type_name
 from durable.errors import SerializationError
 
 log = logging.getLogger("durable")
+
+# The registry ``register_codec`` fills, assigned rather than imported: CPython compiles ``.get`` on an
+# imported name without its method-call fast path, which this walk would pay for per value.
+_plugin_codecs = _format._plugin_codecs
 
 
 def _digest_walker(sort_pairs: bool) -> tuple[Callable[[Any, int], Any], Callable[[Any, int, Any], Any]]:

@@ -16,11 +16,16 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from durable._codec import _format
 from durable._codec._annotations import _ACCEPTED, _MAPPINGS, _SEQUENCES, _SETS, _Loader, _unwrap
 from durable._codec._classes import _Record, _record, loaded_class
-from durable._codec._format import _SCALAR_TYPES, CLASS_TAG, TAG, _NoneType, _plugin_decoders
+from durable._codec._format import _SCALAR_TYPES, CLASS_TAG, TAG, _NoneType
 from durable._codec._names import _shown, _type_hints, _type_name
 from durable.errors import SerializationError
+
+# The registry ``register_codec`` fills, assigned rather than imported: CPython compiles ``.get`` on an
+# imported name without its method-call fast path, which this walk would pay for per value.
+_plugin_decoders = _format._plugin_decoders
 
 
 def from_data(data: Any) -> Any:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from durable._codec import _format
 from durable._codec._annotations import _ACCEPTED, _MAPPINGS, _SEQUENCES, _SETS, _Dumper, _unwrap
 from durable._codec._classes import _envelope, _Record, _record
 from durable._codec._format import (
@@ -24,7 +25,6 @@ from durable._codec._format import (
     TAG,
     _Mismatch,
     _NoneType,
-    _plugin_codecs,
     _tagged,
     _TooDeep,
     _Unstorable,
@@ -33,6 +33,10 @@ from durable._codec._json_text import _canonical
 from durable._codec._names import _type_hints, _type_name
 from durable._codec._read import _loader
 from durable.errors import SerializationError
+
+# The registry ``register_codec`` fills, assigned rather than imported: CPython compiles ``.get`` on an
+# imported name without its method-call fast path, which this walk would pay for per value.
+_plugin_codecs = _format._plugin_codecs
 
 
 def _dump_any(value: Any, depth: int) -> Any:
