@@ -6,6 +6,7 @@ from durable_contract_tests._activity import ActivityContract
 from durable_contract_tests._atomicity import AtomicityContract
 from durable_contract_tests._base import ContractBase, _register_definitions
 from durable_contract_tests._checkpoints import CheckpointContract
+from durable_contract_tests._clock import ClockContract
 from durable_contract_tests._declarations import DeclarationContract
 from durable_contract_tests._due import DueRunContract
 from durable_contract_tests._identities import IdentityContract
@@ -32,6 +33,7 @@ class StoreContract(
     CheckpointContract,
     RunContract,
     LeaseContract,
+    ClockContract,
     ListingContract,
     DueRunContract,
     LifecycleContract,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from postgres_test_kit import RecordingPool, RowGate, claimed_and_released, owned, recording
 
-import durable_postgres._store as store_module
+import durable_postgres._batching as batching
 from durable import Workflow
 from durable.batching import WriteBatcher
 from durable.errors import LeaseLost, StoreError
@@ -212,7 +212,7 @@ async def test_a_value_postgres_cannot_store_fails_only_its_own_item(
 async def test_large_results_are_split_over_several_statements(
     store: PostgresStore, recorded: RecordingPool, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "BATCH_CHARS", 25)
+    monkeypatch.setattr(batching, "BATCH_CHARS", 25)
     runs = await leases(store, f"large-{unique}", 7)
     written = [step(lease.run_id, "k", f'"{"x" * 8}{i}"') for i, lease in enumerate(runs)]  # 11 chars each
     recorded.statements.clear()
@@ -307,7 +307,7 @@ async def test_close_writes_every_checkpoint_already_submitted(
 def test_chunks_by_size_keep_order_and_let_a_large_item_go_alone() -> None:
     lease = Lease("r", "me", 1, 0.0)
     items = [(lease, step("r", f"k{i}", "x" * size)) for i, size in enumerate([4, 4, 10, 1, 1, 1])]
-    chunks = list(store_module._by_size(items, 8, store_module._step_weight))
+    chunks = list(batching.by_size(items, 8, batching.step_weight))
     assert [[s.key for _, s in chunk] for chunk in chunks] == [["k0", "k1"], ["k2"], ["k3", "k4", "k5"]]
 
 

@@ -1,5 +1,5 @@
 """The Postgres store's run rows: the activity column (schema 2, migrated from 1), giving a lease
-back, and due runs read from their own index whatever the history holds."""
+back, migrating to schema 3 (runs_live), and due runs read from runs_live whatever the history holds."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from durable._lifecycle import DUE_STATUSES, is_due
+from durable._lifecycle import is_due
 from durable.store import Lease, RunQuery, RunRecord, RunStatus
 from durable_postgres import PostgresStore
-from durable_postgres._schema import DUE_INDEX_PREDICATE, MIGRATIONS, SCHEMA_VERSION
-from durable_postgres._store import RUN_COLUMNS, status_in
+from durable_postgres._schema import MIGRATIONS, SCHEMA_VERSION
+from durable_postgres._sql import RUN_COLUMNS
 
 pytestmark = pytest.mark.asyncio
 
@@ -136,14 +136,15 @@ async def test_a_lease_renewed_for_zero_seconds_is_claimable_at_once_and_keeps_i
 # -- schema 2 and the migration from 1 ---------------------------------------------
 
 
-async def test_a_version_1_schema_is_migrated_to_version_2_with_its_runs(
+async def test_a_version_1_schema_is_migrated_to_the_current_version_with_its_runs(
     pg_url: str, schema_prefix: str, unique: str
 ) -> None:
     schema = f"{schema_prefix}_v1_{unique}"
     quoted = f'"{schema}"'
     conn = await asyncpg.connect(pg_url)
     try:
-        # The schema as durable-postgres 0.3 (schema 1) created it, with a pending and a completed run.
+        # The schema as durable-postgres 0.3 (schema 1) created it, with a pending, a sleeping, a
+        # signal-parked and a completed run.
         await conn.execute(f"CREATE SCHEMA {quoted}")
         await conn.execute(
             f"CREATE TABLE {quoted}.schema_version (version INTEGER PRIMARY KEY, "
@@ -152,44 +153,39 @@ async def test_a_version_1_schema_is_migrated_to_version_2_with_its_runs(
         for statement in MIGRATIONS[1]:
             await conn.execute(statement.format(s=quoted))
         await conn.execute(f"INSERT INTO {quoted}.schema_version (version) VALUES (1)")
-        for run_id, status in (("old-pending", "pending"), ("old-done", "completed")):
+        for run_id, status, wake_at in (
+            ("old-pending", "pending", None),
+            ("old-asleep", "waiting", 1.0),
+            ("old-parked", "waiting", None),
+            ("old-done", "completed", None),
+        ):
             await conn.execute(
                 f"INSERT INTO {quoted}.runs ({V1_RUN_COLUMNS}) VALUES ($1, 'wf', $2, '{{}}', 'd', 1, 1, "
-                "NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, FALSE)",
+                "NULL, NULL, NULL, 0, NULL, $3, NULL, NULL, FALSE)",
                 run_id,
                 status,
+                wake_at,
             )
         async with PostgresStore(pg_url, schema=schema) as store:
             old = await store.get_run("old-pending")
             assert old is not None and old.activity is None and old.status is RunStatus.PENDING
-            assert [due.run_id for due in await store.due_runs(time.time())] == ["old-pending"]
+            assert [due.run_id for due in await store.due_runs(time.time())] == ["old-asleep", "old-pending"]
             lease = await store.claim_run("old-pending", "me", 60)
             assert lease is not None
             await store.update_run(lease, RunStatus.WAITING, activity='{"sleep_until": 5.0}')
             assert await activity(store, "old-pending") == '{"sleep_until": 5.0}'
         versions = await conn.fetch(f"SELECT version FROM {quoted}.schema_version ORDER BY 1")
         indexes = await conn.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1", schema)
+        live = await conn.fetch(f"SELECT run_id, wake_at FROM {quoted}.runs_live ORDER BY run_id")
     finally:
         await conn.execute(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
         await conn.close()
-    assert [v[0] for v in versions] == [1, 2] and SCHEMA_VERSION == 2
+    assert [v[0] for v in versions] == [1, 2, 3] and SCHEMA_VERSION == 3
     names = {row[0] for row in indexes}
-    assert "runs_due" in names and "runs_active" not in names
-
-
-async def test_the_due_index_covers_exactly_the_lifecycles_due_statuses(fresh: PostgresStore) -> None:
-    # The index's WHERE clause is fixed by migration 2; the query is built from DUE_STATUSES. If
-    # the lifecycle's statuses change, this fails until a migration rebuilds the index.
-    assert status_in(DUE_STATUSES) == DUE_INDEX_PREDICATE
-    assert DUE_INDEX_PREDICATE in fresh._sql["due"]
-    indexdef = await fresh._call(
-        "read the index",
-        lambda conn: conn.fetchval(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'runs_due'", fresh.schema
-        ),
-    )
-    stored = sorted(s.value for s in DUE_STATUSES)
-    assert all(f"'{status}'" in indexdef for status in stored), indexdef
+    assert {"runs_by_status", "runs_live_ready", "runs_live_asleep"} <= names
+    assert not names & {"runs_active", "runs_due"}
+    # The migration listed the live runs it found; the parked and the completed run are not due.
+    assert [tuple(row) for row in live] == [("old-asleep", 1.0), ("old-pending", None)]
 
 
 # -- due runs ----------------------------------------------------------------------
@@ -242,12 +238,19 @@ async def test_a_poll_and_the_newest_runs_use_indexes_among_many_finished_runs(f
         await fresh.create_run(run(f"due-{i}", created_at=2_000_000.0 + i))
 
     async def fill(conn: Any) -> None:
+        # 50,000 finished runs of the polled workflow, and 5,000 runs asleep until far later.
         await conn.execute(
             f"INSERT INTO {s}.runs ({RUN_COLUMNS}) SELECT 'done-' || n, 'wf', 'completed', '{{}}', 'd', "
             "n, n, '1', NULL, NULL, 1, NULL, NULL, NULL, NULL, FALSE, NULL "
             "FROM generate_series(1, 50000) AS n"
         )
+        await conn.execute(
+            f"INSERT INTO {s}.runs ({RUN_COLUMNS}) SELECT 'asleep-' || n, 'wf', 'waiting', '{{}}', 'd', "
+            "n, n, NULL, NULL, NULL, 1, NULL, 1e12, NULL, NULL, FALSE, NULL "
+            "FROM generate_series(1, 5000) AS n"
+        )
         await conn.execute(f"ANALYZE {s}.runs")
+        await conn.execute(f"ANALYZE {s}.runs_live")
 
     await fresh._call("fill", fill)
     newest = (
@@ -255,19 +258,23 @@ async def test_a_poll_and_the_newest_runs_use_indexes_among_many_finished_runs(f
     )
 
     async def explain(conn: Any, mode: str, sql: str) -> list[dict[str, Any]]:
-        args: tuple[Any, ...] = (time.time(), 100) if "$1" in sql else ()
+        args: tuple[Any, ...] = (0.0, 100) if "$1" in sql else ()
         if "$3" in sql:
             args += (["wf"],)
         async with conn.transaction():
             await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
-            return plan_nodes(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
+            return plan_nodes(await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args))
 
     for mode, sql in [
         (m, fresh._sql[q]) for m in ("force_custom_plan", "force_generic_plan") for q in ("due", "due_of")
     ]:
         due = await fresh._call("explain", functools.partial(explain, mode=mode, sql=sql))
-        assert [n.get("Index Name") for n in due if "Index" in n["Node Type"]] == ["runs_due"], due
-        assert not [n for n in due if n["Node Type"] in ("Seq Scan", "Sort", "Bitmap Heap Scan")], due
+        scans = sorted(n.get("Index Name") for n in due if "Index" in n["Node Type"])
+        # Each range of runs_live, and each of its runs looked up by id: nothing else is read.
+        assert scans == ["runs_live_asleep", "runs_live_ready", "runs_pkey", "runs_pkey"], due
+        assert not [n for n in due if n["Node Type"] in ("Seq Scan", "Bitmap Heap Scan")], due
+        # The ten due runs, looked up once each: the sleepers and the history are never read.
+        assert sum(n["Actual Loops"] for n in due if n.get("Index Name") == "runs_pkey") == 10, due
     listed = await fresh._call("explain", functools.partial(explain, mode="auto", sql=newest))
     assert [n.get("Index Name") for n in listed if "Index" in n["Node Type"]] == ["runs_by_created"], listed
     assert len(await fresh.due_runs(time.time())) == 10

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 __all__ = ["PostgresStore"]
 
 TEST_IMAGE = "postgres:16-alpine"
-CAPABILITIES = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY})
+CAPABILITIES = frozenset(
+    {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY, Capability.MULTI_HOST}
+)
 """``PostgresStore.capabilities``, declared here so that listing backends does not import asyncpg."""
 
 

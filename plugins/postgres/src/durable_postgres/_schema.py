@@ -7,11 +7,31 @@ from asyncpg.pool import PoolConnectionProxy
 
 from durable.errors import StoreCorrupted
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+MIGRATION_TIMEOUT = 3600.0
+"""Seconds one migration statement may take (building an index over a long history)."""
 
-DUE_INDEX_PREDICATE = "status IN ('pending', 'running', 'waiting')"
-"""The WHERE clause of the ``runs_due`` partial index (schema 2): ``durable._lifecycle.DUE_STATUSES``
-as the due-run query writes them (a test checks they agree; a change needs a new migration)."""
+LIVE = (
+    "{r}.status IN ('pending', 'running', 'waiting') "
+    "AND ({r}.status <> 'waiting' OR {r}.owner IS NOT NULL OR {r}.wake_at IS NOT NULL)"
+)
+"""Which runs ``runs_live`` lists (schema 3), for the row ``{r}``: those in
+``durable._lifecycle.DUE_STATUSES`` that may be due now or later, which leaves out runs parked on
+a signal (waiting, no owner, no wake time: a delivery sets their wake time, and so lists them).
+A test checks it against ``is_due``; a change needs a new migration."""
+ASLEEP = "(CASE WHEN {r}.status = 'waiting' AND {r}.owner IS NULL THEN {r}.wake_at END)"
+"""``runs_live.wake_at`` of a listed run ``{r}``: its wake time if it is parked (a durable sleep, or
+a signal delivered, which sets it), else NULL: a run that may be due at any time (pending,
+interrupted, or executing, due when its lease expires)."""
+
+
+def _live(row: str) -> str:
+    return LIVE.replace("{r}", row)
+
+
+def _asleep(row: str) -> str:
+    return ASLEEP.replace("{r}", row)
+
 
 # ``runs.claim_id`` and ``signals.sender`` are random per call: after a connection is lost
 # mid-statement, a retry reads them to tell whether its first attempt committed.
@@ -79,7 +99,75 @@ MIGRATIONS: dict[int, list[str]] = {
     2: [
         "ALTER TABLE {s}.runs ADD COLUMN activity TEXT",
         "DROP INDEX {s}.runs_active",
-        f"CREATE INDEX runs_due ON {{s}}.runs (created_at, run_id) WHERE {DUE_INDEX_PREDICATE}",
+        "CREATE INDEX runs_due ON {s}.runs (created_at, run_id) "
+        "WHERE status IN ('pending', 'running', 'waiting')",
+    ],
+    # runs_live replaces runs_due. A poll read runs_due from its oldest entry, and every run that
+    # finished left a dead entry there until VACUUM removed it (its running version was indexed;
+    # the update to completed cannot be HOT, status is in the index's predicate), so with
+    # autovacuum off or behind a poll stepped over every finished run: 1.9-2.7x slower at 100,000
+    # (benchmarks/flat_history.py). No index on runs avoids that: any entry a finished run leaves
+    # is dead until vacuumed, new entries never land on the old pages (where an insert would clean
+    # them up), and vacuuming runs costs as much as its whole history and every index. So the runs
+    # a poll may take are listed in a table of their own, kept by triggers in the transaction of
+    # every change to runs (the store's statements, batches and hand edits alike). Its size is
+    # that of the live runs, so vacuuming it is cheap: autovacuum does it often with these
+    # thresholds, and the store asks for it itself after taking a few hundred runs out
+    # (PostgresStore._tidy), for servers where autovacuum is off or behind.
+    #   A poll reads two ranges of it: runs that may be due at any time (wake_at NULL) in
+    # creation order, and parked runs whose wake time has come, by wake time (see _sql.due).
+    # Runs parked in a durable sleep wait in the second index, out of the first's range, and runs
+    # parked on a signal are not listed at all: thousands of either cost a poll nothing. A
+    # delete finds a row's entry by the old row's key. runs_by_status serves listings by status.
+    3: [
+        """
+        CREATE TABLE {s}.runs_live (
+            created_at DOUBLE PRECISION NOT NULL,
+            run_id TEXT COLLATE "C" NOT NULL,
+            workflow TEXT COLLATE "C" NOT NULL,
+            wake_at DOUBLE PRECISION
+        ) WITH (autovacuum_vacuum_threshold = 500, autovacuum_vacuum_scale_factor = 0,
+                autovacuum_vacuum_insert_threshold = 500, autovacuum_vacuum_insert_scale_factor = 0)
+        """,
+        "CREATE UNIQUE INDEX runs_live_ready ON {s}.runs_live (created_at, run_id) WHERE wake_at IS NULL",
+        "CREATE UNIQUE INDEX runs_live_asleep ON {s}.runs_live (wake_at, created_at, run_id) "
+        "WHERE wake_at IS NOT NULL",
+        f"""
+        CREATE FUNCTION {{s}}.runs_live_sync() RETURNS trigger LANGUAGE plpgsql AS $sync$
+        BEGIN
+            IF TG_OP <> 'INSERT' THEN
+                IF {_asleep("OLD")} IS NULL THEN
+                    DELETE FROM {{s}}.runs_live
+                    WHERE created_at = OLD.created_at AND run_id = OLD.run_id AND wake_at IS NULL;
+                ELSE
+                    DELETE FROM {{s}}.runs_live WHERE wake_at = {_asleep("OLD")}
+                    AND created_at = OLD.created_at AND run_id = OLD.run_id;
+                END IF;
+            END IF;
+            IF TG_OP <> 'DELETE' AND {_live("NEW")} THEN
+                INSERT INTO {{s}}.runs_live (created_at, run_id, workflow, wake_at)
+                VALUES (NEW.created_at, NEW.run_id, NEW.workflow, {_asleep("NEW")})
+                ON CONFLICT DO NOTHING;
+            END IF;
+            RETURN NULL;
+        END
+        $sync$
+        """,
+        f"CREATE TRIGGER runs_live_insert AFTER INSERT ON {{s}}.runs FOR EACH ROW "
+        f"WHEN ({_live('NEW')}) EXECUTE FUNCTION {{s}}.runs_live_sync()",
+        # Only rows that join, leave, or change their entry: a renewal, a claim of a pending run
+        # and a checkpoint's run update fire nothing.
+        f"CREATE TRIGGER runs_live_update AFTER UPDATE ON {{s}}.runs FOR EACH ROW "
+        f"WHEN (({_live('OLD')}) IS DISTINCT FROM ({_live('NEW')}) OR (({_live('NEW')}) "
+        f"AND (OLD.created_at, OLD.run_id, OLD.workflow, {_asleep('OLD')}) "
+        f"IS DISTINCT FROM (NEW.created_at, NEW.run_id, NEW.workflow, {_asleep('NEW')}))) "
+        "EXECUTE FUNCTION {s}.runs_live_sync()",
+        f"CREATE TRIGGER runs_live_delete AFTER DELETE ON {{s}}.runs FOR EACH ROW "
+        f"WHEN ({_live('OLD')}) EXECUTE FUNCTION {{s}}.runs_live_sync()",
+        f"INSERT INTO {{s}}.runs_live (created_at, run_id, workflow, wake_at) "
+        f"SELECT created_at, run_id, workflow, {_asleep('r')} FROM {{s}}.runs AS r WHERE {_live('r')}",
+        "DROP INDEX {s}.runs_due",
+        "CREATE INDEX runs_by_status ON {s}.runs (status, created_at DESC, run_id)",
     ],
 }
 
@@ -135,5 +223,5 @@ async def migrate(conn: PoolConnectionProxy[Record], schema: str, quoted: str) -
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[target]:
-                await conn.execute(statement.format(s=quoted))
+                await conn.execute(statement.format(s=quoted), timeout=MIGRATION_TIMEOUT)
             await conn.execute(f"INSERT INTO {quoted}.schema_version (version) VALUES ($1)", target)

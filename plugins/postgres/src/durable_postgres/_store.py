@@ -1,25 +1,27 @@
 """``PostgresStore``: an asyncpg pool, one statement per checkpoint or run write (or per batch of
-concurrent ones), LISTEN/NOTIFY for signals."""
+concurrent ones), LISTEN/NOTIFY for signals.
+
+The statements are in ``_sql``, the tables in ``_schema``, how concurrent calls share a statement
+in ``_batching`` and where calls get their connections in ``_conns``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 from asyncpg import Record
-from asyncpg.pool import PoolConnectionProxy
 
-from durable._lifecycle import CLAIMABLE, DUE_STATUSES
+from durable._decode import decode_failure, run_from_row
 from durable.batching import WriteBatcher
 from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreNotFound, StoreUnavailable
 from durable.store import (
@@ -33,174 +35,53 @@ from durable.store import (
     StepStatus,
     Store,
 )
+from durable_postgres import _sql
+from durable_postgres._batching import (
+    BATCH,
+    FLUSHES_IN_FLIGHT,
+    Batching,
+    Created,
+    RunUpdate,
+    SaveItem,
+    firsts,
+    flush,
+    json_rows,
+    outcome_of,
+    run_row,
+    run_weight,
+    step_row,
+    step_weight,
+    update_row,
+    update_weight,
+)
+from durable_postgres._conns import PER_CALL, Conns, HeldConnection, held_count, terminate
 from durable_postgres._errors import Failure, classify, describe
 from durable_postgres._listener import Listener, channel_name, wake_key
 from durable_postgres._schema import migrate, read_version
 from durable_postgres._url import DEFAULT_SCHEMA, check_schema_name, parse_url, quote_identifier
 
+if TYPE_CHECKING:
+    from durable_postgres._conns import Conn
+
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741
 R = TypeVar("R")
-K = TypeVar("K", str, tuple[str, str])
-if TYPE_CHECKING:
-    Conn: TypeAlias = PoolConnectionProxy[Record]
-    Row: TypeAlias = Record | tuple[Any, ...]
-SaveItem: TypeAlias = tuple[Lease, StepRecord]
-"""One ``save_step`` call waiting in the step batcher."""
-Created: TypeAlias = tuple[RunRecord, bool]
-"""What ``create_run`` returns: the stored run, and whether this call created it."""
 log = logging.getLogger("durable_postgres")
-
-RUN_COLUMNS = (
-    "run_id, workflow, status, inputs, inputs_digest, created_at, updated_at, result, error, owner, "
-    "lease_token, lease_expires_at, wake_at, deadline, parent_run_id, cancel_requested, activity"
-)
-STEP_COLUMNS = "run_id, key, task, args_digest, status, result, error, attempts, started_at, finished_at"
-SIGNAL_COLUMNS = "run_id, name, delivery_id, payload, seq, sent_at"
-# The database server's clock, so executors on hosts with skewed clocks agree on lease expiry.
-NOW = "extract(epoch FROM now())::float8"
-LIVE_LEASE = f"(owner IS NOT NULL AND lease_expires_at IS NOT NULL AND lease_expires_at > {NOW})"
-SIGNAL_LOCK_SPACE = 0x6475  # first key of the two-int advisory locks that order a run's deliveries
 
 APPLICATION_NAME = "durable-postgres"
 SAFETY_POLL = 5.0
 """While the LISTEN connection is up, waiters still re-check this often, in case a NOTIFY is lost."""
-# Measured on scenario B/C of benchmarks/run.py: a second flush in flight was no faster (it
-# splits the waiting checkpoints into smaller batches), nor were smaller batches.
-BATCH = 500
-"""Most calls one flush of a batcher (steps, run creations, run updates) carries."""
-BATCH_CHARS = 1 << 20
-"""Inputs, results and errors one batch statement carries at most (large ones go in several)."""
-FLUSHES_IN_FLIGHT = 1
-"""Flushes of each batcher in flight at once."""
-HELD_CONNECTIONS = 3
-"""Batchers (steps first, then run updates, then run creations) that keep a pooled connection
-across their flushes, if the pool is large enough (see ``_held_count``)."""
+DEFAULT_OPERATION_TIMEOUT = 10.0
+"""Seconds an operation may take, its retries included, before ``StoreUnavailable``; each attempt
+(a connection from the pool and the statements on it) waits half of it."""
+TIDY_EVERY = 500
+"""Runs a store object takes out of ``runs_live`` (finished, parked on a signal, deleted) between
+two vacuums of that table it asks for (see ``PostgresStore._tidy``)."""
+TIDY_TIMEOUT = 60.0
+"""Seconds a vacuum of ``runs_live`` may take (it holds the live runs only)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RunUpdate:
-    """One ``update_run`` call waiting in the update batcher."""
-
-    lease: Lease
-    status: RunStatus
-    result: str | None
-    error: str | None
-    wake_at: float | None
-    release: bool
-    activity: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Batching(Generic[I, R]):
-    """How one kind of store call is made alone, and how several of them share a statement."""
-
-    what: Callable[[list[I]], str]
-    """Names a batch in errors: ``save 5 steps of 3 runs``."""
-    alone: Callable[[I, Conns], Awaitable[R]]
-    """The lone call, retried on a connection from the given source."""
-    together: Callable[[Conn, list[I]], Awaitable[list[R | BaseException]]]
-    """Several calls on one connection: one outcome per item, as the lone call gives it."""
-    weight: Callable[[I], int]
-    """The characters of an item's large values (its statement parameter grows with them)."""
-    retry: Callable[[Conn, list[I]], Awaitable[list[R | BaseException]]] | None = None
-    """Instead of ``together`` after a connection was lost mid-statement, if it must find out
-    what the lost attempt did."""
-
-
-class Conns:
-    """Where ``_call`` gets its connections: this one acquires one from the pool per call."""
-
-    async def get(self, pool: asyncpg.Pool, timeout: float) -> Conn:
-        conn: Conn = await pool.acquire(timeout=timeout)
-        return conn
-
-    async def put(self, pool: asyncpg.Pool, conn: Conn, *, healthy: bool) -> None:
-        """Done with ``conn``, which ``get`` gave: ``healthy`` unless its statement failed (or was
-        cancelled), which leaves it in an unknown state."""
-        await _release(pool, conn)
-
-
-PER_CALL = Conns()
-
-
-class HeldConnection(Conns):
-    """One pooled connection kept across the calls of one user (a batcher, which flushes one at
-    a time): a checkpoint then skips the pool's acquire and release (measured: about 30 µs, a
-    third of a lone checkpoint's client CPU time).
-
-    A connection whose statement failed is given back to the pool (``_call`` has terminated it
-    if it may be broken) and the next call takes a fresh one: the held one is never reused in
-    an unknown state. A second concurrent call, or one after ``close``, goes through the pool.
-    """
-
-    def __init__(self) -> None:
-        self._pool: asyncpg.Pool | None = None
-        self._conn: Conn | None = None
-        self._busy = False
-        self._closed = False
-
-    async def get(self, pool: asyncpg.Pool, timeout: float) -> Conn:
-        if self._busy or self._closed:
-            return await super().get(pool, timeout)
-        if self._conn is not None and (self._pool is not pool or not _alive(self._conn)):
-            # Killed while idle, or taken from a pool the store no longer uses.
-            await self._give_back()
-        if self._conn is None:
-            self._conn = await super().get(pool, timeout)
-            self._pool = pool
-        self._busy = True
-        return self._conn
-
-    async def put(self, pool: asyncpg.Pool, conn: Conn, *, healthy: bool) -> None:
-        if conn is not self._conn:
-            return await super().put(pool, conn, healthy=healthy)
-        self._busy = False
-        if not healthy or self._closed:
-            await self._give_back()
-
-    async def close(self) -> None:
-        """Give the connection back to its pool (at once, or when the call using it ends)."""
-        self._closed = True
-        if not self._busy:
-            await self._give_back()
-
-    async def _give_back(self) -> None:
-        pool, conn = self._pool, self._conn
-        self._pool = self._conn = None
-        if pool is not None and conn is not None:
-            await _release(pool, conn)
-
-
-def _alive(conn: Conn) -> bool:
-    try:
-        return not conn.is_closed()
-    except asyncpg.InterfaceError:  # the pool detached it when its connection died
-        return False
-
-
-async def _release(pool: asyncpg.Pool, conn: Conn) -> None:
-    try:
-        await pool.release(conn)
-    except Exception:
-        with contextlib.suppress(Exception):
-            conn.terminate()
-
-
-def _held_count(max_size: int) -> int:
-    """How many batchers may hold a connection: at most half the pool, so that reads, claims
-    and the other writes always find one (a pool of 1 holds none: every call acquires)."""
-    return min(HELD_CONNECTIONS, max_size // 2)
-
-
-def _run(row: Row) -> RunRecord:
-    return RunRecord(
-        row[0], row[1], RunStatus(row[2]), row[3], row[4], row[5], row[6], row[7], row[8], row[9],
-        row[10], row[11], row[12], row[13], row[14], row[15], row[16],
-    )  # fmt: skip
-
-
-def _signal(row: Row) -> SignalRecord:
+def _signal(row: Record | tuple[Any, ...]) -> SignalRecord:
     return SignalRecord(row[0], row[1], row[2], row[3], row[4], row[5])
 
 
@@ -209,90 +90,9 @@ def _affected(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-def _by_size(items: list[I], limit: int, weight: Callable[[I], int]) -> Iterator[list[I]]:
-    """``items`` in order, in chunks whose ``weight`` adds up to at most ``limit`` characters
-    (a larger item goes alone): one statement's parameter must not grow with the batch unbounded."""
-    chunk: list[I] = []
-    size = 0
-    for item in items:
-        heavy = weight(item)
-        if chunk and size + heavy > limit:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(item)
-        size += heavy
-    if chunk:
-        yield chunk
-
-
-def _firsts(items: list[I], key: Callable[[I], K]) -> dict[K, int]:
-    """The index of the first item of each key, in key order.
-
-    One statement may write a key only once. In key order, so that concurrent batches writing
-    the same keys take them in one order where the plan follows the input; a deadlock left
-    anyway is rolled back by the server and retried by ``_call``.
-    """
-    first: dict[K, int] = {}
-    for index, item in enumerate(items):
-        first.setdefault(key(item), index)
-    return dict(sorted(first.items()))
-
-
-def _json_rows(rows: list[list[Any]]) -> str:
-    """The parameter of a batch statement: a JSON array with one array per item.
-
-    One JSON text costs the client far less than an array per column (asyncpg looks up the
-    type of a typed array on every new connection, and checks every element). JSON numbers
-    are exact: a float is written in its shortest exact form. NaN and infinities are not
-    JSON: they fail the batch, whose items are then written alone.
-    """
-    return json.dumps(rows, ensure_ascii=False, allow_nan=False, check_circular=False, separators=(",", ":"))
-
-
-def _step_weight(item: SaveItem) -> int:
-    return len(item[1].result or "") + len(item[1].error or "")
-
-
-def _run_weight(run: RunRecord) -> int:
-    return len(run.inputs) + len(run.result or "") + len(run.error or "") + len(run.activity or "")
-
-
-def _update_weight(update: RunUpdate) -> int:
-    return len(update.result or "") + len(update.error or "") + len(update.activity or "")
-
-
-def _run_row(run: RunRecord) -> list[Any]:
-    return [
-        run.run_id, run.workflow, run.status.value, run.inputs, run.inputs_digest, run.created_at,
-        run.updated_at, run.result, run.error, run.owner, run.lease_token, run.lease_expires_at,
-        run.wake_at, run.deadline, run.parent_run_id, run.cancel_requested, run.activity,
-    ]  # fmt: skip
-
-
-def _update_row(update: RunUpdate) -> list[Any]:
-    lease = update.lease
-    return [
-        lease.run_id, lease.token, update.status.value, update.result, update.error, update.wake_at,
-        update.release, update.activity,
-    ]  # fmt: skip
-
-
-def _step_row(lease: Lease, step: StepRecord) -> list[Any]:
-    return [
-        lease.run_id, step.key, step.task, step.args_digest, step.status.value, step.result,
-        step.error, step.attempts, step.started_at, step.finished_at, lease.token,
-    ]  # fmt: skip
-
-
-async def _outcome(call: Awaitable[R]) -> R | BaseException:
-    """The call's result, or the ``StoreError`` (``LeaseLost``, ...) that belongs to this item alone.
-
-    Other errors (a lost connection) propagate: they concern the whole batch, which is retried.
-    """
-    try:
-        return await call
-    except StoreError as exc:
-        return exc
+def _leaves_live(status: RunStatus, release: bool, wake_at: float | None) -> bool:
+    """Whether an owner's update takes the run out of ``runs_live`` (finished, or parked on a signal)."""
+    return status.is_final or (status is RunStatus.WAITING and release and wake_at is None)
 
 
 def _rebuild(cls: type[PostgresStore], url: str, options: dict[str, Any]) -> PostgresStore:
@@ -304,17 +104,31 @@ class PostgresStore(Store):
 
     Options (keyword arguments, or the URL's query string; keywords win): ``schema``
     (default ``durable``), ``min_size``/``max_size`` of the connection pool (1/10),
-    ``command_timeout`` and ``connect_timeout`` in seconds (60/10), ``retries`` of an
-    operation that failed for a transient reason (3). The checkpoint, run-update and
-    run-creation writers each keep one pool connection (at most half of ``max_size``, so a
-    pool of 1 keeps none). Other query options (``sslmode``,
-    ...) go to asyncpg. Times the store takes come from the database server's clock.
+    ``operation_timeout`` in seconds (10): an operation, its retries included, raises
+    ``StoreUnavailable`` at most that long after it started, and each attempt (a connection from
+    the pool and its statements) waits at most half of it, then drops its connection, so a
+    connection that died silently is replaced by the next attempt (values of hundreds of MB on a
+    slow link need more); ``connect_timeout`` (10) bounds opening a connection within that,
+    ``command_timeout`` (60) is asyncpg's bound on one statement (the schema's migrations are
+    allowed an hour); ``retries`` of an operation that failed for a transient reason (3). The
+    checkpoint, run-update and run-creation writers each keep one pool connection (at most half
+    of ``max_size``, so a pool of 1 keeps none). Other query options (``sslmode``, ...) go to
+    asyncpg.
+
+    One clock: every lease comparison and expiry is the database server's (``now()``); ``clock``
+    (this process's, ``time.time``) only places on it the ``now`` given to ``due_runs`` and the
+    lease expiry of a run created with one (see ``durable_postgres._sql``).
+
     Text is stored exactly, except NUL (``\\x00``), which PostgreSQL ``TEXT`` cannot hold;
-    the core's JSON escapes it (``\\u0000``), so only hand-made records can contain it.
+    the core's JSON escapes it (``\\u0000``), so only hand-made records can contain it. A row
+    that cannot be read (edited by hand, damaged) is returned as a corrupt run
+    (``durable._decode``); a step that cannot be read raises ``StoreCorrupted``.
     """
 
     name = "postgres"
-    capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY})
+    capabilities = frozenset(
+        {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY, Capability.MULTI_HOST}
+    )
     poll_interval = 0.25
 
     def __init__(
@@ -327,6 +141,7 @@ class PostgresStore(Store):
         command_timeout: float | None = None,
         connect_timeout: float | None = None,
         retries: int | None = None,
+        operation_timeout: float | None = None,
     ) -> None:
         given = {
             "schema": schema,
@@ -335,6 +150,7 @@ class PostgresStore(Store):
             "command_timeout": command_timeout,
             "connect_timeout": connect_timeout,
             "retries": retries,
+            "operation_timeout": operation_timeout,
         }
         self._url = url
         self._given = {key: value for key, value in given.items() if value is not None}
@@ -347,15 +163,18 @@ class PostgresStore(Store):
         self.command_timeout = float(options.get("command_timeout", 60.0))
         self.connect_timeout = float(options.get("connect_timeout", 10.0))
         self.retries = int(options.get("retries", 3))
+        self.operation_timeout = float(options.get("operation_timeout", DEFAULT_OPERATION_TIMEOUT))
         if not 0 <= self.min_size <= self.max_size or self.max_size < 1:
             raise ConfigurationError(
                 f"{self!r}: need 0 <= min_size <= max_size and max_size >= 1 "
                 f"(got min_size={self.min_size}, max_size={self.max_size})"
             )
-        if self.retries < 0 or self.command_timeout <= 0 or self.connect_timeout <= 0:
+        if self.retries < 0 or min(self.command_timeout, self.connect_timeout, self.operation_timeout) <= 0:
             raise ConfigurationError(f"{self!r}: retries must be >= 0 and timeouts > 0")
         self._quoted = quote_identifier(self.schema)
         self._channel = channel_name(self.schema)
+        self._label = repr(self)
+        """Names this store in the errors and warnings of records it cannot read."""
         self._pool: asyncpg.Pool | None = None
         self._listener: Listener | None = None
         self._steps: WriteBatcher[SaveItem, StepRecord] | None = None
@@ -363,7 +182,10 @@ class PostgresStore(Store):
         self._updates: WriteBatcher[RunUpdate, None] | None = None
         self._held: list[HeldConnection] = []
         """The connections the batchers hold, given back to the pool by ``close``."""
-        self._sql = _statements(self._quoted)
+        self._removed = 0
+        """Runs taken out of ``runs_live`` since the last vacuum this store asked for."""
+        self._tidying: asyncio.Task[None] | None = None
+        self._sql = _sql.statements(self._quoted)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresStore:
@@ -378,6 +200,11 @@ class PostgresStore(Store):
     def __repr__(self) -> str:
         return f"<PostgresStore {self._target.display()} schema={self.schema!r}>"
 
+    @property
+    def _round_trip(self) -> float:
+        """How long one attempt of an operation may wait."""
+        return self.operation_timeout / 2
+
     # -- lifecycle ---------------------------------------------------------------
 
     async def open(self, *, create: bool = True) -> None:
@@ -390,8 +217,8 @@ class PostgresStore(Store):
             pool.terminate()
             raise
         self._pool = pool
-        self._listener = Listener(self._connect, self._channel)
-        self._held = [HeldConnection() for _ in range(_held_count(self.max_size))]
+        self._listener = Listener(self._connect, self._channel, self._round_trip)
+        self._held = [HeldConnection() for _ in range(held_count(self.max_size))]
         steps, updates, creates = [*self._held, PER_CALL, PER_CALL, PER_CALL][:3]
         # Checkpoints and run writes of concurrent runs that arrive while one of their kind is in
         # flight share the next statement; a lone call is still sent at once, alone.
@@ -400,7 +227,7 @@ class PostgresStore(Store):
                 self._steps_what,
                 lambda item, conns: self._save_alone(*item, conns),
                 self._save_batch,
-                _step_weight,
+                step_weight,
             ),
             steps,
         )
@@ -409,7 +236,7 @@ class PostgresStore(Store):
                 lambda runs: f"create {len(runs)} runs",
                 self._create_alone,
                 lambda conn, runs: self._create_batch(conn, runs, retrying=False),
-                _run_weight,
+                run_weight,
                 lambda conn, runs: self._create_batch(conn, runs, retrying=True),
             ),
             creates,
@@ -419,7 +246,7 @@ class PostgresStore(Store):
                 lambda items: f"update {len(items)} runs",
                 self._update_alone,
                 self._update_batch,
-                _update_weight,
+                update_weight,
             ),
             updates,
         )
@@ -458,6 +285,7 @@ class PostgresStore(Store):
             user=self._target.user,
             password=self._target.password,
             timeout=self.connect_timeout,
+            command_timeout=self.command_timeout,
             server_settings=self._server_settings(),
         )
         return conn
@@ -474,6 +302,11 @@ class PostgresStore(Store):
         for batcher in batchers:
             if batcher is not None:
                 await batcher.drain()  # writes already accepted are made before the pool goes
+        tidying, self._tidying = self._tidying, None
+        if tidying is not None:
+            tidying.cancel()
+            with contextlib.suppress(BaseException):
+                await tidying
         held, self._held = self._held, []
         for conns in held:  # no flush is left to use them: the pool can close without waiting
             await conns.close()
@@ -512,11 +345,20 @@ class PostgresStore(Store):
                 last = exc
         raise self._gave_up(what, started, last)
 
-    def _gave_up(self, what: str, started: float, last: BaseException | None) -> StoreUnavailable:
+    def _gave_up(
+        self, what: str, started: float, last: BaseException | None, attempts: int = 0
+    ) -> StoreUnavailable:
+        took = time.monotonic() - started
+        if isinstance(last, TimeoutError):
+            cause = (
+                f"no answer within {self._round_trip:.3g} s per attempt (operation_timeout="
+                f"{self.operation_timeout:g}: raise it for values this large or a server this slow)"
+            )
+        else:
+            cause = f"last error: {describe(last) if last else 'none'}"
         error = StoreUnavailable(
-            f"{self!r}: could not {what}: the server was unreachable for {self.retries + 1} attempts "
-            f"over {time.monotonic() - started:.1f}s (last error: {describe(last) if last else 'none'}). "
-            "Nothing is lost: retry once the database is back."
+            f"{self!r}: could not {what}: the server was unreachable for {attempts or self.retries + 1} "
+            f"attempts over {took:.1f}s ({cause}). Nothing is lost: retry once the database is back."
         )
         error.__cause__ = last
         return error
@@ -527,22 +369,40 @@ class PostgresStore(Store):
         op: Callable[[Conn], Awaitable[T]],
         retry_op: Callable[[Conn], Awaitable[T]] | None = None,
         conns: Conns = PER_CALL,
+        *,
+        timeout: float | None = None,
     ) -> T:
-        """Run ``op`` on a pooled connection from ``conns``, retrying transient failures with backoff.
+        """Run ``op`` on a pooled connection from ``conns``, retrying transient failures with backoff,
+        for at most ``timeout`` seconds (``operation_timeout``), each attempt at most half of it.
 
         After a connection was lost mid-statement (the first attempt may have committed),
-        later attempts run ``retry_op`` instead when given: it finds out what happened.
+        later attempts run ``retry_op`` instead when given: it finds out what happened. A
+        connection whose attempt failed, timed out or was cancelled is terminated, never handed
+        back to the pool; after a timeout every other pooled connection is replaced too (they
+        may have died as silently).
         """
+        budget = self.operation_timeout if timeout is None else timeout
         started, last = time.monotonic(), None
+        deadline = started + budget
         uncertain = False
+        attempts = 0
         for attempt in range(self.retries + 1):
             if attempt:
-                await asyncio.sleep(self._backoff(attempt))
+                pause = min(self._backoff(attempt), deadline - time.monotonic())
+                if pause > 0:
+                    await asyncio.sleep(pause)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            attempts += 1
             pool = self._pool
             if pool is None:
                 raise StoreUnavailable(f"{self!r} is not open (call open(), or use it through a Workflow)")
+            limit = min(left, budget / 2)
+            ends = asyncio.get_running_loop().time() + limit
             try:
-                conn = await conns.get(pool, self.connect_timeout)
+                async with asyncio.timeout_at(ends):
+                    conn = await conns.get(pool, min(limit, self.connect_timeout))
             except Exception as exc:
                 if self._pool is not pool:
                     raise StoreUnavailable(f"{self!r} was closed during {what}") from exc
@@ -552,7 +412,8 @@ class PostgresStore(Store):
                 continue
             healthy = False
             try:
-                result = await (retry_op if uncertain and retry_op is not None else op)(conn)
+                async with asyncio.timeout_at(ends):
+                    result = await (retry_op if uncertain and retry_op is not None else op)(conn)
                 healthy = True
                 return result
             except StoreError:
@@ -564,12 +425,24 @@ class PostgresStore(Store):
                     raise self._permanent(what, exc) from exc
                 uncertain = uncertain or failure is Failure.UNKNOWN
                 last = exc
-                with contextlib.suppress(Exception):  # the pool may have detached it already
-                    conn.terminate()  # never hand a connection in an unknown state back to the pool
+                terminate(conn)  # never hand a connection in an unknown state back to the pool
+                if isinstance(exc, TimeoutError):
+                    await self._suspect(pool)
                 log.debug("durable-postgres: %s failed (%s), attempt %d", what, describe(exc), attempt + 1)
+            except BaseException:
+                terminate(conn)  # cancelled mid-statement: its state is unknown
+                raise
             finally:
                 await conns.put(pool, conn, healthy=healthy)
-        raise self._gave_up(what, started, last)
+        raise self._gave_up(what, started, last, attempts)
+
+    async def _suspect(self, pool: asyncpg.Pool) -> None:
+        """An attempt got no answer in time: the other connections may be as dead without saying
+        so (a partition, a NAT that forgot them). Each is replaced before its next use."""
+        with contextlib.suppress(Exception):
+            await pool.expire_connections()
+        for held in self._held:
+            held.drop()
 
     def _permanent(self, what: str, exc: Exception) -> StoreError:
         if isinstance(exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError):
@@ -585,6 +458,26 @@ class PostgresStore(Store):
         token = await conn.fetchval(self._sql["token"], lease.run_id)
         return LeaseLost.stale(lease.run_id, lease.token, token)
 
+    # -- reading rows --------------------------------------------------------------
+
+    def _run(self, row: Any) -> RunRecord:
+        """The run in a row of ``RUN_COLUMNS``, or a corrupt run naming the field it cannot read."""
+        return run_from_row(self._label, row)
+
+    def _steps_of(self, run_id: str, rows: list[Record]) -> list[StepRecord]:
+        try:
+            return StepRecord.from_rows(run_id, rows)
+        except (ValueError, TypeError) as exc:
+            # Only a status the core does not know fails here (every other column is typed).
+            key = next((row[0] for row in rows if row[3] not in _STEP_STATUSES), "?")
+            raise decode_failure(self._label, run_id, f"step {key!r}: status", exc) from exc
+
+    def _step(self, row: Record | tuple[Any, ...]) -> StepRecord:
+        try:
+            return StepRecord.from_row(row)
+        except (ValueError, TypeError) as exc:
+            raise decode_failure(self._label, row[0], f"step {row[1]!r}: status", exc) from exc
+
     # -- runs --------------------------------------------------------------------
 
     async def create_run(self, run: RunRecord) -> Created:
@@ -597,24 +490,24 @@ class PostgresStore(Store):
         async def retry(conn: Conn) -> Created:
             stored, created = await self._create_run(conn, run)
             # Every field equal (creation time included) means the lost first attempt inserted it.
-            return stored, created or stored == run
+            return stored, created or _same_creation(stored, run)
 
         return await self._call(
             f"create run {run.run_id!r}", lambda conn: self._create_run(conn, run), retry, conns
         )
 
     async def _create_run(self, conn: Conn, run: RunRecord) -> Created:
-        row = await conn.fetchrow(self._sql["create_run"], *_run_row(run))
+        row = await conn.fetchrow(self._sql["create_run"], *run_row(run), self.clock())
         assert row is not None
         if row["created"]:
-            return run, True
+            return _as_granted(run, row["granted"]), True
         if row["run_id"] is not None:
-            return _run(row[1:]), False
+            return self._run(row[2:]), False
         # A concurrent creator committed after this statement's snapshot was taken.
         existing = await conn.fetchrow(self._sql["get_run"], run.run_id)
         if existing is None:
             raise StoreError(f"{self!r}: run {run.run_id!r} vanished while it was being created")
-        return _run(existing), False
+        return self._run(existing), False
 
     async def _create_batch(
         self, conn: Conn, runs: list[RunRecord], *, retrying: bool
@@ -624,31 +517,32 @@ class PostgresStore(Store):
         ``retrying`` after a lost connection: a stored run equal to the first caller's in every
         field is the one the lost attempt inserted, so that caller created it (as in ``create_run``).
         """
-        first = _firsts(runs, lambda run: run.run_id)
+        first = firsts(runs, lambda run: run.run_id)
         rows = await conn.fetch(
-            self._sql["create_run_batch"], _json_rows([_run_row(runs[i]) for i in first.values()])
+            self._sql["create_run_batch"], json_rows([run_row(runs[i]) for i in first.values()]), self.clock()
         )
-        created = {row[0] for row in rows}
+        created = {row[0]: row[1] for row in rows}
         mine = [first[run.run_id] == index and run.run_id in created for index, run in enumerate(runs)]
         wanted = list({run.run_id for run, done in zip(runs, mine, strict=True) if not done})
-        stored = (
-            {row[0]: _run(row) for row in await conn.fetch(self._sql["get_runs"], wanted)} if wanted else {}
-        )
+        stored = {}
+        if wanted:
+            stored = {row[0]: self._run(row) for row in await conn.fetch(self._sql["get_runs"], wanted)}
         outcomes: list[Created | BaseException] = []
         for index, run in enumerate(runs):
             found = stored.get(run.run_id)
             if mine[index]:
-                outcomes.append((run, True))
+                outcomes.append((_as_granted(run, created[run.run_id]), True))
             elif found is not None:
-                outcomes.append((found, retrying and first[run.run_id] == index and found == run))
+                ours = retrying and first[run.run_id] == index and _same_creation(found, run)
+                outcomes.append((found, ours))
             else:  # deleted since it conflicted: as a lone call would, create it
-                outcomes.append(await _outcome(self._create_run(conn, run)))
+                outcomes.append(await outcome_of(self._create_run(conn, run)))
         return outcomes
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         sql = self._sql["get_run"]
         row = await self._call(f"read run {run_id!r}", lambda conn: conn.fetchrow(sql, run_id))
-        return None if row is None else _run(row)
+        return None if row is None else self._run(row)
 
     async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
         claim_id = secrets.token_hex(8)
@@ -674,7 +568,7 @@ class PostgresStore(Store):
             )
             if row is None:
                 raise await self._stale(conn, lease)
-            return _run(row)
+            return self._run(row)
 
         return await self._call(f"renew the lease of run {lease.run_id!r}", op)
 
@@ -692,8 +586,11 @@ class PostgresStore(Store):
         update = RunUpdate(lease, status, result, error, wake_at, release, activity)
         updates = self._updates
         if updates is None:  # not open: _call says so
-            return await self._update_alone(update)
-        return await updates.submit(update)
+            await self._update_alone(update)
+        else:
+            await updates.submit(update)
+        if _leaves_live(status, release, wake_at):
+            self._took_out(1)
 
     async def _update_alone(self, update: RunUpdate, conns: Conns = PER_CALL) -> None:
         await self._call(
@@ -714,9 +611,9 @@ class PostgresStore(Store):
 
         It sets values, nothing counts up: ``_call`` may repeat it after a lost connection.
         """
-        first = _firsts(updates, lambda update: update.lease.run_id)
+        first = firsts(updates, lambda update: update.lease.run_id)
         rows = await conn.fetch(
-            self._sql["update_run_batch"], _json_rows([_update_row(updates[i]) for i in first.values()])
+            self._sql["update_run_batch"], json_rows([update_row(updates[i]) for i in first.values()])
         )
         updated = {row[0] for row in rows}
         stale = [run_id for run_id in first if run_id not in updated]
@@ -725,7 +622,7 @@ class PostgresStore(Store):
         for index, update in enumerate(updates):
             lease = update.lease
             if first[lease.run_id] != index:  # a later update of a run in the statement: after it
-                outcomes.append(await _outcome(self._update_run(conn, update)))
+                outcomes.append(await outcome_of(self._update_run(conn, update)))
             elif lease.run_id in updated:
                 outcomes.append(None)
             else:
@@ -736,69 +633,85 @@ class PostgresStore(Store):
         row = await self._call(
             f"cancel run {run_id!r}", lambda conn: conn.fetchrow(self._sql["cancel"], run_id)
         )
-        return None if row is None else _run(row)
+        if row is None:
+            return None
+        run = self._run(row)
+        if run.status is RunStatus.CANCELLED:
+            self._took_out(1)
+        return run
 
     async def reset_run(self, run_id: str) -> RunRecord | None:
         sql = self._sql["reset"]
         row = await self._call(f"reset run {run_id!r}", lambda conn: conn.fetchrow(sql, run_id))
         # Only failed and cancelled runs are reset; any other is returned as it is.
-        return await self.get_run(run_id) if row is None else _run(row)
+        return await self.get_run(run_id) if row is None else self._run(row)
 
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
-        where: list[str] = []
-        params: list[Any] = []
-
-        def param(value: Any) -> str:
-            params.append(value)
-            return f"${len(params)}"
-
-        if query.statuses is not None:
-            if not query.statuses:
-                return []
-            where.append(f"status = ANY({param(sorted(s.value for s in query.statuses))}::text[])")
-        if query.workflow is not None:
-            where.append(f"workflow = {param(query.workflow)}")
-        if query.id_prefix is not None:
-            # starts_with, not LIKE: the prefix may contain % and _ and must match literally.
-            where.append(f"starts_with(run_id, {param(query.id_prefix)})")
-        if query.created_after is not None:
-            where.append(f"created_at >= {param(float(query.created_after))}")
-        if query.created_before is not None:
-            where.append(f"created_at < {param(float(query.created_before))}")
-        if query.updated_before is not None:
-            where.append(f"updated_at < {param(float(query.updated_before))}")
-        sql = (
-            f"SELECT {RUN_COLUMNS} FROM {self._quoted}.runs "
-            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
-            f"ORDER BY created_at DESC, run_id LIMIT {param(query.limit)} OFFSET {param(query.offset)}"
-        )
+        """``query``'s runs, each filter read from an index (``_sql.list_runs``)."""
+        statement = _sql.list_runs(self._quoted, query)
+        if statement is None:
+            return []
+        sql, params = statement
         rows = await self._call("list runs", lambda conn: conn.fetch(sql, *params))
-        return [_run(row) for row in rows]
+        return [self._run(row) for row in rows]
 
     async def due_runs(
         self, now: float, limit: int = 100, *, workflows: Collection[str] | None = None
     ) -> list[RunRecord]:
         """Runs due at ``now`` (``durable._lifecycle.is_due``), of ``workflows`` if given, oldest
-        first: one query on the ``runs_due`` index, whose cost does not grow with the finished runs
-        the schema holds."""
+        first: one query on ``runs_live`` (the runs that may become due, kept by triggers), whose
+        cost does not grow with the finished runs the schema holds.
+
+        One clock: ``now`` is read on this store's ``clock`` and judged on the server's, that
+        many seconds from the server's ``now()`` (a worker passes ``time.time()``: the server's
+        now), so a worker whose clock is off resumes a run exactly when the server says its
+        lease expired. Rows that cannot be read are left out where the query can tell.
+        """
+        offset = float(now) - self.clock()
         if workflows is None:
-            rows = await self._call(
-                "list due runs", lambda conn: conn.fetch(self._sql["due"], float(now), limit)
-            )
+            rows = await self._call("list due runs", lambda conn: conn.fetch(self._sql["due"], offset, limit))
         elif not workflows:
             return []
         else:
             names = sorted(workflows)
             rows = await self._call(
-                "list due runs", lambda conn: conn.fetch(self._sql["due_of"], float(now), limit, names)
+                "list due runs", lambda conn: conn.fetch(self._sql["due_of"], offset, limit, names)
             )
-        return [_run(row) for row in rows]
+        return [self._run(row) for row in rows]
 
     async def delete_run(self, run_id: str) -> bool:
         tag = await self._call(
             f"delete run {run_id!r}", lambda conn: conn.execute(self._sql["delete"], run_id)
         )
-        return _affected(tag) == 1
+        deleted = _affected(tag) == 1
+        if deleted:
+            self._took_out(1)
+        return deleted
+
+    def _took_out(self, count: int) -> None:
+        """``count`` runs left ``runs_live`` through this store: every ``TIDY_EVERY``, vacuum it."""
+        self._removed += count
+        if self._removed < TIDY_EVERY or self._pool is None:
+            return
+        if self._tidying is None or self._tidying.done():
+            self._removed = 0
+            self._tidying = asyncio.get_running_loop().create_task(self._tidy())
+
+    async def _tidy(self) -> None:
+        """Vacuum ``runs_live`` (in the background, skipped while another vacuum holds it).
+
+        Each run that leaves it leaves a dead entry in its index until a vacuum, which a poll
+        would step over. Autovacuum, where it runs, does this too (the table's thresholds are
+        set for it); on a server where it is off or behind, the store's own vacuums keep the
+        dead entries at about ``TIDY_EVERY`` per process. Cheap: the table holds the live runs
+        only. Without the right to vacuum it (not its owner), the server skips it with a notice.
+        """
+        try:
+            await self._call(
+                "vacuum runs_live", lambda conn: conn.execute(self._sql["tidy"]), timeout=TIDY_TIMEOUT
+            )
+        except StoreError as exc:
+            log.debug("durable-postgres: %r could not vacuum runs_live: %s", self, exc)
 
     # -- steps -------------------------------------------------------------------
 
@@ -806,10 +719,10 @@ class PostgresStore(Store):
         rows = await self._call(
             f"load the steps of run {run_id!r}", lambda conn: conn.fetch(self._sql["load_steps"], run_id)
         )
-        return StepRecord.from_rows(run_id, rows)
+        return self._steps_of(run_id, rows)
 
     async def _save_step(self, conn: Conn, lease: Lease, step: StepRecord) -> StepRecord:
-        values = _step_row(lease, step)
+        values = step_row(lease, step)
         for _ in range(3):
             # The common case is this one statement: fencing check and first-writer-wins insert.
             if _affected(await conn.execute(self._sql["save_step"], *values)) == 1:
@@ -819,7 +732,7 @@ class PostgresStore(Store):
             if row["token"] != lease.token:
                 raise await self._stale(conn, lease)
             if row["key"] is not None:
-                return StepRecord.from_row(row[1:])
+                return self._step(row[1:])
             # The completed step vanished between the two statements (its run was deleted
             # and created again): try again.
         raise StoreError(f"{self!r}: step {step.key!r} of run {lease.run_id!r} kept changing while saved")
@@ -847,9 +760,9 @@ class PostgresStore(Store):
         Idempotent, so ``_call`` may retry it after a lost connection: a row that the lost
         attempt stored is found by ``_settle`` and returned, as a retried lone save returns it.
         """
-        first = _firsts(items, lambda item: (item[0].run_id, item[1].key))
-        batch = [_step_row(*items[index]) for index in first.values()]
-        rows = await conn.fetch(self._sql["save_step_batch"], _json_rows(batch))
+        first = firsts(items, lambda item: (item[0].run_id, item[1].key))
+        batch = [step_row(*items[index]) for index in first.values()]
+        rows = await conn.fetch(self._sql["save_step_batch"], json_rows(batch))
         outcomes: list[StepRecord | BaseException | None] = [None] * len(items)
         for run_id, key in rows:
             outcomes[first[(run_id, key)]] = items[first[(run_id, key)]][1]
@@ -875,19 +788,26 @@ class PostgresStore(Store):
         rows = await conn.fetch(
             self._sql["stored_steps"], [run_id for run_id, _ in wanted], [key for _, key in wanted]
         )
-        stored = {
-            (row[0], row[1]): (row[2], None if row[4] is None else StepRecord.from_row(row[3:]))
-            for row in rows
-        }
+        stored: dict[tuple[str, str], tuple[int | None, StepRecord | None]] = {}
+        unreadable: dict[tuple[str, str], StoreError] = {}
+        for row in rows:
+            found = None
+            try:
+                found = None if row[4] is None else self._step(row[3:])
+            except StoreError as exc:
+                unreadable[(row[0], row[1])] = exc
+            stored[(row[0], row[1])] = (row[2], found)
         for index in rest:
             lease, step = items[index]
             token, found = stored[(lease.run_id, step.key)]
             if token != lease.token:
                 outcomes[index] = LeaseLost.stale(lease.run_id, lease.token, token)
+            elif (lease.run_id, step.key) in unreadable:
+                outcomes[index] = unreadable[(lease.run_id, step.key)]
             elif found is not None and found.status is StepStatus.COMPLETED:
                 outcomes[index] = found
             else:
-                outcomes[index] = await _outcome(self._save_step(conn, lease, step))
+                outcomes[index] = await outcome_of(self._save_step(conn, lease, step))
 
     async def save_steps(self, lease: Lease, steps: Iterable[StepRecord]) -> list[StepRecord]:
         """Several checkpoints in one transaction: all are fenced, or none is written."""
@@ -904,45 +824,17 @@ class PostgresStore(Store):
     def _batcher(self, kind: Batching[I, R], conns: Conns) -> WriteBatcher[I, R]:
         """A batcher whose flushes (one at a time) take their connections from ``conns``."""
         return WriteBatcher(
-            lambda items: self._flush(kind, conns, items), max_batch=BATCH, max_in_flight=FLUSHES_IN_FLIGHT
+            lambda items: flush(self._call, kind, conns, items),
+            max_batch=BATCH,
+            max_in_flight=FLUSHES_IN_FLIGHT,
         )
-
-    async def _flush(self, kind: Batching[I, R], conns: Conns, items: list[I]) -> list[R | BaseException]:
-        """A batcher's flush: one outcome per item, as the lone call gives it."""
-        if len(items) == 1:
-            return [await kind.alone(items[0], conns)]  # its error goes to its caller
-        # Chunks go in order: a later call of the same run or key sees what an earlier one wrote.
-        chunks = [
-            await self._flush_chunk(kind, conns, chunk) for chunk in _by_size(items, BATCH_CHARS, kind.weight)
-        ]
-        return [outcome for chunk in chunks for outcome in chunk]
-
-    async def _flush_chunk(
-        self, kind: Batching[I, R], conns: Conns, items: list[I]
-    ) -> list[R | BaseException]:
-        if len(items) == 1:
-            return [await _outcome(kind.alone(items[0], conns))]
-        retry = kind.retry
-        try:
-            return await self._call(
-                kind.what(items),
-                lambda conn: kind.together(conn, items),
-                None if retry is None else lambda conn: retry(conn, items),
-                conns,
-            )
-        except StoreUnavailable as exc:
-            return [exc] * len(items)
-        except StoreError:
-            # The server refused the statement (a value PostgreSQL cannot store, say): make each
-            # call alone, so that only the item at fault gets the error.
-            return [await _outcome(kind.alone(item, conns)) for item in items]
 
     # -- signals -----------------------------------------------------------------
 
     async def send_signal(self, run_id: str, name: str, delivery_id: str, payload: str) -> bool:
         sender = secrets.token_hex(8)
         key = wake_key(run_id, name)
-        args = (run_id, name, delivery_id, payload, sender, SIGNAL_LOCK_SPACE, self._channel, key)
+        args = (run_id, name, delivery_id, payload, sender, _sql.SIGNAL_LOCK_SPACE, self._channel, key)
 
         async def op(conn: Conn) -> bool:
             return bool(await conn.fetchval(self._sql["send_signal"], *args))
@@ -973,7 +865,11 @@ class PostgresStore(Store):
     async def wait_for_signal(
         self, run_id: str, name: str, index: int, timeout: float | None
     ) -> SignalRecord | None:
-        """Wait on the store's LISTEN connection; while that is down, poll every ``poll_interval``."""
+        """Wait on the store's LISTEN connection; while that is down, poll every ``poll_interval``.
+
+        An outage does not end the wait: it re-reads at the polling pace until its deadline, where
+        the last ``StoreUnavailable`` is raised (the heartbeat stops the run meanwhile if its lease
+        is lost)."""
         listener = self._listener
         if listener is None:
             raise StoreUnavailable(f"{self!r} is not open (call open(), or use it through a Workflow)")
@@ -984,16 +880,22 @@ class PostgresStore(Store):
                 # LISTEN before looking, so a delivery between the look and the wait still wakes us.
                 listening = await listener.ensure()
                 event.clear()
-                row = await self._call(
-                    f"read signal {name!r} of run {run_id!r}",
-                    lambda conn: conn.fetchrow(self._sql["nth_signal"], run_id, name, index),
-                )
+                failure: StoreUnavailable | None = None
+                try:
+                    row = await self._call(
+                        f"read signal {name!r} of run {run_id!r}",
+                        lambda conn: conn.fetchrow(self._sql["nth_signal"], run_id, name, index),
+                    )
+                except StoreUnavailable as exc:
+                    failure, row = exc, None
                 if row is not None:
                     return _signal(row)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
+                    if failure is not None:
+                        raise failure
                     return None
-                if listening:
+                if listening and failure is None:
                     wait = SAFETY_POLL
                 else:
                     wait, interval = interval, min(interval * 2, self.poll_interval)
@@ -1005,172 +907,17 @@ class PostgresStore(Store):
                     pass
 
 
-def status_in(statuses: frozenset[RunStatus]) -> str:
-    """``status IN ('a', 'b')``, values sorted, as SQL text (a partial index's WHERE clause must be
-    implied by the query's own text, not by a parameter's value)."""
-    return f"status IN ({', '.join(repr(status.value) for status in sorted(statuses))})"
+_STEP_STATUSES = frozenset(status.value for status in StepStatus)
 
 
-def _statements(s: str) -> dict[str, str]:
-    """Every fixed statement of the store, with the quoted schema ``s`` filled in."""
-    # A step's first completed write wins; a failed step is replaced by a later write.
-    replace_unless_completed = (
-        "ON CONFLICT (run_id, key) DO UPDATE SET task = EXCLUDED.task, "
-        "args_digest = EXCLUDED.args_digest, status = EXCLUDED.status, result = EXCLUDED.result, "
-        "error = EXCLUDED.error, attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, "
-        f"finished_at = EXCLUDED.finished_at WHERE {s}.steps.status <> 'completed'"
-    )
-    return {
-        "token": f"SELECT lease_token FROM {s}.runs WHERE run_id = $1",
-        "get_run": f"SELECT {RUN_COLUMNS} FROM {s}.runs WHERE run_id = $1",
-        # The outer SELECT runs on the statement's snapshot: it sees a row that existed before,
-        # not the one the CTE inserts (that one is `run` itself).
-        "create_run": (
-            f"WITH ins AS (INSERT INTO {s}.runs ({RUN_COLUMNS}) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) "
-            "ON CONFLICT (run_id) DO NOTHING RETURNING 1) "
-            f"SELECT EXISTS (SELECT 1 FROM ins) AS created, r.* FROM (SELECT 1) AS one "
-            f"LEFT JOIN (SELECT {RUN_COLUMNS} FROM {s}.runs WHERE run_id = $1) AS r ON TRUE"
-        ),
-        # create_run for many runs at once; the caller sends no run id twice. The rows it did not
-        # insert are read afterwards, by a statement whose snapshot sees every committed creator.
-        "create_run_batch": (
-            f"INSERT INTO {s}.runs ({RUN_COLUMNS}) "
-            "SELECT v->>0, v->>1, v->>2, v->>3, v->>4, (v->>5)::float8, (v->>6)::float8, v->>7, v->>8, "
-            "v->>9, (v->>10)::int8, (v->>11)::float8, (v->>12)::float8, (v->>13)::float8, v->>14, "
-            "(v->>15)::boolean, v->>16 FROM jsonb_array_elements($1::jsonb) AS e(v) "
-            "ON CONFLICT (run_id) DO NOTHING RETURNING run_id"
-        ),
-        "get_runs": f"SELECT {RUN_COLUMNS} FROM {s}.runs WHERE run_id = ANY($1::text[])",
-        # LIVE_LEASE is strict (expires after now): a lease given back with renew_lease(lease, 0)
-        # is claimable at once.
-        "claim": (
-            f"UPDATE {s}.runs SET status = 'running', lease_token = lease_token + 1, owner = $2, "
-            f"lease_expires_at = {NOW} + $3::float8, wake_at = NULL, activity = NULL, updated_at = {NOW}, "
-            f"claim_id = $4 WHERE run_id = $1 AND {status_in(CLAIMABLE)} AND NOT {LIVE_LEASE} "
-            "RETURNING lease_token, lease_expires_at"
-        ),
-        "claimed": f"SELECT lease_token, lease_expires_at FROM {s}.runs WHERE run_id = $1 AND claim_id = $2",
-        "renew": (
-            f"UPDATE {s}.runs SET owner = $3, lease_expires_at = {NOW} + $4::float8, "
-            "activity = coalesce($5, activity) "
-            f"WHERE run_id = $1 AND lease_token = $2 RETURNING {RUN_COLUMNS}"
-        ),
-        "update": (
-            f"UPDATE {s}.runs SET status = $3, result = $4, error = $5, wake_at = $6, activity = $7, "
-            f"updated_at = {NOW} WHERE run_id = $1 AND lease_token = $2"
-        ),
-        "update_release": (
-            f"UPDATE {s}.runs SET status = $3, result = $4, error = $5, wake_at = $6, activity = $7, "
-            f"updated_at = {NOW}, owner = NULL, lease_expires_at = NULL "
-            "WHERE run_id = $1 AND lease_token = $2"
-        ),
-        # update/update_release for many runs at once, fenced row by row; the caller sends no run
-        # id twice (an UPDATE ... FROM applies one input row per target row, unpredictably which).
-        "update_run_batch": (
-            f"UPDATE {s}.runs AS r SET status = i.status, result = i.result, error = i.error, "
-            f"wake_at = i.wake_at, activity = i.activity, updated_at = {NOW}, "
-            "owner = CASE WHEN i.release THEN NULL ELSE r.owner END, "
-            "lease_expires_at = CASE WHEN i.release THEN NULL ELSE r.lease_expires_at END "
-            "FROM (SELECT v->>0 AS run_id, (v->>1)::int8 AS token, v->>2 AS status, v->>3 AS result, "
-            "v->>4 AS error, (v->>5)::float8 AS wake_at, (v->>6)::boolean AS release, v->>7 AS activity "
-            "FROM jsonb_array_elements($1::jsonb) AS e(v)) AS i "
-            "WHERE r.run_id = i.run_id AND r.lease_token = i.token RETURNING r.run_id"
-        ),
-        "tokens": f"SELECT run_id, lease_token FROM {s}.runs WHERE run_id = ANY($1::text[])",
-        "cancel": (
-            f"UPDATE {s}.runs SET cancel_requested = TRUE, updated_at = {NOW}, status = CASE "
-            f"WHEN status NOT IN ('completed', 'cancelled') AND NOT {LIVE_LEASE} THEN 'cancelled' "
-            f"ELSE status END WHERE run_id = $1 RETURNING {RUN_COLUMNS}"
-        ),
-        "reset": (
-            f"UPDATE {s}.runs SET status = 'pending', cancel_requested = FALSE, error = NULL, "
-            f"wake_at = NULL, activity = NULL, updated_at = {NOW} WHERE run_id = $1 "
-            f"AND status IN ('failed', 'cancelled') RETURNING {RUN_COLUMNS}"
-        ),
-        # Exactly durable._lifecycle.is_due, oldest first, on the runs_due partial index (the
-        # status list is written as the index's WHERE clause is, so the planner may use it).
-        "due": (
-            f"SELECT {RUN_COLUMNS} FROM {s}.runs WHERE {status_in(DUE_STATUSES)} "
-            "AND NOT (owner IS NOT NULL AND coalesce(lease_expires_at, 0) > $1) "
-            "AND (status <> 'waiting' OR owner IS NOT NULL OR wake_at <= $1) "
-            "ORDER BY created_at, run_id LIMIT $2"
-        ),
-        # due with workflows=: only runs of those workflows, still read from runs_due.
-        "due_of": (
-            f"SELECT {RUN_COLUMNS} FROM {s}.runs WHERE {status_in(DUE_STATUSES)} "
-            "AND NOT (owner IS NOT NULL AND coalesce(lease_expires_at, 0) > $1) "
-            "AND (status <> 'waiting' OR owner IS NOT NULL OR wake_at <= $1) "
-            "AND workflow = ANY($3::text[]) ORDER BY created_at, run_id LIMIT $2"
-        ),
-        "delete": (
-            f"WITH steps AS (DELETE FROM {s}.steps WHERE run_id = $1), "
-            f"signals AS (DELETE FROM {s}.signals WHERE run_id = $1) "
-            f"DELETE FROM {s}.runs WHERE run_id = $1"
-        ),
-        # StepRecord.from_rows's columns: every step column but the run id.
-        "load_steps": (
-            f"SELECT {STEP_COLUMNS.removeprefix('run_id, ')} FROM {s}.steps "
-            "WHERE run_id = $1 ORDER BY finished_at, key"
-        ),
-        # FOR SHARE locks the run row until commit, so a claim (which updates it) waits for this
-        # checkpoint, and one that committed first makes the re-checked token differ: no write.
-        "save_step": (
-            f"INSERT INTO {s}.steps ({STEP_COLUMNS}) "
-            "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 "
-            f"FROM {s}.runs WHERE run_id = $1 AND lease_token = $11 FOR SHARE {replace_unless_completed}"
-        ),
-        # save_step for many runs at once: the same fencing, row by row (FOR SHARE OF r locks
-        # each run row to commit; a claim that committed first fails the re-checked join).
-        # RETURNING names the rows written; the caller sends no (run_id, key) twice.
-        "save_step_batch": (
-            f"INSERT INTO {s}.steps ({STEP_COLUMNS}) "
-            "SELECT i.run_id, i.key, i.task, i.args_digest, i.status, i.result, i.error, i.attempts, "
-            "i.started_at, i.finished_at "
-            "FROM (SELECT v->>0 AS run_id, v->>1 AS key, v->>2 AS task, v->>3 AS args_digest, "
-            "v->>4 AS status, v->>5 AS result, v->>6 AS error, (v->>7)::int4 AS attempts, "
-            "(v->>8)::float8 AS started_at, (v->>9)::float8 AS finished_at, (v->>10)::int8 AS token "
-            "FROM jsonb_array_elements($1::jsonb) AS e(v)) AS i "
-            f"JOIN {s}.runs AS r ON r.run_id = i.run_id AND r.lease_token = i.token FOR SHARE OF r "
-            f"{replace_unless_completed} RETURNING run_id, key"
-        ),
-        "stored_steps": (
-            f"SELECT i.run_id, i.key, r.lease_token, st.* FROM unnest($1::text[], $2::text[]) "
-            f"AS i(run_id, key) LEFT JOIN {s}.runs AS r ON r.run_id = i.run_id "
-            f"LEFT JOIN (SELECT {STEP_COLUMNS} FROM {s}.steps) AS st "
-            "ON st.run_id = i.run_id AND st.key = i.key"
-        ),
-        "stored_step": (
-            f"SELECT r.token, st.* FROM (SELECT (SELECT lease_token FROM {s}.runs WHERE run_id = $1) "
-            f"AS token) AS r LEFT JOIN (SELECT {STEP_COLUMNS} FROM {s}.steps "
-            "WHERE run_id = $1 AND key = $2) AS st ON TRUE"
-        ),
-        # The advisory lock (held to commit) orders a run's senders, so a delivery becomes
-        # visible only after every delivery with a smaller seq: the n-th delivery never changes.
-        "send_signal": (
-            "WITH lock AS (SELECT pg_advisory_xact_lock($6::int, hashtext($1))), "
-            f"ins AS (INSERT INTO {s}.signals (run_id, name, delivery_id, payload, sent_at, sender) "
-            f"SELECT $1, $2, $3, $4, {NOW}, $5 FROM lock "
-            "ON CONFLICT (run_id, name, delivery_id) DO NOTHING RETURNING sent_at), "
-            f"woken AS (UPDATE {s}.runs SET wake_at = ins.sent_at, updated_at = ins.sent_at FROM ins "
-            f"WHERE {s}.runs.run_id = $1 AND {s}.runs.status = 'waiting' RETURNING 1), "
-            "notified AS (SELECT pg_notify($7, $8) FROM ins) "
-            "SELECT (SELECT count(*) FROM ins) + 0 * (SELECT count(*) FROM notified) "
-            "+ 0 * (SELECT count(*) FROM woken) = 1"
-        ),
-        "sent_by": (
-            f"SELECT EXISTS (SELECT 1 FROM {s}.signals WHERE run_id = $1 AND name = $2 "
-            "AND delivery_id = $3 AND sender = $4)"
-        ),
-        "signals": f"SELECT {SIGNAL_COLUMNS} FROM {s}.signals WHERE run_id = $1 ORDER BY seq",
-        "signals_named": (
-            f"SELECT {SIGNAL_COLUMNS} FROM {s}.signals WHERE run_id = $1 AND name = $2 ORDER BY seq"
-        ),
-        "nth_signal": (
-            f"SELECT {SIGNAL_COLUMNS} FROM {s}.signals WHERE run_id = $1 AND name = $2 "
-            "ORDER BY seq OFFSET $3 LIMIT 1"
-        ),
-    }
+def _as_granted(run: RunRecord, granted: float | None) -> RunRecord:
+    """The created run as stored: its lease expiry is the one the server granted (``_sql.granted``)."""
+    return run if granted == run.lease_expires_at else replace(run, lease_expires_at=granted)
+
+
+def _same_creation(stored: RunRecord, run: RunRecord) -> bool:
+    """Whether ``stored`` is ``run`` as its creation wrote it (the lease expiry may be the server's)."""
+    return replace(stored, lease_expires_at=run.lease_expires_at) == run
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:

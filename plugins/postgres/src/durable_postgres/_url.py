@@ -23,6 +23,7 @@ STORE_OPTIONS: dict[str, type] = {
     "command_timeout": float,
     "connect_timeout": float,
     "retries": int,
+    "operation_timeout": float,
 }
 
 
