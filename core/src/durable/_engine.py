@@ -146,6 +146,8 @@ async def execute_step(
             return decode(recorded)
         except _codec.Unreadable as exc:
             raise unreadable_step(ctx, key, exc) from exc
+    if ctx.replay_only:  # durable replay: a step the journal lacks is where the check stops
+        raise NotRecorded(key, task)
 
     plugins = ctx.executor.plugins
     # Checked here too, not only in observe(): its keyword arguments cost more than the check.
@@ -261,6 +263,15 @@ async def _record_failure(
         ctx.executor.plugins, "durable_step_finished",
         run_id=ctx.run_id, key=key, task=task, attempts=step.attempts, error=exc,
     )  # fmt: skip
+
+
+class NotRecorded(BaseException):
+    """Stops a replay check (``durable._replay``) at the first step its journal has no completed
+    checkpoint of: nothing is executed for real there. A BaseException, like ``Park``."""
+
+    def __init__(self, key: str, task: str) -> None:
+        super().__init__(key)
+        self.key, self.task = key, task
 
 
 class Park(BaseException):

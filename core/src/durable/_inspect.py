@@ -391,7 +391,10 @@ async def summarize(store: Store, runs: Iterable[RunRecord], now: float | None =
     return found
 
 
-_SYSTEM_KINDS = {"durable:signal": "signal", "durable:sleep": "sleep", "durable:child": "child"}
+_SYSTEM_KINDS = {
+    "durable:signal": "signal", "durable:sleep": "sleep", "durable:child": "child",
+    "durable:patch": "patch", "durable:fork": "fork", "durable:version": "version",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

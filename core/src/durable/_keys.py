@@ -127,3 +127,14 @@ class KeyCounter:
     def reset_scope(self, scope: str) -> None:
         """Forget the counts inside a step before it is attempted again."""
         self._counts.pop(scope, None)
+
+    def reached(self, key: str) -> bool:
+        """Whether this execution has taken ``key``, or the key of a step it is nested in (whose
+        recorded result replays without reaching the steps inside it)."""
+        scope, _, part = key.rpartition("/")
+        base, sep, number = part.rpartition("#")
+        if not (sep and number.isdigit()):
+            base, number = part, "0"
+        if self._counts.get(scope, {}).get(base, 0) > int(number):
+            return True
+        return bool(scope) and self.reached(scope)

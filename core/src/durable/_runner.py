@@ -17,6 +17,7 @@ from durable._engine import Park, StepPolicy, execute_run, execute_step, final_s
 from durable._lifecycle import Actor
 from durable._owner import is_dead_local_owner
 from durable._records import ErrorInfo, Lease, RunRecord, RunStatus, StepRecord
+from durable._versions import record_version
 from durable.context import RunContext, current_run
 from durable.errors import (
     ConfigurationError,
@@ -230,6 +231,8 @@ async def drive(
     observe(plugins, "durable_run_started", workflow=wfn.name, run_id=run_id, resumed=bool(journal))
     ex.active[run_id] = ctx
     try:
+        if ex.workflow.version is not None:
+            await record_version(ctx, ex.workflow.version)
         value = await execute_run(ctx, lambda: wfn.invoke(arguments), ex.lease_seconds, run.deadline)
         text = encode_result(wfn, run_id, value)
     except Park as park:

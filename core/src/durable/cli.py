@@ -582,6 +582,7 @@ def _print_timeline(t: RunTimeline) -> None:
             head.add_row("in flight", _in_flight_text(run.in_flight) + " (at its last lease renewal)")
         if run.waiting_for is not None:
             head.add_row("waiting for", _waiting_text(run.waiting_for))
+    _fork_and_versions(head, t)
     if t.wake_at is not None:
         head.add_row("wakes at", fmt_time(t.wake_at))
     if t.deadline is not None:
@@ -637,6 +638,16 @@ def _print_timeline(t: RunTimeline) -> None:
         for child in t.children:
             children.add_row(child.run_id, child.workflow, _status(child.status))
         out.table(children)
+
+
+def _fork_and_versions(head: Table, t: RunTimeline) -> None:
+    """Rows for a forked run's origin and the code versions that executed the run (its journal)."""
+    for s in t.steps:
+        if s.kind == "fork" and isinstance(s.result, dict):
+            head.add_row("forked from", f"run {s.result.get('run_id')} at step {s.result.get('from_step')}")
+    versions = [str(s.result) for s in t.steps if s.kind == "version" and s.result is not None]
+    if versions:
+        head.add_row("versions", ", ".join(versions))
 
 
 def _owner_gone(t: RunTimeline) -> str:
@@ -737,6 +748,41 @@ def runs_resume(run_id: str, store_url: str | None, as_json: bool) -> None:
         click.echo(message)
 
 
+@runs_group.command("fork")
+@click.argument("run_id")
+@click.option("--from-step", "from_step", required=True, metavar="KEY", help="The first step to run again.")
+@click.option("--new-run-id", metavar="ID", help="The fork's id (default: RUN_ID.fork-<random>).")
+@store_option
+@json_option
+def runs_fork(
+    run_id: str, from_step: str, new_run_id: str | None, store_url: str | None, as_json: bool
+) -> None:
+    """Create a new run of RUN_ID's workflow and inputs that repeats none of its steps before KEY.
+
+    The fork's journal holds RUN_ID's checkpoints before step KEY (in journal order); a worker for
+    its workflow executes it from KEY on. RUN_ID itself is left as it is.
+    """
+    from durable._fork import fork
+
+    async def act() -> tuple[RunSummary, str]:
+        async with open_workflow(store_url) as (wf, store):
+            forked = await fork(
+                store, run_id, from_step=from_step, new_run_id=new_run_id, owner=wf.owner,
+                lease_seconds=wf.lease_seconds,
+            )  # fmt: skip
+            copied = [s for s in await store.load_steps(forked.run_id) if s.task != "durable:fork"]
+            return RunSummary.of(forked), (
+                f"run {forked.run_id!r} forked from run {run_id!r} at step {from_step!r} ({len(copied)} "
+                f"step(s) copied): a worker for workflow {forked.workflow!r} executes it from there"
+            )
+
+    summary, message = _run(act)
+    if as_json:
+        _emit_json({**summary.to_json(), "forked_from": run_id, "from_step": from_step, "message": message})
+    else:
+        click.echo(message)
+
+
 @runs_group.command("prune")
 @store_option
 @click.option(
@@ -786,6 +832,82 @@ def runs_prune(
         click.echo(f"would delete {count} run(s) ({names}) last updated before {fmt_time(cutoff)}")
     else:
         click.echo(f"deleted {count} run(s) ({names}) last updated before {fmt_time(cutoff)}")
+
+
+@cli.command("replay")
+@click.argument("target", metavar="MODULE[:ATTRIBUTE]")
+@store_option
+@click.option("--run", "run_ids", multiple=True, metavar="ID", help="Check this run (repeatable).")
+@click.option("--workflow", "workflow_name", metavar="NAME", help="Only runs of this workflow.")
+@click.option(
+    "--status",
+    "statuses",
+    metavar="LIST",
+    default="pending,running,waiting,interrupted,failed",
+    show_default=True,
+    help="Comma-separated statuses of the runs to check.",
+)
+@json_option
+def replay_command(
+    target: str,
+    store_url: str | None,
+    run_ids: Sequence[str],
+    workflow_name: str | None,
+    statuses: str,
+    as_json: bool,
+) -> None:
+    """Check the code at MODULE:ATTRIBUTE against the runs recorded in the store, before deploying it.
+
+    Each run's workflow body runs against its journal: recorded steps, signals, sleeps, patches and
+    children return their recorded values, nothing executes and nothing is written. A run whose
+    journal disagrees with the code is listed with the step at fault; exits 1 if there is one.
+    The store is --store (or $DURABLE_STORE), else the Workflow's db=.
+    """
+    from durable._read_only_store import ReadOnlyStore
+
+    try:
+        chosen = frozenset(RunStatus(s.strip()) for s in statuses.split(",") if s.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc}; choose from {', '.join(STATUSES)}", param_hint="--status") from None
+    app = _load_workflow(target)
+    url = store_url or _app_store(app)
+    if not isinstance(url, str):
+        raise click.UsageError(f"no store given: pass --store URL or set {STORE_ENV}")
+
+    async def act() -> Any:
+        async with open_workflow(url) as (_, store):
+            # Whatever the application's code reads through its Workflow reads this store, and
+            # cannot write it.
+            app.use_store(ReadOnlyStore(store))
+            app._opened_on = asyncio.get_running_loop()
+            return await app.check_replay(run_ids or None, workflow=workflow_name, statuses=chosen)
+
+    report = _run(act)
+    if as_json:
+        _emit_json(
+            {
+                "ok": report.ok,
+                "checked": len(report.results),
+                "incompatible": len(report.incompatible),
+                "runs": [r.to_json() for r in report.results],
+            }
+        )
+    else:
+        if report.results:
+            table = _table("RUN ID", "WORKFLOW", "STATUS", "REPLAY", "STEP")
+            for r in report.results:
+                verdict: Cell = ("incompatible", "red") if not r.compatible else (r.outcome, "")
+                table.add_row(r.run_id, r.workflow, _status(r.status), verdict, r.step_key or "")
+            _out().table(table)
+        for r in report.incompatible:
+            click.echo(_term.visible(f"run {r.run_id!r}: {r.message}"))
+        bad = len(report.incompatible)
+        click.echo(
+            f"{len(report.results)} run(s) checked: "
+            + (f"{bad} incompatible with this code" if bad else "every one replays with this code")
+        )
+    if not report.ok:
+        sys.exit(1)
 
 
 @cli.command("signal")

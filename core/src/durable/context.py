@@ -51,6 +51,8 @@ class RunContext:
     signal_counts: dict[str, int] = field(default_factory=dict)
     parkable: bool = False
     """Waits may release the process (the run is executed by a worker)."""
+    replay_only: bool = False
+    """A replay check (``durable replay``): recorded results only, no step executed, no write."""
     stop_reason: BaseException | None = None
     """Why the run was stopped from outside its body (cancelled, lease lost, deadline)."""
     runner: asyncio.Task[Any] | None = None

@@ -7,10 +7,10 @@ import functools
 import inspect
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Generic, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, overload
 
 from durable import _codec, _keys, _runner, _waits
 from durable._engine import (
@@ -25,6 +25,7 @@ from durable._lifecycle import Actor, reported, require
 from durable._owner import is_dead_local_owner, new_owner_id
 from durable._plugins import PluginManager, as_store_url, get_plugin_manager
 from durable._records import Lease, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord, StepStatus
+from durable._versions import check_version
 from durable._worker import Worker
 from durable.backoff import BackoffStrategy, exponential
 from durable.context import RunContext, _current, _scope, current_run
@@ -36,6 +37,9 @@ from durable.errors import (
     UnknownRunError,
 )
 from durable.store import Store, redact_url
+
+if TYPE_CHECKING:
+    from durable._replay import ReplayReport
 
 __all__ = ["TaskFunction", "Workflow", "WorkflowFunction"]
 
@@ -320,13 +324,17 @@ class Workflow:
         default_backoff: BackoffStrategy | None = None,
         *,
         lease_seconds: float = 15.0,
+        version: str | None = None,
     ) -> None:
+        """``version`` (optional) names this code's release; each run it executes records it
+        (``durable._versions``)."""
         if not name or not isinstance(name, str):
             raise ConfigurationError(f"Workflow name must be a non-empty str, got {name!r}")
         _check_retries(default_retries, f"Workflow({name!r})")
         if lease_seconds <= 0:
             raise ConfigurationError(f"Workflow({name!r}): lease_seconds must be > 0, got {lease_seconds}")
         self.name = name
+        self.version = check_version(version, f"Workflow({name!r})")
         self.default_retries = default_retries
         self.default_backoff = default_backoff if default_backoff is not None else exponential()
         self.plugins: PluginManager = get_plugin_manager()
@@ -535,6 +543,22 @@ class Workflow:
         """``sleep`` until an absolute time (epoch seconds or an aware ``datetime``)."""
         await _waits.sleep_until(when)
 
+    async def patched(self, name: str) -> bool:
+        """Whether this run takes the new code of patch ``name``: ``True`` in a run reaching this
+        point for the first time (recorded) or that recorded it before, ``False`` in a run the old
+        code already took past this point (``durable._patches``). ``if await wf.patched("x"):``.
+        """
+        from durable._patches import patched
+
+        return await patched(name)
+
+    def deprecate_patch(self, name: str) -> None:
+        """Where ``if await wf.patched(name):`` was, once no run that took the old branch remains:
+        the new code always runs, and runs that recorded the patch still replay."""
+        from durable._patches import deprecate_patch
+
+        deprecate_patch(name)
+
     async def complete(
         self,
         run_id: str,
@@ -671,6 +695,47 @@ class Workflow:
         return await _runner.resume_claimed(
             self.executor, latest or run, claimed, parkable=False, leased_at=sent
         )
+
+    async def fork(self, run_id: str, *, from_step: str, new_run_id: str | None = None) -> str:
+        """A new run of ``run_id``'s workflow with its inputs, whose journal holds the original's
+        steps before ``from_step`` (in journal order); returns its id. The original is untouched.
+
+        The fork is due at once: a worker executes it from ``from_step`` (or ``wf.resume(id)``
+        here, ``wf.wait_for(id)`` for its result). Its ``durable:fork`` step records its origin.
+        """
+        from durable._fork import fork
+
+        store = await self.get_store()
+        forked = await fork(
+            store,
+            run_id,
+            from_step=from_step,
+            new_run_id=new_run_id,
+            owner=self.owner,
+            lease_seconds=self.lease_seconds,
+        )
+        return forked.run_id
+
+    async def check_replay(
+        self,
+        runs: Iterable[str] | None = None,
+        *,
+        workflow: str | None = None,
+        statuses: Iterable[RunStatus | str] | None = None,
+        store: str | os.PathLike[str] | Store | None = None,
+    ) -> ReplayReport:
+        """Replay recorded runs against this code, executing nothing and writing nothing.
+
+        Every recorded step, signal, sleep, patch and child returns its recorded value; a run
+        stops at the first step its journal lacks. ``runs`` names runs; otherwise those of
+        ``workflow`` (or all) whose status is in ``statuses`` (default: pending, running,
+        waiting, interrupted, failed). ``store`` (a URL, path or ``Store``) defaults to this
+        Workflow's. ``report.ok`` is false when a run's journal disagrees with the code;
+        ``report.incompatible`` names each run and step (``durable replay`` on the command line).
+        """
+        from durable._replay import check_replay
+
+        return await check_replay(self, runs, workflow=workflow, statuses=statuses, store=store)
 
     async def wait_for(self, run_id: str, *, timeout: float | None = None) -> Any:
         """Wait for a run executed elsewhere (a worker) and return its result.

@@ -1,0 +1,105 @@
+"""``ReadOnlyStore``: a store that reads through to another and refuses every write.
+
+``durable replay`` checks a deploy against a store that may be production: it opens the real
+store without creating anything, and hands the replay only this wrapper, so a write reached by
+mistake (in the engine or in application code) fails loudly instead of changing a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import NoReturn
+
+from durable._records import Lease, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord
+from durable.errors import StoreError
+from durable.store import Store
+
+__all__ = ["ReadOnlyStore", "WriteRefused"]
+
+
+class WriteRefused(StoreError):
+    """A write reached a store opened for a read-only check."""
+
+
+class ReadOnlyStore(Store):
+    """Reads of ``inner`` (already opened by the caller); each write raises ``WriteRefused``."""
+
+    name = "read-only"
+    loop_bound = False
+
+    def __init__(self, inner: Store, why: str = "durable replay writes nothing") -> None:
+        self.inner = inner
+        self.why = why
+
+    def _refuse(self, method: str, run_id: str | None = None) -> NoReturn:
+        where = "" if run_id is None else f" (run {run_id!r})"
+        raise WriteRefused(f"{self.inner!r}: {method}{where} refused: {self.why}", run_id=run_id)
+
+    async def open(self, *, create: bool = True) -> None:
+        """The inner store is opened (without creating it) by whoever made this wrapper."""
+
+    async def close(self) -> None:
+        """Closing stays with whoever opened the inner store."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await self.inner.get_run(run_id)
+
+    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
+        return await self.inner.list_runs(query)
+
+    async def due_runs(
+        self, now: float, limit: int = 100, *, workflows: Collection[str] | None = None
+    ) -> list[RunRecord]:
+        found = await self.inner.due_runs(now, limit)
+        return [run for run in found if workflows is None or run.workflow in workflows]
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]:
+        return await self.inner.load_steps(run_id)
+
+    async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
+        return await self.inner.list_signals(run_id, name)
+
+    async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
+        self._refuse("create_run", run.run_id)
+
+    async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
+        self._refuse("claim_run", run_id)
+
+    async def renew_lease(
+        self, lease: Lease, lease_seconds: float, *, activity: str | None = None
+    ) -> RunRecord:
+        self._refuse("renew_lease", lease.run_id)
+
+    async def update_run(
+        self,
+        lease: Lease,
+        status: RunStatus,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        wake_at: float | None = None,
+        release: bool = False,
+        activity: str | None = None,
+    ) -> None:
+        self._refuse("update_run", lease.run_id)
+
+    async def request_cancel(self, run_id: str) -> RunRecord | None:
+        self._refuse("request_cancel", run_id)
+
+    async def reset_run(self, run_id: str) -> RunRecord | None:
+        self._refuse("reset_run", run_id)
+
+    async def delete_run(self, run_id: str) -> bool:
+        self._refuse("delete_run", run_id)
+
+    async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
+        self._refuse("save_step", lease.run_id)
+
+    async def save_steps(self, lease: Lease, steps: Iterable[StepRecord]) -> list[StepRecord]:
+        self._refuse("save_steps", lease.run_id)
+
+    async def send_signal(self, run_id: str, name: str, delivery_id: str, payload: str) -> bool:
+        self._refuse("send_signal", run_id)
+
+    def __repr__(self) -> str:
+        return f"<ReadOnlyStore {self.inner!r}>"
