@@ -98,8 +98,8 @@ async def test_writes_returning_a_damaged_run_return_it_as_corrupt(damaged: tupl
     assert cancelled is not None and cancelled.status is RunStatus.CORRUPT
     reset = await store.reset_run("blob-inputs")
     assert reset is not None and reset.status is RunStatus.CORRUPT
-    reset = await store.reset_run("soon")  # a reset clears the damaged wake time: healthy again
-    assert reset is not None and reset.status is RunStatus.PENDING
+    reset = await store.reset_run("bad-error")  # a failed run's reset clears its damaged error
+    assert reset is not None and reset.status is RunStatus.PENDING and reset.error is None
     existing, created = await store.create_run(make_run("bogus"))
     assert not created and existing.status is RunStatus.CORRUPT
 

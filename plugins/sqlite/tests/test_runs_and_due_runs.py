@@ -13,8 +13,14 @@ import pytest
 from durable._lifecycle import DUE_STATUSES, is_due
 from durable.store import Lease, RunQuery, RunRecord, RunStatus
 from durable_sqlite import SQLiteStore
-from durable_sqlite._schema import DUE_INDEX_PREDICATE, MIGRATIONS, SCHEMA_VERSION
-from durable_sqlite._store import DUE_RUNS, DUE_RUNS_ANY, DUE_RUNS_OF, RUN_COLUMNS, status_in
+from durable_sqlite._queries import DUE_RUNS, DUE_RUNS_ANY, DUE_RUNS_OF, RUN_COLUMNS, status_in
+from durable_sqlite._schema import (
+    ACTIVE_PREDICATE,
+    DUE_INDEX_PREDICATE,
+    MIGRATIONS,
+    PARKED_PREDICATE,
+    SCHEMA_VERSION,
+)
 
 V1_RUN_COLUMNS = RUN_COLUMNS.removesuffix(", activity")
 
@@ -122,7 +128,7 @@ def write_version_1_file(path: Path) -> None:
     db.close()
 
 
-async def test_a_version_1_file_opens_migrated_to_version_2_with_its_runs(tmp_path: Path) -> None:
+async def test_a_version_1_file_opens_migrated_to_the_current_version_with_its_runs(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     write_version_1_file(path)
     store = SQLiteStore(path)
@@ -138,18 +144,25 @@ async def test_a_version_1_file_opens_migrated_to_version_2_with_its_runs(tmp_pa
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert db.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == ("3",)
         indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert "runs_due" in indexes
+        assert {"runs_active", "runs_parked", "runs_listed_by_status", "runs_listed_by_workflow"} <= indexes
+        assert not {"runs_due", "runs_by_status"} & indexes
     db.close()
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
 
 
-async def test_the_due_index_covers_exactly_the_lifecycles_due_statuses() -> None:
-    # The index's WHERE term is fixed by migration 2; the query is built from DUE_STATUSES. If
-    # the lifecycle's statuses change, this fails until a migration rebuilds the index.
+async def test_the_due_indexes_cover_exactly_the_lifecycles_due_statuses() -> None:
+    # The indexes' WHERE terms are fixed by migration 3 and written out in the due-run query. If
+    # the lifecycle's statuses change, this fails until a migration rebuilds the indexes: the
+    # active runs are those of DUE_STATUSES but waiting, plus waiting runs with an owner; the
+    # parked ones are the waiting runs without one.
     assert status_in(DUE_STATUSES) == DUE_INDEX_PREDICATE
-    assert DUE_INDEX_PREDICATE in MIGRATIONS[2] and DUE_INDEX_PREDICATE in DUE_RUNS
+    active = status_in(DUE_STATUSES - {RunStatus.WAITING})
+    assert f"({active} OR (status = 'waiting' AND owner IS NOT NULL))" == ACTIVE_PREDICATE
+    assert PARKED_PREDICATE == "status = 'waiting' AND owner IS NULL"
+    for predicate in (ACTIVE_PREDICATE, PARKED_PREDICATE):
+        assert predicate in MIGRATIONS[3] and predicate in DUE_RUNS
 
 
 # -- due runs ----------------------------------------------------------------------
@@ -194,10 +207,11 @@ def plan_of(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> lis
 
 
 async def test_a_poll_and_the_newest_runs_are_read_through_indexes(store: SQLiteStore) -> None:
-    due = await store._read(lambda db: plan_of(db, DUE_RUNS_ANY, (1.0, 10)))
-    assert due == ["SCAN runs USING INDEX runs_due"]  # the partial index: live runs only, in order
-    of = await store._read(lambda db: plan_of(db, DUE_RUNS_OF, (1.0, 10, '["a"]')))
-    assert of[0] == "SCAN runs USING INDEX runs_due" and not [line for line in of if "TEMP B-TREE" in line]
+    for sql, params in ((DUE_RUNS_ANY, (1.0, 10)), (DUE_RUNS_OF, (1.0, 10, '["a"]'))):
+        plan = await store._read(lambda db, sql=sql, params=params: plan_of(db, sql, params))
+        # The active runs in order; the parked ones only from the wake time on.
+        assert "SCAN runs USING INDEX runs_active" in plan, plan
+        assert "SEARCH runs USING INDEX runs_parked (wake_at<?)" in plan, plan
     newest = f"SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1 ORDER BY created_at DESC, run_id LIMIT ? OFFSET ?"
     assert await store._read(lambda db: plan_of(db, newest, (20, 0))) == [
         "SCAN runs USING INDEX runs_by_created"

@@ -29,7 +29,8 @@ from typing import Any, NoReturn, TypeVar
 import aiosqlite
 
 from durable.batching import nothing_else_ready
-from durable.errors import ConfigurationError, LeaseLost, StoreCorrupted, StoreError, StoreUnavailable
+from durable.errors import ConfigurationError, LeaseLost, StoreCorrupted, StoreUnavailable
+from durable_sqlite._read_only import read_only_error, why_read_only
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
@@ -54,6 +55,12 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
 
 
+def primary_code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code for ``exc`` (``None`` where sqlite3 gives none)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
 def store_error(path: str, exc: sqlite3.Error, doing: str) -> Exception:
     """The durable error for an SQLite error of store ``path`` while it did ``doing`` ("write",
     "read", "open"), naming the file and the cause; ``exc`` itself if it is none of these.
@@ -61,14 +68,13 @@ def store_error(path: str, exc: sqlite3.Error, doing: str) -> Exception:
     A transient failure is ``StoreUnavailable``, so that the core retries the write (never the
     task body) within its write budget (``durable.context.STORE_WRITE_BUDGET``).
     """
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = code & 0xFF if isinstance(code, int) else None
+    primary = primary_code(exc)
     cause = f"{exc} ({getattr(exc, 'sqlite_errorname', None) or type(exc).__name__})"
     if primary in TRANSIENT:
         undone = "; nothing was written" if doing == "write" else ""
         return StoreUnavailable(f"SQLiteStore({path!r}) could not {doing}: {cause}{undone}")
     if primary == SQLITE_READONLY:
-        return read_only(path, cause)
+        return read_only_error(path, why_read_only(path, cause))
     if primary in (SQLITE_CORRUPT, SQLITE_NOTADB):
         return StoreCorrupted(f"SQLiteStore({path!r}) is damaged: {cause}")
     return exc
@@ -82,11 +88,6 @@ def raise_as_store_error(path: str, exc: sqlite3.Error, doing: str) -> NoReturn:
     raise translated from exc
 
 
-def read_only(path: str, why: str) -> StoreError:
-    """The error of a write to a store that can only be read."""
-    return StoreError(f"SQLiteStore({path!r}) is read-only ({why}): it can be read, not written")
-
-
 async def _thread_exit(aio: aiosqlite.Connection) -> None:
     """Wait (up to a second) for a stopped connection's thread to exit, without blocking the loop:
     it still reports to the loop on its way out (closing, or failing to connect)."""
@@ -98,9 +99,21 @@ async def _thread_exit(aio: aiosqlite.Connection) -> None:
 class Connection:
     """Schedules reads and writes of one store on its aiosqlite connection."""
 
-    def __init__(self, path: str, *, wait_for_lock: float, inline_commits: bool) -> None:
-        """``inline_commits=False``: batches of several writes commit in aiosqlite's thread."""
+    def __init__(
+        self,
+        path: str,
+        *,
+        wait_for_lock: float,
+        inline_commits: bool,
+        uri: str | None = None,
+        read_only: str | None = None,
+    ) -> None:
+        """``inline_commits=False``: batches of several writes commit in aiosqlite's thread.
+        ``uri`` opens the file by that URI instead of its path; ``read_only`` (why the file is
+        read-only) refuses every write without trying it."""
         self.path = path
+        self.uri = uri
+        self.read_only = read_only
         self.wait_for_lock = wait_for_lock
         self.inline_commits = inline_commits
         self._aio: aiosqlite.Connection | None = None
@@ -114,7 +127,13 @@ class Connection:
     async def open(self, prepare: Callable[[sqlite3.Connection], None]) -> None:
         # check_same_thread=False: the loop thread uses the connection while aiosqlite's thread
         # is idle; this class never lets both use it at once.
-        aio = aiosqlite.connect(self.path, isolation_level=None, timeout=0, check_same_thread=False)
+        aio = aiosqlite.connect(
+            self.uri or self.path,
+            uri=self.uri is not None,
+            isolation_level=None,
+            timeout=0,
+            check_same_thread=False,
+        )
         aio._thread.daemon = True  # an unclosed store must not keep the interpreter alive at exit
         try:
             await aio
@@ -189,6 +208,8 @@ class Connection:
 
     async def _write(self, op: Op) -> Any:
         db = self._require()
+        if self.read_only is not None:
+            raise read_only_error(self.path, self.read_only)
         loop = asyncio.get_running_loop()
         if self._can_commit_now(loop):
             try:

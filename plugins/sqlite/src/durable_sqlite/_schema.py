@@ -5,12 +5,18 @@ from __future__ import annotations
 import sqlite3
 
 from durable.errors import StoreCorrupted
+from durable_sqlite._connection import SQLITE_READONLY, TRANSIENT, is_busy, primary_code
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION = "durable"
 
 DUE_INDEX_PREDICATE = "status IN ('pending', 'running', 'waiting')"
-"""The WHERE clause of the ``runs_due`` partial index (schema 2)."""
+"""The WHERE clause of schema 2's ``runs_due`` partial index (dropped by schema 3)."""
+ACTIVE_PREDICATE = "(status IN ('pending', 'running') OR (status = 'waiting' AND owner IS NOT NULL))"
+"""The WHERE clause of the ``runs_active`` partial index (schema 3): runs in ``DUE_STATUSES`` but
+those parked (waiting with no owner), which ``PARKED_PREDICATE`` holds."""
+PARKED_PREDICATE = "status = 'waiting' AND owner IS NULL"
+"""The WHERE clause of the ``runs_parked`` partial index (schema 3), by wake time."""
 
 # Migrations from version N-1 to N, applied in order inside one write transaction.
 MIGRATIONS: dict[int, str] = {
@@ -68,6 +74,22 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE runs ADD COLUMN activity TEXT;
     CREATE INDEX runs_due ON runs (created_at, run_id) WHERE {DUE_INDEX_PREDICATE};
     """,
+    # Costs that stay flat as history grows (issue 16, item 13). A poll reads the runs that may be
+    # due and no parked one: runs_active (in creation order) and runs_parked (by wake time: a poll
+    # reads only those whose time came), instead of runs_due, which held every parked run. A
+    # listing by status or by workflow seeks an index in listing order (runs_by_status (status,
+    # wake_at) served no query). An index by workflow and status too would cost every status
+    # change a third of its time again (measured): a listing by both reads the status's index.
+    # A child lookup is a range of the primary key (children's ids start with their parent's),
+    # so it needs no index of its own.
+    3: f"""
+    DROP INDEX runs_due;
+    DROP INDEX runs_by_status;
+    CREATE INDEX runs_active ON runs (created_at, run_id) WHERE {ACTIVE_PREDICATE};
+    CREATE INDEX runs_parked ON runs (wake_at) WHERE {PARKED_PREDICATE};
+    CREATE INDEX runs_listed_by_status ON runs (status, created_at DESC, run_id);
+    CREATE INDEX runs_listed_by_workflow ON runs (workflow, created_at DESC, run_id);
+    """,
 }
 
 
@@ -75,37 +97,60 @@ def read_version(conn: sqlite3.Connection, path: str) -> int:
     """The file's schema version (0 for an empty database), without writing anything.
 
     Raises ``StoreCorrupted`` for a file that is not SQLite, is damaged, belongs to
-    another application, or was written by a newer durable.
+    another application, or holds a schema version no durable release wrote or a newer one.
+    Errors of the machine rather than the file (a lock, a file that cannot be opened or
+    written, a full disk) are raised as they are.
     """
     try:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not tables:
             return 0
         if "durable_meta" not in tables:
-            raise StoreCorrupted(
+            raise corrupted(
+                path,
                 f"{path!r} is an SQLite database of another application (tables: "
-                f"{', '.join(sorted(tables)[:5])}); durable left it unchanged. Use another file."
+                f"{', '.join(sorted(tables)[:5])}); durable left it unchanged. Use another file.",
             )
         meta = dict(conn.execute("SELECT key, value FROM durable_meta").fetchall())
     except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            raise  # another process is busy with the file: not a sign of damage
-        raise StoreCorrupted(
-            f"{path!r} is not a durable store or is damaged ({exc}); durable left it unchanged"
+        if not_the_files_fault(exc):
+            raise
+        raise corrupted(
+            path, f"{path!r} is not a durable store or is damaged ({exc}); durable left it unchanged"
         ) from exc
     except sqlite3.DatabaseError as exc:
-        raise StoreCorrupted(
-            f"{path!r} is not a durable store or is damaged ({exc}); durable left it unchanged"
+        raise corrupted(
+            path, f"{path!r} is not a durable store or is damaged ({exc}); durable left it unchanged"
         ) from exc
-    if meta.get("application") != APPLICATION or not meta.get("schema_version", "").isdigit():
-        raise StoreCorrupted(f"{path!r} has a durable_meta table that durable did not write; left unchanged")
-    version = int(meta["schema_version"])
-    if version > SCHEMA_VERSION:
-        raise StoreCorrupted(
+    if meta.get("application") != APPLICATION:
+        raise corrupted(path, f"{path!r} has a durable_meta table that durable did not write; left unchanged")
+    text = meta.get("schema_version")
+    version = int(text) if isinstance(text, str) and text.isascii() and text.isdigit() else None
+    if version is not None and version > SCHEMA_VERSION:
+        raise corrupted(
+            path,
             f"{path!r} was written by a newer durable (schema {version}, this one reads up to "
-            f"{SCHEMA_VERSION}); upgrade durable-sqlite. The file was left unchanged."
+            f"{SCHEMA_VERSION}); upgrade durable-sqlite. The file was left unchanged.",
+        )
+    if version is None or version < 1:
+        raise corrupted(
+            path,
+            f"{path!r} holds schema version {text!r}, which no durable release writes (this one reads "
+            f"versions 1 to {SCHEMA_VERSION}): damaged or edited by hand; durable left it unchanged",
         )
     return version
+
+
+def not_the_files_fault(exc: sqlite3.OperationalError) -> bool:
+    """A lock held by another process, a file that cannot be opened or written, a full disk, an
+    I/O error: nothing says the file is not a durable store."""
+    return primary_code(exc) in TRANSIENT | {SQLITE_READONLY} or is_busy(exc)
+
+
+def corrupted(path: str, message: str) -> StoreCorrupted:
+    error = StoreCorrupted(message)
+    error.store = path
+    return error
 
 
 def migrate(conn: sqlite3.Connection, path: str) -> None:

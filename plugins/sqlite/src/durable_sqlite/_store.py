@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import operator
+import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from durable._decode import RUN_FIELDS, decode_failure, run_from_row
-from durable._lifecycle import CLAIMABLE, DUE_STATUSES
-from durable.errors import ConfigurationError, LeaseLost, StoreNotFound, StoreUnavailable
+from durable._decode import run_from_row
+from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreNotFound, StoreUnavailable
 from durable.store import (
     Capability,
     Lease,
@@ -23,126 +22,37 @@ from durable.store import (
     RunStatus,
     SignalRecord,
     StepRecord,
-    StepStatus,
     Store,
 )
-from durable_sqlite._connection import Connection, Op, is_busy
-from durable_sqlite._schema import migrate, read_version
+from durable_sqlite._connection import SQLITE_CANTOPEN, SQLITE_READONLY, Connection, Op, is_busy, primary_code
+from durable_sqlite._queries import (
+    CLAIM_RUN,
+    DUE_RUNS_ANY,
+    DUE_RUNS_OF,
+    LOAD_STEP,
+    LOAD_STEPS,
+    RUN_COLUMNS,
+    SAVE_STEP,
+    SIGNAL_COLUMNS,
+)
+from durable_sqlite._queries import list_runs as listing
+from durable_sqlite._read_only import (
+    NeedsImmutable,
+    NotWritable,
+    known_reason,
+    log_holds_commits,
+    read_only_error,
+)
+from durable_sqlite._read_only import uri as read_only_uri
+from durable_sqlite._rows import journal, signals
+from durable_sqlite._schema import SCHEMA_VERSION, migrate, read_version
 
 T = TypeVar("T")
+log = logging.getLogger("durable.store")
 
-RUN_COLUMNS = ", ".join(RUN_FIELDS)
-"""A run row's columns in the order ``durable._decode.run_from_row`` reads them."""
-STEP_COLUMNS = "run_id, key, task, args_digest, status, result, error, attempts, started_at, finished_at"
 WATCH_INTERVAL = 0.01
 """Seconds between checks for commits by other processes while a signal wait is open."""
-SIGNAL_COLUMNS = "run_id, name, delivery_id, payload, seq, sent_at"
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
-
-
-def status_in(statuses: frozenset[RunStatus]) -> str:
-    """``status IN ('a', 'b')`` with the values sorted: SQL text, not parameters, so that a query
-    repeating a partial index's WHERE term word for word may use that index."""
-    return f"status IN ({', '.join(repr(status.value) for status in sorted(statuses))})"
-
-
-# A claim takes a run in CLAIMABLE whose lease is not live: strictly before now means live, so a
-# lease given back with renew_lease(lease, 0) (it expires now) is claimable at once.
-CLAIM_RUN = (
-    "UPDATE runs SET status = 'running', lease_token = lease_token + 1, owner = ?, "
-    "lease_expires_at = ?, wake_at = NULL, activity = NULL, updated_at = ? "
-    f"WHERE run_id = ? AND {status_in(CLAIMABLE)} "
-    "AND (owner IS NULL OR lease_expires_at IS NULL OR lease_expires_at <= ?) "
-    "RETURNING lease_token"
-)
-
-# Exactly the runs durable._lifecycle.is_due accepts, oldest first, read from the runs_due partial
-# index (only runs in DUE_STATUSES: finished runs are never read). INDEXED BY makes the statement
-# fail, rather than quietly scan the table, if the index could not serve it.
-DUE_RUNS = (
-    f"SELECT {RUN_COLUMNS} FROM runs INDEXED BY runs_due WHERE {status_in(DUE_STATUSES)} "
-    "AND NOT (owner IS NOT NULL AND coalesce(lease_expires_at, 0) > ?1) "
-    "AND (status <> 'waiting' OR owner IS NOT NULL OR wake_at <= ?1) "
-    "{workflows}ORDER BY created_at, run_id LIMIT ?2"
-)
-DUE_RUNS_ANY = DUE_RUNS.format(workflows="")
-# With workflows=: only runs of those workflows (a JSON array parameter: one statement text however
-# many names), still read from runs_due, so other workflows' finished runs are not read either.
-DUE_RUNS_OF = DUE_RUNS.format(workflows="AND workflow IN (SELECT value FROM json_each(?3)) ")
-
-
-# A journal in StepRecord.from_rows's column order, by key: the primary-key index gives that order
-# for free. Then sorted by finish time in Python (stable: ties stay in key order), not by ORDER BY:
-# SQLite sorts through a temporary b-tree, which costs more per row (measured on 1,000-step runs).
-LOAD_STEPS = f"SELECT {STEP_COLUMNS.removeprefix('run_id, ')} FROM steps WHERE run_id = ? ORDER BY key"
-_FINISHED_AT = operator.itemgetter(8)
-
-# The fencing check and the first-completed-writer-wins insert, in one statement. Built once:
-# every checkpoint runs it, and sqlite3 finds its prepared statement by the text.
-SAVE_STEP = (
-    f"INSERT INTO steps ({STEP_COLUMNS}) SELECT ?,?,?,?,?,?,?,?,?,? "
-    "WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND lease_token = ?) "
-    "ON CONFLICT (run_id, key) DO UPDATE SET task = excluded.task, "
-    "args_digest = excluded.args_digest, status = excluded.status, result = excluded.result, "
-    "error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at, "
-    "finished_at = excluded.finished_at WHERE steps.status <> 'completed'"
-)
-
-
-_STEP_STATUSES = frozenset(status.value for status in StepStatus)
-_STEP_FIELDS = STEP_COLUMNS.split(", ")[1:]
-
-
-def _journal(store: str, run_id: str, rows: list[Any]) -> list[StepRecord]:
-    """Run ``run_id``'s steps from ``LOAD_STEPS`` rows, in finish order; ``StoreCorrupted`` naming
-    the step and field if a row is not what durable writes (edited by hand, or damaged)."""
-    for key, task, digest, status, result, error, attempts, started_at, finished_at in rows:
-        # One pass of type checks (SQLite's column affinity makes REAL columns hold floats and
-        # TEXT columns text, unless a row was written with other types on purpose).
-        if not (
-            type(key) is str and type(task) is str and type(digest) is str and status in _STEP_STATUSES
-            and (type(result) is str or (result is None and status != "completed"))
-            and (error is None or type(error) is str) and type(attempts) is int
-            and type(started_at) is float and type(finished_at) is float
-        ):  # fmt: skip
-            raise _bad_step(
-                store, run_id, (key, task, digest, status, result, error, attempts, started_at, finished_at)
-            )
-    rows.sort(key=_FINISHED_AT)  # by (finished_at, key): see LOAD_STEPS
-    return StepRecord.from_rows(run_id, rows)
-
-
-def _bad_step(store: str, run_id: str, row: Sequence[Any]) -> Exception:
-    values = dict(zip(_STEP_FIELDS, row, strict=True))
-    checks: dict[str, Callable[[Any], bool]] = {
-        "key": lambda v: type(v) is str,
-        "task": lambda v: type(v) is str,
-        "args_digest": lambda v: type(v) is str,
-        "status": lambda v: v in _STEP_STATUSES,
-        "result": lambda v: type(v) is str or (v is None and values["status"] != "completed"),
-        "error": lambda v: v is None or type(v) is str,
-        "attempts": lambda v: type(v) is int,
-        "started_at": lambda v: type(v) is float,
-        "finished_at": lambda v: type(v) is float,
-    }
-    field = next(name for name, ok in checks.items() if not ok(values[name]))
-    key = values["key"]
-    return decode_failure(
-        store,
-        run_id,
-        f"step {key!r}: {field}",
-        ValueError(f"holds {values[field]!r:.60}, not what durable writes"),
-    )
-
-
-def _bad_signal(store: str, run_id: str, row: Sequence[Any]) -> Exception:
-    kinds = {"name": str, "delivery_id": str, "payload": str, "seq": int, "sent_at": float}
-    values = dict(zip(SIGNAL_COLUMNS.split(", "), row, strict=True))
-    field = next(name for name, kind in kinds.items() if type(values[name]) is not kind)
-    where = f"signal {values['name']!r} delivery {values['delivery_id']!r}: {field}"
-    return decode_failure(
-        store, run_id, where, ValueError(f"holds {values[field]!r:.60}, not a {kinds[field].__name__}")
-    )
 
 
 def _stale(lease: Lease, conn: sqlite3.Connection) -> LeaseLost:
@@ -203,13 +113,23 @@ class SQLiteStore(Store):
     # -- lifecycle ---------------------------------------------------------------
 
     async def open(self, *, create: bool = True) -> None:
+        """Open the file, creating or upgrading it; a file this process cannot write opens for
+        reading only (see ``_read_only``), and then every write raises ``StoreError``. With
+        ``create=False`` a missing file is ``StoreNotFound`` (and is not created)."""
         if self._db is not None:
             return
-        if not create and not await asyncio.to_thread(os.path.exists, self.path):
+        if not create and not self._exists():
             raise StoreNotFound(f"store file {self.path!r} does not exist")
-        db = Connection(self.path, wait_for_lock=self.busy_timeout, inline_commits=self.synchronous != "full")
-        await db.open(self._prepare)
+        inline = self.synchronous != "full"
+        db = Connection(self.path, wait_for_lock=self.busy_timeout, inline_commits=inline)
+        try:
+            await db.open(self._prepare)
+        except NotWritable as exc:
+            db = await self._open_read_only(exc.why)
         self._db = db
+
+    def _exists(self) -> bool:
+        return os.path.exists(self.path)
 
     def _prepare(self, db: sqlite3.Connection) -> None:
         # Opening runs on aiosqlite's thread, where waiting for another process is fine. Some
@@ -225,12 +145,64 @@ class SQLiteStore(Store):
                 migrate(db, self.path)
                 break
             except sqlite3.OperationalError as exc:
-                if not is_busy(exc) or time.monotonic() > deadline:
-                    raise
                 if db.in_transaction:
                     db.execute("ROLLBACK")
-                time.sleep(0.005)
+                if is_busy(exc) and time.monotonic() <= deadline:
+                    time.sleep(0.005)
+                    continue
+                code = primary_code(exc)
+                if os.path.exists(self.path) and code in (SQLITE_READONLY, SQLITE_CANTOPEN):
+                    # SQLite saying read-only, or a log it cannot create beside a file that exists
+                    # where this process can tell why: a store to read, not a broken one.
+                    why = known_reason(self.path)
+                    if code == SQLITE_READONLY or why is not None:
+                        raise NotWritable(why or f"SQLite cannot write it: {exc}") from exc
+                raise
         db.execute("PRAGMA busy_timeout = 0")  # see _connection: never wait for a lock on the loop
+
+    async def _open_read_only(self, why: str) -> Connection:
+        inline = self.synchronous != "full"
+        for immutable in (False, True):
+            if immutable and log_holds_commits(self.path):
+                raise read_only_error(
+                    self.path,
+                    f"{why}, and its write-ahead log {self.path + '-wal'!r} holds commits SQLite reads only "
+                    "where it may create the log's index; open it once where it can be written",
+                )
+            db = Connection(
+                self.path,
+                wait_for_lock=self.busy_timeout,
+                inline_commits=inline,
+                uri=read_only_uri(self.path, immutable=immutable),
+                read_only=why,
+            )
+            try:
+                await db.open(self._prepare_read_only)
+            except NeedsImmutable:
+                continue
+            log.info("%r opened for reading only: %s", self, why)
+            return db
+        raise AssertionError("unreachable: the immutable attempt returns or raises")
+
+    def _prepare_read_only(self, db: sqlite3.Connection) -> None:
+        db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        try:
+            version = read_version(db, self.path)
+        except sqlite3.OperationalError as exc:
+            if primary_code(exc) == SQLITE_CANTOPEN:
+                raise NeedsImmutable from exc  # no log index, and none can be created
+            raise
+        if version != SCHEMA_VERSION:
+            what = (
+                "is empty"
+                if version == 0
+                else f"holds schema {version}, which must be upgraded to {SCHEMA_VERSION}"
+            )
+            raise StoreError(
+                f"SQLiteStore({self.path!r}) is read-only and {what} before this durable can read it; "
+                "open it once where it can be written"
+            )
+        db.execute("PRAGMA busy_timeout = 0")
 
     async def close(self) -> None:
         db, self._db = self._db, None
@@ -360,33 +332,9 @@ class SQLiteStore(Store):
         return run if run is not None else await self.get_run(run_id)
 
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
-        where: list[str] = ["1 = 1"]
-        params: list[Any] = []
-        if query.statuses is not None:
-            if not query.statuses:
-                return []
-            where.append(f"status IN ({', '.join('?' * len(query.statuses))})")
-            params.extend(sorted(status.value for status in query.statuses))
-        if query.workflow is not None:
-            where.append("workflow = ?")
-            params.append(query.workflow)
-        if query.id_prefix is not None:
-            # substr() rather than LIKE: the prefix may contain % and _ and must match literally.
-            where.append("substr(run_id, 1, ?) = ?")
-            params.extend([len(query.id_prefix), query.id_prefix])
-        for column, op, value in (
-            ("created_at", ">=", query.created_after),
-            ("created_at", "<", query.created_before),
-            ("updated_at", "<", query.updated_before),
-        ):
-            if value is not None:
-                where.append(f"{column} {op} ?")
-                params.append(value)
-        sql = (
-            f"SELECT {RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
-            "ORDER BY created_at DESC, run_id LIMIT ? OFFSET ?"
-        )
-        params.extend([query.limit, query.offset])
+        if query.statuses is not None and not query.statuses:
+            return []
+        sql, params = listing(query)
         rows = await self._read(lambda db: db.execute(sql, params).fetchall())
         label = self._label
         return [run_from_row(label, row) for row in rows]
@@ -395,8 +343,8 @@ class SQLiteStore(Store):
         self, now: float, limit: int = 100, *, workflows: Collection[str] | None = None
     ) -> list[RunRecord]:
         """Runs due at ``now`` (``durable._lifecycle.is_due``), of ``workflows`` if given, oldest
-        first: one query on the ``runs_due`` index, whose cost does not grow with the finished runs
-        the file holds."""
+        first: one query on the ``runs_active`` and ``runs_parked`` indexes (``DUE_RUNS``), whose
+        cost grows neither with the finished runs the file holds nor with the parked ones."""
         params: tuple[float, int] | tuple[float, int, str]
         if workflows is None:
             sql, params = DUE_RUNS_ANY, (float(now), limit)
@@ -421,7 +369,7 @@ class SQLiteStore(Store):
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         rows = await self._read(lambda db: db.execute(LOAD_STEPS, (run_id,)).fetchall())
-        return _journal(self._label, run_id, rows)
+        return journal(self._label, run_id, rows)
 
     async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
         def op(db: sqlite3.Connection) -> StepRecord:
@@ -438,11 +386,8 @@ class SQLiteStore(Store):
             token = db.execute("SELECT lease_token FROM runs WHERE run_id = ?", (lease.run_id,)).fetchone()
             if token is None or token[0] != lease.token:
                 raise _stale(lease, db)
-            row = db.execute(
-                f"SELECT {', '.join(_STEP_FIELDS)} FROM steps WHERE run_id = ? AND key = ?",
-                (lease.run_id, step.key),
-            ).fetchone()
-            return _journal(self._label, lease.run_id, [row])[0]
+            row = db.execute(LOAD_STEP, (lease.run_id, step.key)).fetchone()
+            return journal(self._label, lease.run_id, [row])[0]
 
         stored: StepRecord = await self._write(op)
         return stored
@@ -478,13 +423,7 @@ class SQLiteStore(Store):
             sql = f"SELECT {SIGNAL_COLUMNS} FROM signals WHERE run_id = ? AND name = ? ORDER BY seq"
             params = (run_id, name)
         rows = await self._read(lambda db: db.execute(sql, params).fetchall())
-        for row in rows:
-            if not (
-                type(row[1]) is str and type(row[2]) is str and type(row[3]) is str
-                and type(row[4]) is int and type(row[5]) is float
-            ):  # fmt: skip
-                raise _bad_signal(self._label, run_id, row)
-        return [SignalRecord(*row) for row in rows]
+        return signals(self._label, run_id, rows)
 
     async def wait_for_signal(
         self, run_id: str, name: str, index: int, timeout: float | None
