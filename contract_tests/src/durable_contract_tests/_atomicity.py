@@ -230,9 +230,13 @@ class AtomicityContract(ContractBase, contract=True):
                 await asyncio.sleep(rng.uniform(0, max(gaps, default=0.01)))
             finally:
                 await _kill(writer, acks)
-            reopened = await stores.reopen(store)
-            problems = await _problems_after_a_kill(reopened, "killed", acks)
-            await reopened.close()
+            try:
+                reopened = await stores.reopen(store)
+            except Exception as exc:
+                problems = [f"reopening it failed: {type(exc).__name__}: {exc}"]
+            else:
+                problems = await _problems_after_a_kill(reopened, "killed", acks)
+                await reopened.close()
             assert not problems, (
                 f"after the writing process was killed (kill {kill} of {KILLS}, random seed {seed}; "
                 f"last acknowledged: {acks.last}), the reopened store shows:\n" + "\n".join(problems[:8])

@@ -86,7 +86,9 @@ class IdentityContract(ContractBase, contract=True):
             assert await store.delete_run(first) is True
             assert await store.get_run(first) is None
             left = [other for other in others if await store.get_run(other) is None]
-            assert not left, f"deleting run {_shown(first)} deleted {', '.join(map(_shown, left))} too"
+            assert not left, (
+                f"deleting run {_shown(first)} deleted its look-alike(s) {', '.join(map(_shown, left))} too"
+            )
 
     async def test_runs_of_workflows_whose_names_look_alike_are_listed_apart(self, store: Store) -> None:
         wrong = []

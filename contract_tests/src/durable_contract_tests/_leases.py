@@ -86,7 +86,10 @@ class LeaseContract(ContractBase, contract=True):
     ) -> None:
         lease = await owned_run(store, "run-1")
         await store.update_run(lease, status, release=True)
-        assert await store.claim_run("run-1", OWNER_B, 30.0) is not None
+        assert await store.claim_run("run-1", OWNER_B, 30.0) is not None, (
+            f"claim_run refused a released {status.value} run: it is not final, so it is claimable "
+            "(durable._lifecycle.CLAIMABLE), or the engine would wait for it forever"
+        )
         assert (await get(store, "run-1")).status is RunStatus.RUNNING
 
     async def test_claiming_an_unknown_run_returns_none_and_creates_nothing(self, store: Store) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import contextlib
 import io
 import os
 import signal
@@ -24,6 +25,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -37,10 +39,13 @@ INI = "durable_timeout"
 OPTION = "--durable-timeout"
 GRACE = 10.0
 """How long after failing a test the watchdog waits for it to stop before ending the process."""
-RESIGNAL = 2.0
-"""How often the failure is raised again while the test goes on (a handler may swallow one)."""
+RESIGNAL = 0.05
+"""How often the watchdog looks again, once it failed a test that goes on: if the main thread is
+stuck where it was, the failure is raised there too."""
 STACK_LIMIT = 40
 """Innermost frames shown per thread or task."""
+TASK_LIMIT = 12
+"""Tasks whose stacks are shown."""
 _SIGNAL = getattr(signal, "SIGALRM", None)
 
 
@@ -79,7 +84,9 @@ class _Arm:
 class Watchdog:
     """One per session: ``arm`` before a phase of a contract test, ``disarm`` after it."""
 
-    def __init__(self) -> None:
+    def __init__(self, before_exit: Callable[[], None] | None = None) -> None:
+        self._before_exit = before_exit
+        """Called before the process is ended (the plugin stops pytest capturing the output)."""
         self._lock = threading.Condition()
         self._arm: _Arm | None = None
         self._thread: threading.Thread | None = None
@@ -105,7 +112,7 @@ class Watchdog:
 
     def uninstall(self) -> None:
         if self._installed and _SIGNAL is not None and threading.current_thread() is self._main:
-            if signal.getsignal(_SIGNAL) is self._on_signal:
+            if signal.getsignal(_SIGNAL) == self._on_signal:
                 signal.signal(_SIGNAL, self._previous)
             self._installed = False
 
@@ -142,19 +149,30 @@ class Watchdog:
                     arm = self._arm
                 arm.report = _report(arm, self._main)
                 give_up = time.monotonic() + GRACE
+            last: tuple[int, int] | None = None
             while True:
                 with self._lock:
                     if self._arm is not arm:
                         break  # the phase ended: the test failed, or finished just in time
                     if time.monotonic() >= give_up:
+                        if self._before_exit is not None:
+                            with contextlib.suppress(Exception):
+                                self._before_exit()
                         _end_process(arm)
-                    self._interrupt(arm)
+                    # Raise again only where the main thread is stuck (at the instruction it was at
+                    # one look before): each coroutine blocking the loop in turn (fifty creators
+                    # waiting for one lock) gets its failure; a loop finishing the test is left be.
+                    where = _position(self._main)
+                    if last is None or (where == last and not arm.pending):
+                        self._interrupt(arm)
+                    last = where
                     self._lock.wait(RESIGNAL)
 
     def _interrupt(self, arm: _Arm) -> None:
         """Raise the failure in the main thread (called with the lock held)."""
         main = self._main.ident
-        ours = self._installed and _SIGNAL is not None and signal.getsignal(_SIGNAL) is self._on_signal
+        # (A bound method is a new object at each access: compared with ==, not is.)
+        ours = self._installed and _SIGNAL is not None and signal.getsignal(_SIGNAL) == self._on_signal
         if ours and _SIGNAL is not None and main is not None:
             arm.pending = True
             signal.pthread_kill(main, _SIGNAL)
@@ -163,6 +181,13 @@ class Watchdog:
             arm.pending = True
             _write(f"\n\ndurable contract suite: interrupting the test run.\n\n{arm.report}\n")
             _thread.interrupt_main()
+
+
+def _position(thread: threading.Thread) -> tuple[int, int] | None:
+    """Where ``thread`` is now: the code and the instruction in it of its innermost frame (the
+    code, not the frame: coroutines blocking one after the other at one line are one place)."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    return None if frame is None else (id(frame.f_code), frame.f_lasti)
 
 
 def _report(arm: _Arm, main: threading.Thread) -> str:
@@ -196,10 +221,12 @@ def _task_stacks() -> str:
     except RuntimeError:  # no loop runs in the main thread
         return ""
     parts = []
-    for task in sorted(tasks, key=lambda task: task.get_name()):
+    for task in sorted(tasks, key=lambda task: task.get_name())[:TASK_LIMIT]:
         text = io.StringIO()
         task.print_stack(limit=STACK_LIMIT, file=text)
         parts.append(f"--- {text.getvalue()}")
+    if len(tasks) > TASK_LIMIT:
+        parts.append(f"... and {len(tasks) - TASK_LIMIT} more tasks\n")
     return "\n\nThe event loop's tasks:\n" + "".join(parts) if parts else ""
 
 

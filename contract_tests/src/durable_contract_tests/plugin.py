@@ -73,7 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     _default_loop_scope(config)
     config.stash[_limit_key] = _watchdog.limit_of(config)
-    config.stash[_watchdog_key] = _watchdog.Watchdog()
+    config.stash[_watchdog_key] = _watchdog.Watchdog(lambda: _stop_capturing(config))
     config.addinivalue_line(
         "markers", "durable_requires(*capabilities): skip unless the store declares these capabilities"
     )
@@ -94,6 +94,13 @@ def _default_loop_scope(config: pytest.Config) -> None:
     cache = getattr(config, "_inicache", None)  # where getini keeps values; no public setter exists
     if isinstance(cache, dict):
         cache[LOOP_SCOPE_INI] = "function"
+
+
+def _stop_capturing(config: pytest.Config) -> None:
+    """Let the watchdog's last words reach the terminal before it ends the process."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture(in_=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from durable import _codec, _keys, _lifecycle
+from durable import _clock, _codec, _keys, _lifecycle
 from durable._decode import corruption, decode_failure
 from durable._engine import Park, StepPolicy, execute_run, execute_step, final_status_of, observe
 from durable._lifecycle import Actor
@@ -44,6 +44,10 @@ log = logging.getLogger("durable")
 _REFUSED_CLAIMS = 3
 """Claims a store may refuse for a run nobody holds before ``claim_or_wait`` calls it a store bug
 (one refusal is a race with another claimer, which then holds a live lease)."""
+CLOCK_TOLERANCE = 120.0
+"""Seconds an unchanged lease may look expired on this host's clock while the store still refuses
+to claim the run, before ``claim_or_wait`` calls that a store bug: the store's clock (a server's)
+may be behind this host's, but not by this much."""
 
 
 CHILD_MARK = "/durable:"
@@ -82,7 +86,7 @@ def new_run(
     claimed: bool,
 ) -> RunRecord:
     inputs, digest = encode_inputs(wfn, run_id, arguments)
-    now = time.time()
+    now = _clock.now()  # workflow time; the lease is on the wall clock, as the store judges it
     parent = current_run()
     return RunRecord(
         run_id=run_id,
@@ -94,7 +98,7 @@ def new_run(
         updated_at=now,
         owner=ex.owner if claimed else None,
         lease_token=1 if claimed else 0,
-        lease_expires_at=now + ex.lease_seconds if claimed else None,
+        lease_expires_at=time.time() + ex.lease_seconds if claimed else None,
         deadline=None if wfn.timeout is None else now + wfn.timeout,
         parent_run_id=None if parent is None else parent.run_id,
     )
@@ -150,6 +154,8 @@ async def claim_or_wait(
     deadline = None if timeout is None else time.monotonic() + timeout
     interval = 0.01
     refused = 0
+    expired: tuple[tuple[int, float | None], float] | None = None
+    """The lease (token, expiry) seen expired on this host's clock, and since when (monotonic)."""
     while True:
         if run.status.is_final:
             return run
@@ -181,6 +187,22 @@ async def claim_or_wait(
         elif not wait or (deadline is not None and time.monotonic() >= deadline):
             raise RunInProgress(run.run_id, run.owner, run.lease_expires_at)
         else:
+            # A lease nobody renews, expired longer ago than clocks can differ, and still refused:
+            # the store's claim_run is wrong, and waiting for it would never end.
+            held = (run.lease_token, run.lease_expires_at)
+            if run.status not in _lifecycle.CLAIMABLE or run.lease_is_live(time.time()):
+                expired = None
+            elif expired is None or expired[0] != held:
+                expired = (held, time.monotonic())
+            elif time.monotonic() - expired[1] > CLOCK_TOLERANCE:
+                raise StoreError(
+                    f"{store!r} refused to claim run {run.run_id!r} ({run.status.value}) for "
+                    f"{CLOCK_TOLERANCE:g} s after the lease of its owner {run.owner!r} expired at "
+                    f"{run.lease_expires_at!r}, unrenewed: claim_run must take a run whose lease is not "
+                    "live (durable-contract-tests checks this), unless the store's clock is that far "
+                    "behind this host's",
+                    run_id=run.run_id,
+                )
             await asyncio.sleep(interval)
             interval = min(interval * 2, 0.5)
 

@@ -39,8 +39,8 @@ from durable._inspect import FINISHED, InFlight, RunSummary, RunTimeline, StepVi
 from durable._plugins import as_store_url, get_plugin_manager
 from durable._records import RunQuery, RunStatus
 from durable._term import Cell, Column, Table
-from durable.errors import DurableError, UnknownRunError
-from durable.store import Store, redact_text, redact_url
+from durable.errors import DurableError, StoreNotFound, UnknownRunError
+from durable.store import Store, accepts_create, redact_text, redact_url
 from durable.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -135,24 +135,29 @@ def _store_from_env() -> bool:
 
 
 def _unopened_store(url: str) -> Store:
-    store = get_plugin_manager().store_from_url(url)
-    path = getattr(store, "path", None)
-    # Opening a mistyped SQLite path would silently create an empty store and show nothing.
-    if isinstance(path, str) and path != ":memory:" and not os.path.exists(path):
-        _fail(f"store file {path!r} does not exist (check {STORE_ENV if _store_from_env() else '--store'})")
+    return get_plugin_manager().store_from_url(url)
+
+
+async def _open_existing(store: Store) -> Store:
+    """Open ``store`` without creating its data (``open(create=False)``): a mistyped URL must not
+    leave an empty store behind and show nothing. A store predating ``create=`` opens as it is."""
+    await (store.open(create=False) if accepts_create(store) else store.open())
     return store
 
 
 @asynccontextmanager
 async def open_workflow(url: str | None) -> AsyncIterator[tuple[Workflow, Store]]:
-    """A ``Workflow`` bound to the store at ``url``, opened, closed on exit."""
+    """A ``Workflow`` bound to the store at ``url``, opened (never created), closed on exit."""
     target = _store_url(url)
     store = _unopened_store(target)
     wf = Workflow("durable-cli", db=store)
     timeout = float(os.environ.get(OPEN_TIMEOUT_ENV, "15"))
     shown = _inspect.redact_url(target) + (f" (from {STORE_ENV})" if _store_from_env() else "")
     try:
-        opened = await asyncio.wait_for(wf.get_store(), timeout)
+        opened = await asyncio.wait_for(_open_existing(store), timeout)
+        wf._opened_on = asyncio.get_running_loop()  # opened here, so the Workflow does not open it again
+    except StoreNotFound as exc:
+        _fail(f"{exc} (check {STORE_ENV if _store_from_env() else '--store'})")
     except DurableError as exc:
         _fail(f"cannot open store {shown}: {exc}")
     except TimeoutError:
