@@ -460,7 +460,8 @@ def test_the_unchanged_example_store_passes_every_test_that_catches_a_defect(inn
 
 @pytest.mark.slow
 def test_a_store_authors_run_prints_no_pytest_asyncio_loop_scope_warning(inner_run: InnerRun) -> None:
-    assert "asyncio_default_fixture_loop_scope" not in inner_run.output
+    assert '"asyncio_default_fixture_loop_scope" is unset' not in inner_run.output
+    assert "PytestDeprecationWarning" not in inner_run.output
 
 
 @pytest.mark.slow

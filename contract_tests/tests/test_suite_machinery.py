@@ -1,6 +1,12 @@
-"""The suite's own machinery: the override guard, capability skips, backend selection, strict mode."""
+"""The suite's own machinery: the override guard, capability skips, backend selection, strict mode,
+the per-test time limit, where a serverless backend's test stores go."""
 
 from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
 
 import pytest
 
@@ -8,10 +14,10 @@ pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(autouse=True)
-def inner_ini(pytester: pytest.Pytester) -> None:
-    # The inner runs' own configuration, as a store's project would set it (pytest-asyncio warns
-    # when the loop scope of async fixtures is left to its changing default).
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+def no_limit_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The inner runs are configured by each test alone. (They get no ini: the plugin itself sets
+    # what pytest-asyncio needs, as a store project's run, which sets nothing, would get it.)
+    monkeypatch.delenv("DURABLE_TEST_TIMEOUT", raising=False)
 
 
 MEMORY_FACTORY = """
@@ -143,3 +149,126 @@ def test_strict_mode_fails_instead_of_skipping(
     outcomes = result.parseoutcomes()
     assert outcomes.get("errors", 0) > 0 and "skipped" not in outcomes
     result.stdout.fnmatch_lines(["*strict mode*"])
+
+
+def test_a_store_authors_run_prints_no_pytest_asyncio_deprecation_warning(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(MEMORY_FACTORY)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-k", "round_trips_exactly")
+    assert result.parseoutcomes().get("passed", 0) > 0
+    output = result.stdout.str() + result.stderr.str()
+    assert '"asyncio_default_fixture_loop_scope" is unset' not in output
+    assert "PytestDeprecationWarning" not in output
+
+
+BLOCKING_STORE = """
+import time
+import pytest
+from durable_memory import InMemoryStore
+from durable_contract_tests import StoreContract
+
+class LoopBlocker(InMemoryStore):
+    async def create_run(self, run):
+        time.sleep(3600)  # a synchronous call in an async method: the event loop stops
+        return await super().create_run(run)
+
+class TestBlocked(StoreContract):
+    @pytest.fixture
+    def store_factory(self):
+        return lambda same_data_as=None: LoopBlocker()
+
+def test_a_slow_test_of_the_project_is_not_limited():
+    time.sleep(2.5)
+"""
+
+
+def test_a_contract_test_that_blocks_the_event_loop_fails_at_the_time_limit_with_the_stacks(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(BLOCKING_STORE)
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--durable-timeout", "2", "-k",
+        "created_run_is_read_back_field_for_field or slow_test_of_the_project", timeout=60,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_a_created_run_is_read_back_field_for_field was still running (call) after the durable "
+            "contract suite's time limit of 2 s per test*",
+            "*--- main thread (most recent call last):*",
+        ]
+    )
+    assert "time.sleep(3600)" in result.stdout.str()  # where it blocked
+    assert elapsed < 30, f"the blocked run took {elapsed:.0f} s"
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [("option", "1.5"), ("env", "1.5"), ("ini", "1.5")],
+)
+def test_the_time_limit_is_set_by_option_environment_or_ini(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, where: str, value: str
+) -> None:
+    pytester.makepyfile(BLOCKING_STORE)
+    args = ["-p", "no:cacheprovider", "-k", "created_run_is_read_back_field_for_field"]
+    if where == "option":
+        args += ["--durable-timeout", value]
+    elif where == "env":
+        monkeypatch.setenv("DURABLE_TEST_TIMEOUT", value)
+    else:
+        pytester.makeini(f"[pytest]\ndurable_timeout = {value}\n")
+    result = pytester.runpytest_subprocess(*args, timeout=60)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*time limit of {value} s per test*"])
+
+
+def test_a_time_limit_that_is_not_a_number_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(MEMORY_FACTORY)
+    result = pytester.runpytest_subprocess("--durable-timeout", "soon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--durable-timeout='soon': give the time limit in seconds (0: none)*"])
+
+
+def test_a_backend_without_a_server_keeps_its_test_stores_in_a_temporary_directory(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DURABLE_TEST_SCRATCHFILE_URL", raising=False)
+    seen = pytester.path / "urls.txt"
+    pytester.makeconftest(
+        f"""
+from durable._plugins import get_plugin_manager
+from durable.hookspecs import StoreBackend, hookimpl
+from durable_example_store import JsonFileStore
+
+def isolated(base, token):
+    with open({str(seen)!r}, "a") as log:
+        log.write(base + "\\n")
+    return base.rstrip("/") + "/" + token + ".json"
+
+class Plugin:
+    @hookimpl
+    def durable_store_backends(self):
+        # Like a file store written before the suite gave serverless backends a directory: no
+        # test_server, only isolated_url.
+        return [StoreBackend("scratchfile", ("scratchfile",), "test", JsonFileStore,
+                             capabilities=JsonFileStore.capabilities, isolated_url=isolated)]
+
+    @hookimpl
+    def durable_store_from_url(self, url, options):
+        return JsonFileStore.from_url(url) if url.startswith("scratchfile:") else None
+
+get_plugin_manager().register(Plugin(), name="scratch-plugin")
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--pyargs", "durable_contract_tests", "--durable-store", "scratchfile",
+        "-k", "created_run_is_read_back_field_for_field or two_fresh_stores_share_no_data",
+    )  # fmt: skip
+    result.assert_outcomes(passed=2)
+    bases = set(seen.read_text().split())
+    assert len(bases) == 1
+    [base] = bases
+    directory = re.sub("^scratchfile:///", "", base)
+    assert directory.startswith(tempfile.gettempdir() + os.sep), base  # not the file system's root
+    assert not os.path.exists(directory), "the temporary directory outlived the session"
