@@ -173,6 +173,23 @@ def unknown_sha() -> str:
     return hashlib.sha1(b"-- not loaded " + secrets.token_bytes(8)).hexdigest()
 
 
+def as_previous_release(admin: redis.Redis, store: RedisStore) -> None:
+    """Turn the keys of ``store``'s prefix into what the previous release left: the same run
+    hashes, steps, deliveries, run index and index of live runs, but no layout version, no status,
+    workflow or id index, no expiry schedule, and the dedupe hashes under their old name
+    (``:sigids``)."""
+    keys = store.keys
+    prefix = keys.prefix
+    for key in admin.scan_iter(match=keys.pattern, count=1000):
+        parsed = keys.run_id_of(key)
+        if parsed is not None and parsed[1] == "delivered":
+            admin.rename(key, keys.legacy_delivered(parsed[0]))
+        elif key.startswith(f"{prefix}:workflow:{{") or key.startswith(f"{prefix}:status:"):
+            admin.delete(key)
+    admin.delete(keys.layout, keys.ids, keys.expiring)
+    admin.set(f"{prefix}:live:built", "1")
+
+
 def drop(redis_url: str, prefix: str) -> None:
     """Delete every key under ``prefix`` (a test's or a session's namespace)."""
     admin = redis.Redis.from_url(redis_url)

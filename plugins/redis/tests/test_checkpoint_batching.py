@@ -22,7 +22,7 @@ from redis_test_kit import (
 )
 
 from durable import Workflow
-from durable.errors import LeaseLost, StoreUnavailable
+from durable.errors import LeaseLost, StoreCorrupted, StoreUnavailable
 from durable.store import Lease, StepRecord, StepStatus
 from durable_redis import RedisStore
 from durable_redis._calls import Call, grouped
@@ -189,9 +189,12 @@ async def test_an_error_in_one_runs_script_fails_only_that_runs_items(
 
     outcomes = await in_one_batch(store, *saves(store, batch))
 
-    assert [type(o) for o in outcomes] == [list, rx.ResponseError, list, rx.ResponseError]
+    # A steps key of another type is a corrupt store: StoreCorrupted naming the run and the field.
+    assert [type(o) for o in outcomes] == [list, StoreCorrupted, list, StoreCorrupted]
     assert outcomes[1] is not outcomes[3]  # each caller raises its own exception
-    assert "WRONGTYPE" in str(outcomes[1])
+    for error in (outcomes[1], outcomes[3]):
+        assert isinstance(error, StoreCorrupted) and "WRONGTYPE" in str(error)
+        assert (error.run_id, error.field) == ("run-1", "steps")
     assert [s.key for s in await store.load_steps("run-2")] == ["s"]
 
 

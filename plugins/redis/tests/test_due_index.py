@@ -17,6 +17,7 @@ from redis_test_kit import (
     CountingConnection,
     RecordingConnection,
     StoreMaker,
+    as_previous_release,
     counted,
     in_one_batch,
     lease_of,
@@ -28,6 +29,7 @@ from redis_test_kit import (
 from durable._lifecycle import DUE_STATUSES, is_due
 from durable.store import RunQuery, RunRecord, RunStatus
 from durable_redis import RedisStore
+from durable_redis._keys import LAYOUT
 
 FINISHED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 
@@ -186,14 +188,13 @@ async def test_opening_data_of_the_previous_release_builds_the_index_once(
     now = time.time()
     expected = await expected_due(writer, now)
     await writer.close()
-    # The previous release kept the same hashes and run index, and no index of live runs.
-    admin.delete(writer.keys.live, writer.keys.live_built)
+    as_previous_release(admin, writer)
 
     built_by = f"upgrade-{token_hex(4)}"
     upgraded = make_store(prefix=writer.prefix, client_name=built_by, connection_class=RecordingConnection)
     await upgraded.open()
-    assert sent_since(built_by, 0).count(b"ZSCAN") == 1  # the run index is small: one step
-    assert admin.exists(writer.keys.live_built)
+    assert b"\r\nSCAN\r\n" in sent_since(built_by, 0)  # the keyspace, once
+    assert admin.get(writer.keys.layout) == str(LAYOUT)
     assert ids(await upgraded.due_runs(now)) == expected
     assert {"completed", "failed", "cancelled"}.isdisjoint(admin.zrange(writer.keys.live, 0, -1))
     await upgraded.close()
@@ -202,18 +203,18 @@ async def test_opening_data_of_the_previous_release_builds_the_index_once(
     name = f"upgrade-{token_hex(4)}"
     again = make_store(prefix=writer.prefix, client_name=name, connection_class=RecordingConnection)
     await again.open()
-    assert b"ZSCAN" not in sent_since(name, 0)
+    assert b"\r\nSCAN\r\n" not in sent_since(name, 0)
     assert CountingConnection.opened[name] == 1
     assert ids(await again.due_runs(now)) == expected
 
 
-async def test_opening_an_empty_prefix_marks_the_index_built_in_the_round_trip_that_loads_the_scripts(
+async def test_opening_an_empty_prefix_marks_the_layout_in_the_round_trip_that_loads_the_scripts(
     make_store: StoreMaker, admin: redis.Redis
 ) -> None:
     store, name = counted(make_store, "fresh", connection_class=RecordingConnection)
     await store.open()
-    assert admin.exists(store.keys.live_built)
-    assert b"ZSCAN" not in sent_since(name, 0)
+    assert admin.get(store.keys.layout) == str(LAYOUT)
+    assert b"\r\nSCAN\r\n" not in sent_since(name, 0)
     assert CountingConnection.opened[name] == 1  # no pooled connection was needed
 
 

@@ -57,6 +57,61 @@ def test_prefixes_and_run_ids_cannot_be_traded_for_each_other() -> None:
     assert len(set(keys)) == len(keys)
 
 
+TRICKY_PREFIXES = ["a", "a:", "a:b", "a:workflow", "a:status", "a:live", "a:runs", "a:ids", "a:{", "ü"]
+TRICKY_NAMES = ["", "runs", "b", ":b", "x}:run", "{x}", "status:pending", "%", "live"]
+
+
+def every_key(space: k.KeySpace, names: list[str]) -> set[str]:
+    """Every key name a prefix may hold: its runs', the indexes (the workflows' among them), the
+    markers, and the previous layout's names."""
+    keys = set(space.fixed())
+    for name in names:
+        keys.update(space.run_keys(name))
+        keys.add(space.legacy_delivered(name))
+        keys.add(space.workflow(name))
+    keys.update(space.status(status) for status in k.STATUSES)
+    keys.update((space.index, space.live, space.ids, space.layout, space.alive, space.expiring))
+    return keys
+
+
+def test_no_two_prefixes_share_a_key_of_any_kind() -> None:
+    spaces = [k.KeySpace(prefix) for prefix in TRICKY_PREFIXES if "{" not in prefix]
+    seen: dict[str, str] = {}
+    for space in spaces:
+        for key in every_key(space, TRICKY_NAMES):
+            assert seen.setdefault(key, space.prefix) == space.prefix, (key, seen[key], space.prefix)
+
+
+def test_a_prefix_owns_exactly_its_own_keys() -> None:
+    spaces = [k.KeySpace(prefix) for prefix in TRICKY_PREFIXES if "{" not in prefix]
+    for space in spaces:
+        own = every_key(space, TRICKY_NAMES)
+        assert all(space.owns(key) for key in own), space.prefix
+        others = set().union(*(every_key(o, TRICKY_NAMES) for o in spaces if o is not space))
+        assert not [key for key in others if space.owns(key)], space.prefix
+        assert not space.owns(space.prefix + ":something-else")
+        assert not space.owns(space.prefix + ":{x}:unknown-kind")
+
+
+def test_a_runs_deliveries_live_in_one_key_named_sig() -> None:
+    # python-durable 0.2's test_redis_signal_ttl counts the keys containing "sig" (issue 14).
+    space = k.KeySpace("durable")
+    named_sig = [
+        key for key in every_key(space, ["ttl-test"]) - {space.legacy_delivered("ttl-test")} if "sig" in key
+    ]
+    assert named_sig == [space.run_keys("ttl-test")[2]] == ["durable:{ttl-test}:sigs"]
+
+
+def test_the_keys_of_a_run_key_are_read_back_from_its_name() -> None:
+    space = k.KeySpace("app")
+    for run_id in ODD_IDS:
+        for kind, key in zip(k.RUN_KINDS, space.run_keys(run_id), strict=True):
+            assert space.run_id_of(key) == (run_id, kind)
+        assert space.run_id_of(space.legacy_delivered(run_id)) == (run_id, "sigids")
+    assert space.run_id_of("app:v2:{x}:run") is None
+    assert space.run_id_of(space.workflow("x")) is None
+
+
 @pytest.mark.parametrize("prefix", ["", "a{b", "a}b"])
 def test_a_prefix_with_braces_or_empty_is_refused(prefix: str) -> None:
     with pytest.raises(ConfigurationError):
@@ -64,6 +119,7 @@ def test_a_prefix_with_braces_or_empty_is_refused(prefix: str) -> None:
 
 
 def test_signal_dedupe_fields_do_not_collide_and_never_equal_the_counter_field() -> None:
+    # Fields of a run's "delivered" hash.
     fields = {k.delivery_field("a", "b:c"), k.delivery_field("a:b", "c"), k.delivery_field("", "")}
     assert len(fields) == 3
     assert all(field[0].isdigit() for field in fields)
@@ -146,6 +202,8 @@ async def test_the_cleanup_pattern_matches_only_its_own_prefix() -> None:
     matched = {key async for key in client.scan_iter(match=tricky.pattern)}
     assert matched == {*tricky.run_keys("r"), tricky.index}
     assert all(re.match(r"t\[1\]\*\?:", key) for key in matched)
+    runs = {key async for key in client.scan_iter(match=tricky.run_pattern)}
+    assert runs == set(tricky.run_keys("r"))
 
 
 def test_nothing_claims_redis_cluster_support() -> None:

@@ -23,7 +23,7 @@ from redis_test_kit import (
 )
 
 from durable.errors import LeaseLost, StoreUnavailable
-from durable.store import Lease, RunRecord, StepRecord
+from durable.store import Lease, RunRecord, RunStatus, StepRecord
 from durable_redis import RedisStore
 from durable_redis._wire import Wire
 
@@ -222,7 +222,8 @@ async def assert_each_its_own(store: RedisStore, outcomes: list[Any]) -> None:
     """Each caller got its own outcome, and each write was done once."""
     saved, broken, lost, claimed, read = outcomes
     assert isinstance(saved, StepRecord) and saved.run_id == "run-0" and saved.key == "s"
-    assert isinstance(broken, rx.ResponseError) and "WRONGTYPE" in str(broken)
+    # A run key of another type reads as a corrupt run (issue 16, items 1 and 7), not an error.
+    assert isinstance(broken, RunRecord) and broken.status is RunStatus.CORRUPT and broken.run_id == "broken"
     assert isinstance(lost, LeaseLost) and "'run-1'" in str(lost) and "current: 1" in str(lost)
     assert isinstance(claimed, Lease) and claimed.run_id == "pending" and claimed.token == 1
     assert isinstance(read, RunRecord) and read.run_id == "run-1" and read.owner == "owner-a"

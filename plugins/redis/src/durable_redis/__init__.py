@@ -5,18 +5,29 @@ cluster-aware (no slot routing, no MOVED/ASK redirects), and it is not tested ag
 
 Key layout (``_keys``): a run's keys are ``<prefix>:{<escaped run id>}:run`` (hash of the run's
 fields), ``:steps`` (hash: step key -> checkpoint), ``:sigs`` (list of deliveries in ``seq``
-order) and ``:sigids`` (hash: length-prefixed ``(name, delivery_id)`` -> seq, plus the ``seq``
-counter). The braces delimit the escaped run id, which contains none, so no two (prefix, run
-id, kind) triples share a key name. They are written as a Redis hash tag, so all of one run's
-keys hash to one slot, but the scripts that change a run also keep the index of live runs below,
-which lives in another, and nothing here routes by slot. ``<prefix>:runs`` is a sorted set of run
-ids by ``created_at`` for ``list_runs``; ``<prefix>:live`` a sorted set of the runs whose status
-may make them due (pending, running, waiting), scored by the time each becomes due, for
-``due_runs``, so a worker's poll reads no finished run; ``<prefix>:signals`` is the pub/sub
-channel that wakes ``wait_for_signal``. Data of a release without ``<prefix>:live`` gets it
-built once, by one scan of ``<prefix>:runs``, when a store first opens it
-(``<prefix>:live:built`` marks it done); processes of that release keep no entries in it, so
-upgrade them all.
+order: the one key of a run's signals whose name says "sig") and ``:delivered`` (hash:
+length-prefixed ``(name, delivery_id)`` -> seq, plus the ``seq`` counter). The braces delimit the
+escaped run id, which contains none, so no two (prefix, run id, kind) triples share a key name.
+They are written as a Redis hash tag, so all of one run's keys hash to one slot, but the scripts
+that change a run also keep the prefix's indexes, which live in others, and nothing here routes
+by slot. The indexes are sorted sets of run ids kept by the very scripts that change a run:
+``<prefix>:runs`` (every run), ``<prefix>:status:<status>`` (one per stored status) and
+``<prefix>:workflow:{<name>}`` (one per workflow), all scored by ``created_at``, which listings
+walk (``_listing``: the one that narrows a query most, newest first, a page at a time, from
+``RunQuery.after``'s run on); ``<prefix>:ids`` (every id at one score, so ``ZRANGE BYLEX`` finds
+an id prefix: a run's children); ``<prefix>:live`` (the runs whose status may make them due,
+scored by the time each becomes due, for ``due_runs``: a poll reads no finished or parked run).
+So a listing page, a child lookup and a poll cost the same at 100,000 runs as at none.
+``<prefix>:signals`` is the pub/sub channel that wakes ``wait_for_signal``.
+
+Upgrading (``_layout``): ``<prefix>:layout`` holds the key layout's version. A store that opens
+keys of the previous release (which kept no status, workflow or id index and named the dedupe
+hash ``:sigids``) migrates them once, before ``open()`` returns: one ``SCAN`` of the keyspace for
+the prefix's run keys, every run's index entries computed from its stored fields, every
+``:sigids`` renamed ``:delivered``. Deliveries keep their key, so a run parked before the upgrade
+receives a signal sent after it, and a delivery id recorded before is still recorded once.
+Processes of the previous release keep none of these indexes, so upgrade them all; keys of a
+newer layout are refused (``ConfigurationError``).
 
 Atomicity (``_scripts``): every operation that checks and writes is one Lua script run with
 EVALSHA, fenced by the run's lease token where the Store contract says so.
@@ -35,7 +46,9 @@ Pending, running, waiting and *failed* runs never expire: a failed run is resume
 it again, possibly days later, and must keep its checkpoints so finished steps do not run
 twice. Delete failed runs you will not resume with ``delete_run``. Signals sent to a run that
 does not exist (yet) expire after ``ttl`` unless the run is created meanwhile. ``ttl=0`` keeps
-everything forever. ``list_runs`` drops index entries whose run has expired.
+everything forever. A run counting down is listed in ``<prefix>:expiring`` by when its keys
+expire; once they did, the next poll (``due_runs``, 100 runs a poll) removes its index entries,
+and a listing drops any entry whose run it finds gone.
 
 One clock: every lease comparison and expiry is the server's. The scripts read ``TIME`` for a
 claim's "is the lease live?" and the expiry it sets, a renewal's expiry, a cancel's "does anyone

@@ -6,28 +6,64 @@ id: the escaped id never contains a brace and the prefix may not contain one, so
 (prefix, run id, kind) triples share a key. Written so, they are also a Redis hash tag: a
 run's keys hash to one slot, which matters only to a server that shards by slot (the store
 does not support Redis Cluster; see the package docstring). Step keys and signal names are hash fields or
-length-prefixed values inside a run's own keys, never parts of a key name.
+length-prefixed values inside a run's own keys, never parts of a key name. A run's deliveries
+live in one key whose name says ``sig`` (``:sigs``, a list in arrival order); their dedupe hash
+is ``:delivered`` (the previous layout called it ``:sigids``, renamed when a store opens it).
 
-Besides the run keys, each prefix has ``<prefix>:runs`` (every run, scored by ``created_at``:
-listings), ``<prefix>:live`` (the runs whose status is in ``DUE_STATUSES``, scored by the time
-each becomes due: polls, see ``_scripts``), ``<prefix>:live:built`` (set once ``:live`` holds
-every run, see ``RedisStore.open``), ``<prefix>:alive`` (a marker written when a store opens, whose
-disappearance tells that the server lost its data) and the notification channel
-``<prefix>:signals``. They carry no hash tag: they belong to the prefix, not to a run. A prefix's
-own keys never equal another prefix's: those of prefix ``p:live`` are ``p:live:{...}:run``,
-``p:live:runs``, ``p:live:live``...
+Besides the run keys, each prefix has sorted sets of run ids, all scored by ``created_at`` but
+``:live`` and ``:ids``, kept by the scripts that change a run (see ``_scripts``):
+``<prefix>:runs`` (every run: listings), ``<prefix>:status:<status>`` (one per stored status),
+``<prefix>:workflow:{<escaped name>}`` (one per workflow), ``<prefix>:ids`` (every run id at
+score 0, in byte order: ``id_prefix`` listings, child runs), ``<prefix>:live`` (the runs whose
+status is in ``DUE_STATUSES``, scored by the time each becomes due: polls), and
+``<prefix>:expiring`` (finished runs whose keys count down, scored by when they expire, so their
+index entries are removed after them). ``<prefix>:layout`` holds the layout's version (see
+``RedisStore.open``), ``<prefix>:alive`` is a marker written when a store opens, whose
+disappearance tells that the server lost its data, and ``<prefix>:signals`` is the notification
+channel (not a key). They belong to the prefix, not to a run.
+
+A prefix's own keys never equal another prefix's: a fixed name has no brace, a run key has
+``}:<kind>`` after its first brace, a workflow's index ends at its first ``}``; so ``p:live``'s
+keys (``p:live:{...}:run``, ``p:live:runs``, ``p:live:workflow:{...}``...) are none of ``p``'s.
+``owns`` tells whether a key is one of a prefix's, for ``drop_all``.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from durable.errors import ConfigurationError
 from durable.store import RunRecord, RunStatus, SignalRecord, StepRecord, StepStatus, compact_json
 
-RUN_KINDS = ("run", "steps", "sigs", "sigids")
+RUN_KINDS = ("run", "steps", "sigs", "delivered")
 """The per-run keys, in the order every script receives them as ``KEYS``."""
+LEGACY_KINDS = ("sigids",)
+"""Per-run keys of the previous layout (``:sigids`` is ``:delivered`` now)."""
+STATUSES: tuple[RunStatus, ...] = (
+    RunStatus.PENDING,
+    RunStatus.RUNNING,
+    RunStatus.WAITING,
+    RunStatus.COMPLETED,
+    RunStatus.FAILED,
+    RunStatus.CANCELLED,
+)
+"""The stored statuses, each with an index, in the order scripts receive those indexes."""
+LAYOUT = 2
+"""The key layout's version, kept in ``<prefix>:layout``. 2: status, workflow and id indexes,
+``:delivered``. The previous release kept no version (nor these indexes)."""
+_FIXED = (
+    "runs",
+    "live",
+    "live:built",
+    "alive",
+    "ids",
+    "layout",
+    "expiring",
+    *(f"status:{status.value}" for status in STATUSES),
+)
+"""Every fixed key name under a prefix, past and present (``live:built``: the previous release's
+marker that its live index was built)."""
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
@@ -67,15 +103,78 @@ class KeySpace:
     """Key names under one prefix."""
 
     prefix: str
+    _tail: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The prefix's keys every script that may change a run's status receives (see ``changing``)."""
 
     def __post_init__(self) -> None:
         check_prefix(self.prefix)
+        statuses = [f"{self.prefix}:status:{status.value}" for status in STATUSES]
+        object.__setattr__(self, "_tail", (self.live, *statuses, self.expiring))
 
     def run_keys(self, run_id: str) -> list[str]:
-        """``[run, steps, sigs, sigids]`` of one run, all in one hash slot."""
+        """``[run, steps, sigs, delivered]`` of one run, all in one hash slot."""
         base = f"{self.prefix}:{{{escape_run_id(run_id)}}}:"
-        run, steps, sigs, sigids = RUN_KINDS  # not a comprehension: every store call builds these
-        return [base + run, base + steps, base + sigs, base + sigids]
+        run, steps, sigs, delivered = RUN_KINDS  # not a comprehension: every store call builds these
+        return [base + run, base + steps, base + sigs, base + delivered]
+
+    def legacy_delivered(self, run_id: str) -> str:
+        """The previous layout's name of a run's ``delivered`` hash."""
+        return f"{self.prefix}:{{{escape_run_id(run_id)}}}:sigids"
+
+    def changing(self, run_id: str) -> list[str]:
+        """The ``KEYS`` of a script that may change the run's status: its keys, the index of live
+        runs, the six status indexes (``STATUSES`` order) and the expiry schedule."""
+        keys = self.run_keys(run_id)
+        keys += self._tail
+        return keys
+
+    def status(self, status: RunStatus | str) -> str:
+        """The index of the runs in ``status``."""
+        return f"{self.prefix}:status:{RunStatus(status).value}"
+
+    def workflow(self, name: str) -> str:
+        """The index of the runs of workflow ``name`` (escaped as a run id is: brace-free)."""
+        return f"{self.prefix}:workflow:{{{escape_run_id(name)}}}"
+
+    @property
+    def ids(self) -> str:
+        """Every run id at score 0: ``ZRANGE BYLEX`` finds the ids with a given prefix."""
+        return f"{self.prefix}:ids"
+
+    @property
+    def expiring(self) -> str:
+        """Finished runs whose keys have a TTL, scored by when they expire (see ``_scripts``)."""
+        return f"{self.prefix}:expiring"
+
+    @property
+    def layout(self) -> str:
+        """The key layout's version (``LAYOUT``), written once a store opened the prefix."""
+        return f"{self.prefix}:layout"
+
+    def fixed(self) -> list[str]:
+        """Every fixed key under this prefix, past layouts' included (``drop_all``)."""
+        return [f"{self.prefix}:{name}" for name in _FIXED]
+
+    def run_id_of(self, key: str) -> tuple[str, str] | None:
+        """``(run id, kind)`` of one of this prefix's run keys (past layouts' included), else ``None``."""
+        head = self.prefix + ":{"
+        if not key.startswith(head):
+            return None
+        end = key.find("}", len(head))
+        if end < 0 or key[end + 1 : end + 2] != ":":
+            return None
+        kind = key[end + 2 :]
+        if kind not in RUN_KINDS and kind not in LEGACY_KINDS:
+            return None
+        return unescape_run_id(key[len(head) : end]), kind
+
+    def owns(self, key: str) -> bool:
+        """Whether ``key`` is one of this prefix's keys (a run's, an index, a marker), and not a
+        key of another prefix that starts alike (``app:v2``'s keys are not ``app``'s)."""
+        if self.run_id_of(key) is not None or key in self.fixed():
+            return True
+        head = self.prefix + ":workflow:{"
+        return key.startswith(head) and key.endswith("}") and key.find("}", len(head)) == len(key) - 1
 
     @property
     def index(self) -> str:
@@ -85,11 +184,6 @@ class KeySpace:
     def live(self) -> str:
         """The index of live runs (status in ``DUE_STATUSES``), scored by when each becomes due."""
         return f"{self.prefix}:live"
-
-    @property
-    def live_built(self) -> str:
-        """Exists once ``live`` lists every run (stores of the previous release kept no such index)."""
-        return f"{self.prefix}:live:built"
 
     @property
     def alive(self) -> str:
@@ -103,8 +197,14 @@ class KeySpace:
 
     @property
     def pattern(self) -> str:
-        """A SCAN pattern matching every key under this prefix (for cleaning up test data)."""
+        """A SCAN pattern matching every key of this prefix, and of the prefixes that start with
+        it and a colon (``owns`` tells them apart)."""
         return self.prefix.translate(_GLOB_SPECIAL) + ":*"
+
+    @property
+    def run_pattern(self) -> str:
+        """A SCAN pattern matching exactly this prefix's run keys (and nothing else of it)."""
+        return self.prefix.translate(_GLOB_SPECIAL) + ":{*"
 
 
 # -- field encodings -------------------------------------------------------------------------
@@ -140,32 +240,6 @@ def run_fields(run: RunRecord) -> dict[str, str]:
     }
     fields.update({name: value for name, value in optional.items() if value is not None})
     return fields
-
-
-def _opt_float(value: str | None) -> float | None:
-    return None if value is None else float(value)
-
-
-def parse_run(fields: dict[str, str]) -> RunRecord:
-    return RunRecord(
-        run_id=fields["run_id"],
-        workflow=fields["workflow"],
-        status=RunStatus(fields["status"]),
-        inputs=fields["inputs"],
-        inputs_digest=fields["inputs_digest"],
-        created_at=float(fields["created_at"]),
-        updated_at=float(fields["updated_at"]),
-        result=fields.get("result"),
-        error=fields.get("error"),
-        owner=fields.get("owner"),
-        lease_token=int(fields["lease_token"]),
-        lease_expires_at=_opt_float(fields.get("lease_expires_at")),
-        wake_at=_opt_float(fields.get("wake_at")),
-        deadline=_opt_float(fields.get("deadline")),
-        parent_run_id=fields.get("parent_run_id"),
-        cancel_requested=fields.get("cancel_requested") == "1",
-        activity=fields.get("activity"),  # absent in records of the previous release: None
-    )
 
 
 def pairs(flat: list[str]) -> dict[str, str]:

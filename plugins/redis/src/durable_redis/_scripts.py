@@ -1,10 +1,12 @@
 """The Lua scripts that make each store operation atomic.
 
-Per-run scripts receive ``KEYS = [run, steps, sigs, sigids]`` (or a leading subset), all in
-one hash slot, and those that change a run's status, lease or wake time also the index of live
-runs (``KEYS[5]``, ``KEYS[4]`` for ``send_signal``). Fenced scripts answer ``{0, current_token}``
-when the lease token is stale (``{0, -1}`` when the run is gone). The commonest replies are the
-integer ``1``: every reply element costs the client CPU to parse.
+``KEYS`` of a script that may change a run's status, lease or wake time (``KeySpace.changing``):
+``[run, steps, sigs, delivered]`` (the run's own keys, in one hash slot), then the index of live
+runs, the six status indexes (``_keys.STATUSES`` order) and the expiry schedule; ``create_run``
+and ``delete_run`` also get the run index and the id index (and ``create_run`` its workflow's
+index). Fenced scripts answer ``{0, current_token}`` when the lease token is stale (``{0, -1}``
+when the run is gone). The commonest replies are the integer ``1``: every reply element costs
+the client CPU to parse.
 
 One clock: every time a script compares or writes for a lease (a claim's "is the lease still
 live?", a lease's expiry, a cancel's "does anyone hold it?", the index's due times, a delivery's
@@ -15,18 +17,35 @@ so ``TIME`` may precede writes. Durations (``lease_seconds``) come from the clie
 client chose (a run's ``created_at``, ``deadline``, a parked run's ``wake_at``) come as ``ARGV``
 strings and are stored verbatim. Times a script takes are written with ``%.17g``, which Python's
 ``float`` reads back as the very double Lua computed; Lua compares them with ``tonumber``.
+Scores are written as the stored strings, never as Lua numbers (which Redis formats with 14
+digits).
 
-The index of live runs (``<prefix>:live``) lists every run whose status is in ``DUE_STATUSES``
-(pending, running, waiting), scored by the time it becomes due by ``durable._lifecycle.is_due``:
-when its lease expires if it has an owner and a lease expiry, else at once (score 0) for a
-pending or running run or a waiting one with an owner, else (a parked run) at its ``wake_at``, or
-never (``+inf``). ``reindex`` recomputes a run's entry from its stored fields in the script that
-changed them, so the entry never disagrees with the run: a poll reads the entries scored up to
-now and only the runs they name, however many finished runs the store holds.
+Indexes. Every index is a sorted set of run ids, kept by the very script that changes the run,
+so an entry never disagrees with its run (but for the entries of runs whose keys expired, below):
+
+- ``<prefix>:runs``, ``<prefix>:status:<status>`` and ``<prefix>:workflow:{<name>}``, scored by
+  ``created_at``: listings walk the one that narrows them most, newest first (``_listing``).
+  The run index and the workflow's are written when the run is created; the status indexes move
+  the run when its status changes (``reindex``, given the status it had).
+- ``<prefix>:ids``, every run id at score 0: ``ZRANGE BYLEX`` finds the ids that start with a
+  prefix (child runs are ``<parent>/...``) in O(log n) plus what it finds.
+- ``<prefix>:live``, every run whose status is in ``DUE_STATUSES`` (pending, running, waiting),
+  scored by the time it becomes due by ``durable._lifecycle.is_due``: when its lease expires if
+  it has an owner and a lease expiry, else at once (score 0) for a pending or running run or a
+  waiting one with an owner, else (a parked run) at its ``wake_at``, or never (``+inf``). A poll
+  reads the entries scored up to now and only the runs they name, however many runs are parked
+  or finished. A stored time that is not a number scores 0: the poll reads the record, which
+  decodes as corrupt, and returns nothing for it.
+
+A status that is not one of the six (a hand-edited record) has no status index entry and no live
+entry: the run is listed, as corrupt, by listings without a status filter.
 
 TTL policy (see the package docstring): ``set_ttl(ms)`` expires all four keys of a run when
 it reaches a final status, and ``set_ttl(0)`` removes any expiry when it becomes live again.
-Keys created later for a run that is already counting down inherit the run key's TTL.
+Keys created later for a run that is already counting down inherit the run key's TTL. A run
+counting down is listed in ``<prefix>:expiring`` (member ``<byte length of id>:<id><workflow>``,
+scored by when its keys expire), so that a poll, once they expired, removes its index entries
+(``prune``): an expired run leaves no entry behind for long, even in indexes no listing walks.
 """
 
 from __future__ import annotations
@@ -35,6 +54,8 @@ from __future__ import annotations
 # server's view of it and still be written as given (see CREATE_RUN).
 _PRELUDE = """
 local CLOCK_TOLERANCE = 1.0
+local STATUS_SLOT = {pending = 1, running = 2, waiting = 3, completed = 4, failed = 5, cancelled = 6}
+local LIVE, EXPIRING = 5, 12
 local function clock()
   if redis.replicate_commands then redis.replicate_commands() end
   local t = redis.call('TIME')
@@ -43,9 +64,28 @@ end
 local function fmt(x)
   return string.format('%.17g', x)
 end
+local function num(text)
+  local n = tonumber(text)
+  if n and n == n then return n end
+  return nil
+end
+local function schedule_member()
+  local f = redis.call('HMGET', KEYS[1], 'run_id', 'workflow')
+  if not f[1] then return nil end
+  return string.len(f[1]) .. ':' .. f[1] .. (f[2] or '')
+end
 local function set_ttl(ms)
-  for i = 1, 4 do
-    if ms > 0 then redis.call('PEXPIRE', KEYS[i], ms) else redis.call('PERSIST', KEYS[i]) end
+  if ms > 0 then
+    for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ms) end
+    local member = schedule_member()
+    if member then redis.call('ZADD', KEYS[EXPIRING], fmt(clock() + ms / 1000), member) end
+    return
+  end
+  local counted = redis.call('PERSIST', KEYS[1])
+  for i = 2, 4 do redis.call('PERSIST', KEYS[i]) end
+  if counted == 1 then
+    local member = schedule_member()
+    if member then redis.call('ZREM', KEYS[EXPIRING], member) end
   end
 end
 local function inherit_ttl(key)
@@ -62,75 +102,104 @@ local function is_final(status)
   return status == 'completed' or status == 'cancelled'
 end
 local function live(owner, expires, now)
-  return owner and expires and tonumber(expires) > tonumber(now)
+  local at = num(expires)
+  return owner and at and at > now
 end
-local function reindex(index)
+local function due_score(status, owner, expires, wake)
+  if status ~= 'pending' and status ~= 'running' and status ~= 'waiting' then return nil end
+  if owner then
+    if num(expires) then return expires end
+    return '0'
+  end
+  if status == 'waiting' then
+    if wake == false or wake == nil then return '+inf' end
+    if num(wake) then return wake end
+  end
+  return '0'
+end
+local function relive()
   local f = redis.call('HMGET', KEYS[1], 'run_id', 'status', 'owner', 'lease_expires_at', 'wake_at')
-  local status = f[2]
-  if status ~= 'pending' and status ~= 'running' and status ~= 'waiting' then
-    if f[1] then redis.call('ZREM', index, f[1]) end
-    return
-  end
-  local due = '0'
-  if f[3] then
-    due = f[4] or '0'
-  elseif status == 'waiting' then
-    due = f[5] or '+inf'
-  end
-  redis.call('ZADD', index, due, f[1])
+  if not f[1] then return end
+  local due = due_score(f[2], f[3], f[4], f[5])
+  if due then redis.call('ZADD', KEYS[LIVE], due, f[1]) else redis.call('ZREM', KEYS[LIVE], f[1]) end
+end
+local function reindex(old)
+  local f = redis.call('HMGET', KEYS[1], 'run_id', 'status', 'owner', 'lease_expires_at', 'wake_at',
+    'created_at')
+  local id, status = f[1], f[2]
+  if not id then return end
+  local due = due_score(status, f[3], f[4], f[5])
+  if due then redis.call('ZADD', KEYS[LIVE], due, id) else redis.call('ZREM', KEYS[LIVE], id) end
+  if old == status then return end
+  local was = old and STATUS_SLOT[old]
+  if was then redis.call('ZREM', KEYS[LIVE + was], id) end
+  local slot = status and STATUS_SLOT[status]
+  if slot and num(f[6]) then redis.call('ZADD', KEYS[LIVE + slot], f[6], id) end
 end
 """
 
-# ARGV: ttl_ms, lease_seconds ('' for a run without a lease), the lease's expiry as given,
-# field, value, field, value, ... A run created with a lease (a direct call owns it) keeps the
-# expiry its creator gave when that is within CLOCK_TOLERANCE of lease_seconds from the server's
-# now, else gets that instead: a creator whose clock is off cannot give a lease that is already
-# over, or one that lasts longer than asked. Returns 1 when created with the fields as given, the
-# expiry written instead when it was replaced, else the stored fields.
+# KEYS: changing + runs, ids, workflow index. ARGV: ttl_ms, lease_seconds ('' for a run without
+# a lease), the lease's expiry as given, run_id, created_at, field, value, field, value, ... A run
+# created with a lease (a direct call owns it) keeps the expiry its creator gave when that is
+# within CLOCK_TOLERANCE of lease_seconds from the server's now, else gets that instead: a creator
+# whose clock is off cannot give a lease that is already over, or one that lasts longer than
+# asked. Returns 1 when created with the fields as given, the expiry written instead when it was
+# replaced, else the stored fields (-1 when the run's key holds something other than a hash).
 CREATE_RUN = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.call('HGETALL', KEYS[1])
-end
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'hash' then return redis.call('HGETALL', KEYS[1]) end
+if kind ~= 'none' then return -1 end
 local expires = nil
 if ARGV[2] ~= '' then
   local server = clock() + tonumber(ARGV[2])
   if math.abs(server - tonumber(ARGV[3])) > CLOCK_TOLERANCE then expires = fmt(server) end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 if expires then redis.call('HSET', KEYS[1], 'lease_expires_at', expires) end
-set_ttl(tonumber(ARGV[1]))
-reindex(KEYS[5])
+redis.call('ZADD', KEYS[13], ARGV[5], ARGV[4])
+redis.call('ZADD', KEYS[14], 0, ARGV[4])
+redis.call('ZADD', KEYS[15], ARGV[5], ARGV[4])
+reindex(nil)
+set_ttl(tonumber(ARGV[1]))  -- a live run's keys (deliveries sent before it existed) never expire
 return expires or 1
 """
 
 # ARGV: owner, lease_seconds, nonce. Returns {token, expires_at}, or nil when the claim is refused.
-# The nonce (field 'claim') tells this very call, sent again after its reply was lost.
+# The nonce (field 'claim') tells this very call, sent again after its reply was lost. A record it
+# cannot read (a status that is not claimable, a token or lease expiry that is not a number) is
+# refused, unchanged.
 CLAIM_RUN = """
 local now = clock()
 local f = redis.call('HMGET', KEYS[1], 'status', 'owner', 'lease_expires_at', 'lease_token', 'claim')
 if not f[1] then return false end
 if f[2] == ARGV[1] and f[5] == ARGV[3] and f[3] then return {tonumber(f[4]), f[3]} end
-if is_final(f[1]) or live(f[2], f[3], now) then return false end
+local status = f[1]
+if status ~= 'pending' and status ~= 'running' and status ~= 'waiting' and status ~= 'failed' then
+  return false
+end
+if f[4] and not string.match(f[4], '^%-?%d+$') then return false end
+if f[2] and f[3] and not num(f[3]) then return false end
+if live(f[2], f[3], now) then return false end
 local token = redis.call('HINCRBY', KEYS[1], 'lease_token', 1)
 local expires = fmt(now + tonumber(ARGV[2]))
 redis.call('HSET', KEYS[1], 'status', 'running', 'owner', ARGV[1], 'lease_expires_at', expires,
   'updated_at', fmt(now), 'claim', ARGV[3])
 redis.call('HDEL', KEYS[1], 'wake_at', 'activity')
 set_ttl(0)
-reindex(KEYS[5])
+reindex(status)
 return {token, expires}
 """
 
 # ARGV: token, owner, lease_seconds[, activity]. The expiry is lease_seconds from the server's
 # now: now itself for a lease given back (lease_seconds=0), which claim_run's strict comparison
-# sees expired at once.
+# sees expired at once. updated_at is left alone: a heartbeat is not a change.
 RENEW_LEASE = """
 local now = clock()
 local lost = stale(ARGV[1])
 if lost then return lost end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'lease_expires_at', fmt(now + tonumber(ARGV[3])))
 if ARGV[4] then redis.call('HSET', KEYS[1], 'activity', ARGV[4]) end
-reindex(KEYS[5])
+relive()
 return {1, redis.call('HGETALL', KEYS[1])}
 """
 
@@ -141,6 +210,7 @@ UPDATE_RUN = """
 local now = clock()
 local lost = stale(ARGV[1])
 if lost then return lost end
+local old = redis.call('HGET', KEYS[1], 'status')
 redis.call('HSET', KEYS[1], 'status', ARGV[4], 'updated_at', fmt(now))
 local names = {'result', 'error', 'wake_at', 'activity'}
 for i = 1, 4 do
@@ -151,8 +221,8 @@ for i = 1, 4 do
   end
 end
 if ARGV[3] == '1' then redis.call('HDEL', KEYS[1], 'owner', 'lease_expires_at') end
+reindex(old)
 set_ttl(tonumber(ARGV[2]))
-reindex(KEYS[5])
 return 1
 """
 
@@ -164,28 +234,41 @@ if not f[1] then return false end
 redis.call('HSET', KEYS[1], 'cancel_requested', '1', 'updated_at', fmt(now))
 if not is_final(f[1]) and not live(f[2], f[3], now) then
   redis.call('HSET', KEYS[1], 'status', 'cancelled')
+  reindex(f[1])
   set_ttl(tonumber(ARGV[1]))
-  reindex(KEYS[5])
 end
 return redis.call('HGETALL', KEYS[1])
 """
 
+# Resets a failed or cancelled run; a run in any other status is returned unchanged. Returns the
+# run's fields, or nil for an unknown run.
 RESET_RUN = """
 local now = clock()
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local old = redis.call('HGET', KEYS[1], 'status')
+if not old then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+  return redis.call('HGETALL', KEYS[1])
+end
+if old ~= 'failed' and old ~= 'cancelled' then return redis.call('HGETALL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 'status', 'pending', 'cancel_requested', '0', 'updated_at', fmt(now))
 redis.call('HDEL', KEYS[1], 'error', 'wake_at', 'activity')
 set_ttl(0)
-reindex(KEYS[5])
+reindex(old)
 return redis.call('HGETALL', KEYS[1])
 """
 
-# ARGV: run_id
+# KEYS: changing + runs, ids. ARGV: run_id. Returns {existed, workflow} (workflow '' when
+# unknown): the client removes the run from its workflow's index (``PRUNE``).
 DELETE_RUN = """
+local workflow = redis.call('HGET', KEYS[1], 'workflow') or ''
+local member = schedule_member()
 local existed = redis.call('DEL', KEYS[1])
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-redis.call('ZREM', KEYS[5], ARGV[1])
-return existed
+for i = LIVE, LIVE + 6 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+redis.call('ZREM', KEYS[13], ARGV[1])
+redis.call('ZREM', KEYS[14], ARGV[1])
+if member then redis.call('ZREM', KEYS[EXPIRING], member) end
+return {existed, workflow}
 """
 
 # KEYS: run, steps. ARGV: token, key, value, key, value, ...
@@ -211,75 +294,142 @@ if kept then return out end
 return 1
 """
 
-# KEYS: run, sigs, sigids, live. ARGV: field, nonce, body, orphan_ttl_ms, channel, notice
+# KEYS: run, steps, sigs, delivered, live. ARGV: field, nonce, body, orphan_ttl_ms, channel, notice
 # Returns 1 if recorded (also when this very call, by its nonce, recorded it before), else 0.
 # A waiting run is due from the server's now.
 SEND_SIGNAL = """
 local now = fmt(clock())
-local seen = redis.call('HGET', KEYS[3], ARGV[1])
+local seen = redis.call('HGET', KEYS[4], ARGV[1])
 if seen then
   local space = string.find(seen, ' ', 1, true)
-  if string.sub(seen, space + 1) == ARGV[2] then return 1 end
+  if space and string.sub(seen, space + 1) == ARGV[2] then return 1 end
   return 0
 end
-local seq = redis.call('HINCRBY', KEYS[3], 'seq', 1)
-redis.call('HSET', KEYS[3], ARGV[1], seq .. ' ' .. ARGV[2])
-redis.call('RPUSH', KEYS[2], seq .. ' ' .. ARGV[3])
+local seq = redis.call('HINCRBY', KEYS[4], 'seq', 1)
+redis.call('HSET', KEYS[4], ARGV[1], seq .. ' ' .. ARGV[2])
+redis.call('RPUSH', KEYS[3], seq .. ' ' .. ARGV[3])
 if redis.call('HGET', KEYS[1], 'status') == 'waiting' then
   redis.call('HSET', KEYS[1], 'wake_at', now, 'updated_at', now)
-  reindex(KEYS[4])
+  relive()
 end
-local pttl = inherit_ttl(KEYS[2])
+local pttl = inherit_ttl(KEYS[3])
 if pttl > 0 then
-  redis.call('PEXPIRE', KEYS[3], pttl)
+  redis.call('PEXPIRE', KEYS[4], pttl)
 elseif pttl == -2 and tonumber(ARGV[4]) > 0 then
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
 end
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 1
 """
 
-# KEYS: index. ARGV: member, score, member, score, ...
-# Drops index entries of runs that expired, unless the run was created again meanwhile (which
-# gives the entry a new score).
-PRUNE_INDEX = """
-local removed = 0
-for i = 1, #ARGV, 2 do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
-    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+# KEYS: run, expiring, then indexes. ARGV: run_id, its expiry schedule member ('' for none).
+# Removes run_id from every index when the run's key is gone (it expired, or was deleted), and
+# its schedule entry; a run that still exists keeps its entries (it was created again, or its
+# keys expire later than scheduled: rescheduled). Returns 1 when the entries were removed.
+PRUNE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[2] ~= '' then
+    local pttl = redis.call('PTTL', KEYS[1])
+    if pttl > 0 then
+      redis.call('ZADD', KEYS[2], fmt(clock() + pttl / 1000), ARGV[2])
+    else
+      redis.call('ZREM', KEYS[2], ARGV[2])
+    end
+  end
+  return 0
+end
+for i = 3, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+if ARGV[2] ~= '' then redis.call('ZREM', KEYS[2], ARGV[2]) end
+return 1
+"""
+
+# KEYS: run, runs, live, the six status indexes, ids, the index of the workflow the caller read
+# (any other key when it read none), the index of another workflow the run was found in (the
+# previous key again for none). ARGV: run_id, the workflow the caller read, '1' if it read one
+# ('0': the record has no workflow field). Every index entry of the run recomputed from its stored
+# fields (none for a run that is gone): building the indexes of data written by the previous
+# release, and repairing an entry that disagrees with its run (a hand-edited record, a process of
+# the previous release). Returns 1 if the run exists.
+INDEX_RUN = """
+local id = ARGV[1]
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  for i = 2, #KEYS do redis.call('ZREM', KEYS[i], id) end
+  return 0
+end
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return 0 end
+local f = redis.call('HMGET', KEYS[1], 'status', 'owner', 'lease_expires_at', 'wake_at', 'created_at',
+  'workflow')
+local due = due_score(f[1], f[2], f[3], f[4])
+if due then redis.call('ZADD', KEYS[3], due, id) else redis.call('ZREM', KEYS[3], id) end
+local created = num(f[5]) and f[5]
+for status, slot in pairs(STATUS_SLOT) do
+  if status == f[1] and created then
+    redis.call('ZADD', KEYS[3 + slot], created, id)
+  else
+    redis.call('ZREM', KEYS[3 + slot], id)
   end
 end
-return removed
-"""
-
-# KEYS: run, live. ARGV: run_id. The run's entry in the index of live runs, from its stored fields
-# (none for a run that is gone): building the index of a store written by the previous release,
-# and repairing an entry that disagrees with its run.
-REINDEX = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return redis.call('ZREM', KEYS[2], ARGV[1]) end
-reindex(KEYS[2])
+if created then redis.call('ZADD', KEYS[2], created, id) end
+redis.call('ZADD', KEYS[10], 0, id)
+if ARGV[3] == '1' and f[6] == ARGV[2] then
+  if created then redis.call('ZADD', KEYS[11], created, id) end
+  if KEYS[12] ~= KEYS[11] then redis.call('ZREM', KEYS[12], id) end
+elseif ARGV[3] == '0' and not f[6] and KEYS[12] ~= KEYS[11] then
+  redis.call('ZREM', KEYS[12], id)
+end
 return 1
 """
 
-# KEYS: live_built, runs. Sent with EVAL in the round trip that loads the scripts when a store
-# opens. Returns 1 when the index of live runs is complete: it was built, or there is no run yet
-# (then it is marked built at once); 0 when the runs of an older release must be indexed first.
-LIVE_INDEX_BUILT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('SET', KEYS[1], '1')
+# KEYS: the previous layout's dedupe hash (:sigids), the current one (:delivered). Renames the
+# first to the second (its TTL kept), or merges it into one written meanwhile: fields the second
+# lacks are copied, the seq counter becomes the larger. Returns 1 if there was one to migrate.
+MIGRATE_DELIVERED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  return 1
+end
+local old = redis.call('HGETALL', KEYS[1])
+for i = 1, #old, 2 do
+  if old[i] == 'seq' then
+    local current = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0') or 0
+    if (tonumber(old[i + 1]) or 0) > current then redis.call('HSET', KEYS[2], 'seq', old[i + 1]) end
+  else
+    redis.call('HSETNX', KEYS[2], old[i], old[i + 1])
+  end
+end
+redis.call('DEL', KEYS[1])
 return 1
 """
 
-# KEYS: live, alive. ARGV: offset (seconds the caller's now is ahead of its own clock). The runs
-# due at the server's now plus the offset: {now, marker, ids}, where now is the moment judged and
-# marker what <prefix>:alive holds ('' when it is gone: the server lost its data).
+# KEYS: layout, runs, alive. ARGV: the layout this code writes. Sent with EVAL in the round trip
+# that loads the scripts when a store opens, before the marker <prefix>:alive is written.
+# Returns 1 when the prefix's keys are in this layout: it says so, or the prefix was never opened
+# (no run, no marker: then it is marked at once); 0 when data of the previous release must be
+# migrated first; 2 when a newer release wrote it.
+LAYOUT_CHECK = """
+local version = redis.call('GET', KEYS[1])
+if version == ARGV[1] then return 1 end
+if version and (tonumber(version) or 0) > tonumber(ARGV[1]) then return 2 end
+if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# KEYS: live, alive, expiring. ARGV: offset (seconds the caller's now is ahead of its own clock),
+# how many expired schedule entries to return at most. The runs due at the server's now plus the
+# offset: {now, marker, ids, expired}, where now is the moment judged, marker what <prefix>:alive
+# holds ('' when it is gone: the server lost its data), and expired the schedule entries of runs
+# whose keys expired by the server's now (their index entries are pruned next).
 DUE_RUNS = """
-local now = fmt(clock() + tonumber(ARGV[1]))
+local server = clock()
+local now = fmt(server + tonumber(ARGV[1]))
 local ids = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE')
-return {now, redis.call('GET', KEYS[2]) or '', ids}
+local expired = redis.call('ZRANGE', KEYS[3], '-inf', fmt(server), 'BYSCORE', 'LIMIT', 0, ARGV[2])
+return {now, redis.call('GET', KEYS[2]) or '', ids, expired}
 """
 
 PER_RUN = {
@@ -292,9 +442,10 @@ PER_RUN = {
     "delete_run": DELETE_RUN,
     "save_steps": SAVE_STEPS,
     "send_signal": SEND_SIGNAL,
-    "reindex": REINDEX,
+    "prune": PRUNE,
+    "index_run": INDEX_RUN,
 }
 
 SOURCES: dict[str, str] = {name: _PRELUDE + body for name, body in PER_RUN.items()}
-SOURCES["prune_index"] = PRUNE_INDEX
+SOURCES["migrate_delivered"] = MIGRATE_DELIVERED
 SOURCES["due_runs"] = _PRELUDE + DUE_RUNS

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -17,9 +16,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
-from durable._lifecycle import DUE_STATUSES, is_due
+from durable._decode import decode_failure, run_from_text
+from durable._lifecycle import is_due
 from durable.batching import WriteBatcher
-from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreNotFound, StoreUnavailable
+from durable.errors import (
+    ConfigurationError,
+    LeaseLost,
+    StoreError,
+    StoreNotFound,
+    StoreUnavailable,
+)
 from durable.store import (
     Capability,
     Lease,
@@ -32,11 +38,12 @@ from durable.store import (
 )
 from durable.store import redact_url as redact
 from durable_redis import _keys as k
+from durable_redis import _layout, _listing
 from durable_redis._calls import Call, copy_error, grouped
 from durable_redis._checkpoints import checkpoint, merged, own_replies, stored_steps
 from durable_redis._notify import Notifier
 from durable_redis._persistence import SETTINGS, Persistence, RedisDataLost, log
-from durable_redis._scripts import LIVE_INDEX_BUILT, SOURCES
+from durable_redis._scripts import LAYOUT_CHECK, SOURCES
 from durable_redis._wire import Command, Wires
 
 try:
@@ -63,7 +70,8 @@ _BATCH_IN_FLIGHT = 2
 Two let this process make one wave of checkpoints while Redis stores the other (see
 ``WriteBatcher``); a third was slower, measured in scenario B."""
 
-_LIST_PAGE = 500
+_SWEEP = 100
+"""Most expired runs whose index entries one poll removes."""
 _SAFETY_RECHECK = 30.0
 """Even with a healthy subscription, a waiter re-reads its deliveries this often."""
 
@@ -146,6 +154,8 @@ class RedisStore(Store):
         self.clock = clock
         """This process's clock (``time.time``); a test may skew it."""
         self.redis_options = redis_options
+        self.label = repr(self)
+        """Names the store (password hidden) in the errors and corrupt records it reports."""
         self.persistence: Persistence | None = None
         """The server's persistence settings, read when the store opened."""
         self._marker: str | None = None
@@ -234,11 +244,12 @@ class RedisStore(Store):
         scripts = {name: client.register_script(source) for name, source in SOURCES.items()}
         wire = Wires(client, _BATCH_IN_FLIGHT)
         self._redis, self._loop, self._scripts, self._wire = client, loop, scripts, wire
-        # One round trip: the scripts, whether the live index is built, the marker (written unless
-        # there is one) and the persistence settings.
+        # One round trip: the scripts, whether the keys are in this layout (before the marker is
+        # written: a prefix with neither runs nor a marker was never opened, so it has nothing to
+        # migrate), the marker (written unless there is one) and the persistence settings.
         alive = self.keys.alive
         also: list[Command] = [
-            ("EVAL", LIVE_INDEX_BUILT, 2, self.keys.live_built, self.keys.index),
+            ("EVAL", LAYOUT_CHECK, 3, self.keys.layout, self.keys.index, alive, k.LAYOUT),
             ("SET", alive, secrets.token_hex(8), "NX"),
             ("GET", alive),
             *(("CONFIG GET", name) for name in SETTINGS),
@@ -246,12 +257,17 @@ class RedisStore(Store):
         try:
             if not create:
                 await self._require_data()
-            built, _, marker, *config = await self._call(
+            layout, _, marker, *config = await self._call(
                 "connecting", lambda _: self._load_scripts(list(SOURCES), *also)
             )
-            for reply in (built, marker):
+            for reply in (layout, marker):
                 if isinstance(reply, Exception):
                     raise reply
+            if layout == 2:
+                raise ConfigurationError(
+                    f"{self!r}: the keys under prefix {self.prefix!r} are in a newer layout than this "
+                    f"release writes (version {k.LAYOUT}); upgrade durable-redis to open them"
+                )
             self._check_persistence(Persistence.from_replies(config))
         except BaseException:
             self._redis, self._loop, self._scripts, self._wire = None, None, {}, None
@@ -261,9 +277,9 @@ class RedisStore(Store):
         self._marker, self._loss = marker, None
         self._notifier = Notifier(client, self.keys.channel, self.operation_timeout / 2)
         self._batcher = WriteBatcher(self._flush, max_batch=_BATCH_MAX, max_in_flight=_BATCH_IN_FLIGHT)
-        if not built:
+        if not layout:
             try:
-                await self._build_live_index()
+                await _layout.migrate(self)
             except BaseException:
                 await self.close()
                 raise
@@ -293,32 +309,6 @@ class RedisStore(Store):
         if self.persistence is None:
             return None, "not read yet: the store is not open"
         return self.persistence.safe, self.persistence.describe()
-
-    async def _build_live_index(self) -> None:
-        """Index the live runs of data written before the index of live runs existed, then mark it
-        built: one ZSCAN of the run index, the first time a store opens on such data.
-
-        Each run's entry comes from the ``reindex`` script, which reads the run's stored fields
-        and writes its entry in one step: a run that another process changes meanwhile (its
-        scripts keep the index themselves) is never indexed from a stale read. Several processes
-        opening at once may each build it; the entries come out the same. A process of the
-        previous release still running keeps no entries: upgrade every process.
-        """
-        cursor = 0
-        while True:
-            cursor, run_ids = await self._call(
-                "indexing live runs", functools.partial(self._scan_index, cursor)
-            )
-            if run_ids:
-                await self._reindex(run_ids)
-            if cursor == 0:
-                break
-        await self._run(Call.plain("marking the live index built", "SET", self.keys.live_built, "1"))
-
-    async def _scan_index(self, cursor: int, _attempt: int) -> tuple[int, list[str]]:
-        """One ZSCAN step over the run index: the next cursor (0 at the end) and run ids."""
-        cursor, entries = await self.client.zscan(self.keys.index, cursor, count=1000)
-        return cursor, [str(run_id) for run_id, _ in entries]
 
     async def close(self) -> None:
         batcher = self._batcher
@@ -466,15 +456,59 @@ class RedisStore(Store):
 
     # -- helpers -----------------------------------------------------------------
 
-    async def _scored(self, start: float | str, end: float | str, **options: Any) -> list[tuple[str, float]]:
-        """Index entries as ``(run_id, created_at)``."""
-        found: list[tuple[str, float]] = await self.client.zrange(  # type: ignore[assignment]
-            self.keys.index, start, end, **options
-        )
-        return found
-
     def _ttl_ms(self) -> int:
         return round(self.ttl * 1000)
+
+    async def run_together(self, calls: Sequence[Call]) -> list[Any]:
+        """The replies of ``calls``, sent in one round trip; the first error reply is raised."""
+        return await self._run_together(*calls)
+
+    async def read_runs(self, run_ids: list[str]) -> list[_listing.Fields]:
+        """The fields of each run (empty for a run that is gone, the error reply for a key that
+        holds another type), in one pipeline."""
+        if not run_ids:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.hgetall(self.keys.run_keys(run_id)[0])
+            records: list[_listing.Fields] = await pipe.execute(raise_on_error=False)
+        return records
+
+    def unreadable_run(self, run_id: str, error: Exception) -> RunRecord:
+        """The corrupt run whose key holds another type than a hash (``error``: its WRONGTYPE)."""
+        if not _wrong_type(error):
+            raise error
+        return run_from_text(self.label, {"run_id": run_id, "workflow": _NotAHash()}, run_id)  # type: ignore[dict-item]
+
+    def _record(self, run_id: str, fields: dict[str, str]) -> RunRecord:
+        return run_from_text(self.label, fields, run_id)
+
+    def _corrupted(self, error: BaseException, run_id: str, field: str) -> BaseException:
+        """``StoreCorrupted`` naming the run and ``field`` for a WRONGTYPE reply (a key of the run
+        that holds another type), else ``error`` itself."""
+        if isinstance(error, Exception) and _wrong_type(error):
+            return decode_failure(self.label, run_id, field, error)
+        return error
+
+    def prune_call(self, run_id: str, source: _listing.Source | None = None, member: str = "") -> Call:
+        """The call removing ``run_id`` from every index (``source`` too, a workflow's) if the run
+        is gone, and its expiry schedule ``member``."""
+        keys = self.keys
+        names = [keys.run_keys(run_id)[0], keys.expiring, keys.index, keys.ids, *keys.changing(run_id)[4:11]]
+        if source is not None and source.workflow is not None:
+            names.append(source.key)
+        return Call(f"pruning the index entries of run {run_id!r}", names, [run_id, member], script="prune")
+
+    def index_call(self, run_id: str, workflow: str | None, source: _listing.Source | None = None) -> Call:
+        """The call recomputing every index entry of ``run_id`` from its stored fields, the
+        workflow read being ``workflow`` (``None``: none); an entry in ``source`` (another
+        workflow's index) is removed."""
+        keys = self.keys
+        own = keys.workflow(workflow) if workflow is not None else keys.ids
+        found = source.key if source is not None and source.workflow is not None else own
+        names = [keys.run_keys(run_id)[0], keys.index, *keys.changing(run_id)[4:11], keys.ids, own, found]
+        args = [run_id, workflow or "", "0" if workflow is None else "1"]
+        return Call(f"indexing run {run_id!r}", names, args, script="index_run")
 
     # -- runs --------------------------------------------------------------------
 
@@ -483,56 +517,65 @@ class RedisStore(Store):
         # clock, which the script counts from the server's now where the two clocks disagree.
         given = run.lease_expires_at if run.owner is not None else None
         lease = ("", "") if given is None else (k.fmt_float(given - self.clock()), k.fmt_float(given))
-        args: list[Any] = [self._ttl_ms() if run.status.is_final else 0, *lease]
+        created_at = k.fmt_float(run.created_at)
+        args: list[Any] = [self._ttl_ms() if run.status.is_final else 0, *lease, run.run_id, created_at]
         for field, value in k.run_fields(run).items():
             args += [field, value]
-        call = Call(f"creating run {run.run_id!r}", self._indexed_keys(run.run_id), args, script="create_run")
-        # The script lists a live run in the index of live runs itself; the run index's entry is a
-        # command of its own, sent in the same round trip as the script: the new record's
-        # created_at, which is the stored one when the run is created (the common case).
-        reply = (await self._run_together(call, self._index_entry(run)))[0]
+        keys = self.keys.changing(run.run_id)
+        keys += (self.keys.index, self.keys.ids, self.keys.workflow(run.workflow))
+        call = Call(f"creating run {run.run_id!r}", keys, args, script="create_run")
+        if self._marker is None:  # the prefix was emptied by drop_all: its markers come back with it
+            reply = (await self._run_together(call, *self._markers()))[0]
+            self._marker = await self._run(Call.plain("reading the marker", "GET", self.keys.alive))
+        else:
+            reply = await self._run(call)
         if reply == 1:
             return run, True
         if isinstance(reply, str):  # the expiry of the new run's lease, on the server's clock
             return replace(run, lease_expires_at=float(reply)), True
-        stored = k.parse_run(k.pairs(reply))
+        if reply == -1:  # the run's key holds another type than a hash
+            return self.unreadable_run(run.run_id, rx.ResponseError("WRONGTYPE")), False
+        stored = self._record(run.run_id, k.pairs(reply))
         # This very call, sent again after its reply was lost, finds its own record (its lease's
         # expiry is the server's).
         created = call.retried and replace(stored, lease_expires_at=run.lease_expires_at) == run
-        if stored.created_at != run.created_at:
-            # The run existed: its entry gets the stored created_at back. Writing it on every such
-            # call also repairs an entry lost to a crash, or pruned while the run was recreated.
-            await self._run(self._index_entry(stored))
         return stored, created
 
-    def _indexed_keys(self, run_id: str) -> list[str]:
-        """The run's keys and the index of live runs: the ``KEYS`` of a script that may change
-        the run's status, lease or wake time."""
-        keys = self.keys.run_keys(run_id)
-        keys.append(self.keys.live)
-        return keys
-
-    def _index_entry(self, run: RunRecord) -> Call:
-        """The ZADD that lists ``run`` in the index, scored by its ``created_at``."""
-        return Call.plain(f"indexing run {run.run_id!r}", "ZADD", self.keys.index, run.created_at, run.run_id)
+    def _markers(self) -> list[Call]:
+        """The calls writing this prefix's layout version and data-loss marker, unless present."""
+        what = "writing the prefix's markers"
+        return [
+            Call.plain(what, "SET", self.keys.layout, k.LAYOUT, "NX"),
+            Call.plain(what, "SET", self.keys.alive, secrets.token_hex(8), "NX"),
+        ]
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         key = self.keys.run_keys(run_id)[0]
-        fields = await self._run(Call.plain(f"reading run {run_id!r}", "HGETALL", key))
+        try:
+            fields = await self._run(Call.plain(f"reading run {run_id!r}", "HGETALL", key))
+        except rx.ResponseError as exc:
+            return self.unreadable_run(run_id, exc)
         if fields:
-            return k.parse_run(fields)
+            return self._record(run_id, fields)
         lost = await self._data_lost(run_id)
         if lost is not None:
             raise lost
         return None
 
+    async def _script(self, call: Call, run_id: str, field: str = "run") -> Any:
+        """``call``'s reply; a WRONGTYPE reply (a key of the run holds another type) raises
+        ``StoreCorrupted`` naming the run and ``field``."""
+        try:
+            return await self._run(call)
+        except rx.ResponseError as exc:
+            raise self._corrupted(exc, run_id, field) from exc
+
     async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
         # The server's clock judges the lease and sets the expiry; the nonce tells a retry of this
         # very call (see the script).
         args = [owner, k.fmt_float(lease_seconds), secrets.token_hex(8)]
-        reply = await self._run(
-            Call(f"claiming run {run_id!r}", self._indexed_keys(run_id), args, script="claim_run")
-        )
+        call = Call(f"claiming run {run_id!r}", self.keys.changing(run_id), args, script="claim_run")
+        reply = await self._script(call, run_id)
         return None if reply is None else Lease(run_id, owner, int(reply[0]), float(reply[1]))
 
     async def _lost(self, lease: Lease, current: Any) -> StoreError:
@@ -543,11 +586,17 @@ class RedisStore(Store):
             if lost is not None:
                 return lost
             return LeaseLost.stale(lease.run_id, lease.token, None)
-        return LeaseLost.stale(lease.run_id, lease.token, int(current))
+        try:
+            token = int(current)
+        except ValueError:  # a hand-edited token: no lease of this store's is current
+            token = None
+        return LeaseLost.stale(lease.run_id, lease.token, token)
 
     async def _data_lost(self, run_id: str) -> RedisDataLost | None:
         """For a run found gone: the loss of the server's data if it lost them since this store
         opened (``<prefix>:alive`` is gone or replaced), else ``None`` (one GET)."""
+        if self._marker is None:  # emptied by drop_all: nothing to compare with yet
+            return None
         if self._loss is None:
             current = await self._run(Call.plain("checking for data loss", "GET", self.keys.alive))
             if current == self._marker:
@@ -566,25 +615,23 @@ class RedisStore(Store):
             f"stored before is lost, and calling one again re-runs its steps{persistence}"
         )
         log.warning("durable-redis: %s", self._loss)
-        what = "writing the marker again"
-        fresh = secrets.token_hex(8)
-        _, self._marker = await self._run_together(
-            Call.plain(what, "SET", self.keys.alive, fresh, "NX"), Call.plain(what, "GET", self.keys.alive)
+        *_, self._marker = await self._run_together(
+            *self._markers(), Call.plain("reading the marker", "GET", self.keys.alive)
         )
 
     async def renew_lease(
         self, lease: Lease, lease_seconds: float, *, activity: str | None = None
     ) -> RunRecord:
-        keys = self._indexed_keys(lease.run_id)
+        keys = self.keys.changing(lease.run_id)
         # lease_seconds=0: the lease expires now (owner kept), and claim_run sees it expired.
         args = [str(lease.token), lease.owner, k.fmt_float(lease_seconds)]
         if activity is not None:
             args.append(activity)
         what = f"renewing the lease of run {lease.run_id!r}"
-        reply = await self._run(Call(what, keys, args, script="renew_lease"))
+        reply = await self._script(Call(what, keys, args, script="renew_lease"), lease.run_id)
         if reply[0] == 0:
             raise await self._lost(lease, reply[1])
-        return k.parse_run(k.pairs(reply[1]))
+        return self._record(lease.run_id, k.pairs(reply[1]))
 
     async def update_run(
         self,
@@ -597,7 +644,7 @@ class RedisStore(Store):
         release: bool = False,
         activity: str | None = None,
     ) -> None:
-        keys = self._indexed_keys(lease.run_id)
+        keys = self.keys.changing(lease.run_id)
         optional = [result, error, None if wake_at is None else k.fmt_float(wake_at), activity]
         mask = "".join("0" if value is None else "1" for value in optional)
         args = [
@@ -608,128 +655,26 @@ class RedisStore(Store):
             mask,
             *(value or "" for value in optional),
         ]
-        reply = await self._run(Call(f"updating run {lease.run_id!r}", keys, args, script="update_run"))
+        call = Call(f"updating run {lease.run_id!r}", keys, args, script="update_run")
+        reply = await self._script(call, lease.run_id)
         if reply != 1:
             raise await self._lost(lease, reply[1])
 
     async def request_cancel(self, run_id: str) -> RunRecord | None:
-        keys = self._indexed_keys(run_id)
+        keys = self.keys.changing(run_id)
         args = [self._ttl_ms()]
-        reply = await self._run(Call(f"cancelling run {run_id!r}", keys, args, script="request_cancel"))
-        return None if reply is None else k.parse_run(k.pairs(reply))
+        call = Call(f"cancelling run {run_id!r}", keys, args, script="request_cancel")
+        reply = await self._script(call, run_id)
+        return None if reply is None else self._record(run_id, k.pairs(reply))
 
     async def reset_run(self, run_id: str) -> RunRecord | None:
-        keys = self._indexed_keys(run_id)
-        reply = await self._run(Call(f"resetting run {run_id!r}", keys, [], script="reset_run"))
-        return None if reply is None else k.parse_run(k.pairs(reply))
+        call = Call(f"resetting run {run_id!r}", self.keys.changing(run_id), [], script="reset_run")
+        reply = await self._script(call, run_id)
+        return None if reply is None else self._record(run_id, k.pairs(reply))
 
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
-        if query.limit <= 0 or (query.statuses is not None and not query.statuses):
-            return []
-        if query.statuses is not None and query.statuses <= DUE_STATUSES:
-            # Only live runs can match: walk their index, not the whole history.
-            return await self._call("listing runs", lambda _: self._list_live_runs(query), bounded=False)
-        return await self._call("listing runs", lambda _: self._list_runs(query), bounded=False)
-
-    async def _list_runs(self, query: RunQuery) -> list[RunRecord]:
-        """Walk the run index newest first, reading the runs a page at a time: the first page as
-        long as the listing, so ``limit=20`` reads about 20 runs however many the store holds."""
-        wanted = query.offset + query.limit
-        found: list[RunRecord] = []
-        expired: list[tuple[str, float]] = []
-        high = "+inf" if query.created_before is None else "(" + k.fmt_float(query.created_before)
-        low = "-inf" if query.created_after is None else k.fmt_float(query.created_after)
-        size = min(wanted, _LIST_PAGE)
-        while len(found) < wanted:
-            # One entry beyond the page tells whether the page ends inside a tie group.
-            page = await self._scored(
-                high, low, desc=True, byscore=True, withscores=True, offset=0, num=size + 1
-            )
-            if not page:
-                break
-            last_page = len(page) <= size
-            if not last_page:
-                beyond = page.pop()
-                edge = page[-1][1]
-                if beyond[1] == edge:
-                    # Runs created at the same instant are ordered by id: read the whole tie group
-                    # at the page's edge.
-                    page = [entry for entry in page if entry[1] != edge]
-                    page += await self._scored(edge, edge, byscore=True, withscores=True)
-                high = "(" + k.fmt_float(edge)  # then continue strictly below it
-            page.sort(key=lambda entry: (-entry[1], entry[0]))
-            if query.id_prefix is not None:
-                page = [entry for entry in page if entry[0].startswith(query.id_prefix)]
-            records = await self._read_runs([run_id for run_id, _ in page])
-            for (run_id, score), fields in zip(page, records, strict=True):
-                if not fields:
-                    expired.append((run_id, score))
-                    continue
-                run = k.parse_run(fields)
-                if query.matches(run):
-                    found.append(run)
-            if last_page:
-                break
-            size = min(size * 4, _LIST_PAGE)  # filtered out: read further a larger page at a time
-        if expired:
-            args: list[Any] = []
-            for run_id, score in expired:
-                args += [run_id, k.fmt_float(score)]
-            await self._scripts["prune_index"](keys=[self.keys.index], args=args)
-        return found[query.offset : wanted]
-
-    async def _list_live_runs(self, query: RunQuery) -> list[RunRecord]:
-        """``list_runs`` of statuses that only live runs have: the index of live runs names them,
-        the run index's scores order them; only they are read."""
-        live: list[str] = await self.client.zrange(self.keys.live, 0, -1)  # type: ignore[assignment]
-        if not live:
-            return []
-        created: list[float | None] = await self.client.zmscore(self.keys.index, live)  # type: ignore[assignment]
-        entries = [
-            (-score, run_id)
-            for run_id, score in zip(live, created, strict=True)
-            if score is not None  # not listed by the unfiltered listing either
-            and (query.created_after is None or score >= query.created_after)
-            and (query.created_before is None or score < query.created_before)
-            and (query.id_prefix is None or run_id.startswith(query.id_prefix))
-        ]
-        entries.sort()
-        wanted = query.offset + query.limit
-        found: list[RunRecord] = []
-        gone: list[str] = []
-        start, size = 0, min(wanted, _LIST_PAGE)
-        while start < len(entries) and len(found) < wanted:
-            ids = [run_id for _, run_id in entries[start : start + size]]
-            start += size
-            for run_id, fields in zip(ids, await self._read_runs(ids), strict=True):
-                if not fields:
-                    gone.append(run_id)
-                    continue
-                run = k.parse_run(fields)
-                if query.matches(run):
-                    found.append(run)
-            size = min(size * 4, _LIST_PAGE)
-        if gone:
-            await self._reindex(gone)
-        return found[query.offset : wanted]
-
-    async def _read_runs(self, run_ids: list[str]) -> list[dict[str, str]]:
-        """The fields of each run (empty for a run that is gone), in one pipeline."""
-        if not run_ids:
-            return []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for run_id in run_ids:
-                pipe.hgetall(self.keys.run_keys(run_id)[0])
-            records: list[dict[str, str]] = await pipe.execute()
-        return records
-
-    async def _reindex(self, run_ids: list[str]) -> None:
-        """Recompute the entries of ``run_ids`` in the index of live runs from their stored fields."""
-        await self._run_together(*map(self._reindex_call, run_ids))
-
-    def _reindex_call(self, run_id: str) -> Call:
-        keys = [self.keys.run_keys(run_id)[0], self.keys.live]
-        return Call(f"indexing run {run_id!r}", keys, [run_id], script="reindex")
+        """Runs matching ``query`` through the index that narrows it most (``_listing``)."""
+        return await self._call("listing runs", lambda _: _listing.list_runs(self, query), bounded=False)
 
     async def due_runs(
         self, now: float, limit: int = 100, *, workflows: Collection[str] | None = None
@@ -740,24 +685,28 @@ class RedisStore(Store):
 
         Read from the index of live runs, whose entries are scored by the time each run becomes
         due (``_scripts``): the entries scored up to ``now``, then only the runs they name, so a
-        poll costs the same however many finished runs the store holds. When more are due than
-        ``limit``, the run index's scores (``created_at``) choose the oldest before any is read.
+        poll costs the same however many runs are parked or finished. When more are due than
+        ``limit``, the run index's scores (``created_at``) choose the oldest before any is read. A
+        record that cannot be read (corrupt) is not returned: its entry stays, so a record an
+        operator repairs is due again at once.
 
         One clock: ``now`` is read as a time on this process's ``clock`` and judged on the
         server's, ``now - clock()`` seconds after the server's ``TIME`` (a worker passes its
         ``time.time()``: the server's now), so a worker whose clock is off resumes a run exactly
         when the server's clock says its lease expired. The same script reads ``<prefix>:alive``:
-        a poll notices (and logs) a loss of the server's data.
+        a poll notices (and logs) a loss of the server's data. It also returns the runs whose
+        keys expired (``<prefix>:expiring``): the poll removes their index entries.
         """
         if limit <= 0:
             return []
         what = "listing due runs"
         offset = k.fmt_float(now - self.clock())
-        judged, marker, due_ids = await self._run(
-            Call(what, [self.keys.live, self.keys.alive], [offset], script="due_runs")
+        keys = [self.keys.live, self.keys.alive, self.keys.expiring]
+        judged, marker, due_ids, expired = await self._run(
+            Call(what, keys, [offset, _SWEEP], script="due_runs")
         )
         now = float(judged)
-        if marker != self._marker:
+        if self._marker is not None and marker != self._marker:
             await self._noticed_loss(marker)
         if len(due_ids) > limit:
             created = await self._run(Call.plain(what, "ZMSCORE", self.keys.index, *due_ids))
@@ -765,40 +714,73 @@ class RedisStore(Store):
             order = sorted(zip((0.0 if c is None else float(c) for c in created), due_ids, strict=True))
             due_ids = [run_id for _, run_id in order]
         found: list[RunRecord] = []
-        stale: list[str] = []
+        repairs = [self._expired_call(member) for member in expired]
         start = 0
         while start < len(due_ids) and len(found) < limit:
             ids = due_ids[start : start + limit - len(found)]
             start += len(ids)
             calls = [Call.plain(what, "HGETALL", self.keys.run_keys(run_id)[0]) for run_id in ids]
-            for run_id, fields in zip(ids, await self._run_together(*calls), strict=True):
-                run = k.parse_run(fields) if fields else None
-                if run is None or not is_due(run, now):  # an entry that disagrees with its run
-                    stale.append(run_id)
+            for run_id, fields in zip(ids, await self._open_batcher().submit_all(calls), strict=True):
+                if isinstance(fields, BaseException):
+                    if not (isinstance(fields, Exception) and _wrong_type(fields)):
+                        raise fields
+                    self.unreadable_run(run_id, fields)  # reported once; never returned
+                    continue
+                if not fields:
+                    repairs.append(self.prune_call(run_id))
+                    continue
+                run = self._record(run_id, fields)
+                if run.status is RunStatus.CORRUPT:
+                    continue
+                if not is_due(run, now):  # an entry that disagrees with its run
+                    repairs.append(self.index_call(run_id, run.workflow))
                 elif workflows is None or run.workflow in workflows:
                     found.append(run)
-        if stale:
-            await self._reindex(stale)
+        if repairs:
+            await self._run_together(*repairs)
         found.sort(key=lambda run: (run.created_at, run.run_id))
         return found
 
+    def _expired_call(self, member: str) -> Call:
+        """The prune of a run whose keys expired, from its expiry schedule ``member``
+        (``<byte length of id>:<id><workflow>``)."""
+        raw = member.encode()
+        length, _, rest = raw.partition(b":")
+        size = int(length)
+        run_id, workflow = rest[:size].decode(), rest[size:].decode()
+        return self.prune_call(run_id, self._workflow_source(workflow), member)
+
+    def _workflow_source(self, workflow: str) -> _listing.Source:
+        return _listing.Source(self.keys.workflow(workflow), workflow=workflow)
+
     async def delete_run(self, run_id: str) -> bool:
         what = f"deleting run {run_id!r}"
-        existed = await self._run(Call(what, self._indexed_keys(run_id), [run_id], script="delete_run"))
-        await self._run(Call.plain(what, "ZREM", self.keys.index, run_id))
+        keys = self.keys.changing(run_id)
+        keys += (self.keys.index, self.keys.ids)
+        existed, workflow = await self._script(Call(what, keys, [run_id], script="delete_run"), run_id)
+        if existed:
+            # Its workflow's index, which the script could not name: gone unless created again since.
+            await self._run(self.prune_call(run_id, self._workflow_source(workflow)))
         return bool(existed)
 
     # -- steps -------------------------------------------------------------------
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         key = self.keys.run_keys(run_id)[1]
-        fields = await self._run(Call.plain(f"loading the steps of run {run_id!r}", "HGETALL", key))
-        steps = [k.decode_step(run_id, step_key, value) for step_key, value in fields.items()]
+        call = Call.plain(f"loading the steps of run {run_id!r}", "HGETALL", key)
+        fields = await self._script(call, run_id, "steps")
+        steps = [self._step(run_id, step_key, value) for step_key, value in fields.items()]
         return sorted(steps, key=lambda step: step.finished_at)
+
+    def _step(self, run_id: str, key: str, value: str) -> StepRecord:
+        try:
+            return k.decode_step(run_id, key, value)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise decode_failure(self.label, run_id, f"step {key!r}", exc) from exc
 
     async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
         batch = (step,)  # save_steps of one step, without its frame: every checkpoint comes here
-        reply = await self._run(self._checkpoint(lease, batch))
+        reply = await self._script(self._checkpoint(lease, batch), lease.run_id, "steps")
         if reply == 1:
             return step
         return (await self._saved(lease, batch, reply))[0]
@@ -807,7 +789,8 @@ class RedisStore(Store):
         batch = tuple(steps)
         if not batch:
             return []
-        return await self._saved(lease, batch, await self._run(self._checkpoint(lease, batch)))
+        reply = await self._script(self._checkpoint(lease, batch), lease.run_id, "steps")
+        return await self._saved(lease, batch, reply)
 
     def _checkpoint(self, lease: Lease, batch: tuple[StepRecord, ...]) -> Call:
         for step in batch:
@@ -821,13 +804,16 @@ class RedisStore(Store):
             return list(batch)
         if reply[0] == 0:
             raise await self._lost(lease, reply[1])
-        return stored_steps(batch, reply[1:])
+        try:
+            return stored_steps(batch, reply[1:])
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise decode_failure(self.label, lease.run_id, "steps", exc) from exc
 
     # -- signals -----------------------------------------------------------------
 
     async def send_signal(self, run_id: str, name: str, delivery_id: str, payload: str) -> bool:
-        run_key, _, sigs, sigids = self.keys.run_keys(run_id)
-        keys = [run_key, sigs, sigids, self.keys.live]
+        keys = self.keys.run_keys(run_id)
+        keys.append(self.keys.live)
         args = [
             k.delivery_field(name, delivery_id),
             secrets.token_hex(8),
@@ -838,15 +824,21 @@ class RedisStore(Store):
             k.notice(run_id, name),
         ]
         what = f"sending signal {name!r} to run {run_id!r}"
-        recorded = await self._run(Call(what, keys, args, script="send_signal"))
+        recorded = await self._script(Call(what, keys, args, script="send_signal"), run_id, "signals")
         return bool(recorded)
 
     async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
         key = self.keys.run_keys(run_id)[2]
         what = f"listing the signals of run {run_id!r}"
-        entries: list[str] = await self._run(Call.plain(what, "LRANGE", key, 0, -1))
-        deliveries = [k.decode_signal(run_id, entry) for entry in entries]
+        entries: list[str] = await self._script(Call.plain(what, "LRANGE", key, 0, -1), run_id, "signals")
+        deliveries = [self._signal(run_id, position, entry) for position, entry in enumerate(entries)]
         return [d for d in deliveries if name is None or d.name == name]
+
+    def _signal(self, run_id: str, position: int, entry: str) -> SignalRecord:
+        try:
+            return k.decode_signal(run_id, entry)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise decode_failure(self.label, run_id, f"signals[{position}]", exc) from exc
 
     async def wait_for_signal(
         self, run_id: str, name: str, index: int, timeout: float | None
@@ -888,12 +880,20 @@ class RedisStore(Store):
     # -- maintenance -------------------------------------------------------------
 
     async def drop_all(self) -> int:
-        """Delete every key under this store's prefix (for tests and teardown); returns how many."""
+        """Delete every key of this store's prefix, its markers included, and no other prefix's
+        (``app:v2``'s keys are not ``app``'s); returns how many (for tests and teardown). The
+        store stays open: the markers come back with the next run it creates."""
         deleted = 0
+        owned: list[str] = []
         async for key in self.client.scan_iter(match=self.keys.pattern, count=1000):
-            deleted += int(await self.client.unlink(key))
-        if self._marker is not None:  # emptied on purpose: not a loss of data
-            await self.client.set(self.keys.alive, self._marker)
+            if self.keys.owns(key):
+                owned.append(key)
+            if len(owned) >= 500:
+                deleted += int(await self.client.unlink(*owned))
+                owned.clear()
+        if owned:
+            deleted += int(await self.client.unlink(*owned))
+        self._marker, self._loss = None, None  # emptied on purpose: not a loss of data
         return deleted
 
 
@@ -909,3 +909,15 @@ async def _close_quietly(client: aioredis.Redis) -> None:
         await client.aclose()
     except Exception:  # closing a client whose server is gone must not mask the real error
         pass
+
+
+class _NotAHash:
+    """Stands for the fields of a run key that holds another type than a hash."""
+
+    def __repr__(self) -> str:
+        return "<the run's key is not a hash (WRONGTYPE)>"  # durable._decode shows 60 characters
+
+
+def _wrong_type(error: Exception) -> bool:
+    """Whether ``error`` is a WRONGTYPE reply, also from inside a script."""
+    return isinstance(error, rx.ResponseError) and "WRONGTYPE" in str(error)
