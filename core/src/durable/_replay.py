@@ -39,7 +39,7 @@ from durable._patches import UNASKED_TASKS
 from durable._read_only_store import ReadOnlyStore
 from durable._records import Lease, RunQuery, RunRecord, RunStatus, StepRecord
 from durable._runner import encode_result
-from durable.context import RunContext, _current
+from durable.context import RunContext, _current, _scope
 from durable.errors import DurableError, NondeterminismError, UnknownRunError
 from durable.store import Store, accepts_create
 
@@ -224,6 +224,11 @@ async def replay_run(
         error = decode_failure(repr(store), run.run_id, "inputs", exc)
         return verdict(False, "incompatible", str(error))
     token = _current.set(ctx)
+    # A child run executes inside its parent's step (``_runner.run_child``), whose key scopes the
+    # child's step keys: replayed under the same scope, as its parent executes it.
+    parent = run.parent_run_id
+    scope = run.run_id[len(parent) + 1 :] if parent and run.run_id.startswith(parent + "/") else ""
+    scoped = _scope.set(scope)
     try:
         async with asyncio.timeout(timeout):
             value = await wfn.invoke(arguments)
@@ -285,6 +290,7 @@ async def replay_run(
             replayed=reached(),
         )
     finally:
+        _scope.reset(scoped)
         _current.reset(token)
     unreached = tuple(s.key for s in ahead())
     note = f"; recorded steps it no longer reaches: {', '.join(unreached)}" if unreached else ""
