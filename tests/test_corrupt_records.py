@@ -25,9 +25,11 @@ from durable.errors import StoreCorrupted
 
 Damage = Callable[[str, str], Awaitable[None]]
 """Damages one run's ``field`` (``status`` or ``wake_at``)."""
+Backend = tuple[str, Damage, Callable[[], Awaitable[Any]]]
+"""A store URL, how to damage one of its runs, and a dump of its run records."""
 
 
-def _sqlite(tmp_path: Path) -> tuple[str, Damage, Callable[[], Awaitable[Any]]]:
+def _sqlite(tmp_path: Path) -> Backend:
     path = tmp_path / "corrupt.db"
 
     async def damage(run_id: str, field: str) -> None:
@@ -44,7 +46,7 @@ def _sqlite(tmp_path: Path) -> tuple[str, Damage, Callable[[], Awaitable[Any]]]:
     return f"sqlite:///{path}", damage, dump
 
 
-def _redis(prefix: str) -> tuple[str, Damage, Callable[[], Awaitable[Any]]]:
+def _redis(prefix: str) -> Backend:
     url = os.environ.get("DURABLE_TEST_REDIS_URL")
     if not url:
         pytest.skip("set DURABLE_TEST_REDIS_URL to run this on Redis")
@@ -74,14 +76,14 @@ def _redis(prefix: str) -> tuple[str, Damage, Callable[[], Awaitable[Any]]]:
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def damaged_store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Damage, Callable[[], Awaitable[Any]]]:
+def damaged_store(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "sqlite":
         return _sqlite(tmp_path)
     return _redis(f"corrupt-{secrets.token_hex(4)}")
 
 
 async def test_a_worker_executes_every_run_of_its_own_past_corrupt_records_and_foreign_runs(
-    damaged_store: tuple[str, Damage, Callable[[], Awaitable[Any]]],
+    damaged_store: Backend,
 ) -> None:
     url, damage, dump = damaged_store
     executed: list[int] = []
