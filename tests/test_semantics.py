@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from durable.errors import (
     StoreUnavailable,
 )
 from durable.store import ErrorInfo
+from durable.testing import virtual_time
 
 from helpers import Calls, Crash, until_status
 
@@ -241,29 +243,26 @@ async def test_transient_checkpoint_write_failure_retries_the_write_not_the_body
     assert calls.count("charge") == 1 and failures["left"] == 0
 
 
-async def test_retries_make_retries_plus_one_attempts_with_backoff_waits(
-    wf: Workflow, calls: Calls, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    waits: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        waits.append(seconds)
-
-    monkeypatch.setattr("durable._engine._sleep", fake_sleep)
+async def test_retries_make_retries_plus_one_attempts_with_backoff_waits(wf: Workflow, calls: Calls) -> None:
+    tried_at: list[float] = []
 
     @wf.task(retries=3, backoff=exponential(base=2, max=60))
     async def flaky() -> None:
         calls("try")
+        tried_at.append(clock.time())
         raise ValueError("nope")
 
     @wf.workflow(id="retry")
     async def flow() -> None:
         await flaky()
 
-    with pytest.raises(ValueError):
-        await flow()
+    async with virtual_time() as clock:  # the waits pass in virtual time, each one a jump
+        with pytest.raises(ValueError):
+            await flow()
     assert calls.count("try") == 4
-    assert waits == [2.0, 4.0, 8.0]
+    assert [round(jump, 1) for jump in clock.jumps] == [2.0, 4.0, 8.0]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(tried_at)]
+    assert [round(gap, 1) for gap in gaps] == [2.0, 4.0, 8.0]
     failed = {s.key: s for s in await wf.get_steps("retry")}["flaky"]
     assert failed.status.value == "failed" and failed.attempts == 4
     info = ErrorInfo.from_json(failed.error or "")
@@ -448,12 +447,16 @@ class TestSignals:
         @wf.workflow(id="impatient")
         async def impatient() -> str:
             try:
-                await wf.signal("never", timeout=0.05)
+                await wf.signal("never", timeout=86400)
             except SignalTimeout:
                 return "timed out"
             return "got it"
 
-        assert await impatient() == "timed out"
+        async with virtual_time() as clock:  # a day's timeout, passed in virtual time
+            assert await impatient() == "timed out"
+            assert [round(jump) for jump in clock.jumps] == [86400]
+        await wf.complete("impatient", "never", "too late")
+        assert await impatient() == "timed out"  # replayed from the journal, at once
 
     async def test_complete_works_from_a_process_that_never_ran_a_workflow(self, store_url: str) -> None:
         if store_url.startswith("memory"):

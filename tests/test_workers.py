@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 
 from durable import RunStatus, Workflow
 from durable.errors import RunCancelled, RunFailed, RunInProgress, RunTimeout
+from durable.testing import virtual_time
 
 from helpers import Calls, until_status
 
@@ -69,17 +69,20 @@ async def test_a_parked_signal_wait_is_resumed_by_the_worker_that_sees_the_signa
 
 
 async def test_durable_sleep_keeps_its_original_wake_time_and_parks_in_a_worker(wf: Workflow) -> None:
+    week = 7 * 86400
+
     @wf.workflow(id="napper")
     async def napper() -> float:
-        await wf.sleep(1.5)
-        return time.time()
+        await wf.sleep(week)
+        return clock.time()
 
-    started = time.time()
-    await napper.start()
-    async with running_worker(wf):
-        run = await until_status(wf, "napper", RunStatus.WAITING)
+    async with virtual_time() as clock, running_worker(wf):
+        started = clock.time()
+        await napper.start()
+        with clock.hold():  # no jump while this test looks at the parked run
+            run = await until_status(wf, "napper", RunStatus.WAITING)
         assert run.owner is None and run.wake_at is not None
-        assert started + 1.4 <= run.wake_at <= started + 2.5
+        assert started + week - 0.1 <= run.wake_at <= started + week + 5
         woke = await wf.wait_for("napper", timeout=10)
     assert woke >= run.wake_at
     [sleep_step] = await wf.get_steps("napper")

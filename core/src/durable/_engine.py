@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from durable import _codec, _lifecycle
+from durable import _clock, _codec, _lifecycle
 from durable._decode import decode_failure
 from durable._records import ErrorInfo, RunStatus, StepRecord, StepStatus
 from durable.backoff import BackoffStrategy
@@ -50,11 +50,6 @@ class StepPolicy:
 
     def delay(self, attempt: int) -> float:
         return 0.0 if self.backoff is None else max(0.0, float(self.backoff(attempt)))
-
-
-async def _sleep(seconds: float) -> None:
-    # A seam for tests that check retry delays without waiting for them.
-    await asyncio.sleep(seconds)
 
 
 _NOTHING: frozenset[str] = frozenset()
@@ -104,7 +99,7 @@ async def call_with_retries(fn: Callable[[], Awaitable[T]], policy: StepPolicy, 
         except BaseException as exc:
             if not policy.should_retry(exc, attempt):
                 raise
-            await _sleep(policy.delay(attempt))
+            await _clock.sleep(policy.delay(attempt))
 
 
 def replayed(ctx: RunContext, key: str, task: str, args_digest: str) -> str | None:
@@ -152,7 +147,7 @@ async def execute_step(
     plugins = ctx.executor.plugins
     # Checked here too, not only in observe(): its keyword arguments cost more than the check.
     watched = _NOTHING if plugins is None else plugins.observed_hooks()
-    started_at = time.time()
+    started_at = _clock.now()
     failures: list[ErrorInfo] = []
     attempt = 0
     # call_with_retries's loop, plus observers, scope and failure records: written out rather
@@ -192,7 +187,7 @@ async def execute_step(
             plugins, "durable_step_retried",
             run_id=ctx.run_id, key=key, task=task, attempt=attempt, error=error, delay=delay,
         )  # fmt: skip
-        await _sleep(delay)
+        await _clock.sleep(delay)
 
     del ctx.in_flight[key]
     try:
@@ -215,7 +210,7 @@ async def execute_step(
         error=_attempt_errors(failures[-1], failures) if failures else None,
         attempts=attempt,
         started_at=started_at,
-        finished_at=time.time(),
+        finished_at=_clock.now(),
     )
     stored = await ctx.write(lambda: ctx.store.save_step(ctx.lease, step))
     ctx.journal[key] = stored
@@ -253,7 +248,7 @@ async def _record_failure(
         error=_attempt_errors(ErrorInfo.from_exception(exc), [*failures, ErrorInfo.from_exception(exc)]),
         attempts=attempts,
         started_at=started_at,
-        finished_at=time.time(),
+        finished_at=_clock.now(),
     )
     try:
         ctx.journal[key] = await ctx.write(lambda: ctx.store.save_step(ctx.lease, step))
@@ -298,12 +293,16 @@ async def execute_run(
     task = asyncio.current_task()
     if task is None:
         raise RuntimeError(f"run {ctx.run_id!r}: a workflow must be awaited inside an asyncio task")
+    clock, parent = _clock.virtual, None
+    if clock is not None:  # virtual time moves on only while no run is busy
+        parent = _current.get()
+        clock.run_began(ctx, parent)
     token = _current.set(ctx)
     ctx.runner = task
     timer = None
     if deadline is not None:
         reason = RunTimeout(f"run {ctx.run_id!r} passed its deadline", run_id=ctx.run_id)
-        timer = asyncio.get_running_loop().call_later(max(0.0, deadline - time.time()), ctx.stop, reason)
+        timer = _clock.call_at(deadline, ctx.stop, reason)
     heartbeat = _Heartbeat(ctx, lease_seconds)
     try:
         value = await body()
@@ -322,6 +321,8 @@ async def execute_run(
         heartbeat.cancel()
         if timer is not None:
             timer.cancel()
+        if clock is not None:
+            clock.run_ended(ctx, parent)
 
 
 class _Heartbeat:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import time
 from typing import Any
 
-from durable import _codec, _keys, _lifecycle
+from durable import _clock, _codec, _keys, _lifecycle
 from durable._decode import decode_failure
 from durable._engine import Park, StepPolicy, execute_step
 from durable._records import RunStatus
@@ -50,7 +48,7 @@ async def wait_for_signal(name: str, timeout: float | None) -> Any:
             raise Park(None, signal=(name, index))
         else:
             await ctx.update(RunStatus.WAITING, activity=_lifecycle.waiting_for_signal(name, timeout))
-            found = await store.wait_for_signal(ctx.run_id, name, index, timeout)
+            found = await _clock.wait_for_signal(store, ctx.run_id, name, index, timeout)
             await ctx.update(RunStatus.RUNNING)
             if found is None:
                 return {"timeout": timeout}
@@ -88,21 +86,22 @@ async def sleep_until(when: float | dt.datetime) -> None:
     recorded: float = await execute_step(
         ctx, key, SLEEP_TASK, _codec.digest(None), record, StepPolicy(), _codec.dumps, _codec.loads
     )
-    remaining = recorded - time.time()
+    remaining = recorded - _clock.now()
     if remaining <= 0:
         return
     if remaining <= PARK_AFTER:
-        await asyncio.sleep(remaining)
+        await _clock.sleep(remaining)
         return
     if ctx.parkable:
+        _clock.expect(recorded)  # a worker polls for it: virtual time may jump there
         raise Park(recorded)
     # A long sleep in this process, holding the lease: say what the run waits for meanwhile.
     await ctx.update(RunStatus.WAITING, wake_at=recorded, activity=_lifecycle.sleeping_until(recorded))
-    await asyncio.sleep(max(0.0, recorded - time.time()))
+    await _clock.sleep(max(0.0, recorded - _clock.now()))
     await ctx.update(RunStatus.RUNNING)
 
 
 async def sleep(seconds: float) -> None:
     if seconds < 0:
         raise ConfigurationError(f"wf.sleep({seconds}): seconds must be >= 0")
-    await sleep_until(time.time() + seconds)
+    await sleep_until(_clock.now() + seconds)

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from durable import _runner
+from durable import _clock, _runner
 from durable._records import Lease, RunRecord, RunStatus
 from durable.errors import ConfigurationError, PluginError, RunParked
 from durable.store import Store, accepts_workflows
@@ -66,6 +66,8 @@ class Worker:
                     wait = self.poll_interval
                 self._slot_freed.clear()
                 waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._slot_freed.wait())]
+                if _clock.virtual is not None:  # virtual time jumped: a parked run may be due
+                    waiters.append(asyncio.ensure_future(_clock.advanced()))
                 await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:
                     waiter.cancel()
@@ -82,7 +84,7 @@ class Worker:
         ex = self.executor
         store = await ex.store()
         started = 0
-        now = time.time()
+        now = _clock.now()  # workflow time: a parked run's wake time is on it
         # Ask for as many more as corrupt runs were skipped, or they would fill every poll.
         wanted = free + len(self.corrupt_runs)
         if accepts_workflows(store):
