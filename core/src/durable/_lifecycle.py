@@ -24,6 +24,8 @@ and ``require`` raises ``LifecycleError`` for it before anything is written.
                   a run with a live owner is stopped by that owner at its next await
      resume       (caller) failed or cancelled ──► pending, then claimed
      claim        (executor) also takes a failed run: calling a failed run again retries it
+     fork         (caller) creates a new run owning it, as a direct call does, copies the journal
+                  before a step into it, then parks it due at once (waiting, wake time now)
 
 ``interrupted`` is never written: it is how a stored ``running`` or ``waiting`` run reads when
 its owner holds no live lease (crashed, paused past its lease, its caller cancelled it, or a
@@ -102,6 +104,9 @@ TRANSITIONS: tuple[Transition, ...] = (
     *(Transition(s, X, Actor.CALLER, "request_cancel", "cancel a run nobody executes") for s in (P, R, W, F)),
     Transition(X, P, Actor.CALLER, "reset_run", "resume() a cancelled run"),
     Transition(F, P, Actor.CALLER, "reset_run", "resume() a failed run"),
+    # fork(): the same changes as a direct call's creation and a park, made for a new run.
+    Transition(None, R, Actor.CALLER, "create_run", "fork(): the new run, owned while its journal is copied"),
+    Transition(R, W, Actor.OWNER, "update_run", "fork(): hand the copied run to any executor, due now"),
 )
 
 _ALLOWED = frozenset((t.source, t.target, t.actor) for t in TRANSITIONS)
