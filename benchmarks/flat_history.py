@@ -34,76 +34,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import gc
 import json
-import os
-import platform
-import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from _stores import STORES, fresh_store, machine, mean_us
+
 from durable.store import Lease, RunQuery, RunRecord, RunStatus, Store
 
-POSTGRES_URL = os.environ.get("DURABLE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("DURABLE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-STORES = ("memory", "sqlite", "postgres", "redis")
 DUE_RUNS = 10
 FILL_BATCH = 1000
 OPERATIONS = ("poll", "list", "start")
 GOAL = 1.5
-
-
-@contextlib.asynccontextmanager
-async def fresh_store(name: str) -> AsyncIterator[Store]:
-    """An opened, empty store of kind ``name``, removed with everything in it afterwards."""
-    tag = f"{os.getpid():x}_{secrets.token_hex(3)}"
-    if name == "memory":
-        from durable_memory import InMemoryStore
-
-        async with InMemoryStore() as memory:
-            yield memory
-    elif name == "sqlite":
-        from durable_sqlite import SQLiteStore
-
-        directory = tempfile.mkdtemp(prefix="durable-flat-")
-        try:
-            async with SQLiteStore(os.path.join(directory, "flat.db")) as sqlite:
-                yield sqlite
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
-    elif name == "postgres":
-        from durable_postgres import PostgresStore
-
-        postgres = PostgresStore(POSTGRES_URL, schema=f"durable_flat_{tag}")
-        await postgres.open()
-        try:
-            yield postgres
-        finally:
-            await postgres.drop_schema()
-            await postgres.close()
-    elif name == "redis":
-        from durable_redis import RedisStore
-
-        redis = RedisStore(REDIS_URL, ttl=0, prefix=f"durable-flat-{tag}")
-        await redis.open()
-        try:
-            yield redis
-        finally:
-            await redis.drop_all()
-            # Whatever drop_all's pattern leaves (the <prefix>:alive marker, today): the prefix is
-            # this run's own, so every key under it goes.
-            async for key in redis.client.scan_iter(match=f"{redis.keys.prefix}:*", count=1000):
-                await redis.client.unlink(key)
-            await redis.close()
-    else:
-        raise SystemExit(f"unknown store {name!r}; choose from {', '.join(STORES)}")
 
 
 def pending(run_id: str, created_at: float) -> RunRecord:
@@ -134,15 +80,6 @@ async def add_finished(store: Store, count: int, start: int, created_at: float) 
         await asyncio.gather(
             *(store.update_run(lease, RunStatus.COMPLETED, result='"done"', release=True) for lease in leases)
         )
-
-
-async def mean_us(ops: int, call: Callable[[int], Awaitable[Any]], first: int) -> float:
-    """The mean µs of ``ops`` sequential calls ``call(first)``, ``call(first + 1)``, ..."""
-    gc.collect()
-    started = time.perf_counter_ns()
-    for i in range(first, first + ops):
-        await call(i)
-    return (time.perf_counter_ns() - started) / ops / 1000
 
 
 def operations(store: Store, label: str) -> dict[str, Callable[[int], Awaitable[Any]]]:
@@ -227,21 +164,6 @@ async def bench_store(name: str, finished: int, rounds: int, ops: int) -> list[d
     for result in results:
         result.update(store=name, finished=finished, fill_seconds=fill_s)
     return results
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def print_table(results: list[dict[str, Any]], finished: int) -> None:
