@@ -10,7 +10,7 @@ from pydantic_core import PydanticSerializationError
 from durable.backoff import BackoffStrategy
 from durable.errors import NonRetryableError
 
-__all__ = ["StepConfig", "TaskConfig", "is_non_retryable", "resolve"]
+__all__ = ["StepConfig", "TaskConfig", "default_non_retryable", "is_non_retryable", "resolve"]
 
 
 class TaskConfig(TypedDict, total=False):
@@ -28,6 +28,12 @@ class TaskConfig(TypedDict, total=False):
     """Only these exceptions are retried (default: every ``Exception`` not known to be permanent)."""
     timeout: float
     """Limit, in seconds, for each attempt."""
+    non_retryable: tuple[type[BaseException], ...]
+    """Exceptions never retried, because the same input fails the same way again (default:
+    ``default_non_retryable()``: pydantic-ai's ``UserError``, ``UnexpectedModelBehavior`` and
+    ``UsageLimitExceeded``, and pydantic's ``PydanticUserError``). ``()`` lets ``retry_on`` decide
+    for those too. Refused requests (HTTP 4xx, an exhausted quota) and durable's own permanent
+    errors are never retried either way."""
 
 
 _KNOWN_KEYS = frozenset(TaskConfig.__annotations__)
@@ -41,6 +47,8 @@ class StepConfig:
     backoff: BackoffStrategy | None
     retry_on: tuple[type[BaseException], ...] | None
     timeout: float | None
+    non_retryable: tuple[type[BaseException], ...] | None = None
+    """``None``: ``default_non_retryable()``."""
 
 
 def resolve(config: Any, default_retries: int, default_backoff: BackoffStrategy | None) -> StepConfig:
@@ -61,12 +69,32 @@ def resolve(config: Any, default_retries: int, default_backoff: BackoffStrategy 
     timeout = config.get("timeout")
     if timeout is not None and timeout <= 0:
         raise ValueError(f"TaskConfig timeout must be > 0, got {timeout!r}")
+    non_retryable = config.get("non_retryable")
+    if isinstance(non_retryable, type):
+        non_retryable = (non_retryable,)
+    if non_retryable is not None and not (
+        isinstance(non_retryable, tuple)
+        and all(isinstance(t, type) and issubclass(t, BaseException) for t in non_retryable)
+    ):
+        raise TypeError(
+            f"TaskConfig non_retryable must be a tuple of exception classes, got {non_retryable!r}"
+        )
     return StepConfig(
         retries=retries,
         backoff=config.get("backoff", default_backoff),
         retry_on=retry_on,
         timeout=timeout,
+        non_retryable=non_retryable,
     )
+
+
+def default_non_retryable() -> tuple[type[BaseException], ...]:
+    """Errors a retry cannot fix, as pydantic-ai's Prefect and Temporal integrations see them: a
+    mistake in the program or its configuration, a model answer the agent cannot use, a usage limit."""
+    from pydantic import PydanticUserError
+    from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded, UserError
+
+    return (UserError, PydanticUserError, UnexpectedModelBehavior, UsageLimitExceeded)
 
 
 # HTTP statuses that mean the request itself was refused: sending it again gets the same answer.
@@ -74,17 +102,16 @@ _REJECTED_STATUSES = frozenset({400, 401, 403, 404, 405, 409, 413, 415, 422})
 _QUOTA_MARKERS = ("insufficient_quota", "quota exceeded", "exceeded your current quota", "billing")
 
 
-def is_non_retryable(exc: BaseException) -> bool:
-    """Whether a failed attempt is permanent: a programming error, a value that cannot be
-    serialised, a refused request or an exhausted quota. Retrying those only bills again."""
-    from pydantic_ai.exceptions import (
-        ModelHTTPError,
-        UnexpectedModelBehavior,
-        UsageLimitExceeded,
-        UserError,
-    )
+def is_non_retryable(
+    exc: BaseException, non_retryable: tuple[type[BaseException], ...] | None = None
+) -> bool:
+    """Whether a failed attempt is permanent: one of ``non_retryable`` (default
+    ``default_non_retryable()``), a value that cannot be serialised, a refused request or an
+    exhausted quota. Retrying those only bills again."""
+    from pydantic_ai.exceptions import ModelHTTPError, UnexpectedModelBehavior
 
-    if isinstance(exc, NonRetryableError | UserError | UsageLimitExceeded | PydanticSerializationError):
+    never = default_non_retryable() if non_retryable is None else non_retryable
+    if isinstance(exc, (NonRetryableError, PydanticSerializationError, *never)):
         return True
     if isinstance(exc, ModelHTTPError):
         if exc.status_code in _REJECTED_STATUSES:
