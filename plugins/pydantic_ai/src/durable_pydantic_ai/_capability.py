@@ -7,13 +7,14 @@ the engine side: each unit is one ``RunContext.step`` of the enclosing durable r
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
-from pydantic import JsonValue
+from pydantic import JsonValue, TypeAdapter
 from pydantic_ai import RunContext
 from pydantic_ai.agent import EventStreamHandler
 from pydantic_ai.capabilities import AbstractCapability, WrapRunHandler
@@ -46,6 +47,7 @@ from pydantic_ai.run import AgentRunResult
 from pydantic_ai.tools import AgentDepsT
 from pydantic_ai.toolsets import AbstractToolset, ToolsetTool
 from pydantic_ai.toolsets._capability_owned import CapabilityOwnedToolset
+from pydantic_ai.usage import RunUsage
 from pydantic_core import to_jsonable_python
 
 from durable import Workflow
@@ -92,12 +94,57 @@ class DurableKeyNamer(DurableOperationNamer):
         return DurableInvocationName(name)
 
 
-def _tool_call_parts(cache_key: tuple[object, ...]) -> tuple[str | None, Any, str | None]:
-    """The tool name, arguments and tool call id carried by a tool operation's cache identity."""
+def _tool_call_parts(cache_key: tuple[object, ...]) -> tuple[str | None, Any, RunContext[Any] | None]:
+    """The tool name, arguments and run context carried by a tool operation's cache identity."""
     name = next((part for part in cache_key if isinstance(part, str)), None)
     args = next((part for part in cache_key if isinstance(part, dict)), None)
     ctx = next((part for part in cache_key if isinstance(part, RunContext)), None)
-    return name, args, None if ctx is None else ctx.tool_call_id
+    return name, args, ctx
+
+
+_USAGE_MARK = "durable_pydantic_ai:usage"
+"""Key of a tool step's recorded value that carries the usage its call added to ``ctx.usage``
+(``{_USAGE_MARK: usage, "value": payload}``); a step whose tool added none stores the bare payload."""
+_USAGE_ADAPTER: TypeAdapter[RunUsage] = TypeAdapter(RunUsage)
+
+
+class _ToolUsage:
+    """What a tool call adds to its run's usage (an agent it delegates to with ``usage=ctx.usage``),
+    measured per call and recorded with the call's checkpoint, so a replay adds it again.
+
+    Each attempt gets its own copy of the run's usage as ``ctx.usage`` (the call's own context, a
+    copy pydantic-ai makes per tool call), so calls running in parallel do not count each other's
+    usage; what the copy gained is added to the run's usage when the attempt ends.
+    """
+
+    def __init__(self, ctx: RunContext[Any]) -> None:
+        self._ctx = ctx
+        self.added = RunUsage()
+
+    async def measure(self, body: Callable[[], Awaitable[object]]) -> object:
+        shared = self._ctx.usage
+        start = copy.copy(shared)
+        own = copy.copy(shared)
+        self._ctx.usage = own
+        try:
+            return await body()
+        finally:
+            self._ctx.usage = shared
+            delta = own - start
+            shared.incr(delta)
+            self.added.incr(delta)
+
+    def wrap(self, payload: object) -> object:
+        if not (self.added.has_values() or self.added.requests or self.added.tool_calls):
+            return payload
+        return {_USAGE_MARK: _USAGE_ADAPTER.dump_python(self.added, mode="json"), "value": payload}
+
+    def unwrap(self, recorded: object, *, replayed: bool) -> object:
+        if not (isinstance(recorded, dict) and recorded.keys() == {_USAGE_MARK, "value"}):
+            return recorded
+        if replayed:
+            self._ctx.usage.incr(_USAGE_ADAPTER.validate_python(recorded[_USAGE_MARK]))
+        return recorded["value"]
 
 
 class _DurableStepBackend(CallableOperationBackend[TaskConfig]):
@@ -123,13 +170,17 @@ class _DurableStepBackend(CallableOperationBackend[TaskConfig]):
         step = self._owner.step_config(config)
         base = name
         digest: Any = None
+        usage: _ToolUsage | None = None
         if isinstance(operation_id, ToolsetCallToolId | ToolsetValidateToolArgumentsId):
-            tool_name, args, call_id = _tool_call_parts(cache_key)
+            tool_name, args, tool_ctx = _tool_call_parts(cache_key)
+            call_id = None if tool_ctx is None else tool_ctx.tool_call_id
             # The call id comes from the (journaled) model response, so it is the same on replay;
             # keying on it makes parallel tool calls independent of the order they get scheduled in.
             if call_id:
                 base = f"{name}({escape_key_part(call_id)})"
             digest = [tool_name, to_jsonable_python(args, fallback=repr)]
+            if isinstance(operation_id, ToolsetCallToolId) and call_id and tool_ctx is not None:
+                usage = _ToolUsage(tool_ctx)
         elif isinstance(operation_id, ModelRequestId):
             digest = [operation_id.model_id, operation_id.streaming]
         elif isinstance(operation_id, EventStreamHandlerId):
@@ -141,9 +192,11 @@ class _DurableStepBackend(CallableOperationBackend[TaskConfig]):
             nonlocal executed
             executed = True
             try:
-                return await body()
+                if usage is None:
+                    return await body()
+                return usage.wrap(await usage.measure(body))
             except Exception as exc:
-                if is_non_retryable(exc) and not isinstance(exc, DurableError):
+                if is_non_retryable(exc, step.non_retryable) and not isinstance(exc, DurableError):
                     raise PermanentStepError(exc) from exc
                 raise
 
@@ -160,7 +213,7 @@ class _DurableStepBackend(CallableOperationBackend[TaskConfig]):
         except PermanentStepError as exc:
             raise exc.original from None
         record_durable_unit(executed=executed)
-        return value
+        return value if usage is None else usage.unwrap(value, replayed=not executed)
 
 
 class ResumeToken:
