@@ -30,7 +30,7 @@ RUN_ID = "ticket-42"
 CITIES = ["Paris", "Rome", "Oslo"]
 
 
-def make_agent(wf: Workflow, log: Path, crash: bool) -> DurableAgent[str]:
+def make_agent(wf: Workflow, log: Path, crash: bool) -> DurableAgent[None, str]:
     def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         done = sum(isinstance(m, ModelResponse) for m in messages)
         with log.open("a") as fh:

@@ -72,7 +72,7 @@ class Recorder:
         return f"{item}: ok"
 
 
-def build(wf: Workflow, recorder: Recorder, name: str = "assistant") -> DurableAgent[str]:
+def build(wf: Workflow, recorder: Recorder, name: str = "assistant") -> DurableAgent[None, str]:
     agent = Agent(FunctionModel(recorder.model), name=name)
 
     @agent.tool_plain

@@ -16,7 +16,7 @@ from durable import Workflow
 from durable_pydantic_ai import DurableAgent, ResumeToken
 
 
-def build(wf: Workflow, log: Path) -> DurableAgent[str]:
+def build(wf: Workflow, log: Path) -> DurableAgent[None, str]:
     def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         with log.open("a") as fh:
             fh.write("model\n")

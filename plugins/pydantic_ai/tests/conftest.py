@@ -3,7 +3,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -59,3 +59,20 @@ async def wf(store_url: str) -> AsyncIterator[Workflow]:
     workflow = Workflow("pai-tests", db=store_url, default_retries=2, default_backoff=constant(0))
     yield workflow
     await workflow.close()
+
+
+@pytest.fixture
+async def reopen(wf: Workflow, store_url: str) -> AsyncIterator[Callable[[], Awaitable[Workflow]]]:
+    """Another Workflow on ``wf``'s store, as a restarted process has: a Workflow serves one agent per
+    name, so a test that builds an agent again (a second process) builds it on one of these."""
+    opened: list[Workflow] = []
+
+    async def make() -> Workflow:
+        db = await wf.get_store() if store_url == "memory://" else store_url  # memory:// is per object
+        workflow = Workflow("pai-tests", db=db, default_retries=2, default_backoff=constant(0))
+        opened.append(workflow)
+        return workflow
+
+    yield make
+    for workflow in opened:
+        await workflow.close()

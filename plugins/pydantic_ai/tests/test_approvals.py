@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,9 @@ async def _wait_until_waiting(wf: Workflow, run_id: str) -> None:
     raise AssertionError("the run never waited for its approval")
 
 
-async def test_approval_in_process(wf: Workflow, run_prefix: str, tmp_path: Path) -> None:
+async def test_approval_in_process(
+    wf: Workflow, reopen: Callable[[], Awaitable[Workflow]], run_prefix: str, tmp_path: Path
+) -> None:
     log = tmp_path / "log"
     run_id = f"{run_prefix}-a"
     task = asyncio.ensure_future(build(wf, log).run("refund my order", run_id=run_id))
@@ -51,18 +54,20 @@ async def test_approval_in_process(wf: Workflow, run_prefix: str, tmp_path: Path
     assert _lines(log) == ["model", "ask", "refund", "model"]
 
     # Replaying the finished run neither asks nor refunds again.
-    again = await build(wf, log).run("refund my order", run_id=run_id)
+    again = await build(await reopen(), log).run("refund my order", run_id=run_id)
     assert again.output == result.output and _lines(log) == ["model", "ask", "refund", "model"]
 
 
-async def test_denied_approval_reaches_the_model(wf: Workflow, run_prefix: str, tmp_path: Path) -> None:
+async def test_denied_approval_reaches_the_model(
+    wf: Workflow, reopen: Callable[[], Awaitable[Workflow]], run_prefix: str, tmp_path: Path
+) -> None:
     log = tmp_path / "log"
     run_id = f"{run_prefix}-d"
     task = asyncio.ensure_future(build(wf, log).run("refund my order", run_id=run_id))
     await _wait_until_waiting(wf, run_id)
     token = ResumeToken.parse(json.loads(Path(f"{log}.pending").read_text())["token"])
     assert token.run_id == run_id and token.signal == "approval"
-    durable = build(wf, log)
+    durable = build(await reopen(), log)  # another process answers
     assert await durable.resolve(token, DeferredToolResults(approvals={"refund-1": False}))
     result = await asyncio.wait_for(task, 10)
     assert "refund" not in _lines(log)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,9 @@ TOTAL_REQUESTS = ROUNDS + 1
 
 
 @pytest.mark.parametrize("n", range(1, ROUNDS + 1))
-async def test_exception_after_nth_model_request(wf: Workflow, run_prefix: str, n: int) -> None:
+async def test_exception_after_nth_model_request(
+    wf: Workflow, reopen: Callable[[], Awaitable[Workflow]], run_prefix: str, n: int
+) -> None:
     run_id = f"{run_prefix}-crash"
     first = Recorder(crash_in_tool_call=n)
     with pytest.raises(Crash):
@@ -31,7 +34,7 @@ async def test_exception_after_nth_model_request(wf: Workflow, run_prefix: str, 
     assert first.tool_calls == [f"item-{i}" for i in range(n)]
 
     second = Recorder()
-    result = await build(wf, second).run("look things up", run_id=run_id)
+    result = await build(await reopen(), second).run("look things up", run_id=run_id)
 
     assert second.model_requests == TOTAL_REQUESTS - n
     # Only the interrupted call (item n-1) runs again, then the ones never reached.
@@ -43,7 +46,9 @@ async def test_exception_after_nth_model_request(wf: Workflow, run_prefix: str, 
 
 
 @pytest.mark.parametrize("n", range(1, ROUNDS + 1))
-async def test_cancellation_in_nth_tool_call(wf: Workflow, run_prefix: str, n: int) -> None:
+async def test_cancellation_in_nth_tool_call(
+    wf: Workflow, reopen: Callable[[], Awaitable[Workflow]], run_prefix: str, n: int
+) -> None:
     """An interruption (task cancelled, as on shutdown) mid tool call leaves a resumable run."""
     run_id = f"{run_prefix}-cancel"
     first = Recorder()
@@ -66,7 +71,7 @@ async def test_cancellation_in_nth_tool_call(wf: Workflow, run_prefix: str, n: i
     assert first.model_requests == n
 
     second = Recorder()
-    result = await build(wf, second).run("look things up", run_id=run_id)
+    result = await build(await reopen(), second).run("look things up", run_id=run_id)
     assert second.model_requests == TOTAL_REQUESTS - n
     assert second.tool_calls == [f"item-{i}" for i in range(n - 1, ROUNDS)]
     assert result.output == f"looked up {ROUNDS} items"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
@@ -15,12 +16,14 @@ from durable import Workflow
 from durable_pydantic_ai import DurableAgent
 
 
-async def test_replay_of_finished_run_calls_nothing(wf: Workflow, run_prefix: str) -> None:
+async def test_replay_of_finished_run_calls_nothing(
+    wf: Workflow, reopen: Callable[[], Awaitable[Workflow]], run_prefix: str
+) -> None:
     first = Recorder()
     agent = build(wf, first)
     result = await agent.run("look things up", run_id=f"{run_prefix}-r")
     second = Recorder()
-    replayed = await build(wf, second).run("look things up", run_id=f"{run_prefix}-r")
+    replayed = await build(await reopen(), second).run("look things up", run_id=f"{run_prefix}-r")
 
     assert (second.model_requests, second.tool_calls) == (0, [])
     assert replayed.output == result.output == f"looked up {ROUNDS} items"
@@ -31,9 +34,11 @@ async def test_replay_of_finished_run_calls_nothing(wf: Workflow, run_prefix: st
     assert replayed.run_id == result.run_id == f"{run_prefix}-r"
 
 
-async def test_messages_round_trip_as_real_objects(wf: Workflow, run_prefix: str) -> None:
+async def test_messages_round_trip_as_real_objects(
+    wf: Workflow, reopen: Callable[[], Awaitable[Workflow]], run_prefix: str
+) -> None:
     result = await build(wf, Recorder()).run("look things up", run_id=f"{run_prefix}-m")
-    replayed = await build(wf, Recorder()).run("look things up", run_id=f"{run_prefix}-m")
+    replayed = await build(await reopen(), Recorder()).run("look things up", run_id=f"{run_prefix}-m")
     calls = [p for m in replayed.all_messages() if isinstance(m, ModelResponse) for p in m.parts]
     assert [type(p) for p in calls[:ROUNDS]] == [ToolCallPart] * ROUNDS
     assert isinstance(calls[0], ToolCallPart) and calls[0].args == {"item": "item-0"}

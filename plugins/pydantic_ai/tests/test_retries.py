@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import PydanticUserError
 from pydantic_ai import Agent
-from pydantic_ai.exceptions import ModelHTTPError, UserError
+from pydantic_ai.exceptions import ModelHTTPError, UnexpectedModelBehavior, UsageLimitExceeded, UserError
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from durable import Workflow
 from durable.backoff import constant
-from durable_pydantic_ai import DurableAgent, TaskConfig
+from durable_pydantic_ai import DurableAgent, TaskConfig, default_non_retryable
 
 
 class FlakyModel:
@@ -140,3 +141,55 @@ def test_bad_task_config_fails_at_construction(wf: Workflow) -> None:
     agent = Agent(FunctionModel(lambda m, i: ModelResponse(parts=[TextPart("x")])), name="bad")
     with pytest.raises(TypeError, match="unknown TaskConfig keys"):
         DurableAgent(agent, wf, model_task_config={"retry": 3})  # type: ignore[arg-type]
+
+
+# -- framework errors are not retried (issue 22, defect 5) --------------------------------------
+
+
+async def test_unexpected_model_behavior_is_not_retried(wf: Workflow, run_prefix: str) -> None:
+    model = FlakyModel({1: UnexpectedModelBehavior("the model answered with something unusable")})
+    durable = DurableAgent(
+        _agent(model, []), wf, model_task_config=TaskConfig(retries=5, backoff=constant(0))
+    )
+    with pytest.raises(UnexpectedModelBehavior, match="unusable"):
+        await durable.run("pay", run_id=f"{run_prefix}-umb")
+    assert model.attempts == 1, "a deterministic failure is not billed again"
+
+
+async def test_pydantic_user_error_in_a_tool_is_not_retried(wf: Workflow, run_prefix: str) -> None:
+    attempts: list[int] = []
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(parts=[ToolCallPart("schema", {}, tool_call_id="s")])
+
+    agent = Agent(FunctionModel(respond), name="schema-agent")
+
+    @agent.tool_plain
+    async def schema() -> str:
+        attempts.append(1)
+        raise PydanticUserError("a model class is misconfigured", code=None)
+
+    durable = DurableAgent(agent, wf, tool_task_config=TaskConfig(retries=4, backoff=constant(0)))
+    with pytest.raises(PydanticUserError):
+        await durable.run("go", run_id=f"{run_prefix}-pue")
+    assert len(attempts) == 1
+
+
+async def test_which_errors_are_never_retried_can_be_changed(wf: Workflow, run_prefix: str) -> None:
+    model = FlakyModel({1: UnexpectedModelBehavior("a provider hiccup this app knows to retry")})
+    config = TaskConfig(retries=2, backoff=constant(0), non_retryable=())
+    durable = DurableAgent(_agent(model, []), wf, model_task_config=config)
+    result = await durable.run("pay", run_id=f"{run_prefix}-changed")
+    assert result.output == "paid" and model.attempts == 3
+    assert set(default_non_retryable()) == {
+        UserError,
+        PydanticUserError,
+        UnexpectedModelBehavior,
+        UsageLimitExceeded,
+    }
+
+
+def test_a_bad_non_retryable_is_refused(wf: Workflow) -> None:
+    agent = Agent(FunctionModel(lambda m, i: ModelResponse(parts=[TextPart("x")])), name="bad-nr")
+    with pytest.raises(TypeError, match="non_retryable must be a tuple of exception classes"):
+        DurableAgent(agent, wf, model_task_config=TaskConfig(non_retryable=("UserError",)))  # type: ignore[typeddict-item]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 from agent_app import Recorder, build
@@ -43,7 +44,9 @@ def _parallel_agent(delays: dict[str, float], executed: list[str], name: str = "
     return agent
 
 
-async def test_parallel_tool_calls_have_deterministic_keys(wf: Workflow, run_prefix: str) -> None:
+async def test_parallel_tool_calls_have_deterministic_keys(
+    wf: Workflow, reopen: Callable[[], Awaitable[Workflow]], run_prefix: str
+) -> None:
     executed: list[str] = []
     # Finishing in reverse order must not change which result belongs to which call.
     agent = _parallel_agent({"paris": 0.03, "rome": 0.02, "oslo": 0.0}, executed)
@@ -55,12 +58,14 @@ async def test_parallel_tool_calls_have_deterministic_keys(wf: Workflow, run_pre
 
     executed.clear()
     replay_agent = _parallel_agent({"paris": 0.0, "rome": 0.02, "oslo": 0.03}, executed)
-    replayed = await DurableAgent(replay_agent, wf).run("weather?", run_id=f"{run_prefix}-p")
+    replayed = await DurableAgent(replay_agent, await reopen()).run("weather?", run_id=f"{run_prefix}-p")
     assert executed == []
     assert replayed.all_messages() == result.all_messages()
 
 
-async def test_interrupted_parallel_calls_rerun_only_unfinished(wf: Workflow, run_prefix: str) -> None:
+async def test_interrupted_parallel_calls_rerun_only_unfinished(
+    wf: Workflow, reopen: Callable[[], Awaitable[Workflow]], run_prefix: str
+) -> None:
     executed: list[str] = []
     agent = _parallel_agent({"paris": 0.0, "rome": 0.0, "oslo": 3600}, executed)
     task = asyncio.ensure_future(DurableAgent(agent, wf).run("weather?", run_id=f"{run_prefix}-i"))
@@ -73,7 +78,7 @@ async def test_interrupted_parallel_calls_rerun_only_unfinished(wf: Workflow, ru
 
     executed.clear()
     resumed = _parallel_agent({}, executed)
-    result = await DurableAgent(resumed, wf).run("weather?", run_id=f"{run_prefix}-i")
+    result = await DurableAgent(resumed, await reopen()).run("weather?", run_id=f"{run_prefix}-i")
     assert executed == ["oslo"]
     assert result.output == "all sunny"
 

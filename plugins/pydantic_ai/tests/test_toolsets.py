@@ -8,6 +8,7 @@ executions in a log file. The dynamic toolset is registered both ways pydantic-a
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,7 +72,7 @@ class Script:
         return toolset
 
 
-def _durable(agent: Agent[None, str], wf: Workflow) -> DurableAgent[str]:
+def _durable(agent: Agent[None, str], wf: Workflow) -> DurableAgent[None, str]:
     # No retries: a crash is a crash, and every execution is counted exactly.
     no_retry = TaskConfig(retries=0)
     return DurableAgent(
@@ -89,7 +90,7 @@ class McpHarness:
         self.log = tmp_path / "mcp.log"
         self.crash_file = Path(f"{self.log}.crash")
 
-    def build(self, wf: Workflow, script: Script) -> DurableAgent[str]:
+    def build(self, wf: Workflow, script: Script) -> DurableAgent[None, str]:
         transport = PythonStdioTransport(SERVER, args=[str(self.log)], keep_alive=False)
         # tool_error_behavior="error": a failing MCP tool crashes the run instead of asking the model again.
         toolset: MCPToolset[None] = MCPToolset(transport, id="lookups", tool_error_behavior="error")
@@ -125,7 +126,7 @@ class DynamicHarness:
     def __init__(self, style: str) -> None:
         self.style = style
 
-    def build(self, wf: Workflow, script: Script) -> DurableAgent[str]:
+    def build(self, wf: Workflow, script: Script) -> DurableAgent[None, str]:
         def lookups(ctx: RunContext[None]) -> AbstractToolset[None]:
             return script.lookup_toolset()
 
@@ -220,7 +221,7 @@ async def test_each_tool_call_is_a_step_with_a_pinned_name(
 
 @pytest.mark.parametrize("where", ["model", "tool"])
 async def test_crash_after_the_first_tool_call_reruns_nothing_completed(
-    wf: Workflow, run_prefix: str, harness: Harness, where: str
+    wf: Workflow, reopen: Callable[[], Awaitable[Workflow]], run_prefix: str, harness: Harness, where: str
 ) -> None:
     """Crash in the model request after the first tool call, or in the second tool call itself."""
     run_id = f"{run_prefix}-crash-{where}"
@@ -236,7 +237,7 @@ async def test_crash_after_the_first_tool_call_reruns_nothing_completed(
     harness.reset()
     second = Script()
     harness.arm_tool_crash(second, None)
-    result = await harness.build(wf, second).run("look things up", run_id=run_id)
+    result = await harness.build(await reopen(), second).run("look things up", run_id=run_id)
 
     # Requests 1 (and 2 when it completed) come from the store; call-0 is never executed again.
     assert second.model_requests == (2 if where == "model" else 1)
@@ -249,13 +250,13 @@ async def test_crash_after_the_first_tool_call_reruns_nothing_completed(
 
 
 async def test_replay_of_a_finished_run_executes_nothing(
-    wf: Workflow, run_prefix: str, harness: Harness
+    wf: Workflow, reopen: Callable[[], Awaitable[Workflow]], run_prefix: str, harness: Harness
 ) -> None:
     run_id = f"{run_prefix}-replay"
     result = await harness.build(wf, Script()).run("look things up", run_id=run_id)
     harness.reset()
     again = Script()
-    replayed = await harness.build(wf, again).run("look things up", run_id=run_id)
+    replayed = await harness.build(await reopen(), again).run("look things up", run_id=run_id)
 
     assert (again.model_requests, harness.tool_calls(again)) == (0, [])
     if isinstance(harness, McpHarness):

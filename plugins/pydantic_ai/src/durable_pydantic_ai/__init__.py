@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from durable_pydantic_ai._agent import ApprovalHandler, DurableAgent
     from durable_pydantic_ai._capability import TOOL_CONFIG_KEY, DurableCapability, ResumeToken
-    from durable_pydantic_ai._config import TaskConfig
+    from durable_pydantic_ai._config import TaskConfig, default_non_retryable
+    from durable_pydantic_ai._inputs import DepsFactory, RunArgumentsMissing
     from durable_pydantic_ai._tools import durable_pipeline, durable_tool
 
 __version__ = "0.3.0"
@@ -27,10 +28,13 @@ __version__ = "0.3.0"
 __all__ = [
     "TOOL_CONFIG_KEY",
     "ApprovalHandler",
+    "DepsFactory",
     "DurableAgent",
     "DurableCapability",
     "ResumeToken",
+    "RunArgumentsMissing",
     "TaskConfig",
+    "default_non_retryable",
     "durable_pipeline",
     "durable_tool",
 ]
@@ -43,7 +47,10 @@ _WHERE = {
     "TOOL_CONFIG_KEY": "_capability",
     "DurableCapability": "_capability",
     "ResumeToken": "_capability",
+    "DepsFactory": "_inputs",
+    "RunArgumentsMissing": "_inputs",
     "TaskConfig": "_config",
+    "default_non_retryable": "_config",
     "durable_pipeline": "_tools",
     "durable_tool": "_tools",
 }

@@ -3,33 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Generic, NoReturn, TypeVar, Union
-from weakref import WeakKeyDictionary
+from typing import Any, NoReturn, Union
 
 from pydantic import TypeAdapter
 from pydantic_ai import Agent, RunContext
-from pydantic_ai.agent import AbstractAgent, EventStreamHandler
+from pydantic_ai.agent import AbstractAgent, EventStreamHandler, WrapperAgent
 from pydantic_ai.capabilities import AbstractCapability, RequestInput
+from pydantic_ai.exceptions import UserError
 from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, UserContent
 from pydantic_ai.models import Model
-from pydantic_ai.output import NativeOutput, PromptedOutput, TextOutput, ToolOutput
+from pydantic_ai.output import NativeOutput, OutputDataT, PromptedOutput, TextOutput, ToolOutput
 from pydantic_ai.run import AgentRunResult
-from pydantic_ai.tools import DeferredToolRequests, DeferredToolResults, Tool
+from pydantic_ai.tools import AgentDepsT, DeferredToolRequests, DeferredToolResults, Tool
 from pydantic_ai.toolsets import FunctionToolset
 
-from durable import TaskFunction, Workflow, WorkflowFunction
+from durable import RunRecord, TaskFunction, Workflow
 from durable.context import current_run
-from durable.errors import ConfigurationError
+from durable.errors import ConfigurationError, UnknownRunError
 from durable_pydantic_ai._capability import DurableCapability, ResumeToken, escape_key_part
 from durable_pydantic_ai._config import TaskConfig, resolve
+from durable_pydantic_ai._inputs import DepsFactory, OutputTypes, RunRecorder, output_name
+from durable_pydantic_ai._registry import register
 
 __all__ = ["ApprovalHandler", "DurableAgent"]
-
-OutputT = TypeVar("OutputT")
 
 ApprovalHandler = Callable[
     [RunContext[Any], DeferredToolRequests, ResumeToken], Awaitable[DeferredToolResults | None]
@@ -39,20 +41,22 @@ whoever decides and return ``None`` to wait for ``wf.complete(token.run_id, toke
 
 _PROMPT_ADAPTER: TypeAdapter[str | list[UserContent] | None] = TypeAdapter(str | list[UserContent] | None)
 
-# Arguments of agent.run that cannot be part of a durable run's stored inputs (objects, callables):
-# they reach the run's body through this context variable, which the run's task inherits.
+# What a run() call passes that is not data (deps, handlers, capabilities): it reaches the run's
+# body through this context variable; a process resuming the run from the store has only the
+# recorded options (``_inputs``).
 _CALL: ContextVar[_Call | None] = ContextVar("durable_pydantic_ai_call", default=None)
 
 
 @dataclass
 class _Call:
-    agent: DurableAgent[Any]
-    prompt: str | Sequence[UserContent] | None
-    message_history: Sequence[ModelMessage] | None
-    output_type: Any
-    event_stream_handler: EventStreamHandler[Any] | None
+    workflow_name: str
+    inputs: dict[str, Any]
+    """The run's stored inputs: prompt, message history and the recorded options."""
+    kwargs: dict[str, Any]
+    """The caller's own arguments for the wrapped agent's ``run`` (live objects included)."""
+    output_spec: Any
+    event_stream_handler: EventStreamHandler[Any] | None = None
     capabilities: list[Any] = field(default_factory=list)
-    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def _output_data_type(spec: Any) -> Any:
@@ -75,25 +79,36 @@ def _output_data_type(spec: Any) -> Any:
     return spec
 
 
-class DurableAgent(Generic[OutputT]):
+class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
     """Wraps an agent so that each ``run`` is a durable run of ``wf``.
 
     Every model request, tool call and event-stream dispatch is its own step: after a crash, the
     same ``run_id`` replays the finished requests from the store (no model call is repeated) and
     re-executes only what had not finished. A finished run returns its stored result.
 
+    What is recorded with a run, and what a worker needs to finish it: ``_inputs``. In short,
+    every argument that is data is recorded (the model by its alias in ``models``, the output type
+    by its name in ``output_types``, settings, limits, instructions, metadata); the deps never are
+    (only what ``record_deps`` keeps of them), and a process without the caller rebuilds them with
+    ``deps_factory(run_id, recorded)``. A run needing what cannot be rebuilt is refused before any
+    model request, with ``RunArgumentsMissing``, and stays resumable.
+
     Run ids: ``run_id=`` names the run; without it, inside an enclosing durable run the agent run
     is a child run with an id derived from the parent's (deterministic on replay), and outside
     one a fresh id is generated (so it cannot be resumed unless you pass one).
 
-    Deferred tools (``requires_approval=True``, ``CallDeferred``) wait for durable signal
-    ``approval_signal`` (``wf.complete(run_id, "approval", {"approvals": {call_id: True}})``);
+    Deferred tools (``requires_approval=True``, ``CallDeferred``, external tools) wait for durable
+    signal ``approval_signal`` (``wf.complete(run_id, "approval", {"approvals": {call_id: True}})``);
     pass ``handle_deferred=False`` to end the run with ``DeferredToolRequests`` instead.
+
+    A pydantic-ai ``WrapperAgent``: ``model``, ``toolsets``, ``output_type``, ``override`` and
+    ``run_stream_events`` work; ``run_stream``, ``iter`` and ``realtime`` are refused with
+    ``ConfigurationError`` saying what to use instead.
     """
 
     def __init__(
         self,
-        agent: AbstractAgent[Any, OutputT],
+        agent: AbstractAgent[AgentDepsT, OutputDataT],
         wf: Workflow,
         *,
         name: str | None = None,
@@ -101,12 +116,16 @@ class DurableAgent(Generic[OutputT]):
         tool_task_config: TaskConfig | None = None,
         mcp_task_config: TaskConfig | None = None,
         event_stream_handler_task_config: TaskConfig | None = None,
-        event_stream_handler: EventStreamHandler[Any] | None = None,
+        event_stream_handler: EventStreamHandler[AgentDepsT] | None = None,
         models: Mapping[str, Model] | None = None,
+        output_types: Sequence[Any] | Mapping[str, Any] | None = None,
+        deps_factory: DepsFactory | None = None,
+        record_deps: Callable[[AgentDepsT], Any] | bool = False,
         approval_signal: str = "approval",
         on_approval_request: ApprovalHandler | None = None,
         handle_deferred: bool = True,
     ) -> None:
+        super().__init__(agent)
         agent_name = name or agent.name
         if not agent_name:
             raise ConfigurationError(
@@ -116,9 +135,9 @@ class DurableAgent(Generic[OutputT]):
             )
         if not agent_name.isprintable():
             raise ConfigurationError(f"DurableAgent name {agent_name!r} must be printable")
-        self.wrapped = agent
+        self._name = agent_name
         self.workflow = wf
-        self.name = agent_name
+        self._models: dict[str, Model] = dict(models or {})
         self._capability_options: dict[str, Any] = {
             "name": agent_name,
             "model_task_config": model_task_config,
@@ -127,15 +146,26 @@ class DurableAgent(Generic[OutputT]):
             "event_stream_handler_task_config": event_stream_handler_task_config,
             "models": models,
         }
-        # Built once so configuration errors surface here rather than in the first run.
-        DurableCapability(wf, event_stream_handler=event_stream_handler, **self._capability_options)
+        self._check_bindable(event_stream_handler)
         self._event_stream_handler = event_stream_handler
         self.approval_signal = approval_signal
         self._on_approval_request = on_approval_request
         self._handle_deferred = handle_deferred
+        self._recorder = RunRecorder(
+            agent_name,
+            agent.model,
+            self._models,
+            OutputTypes(agent_name, agent.output_type, output_types),
+            agent.deps_type,
+            deps_factory,
+            record_deps,
+        )
+        self._overrides: ContextVar[Mapping[str, Any] | None] = ContextVar(
+            f"durable_agent_overrides:{agent_name}", default=None
+        )
         self._adapters: dict[Any, TypeAdapter[Any]] = {}
         self.workflow_name = f"pydantic_ai.{escape_key_part(agent_name)}"
-        self._run_workflow = _register(self)
+        self._run_workflow = register(self, self._run_body)
         tool_config = resolve(tool_task_config, wf.default_retries, wf.default_backoff)
         self._tool_call_task: TaskFunction[[str, dict[str, Any]], Any] = wf.task(
             name=f"{escape_key_part(agent_name)}.tool_call",
@@ -145,67 +175,234 @@ class DurableAgent(Generic[OutputT]):
             timeout=tool_config.timeout,
         )(self._run_tool)
 
+    def _check_bindable(self, event_stream_handler: EventStreamHandler[Any] | None) -> None:
+        """Bind the capability once, so that what would fail every run fails here: no model, the
+        reserved ``models={'default': ...}`` key, a leaf toolset (function, MCP) without an ``id``."""
+        try:
+            DurableCapability(
+                self.workflow, event_stream_handler=event_stream_handler, **self._capability_options
+            ).for_agent(self.wrapped)
+        except UserError as exc:
+            raise ConfigurationError(f"DurableAgent {self._name!r}: {exc}") from None
+
+    # -- the agent's properties --------------------------------------------------------------
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        raise ConfigurationError(
+            f"DurableAgent {self._name!r}: the name identifies the agent's runs and step names and cannot "
+            "change; build another DurableAgent(agent, wf, name=...) for another name"
+        )
+
+    @property
+    def event_stream_handler(self) -> EventStreamHandler[AgentDepsT] | None:
+        return self._event_stream_handler or self.wrapped.event_stream_handler
+
+    async def __aenter__(self) -> DurableAgent[AgentDepsT, OutputDataT]:
+        await self.wrapped.__aenter__()
+        return self
+
     # -- running -----------------------------------------------------------------------------
 
-    async def run(
+    async def run(  # type: ignore[override]
+        self,
+        user_prompt: str | Sequence[UserContent] | None = None,
+        *,
+        output_type: Any = None,
+        conversation: Any = None,
+        message_history: Sequence[ModelMessage] | None = None,
+        deferred_tool_results: DeferredToolResults | None = None,
+        conversation_id: str | None = None,
+        run_id: str | None = None,
+        model: Model | str | None = None,
+        instructions: Any = None,
+        deps: Any = None,
+        model_settings: Any = None,
+        usage_limits: Any = None,
+        cancellation_token: Any = None,
+        timeout: float | None = None,
+        usage: Any = None,
+        metadata: Any = None,
+        retries: Any = None,
+        infer_name: bool = True,
+        toolsets: Sequence[Any] | None = None,
+        event_stream_handler: EventStreamHandler[AgentDepsT] | None = None,
+        capabilities: Sequence[AbstractCapability[AgentDepsT]] | None = None,
+        workspace: Any = None,
+        spec: Any = None,
+    ) -> AgentRunResult[Any]:
+        """Run the agent as durable run ``run_id`` (or resume it, or return its stored result).
+
+        The arguments are pydantic-ai's. Those that are data are recorded with the run, so a
+        worker or ``resume`` finishes it as called; the rest (deps, callables, capabilities)
+        come from this call, or, for the deps, from ``deps_factory`` in a process without it.
+        """
+        call = self._prepare(
+            run_id,
+            user_prompt,
+            message_history,
+            {
+                "output_type": output_type,
+                "deferred_tool_results": deferred_tool_results,
+                "conversation_id": conversation_id,
+                "model": model,
+                "instructions": instructions,
+                "deps": deps,
+                "model_settings": model_settings,
+                "usage_limits": usage_limits,
+                "timeout": timeout,
+                "usage": usage,
+                "metadata": metadata,
+                "retries": retries,
+                "toolsets": toolsets,
+                "workspace": workspace,
+                "spec": spec,
+            },
+            conversation=conversation,
+            cancellation_token=cancellation_token,
+            event_stream_handler=event_stream_handler,
+            capabilities=capabilities,
+        )
+        if run_id is None and current_run() is None:
+            run_id = self.run_id_for_new_run()
+        token = _CALL.set(call)
+        try:
+            data = await self._run_workflow.call(run_id, (), call.inputs)
+        finally:
+            _CALL.reset(token)
+        result: AgentRunResult[Any] = self._result_adapter(call.output_spec).validate_python(data)
+        return result
+
+    def run_sync(  # type: ignore[override]
+        self, user_prompt: str | Sequence[UserContent] | None = None, **kwargs: Any
+    ) -> AgentRunResult[Any]:
+        """``run`` in a new event loop, for synchronous code (never from inside a running loop)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.run(user_prompt, **kwargs))
+        raise ConfigurationError(
+            f"DurableAgent {self._name!r}: run_sync was called inside a running event loop (async code, a "
+            "notebook, an async web handler); it would need a second loop for the run's store. There, use "
+            "`await durable_agent.run(...)`"
+        )
+
+    async def start(
         self,
         user_prompt: str | Sequence[UserContent] | None = None,
         *,
         run_id: str | None = None,
         message_history: Sequence[ModelMessage] | None = None,
-        output_type: Any = None,
-        event_stream_handler: EventStreamHandler[Any] | None = None,
-        capabilities: Sequence[AbstractCapability[Any]] | None = None,
-        **kwargs: Any,
-    ) -> AgentRunResult[Any]:
-        """Run the agent as durable run ``run_id`` (or resume it, or return its stored result).
+        **arguments: Any,
+    ) -> str:
+        """Record a pending run for a worker (``durable worker``) and return its id at once.
 
-        Other keyword arguments (``deps``, ``model_settings``, ``usage_limits``, ...) go to the
-        agent's ``run`` unchanged; they are not stored, so pass them again when resuming.
+        Takes ``run``'s arguments. A worker has only what is recorded, so a run whose arguments
+        it could not rebuild (deps without ``deps_factory``, a callable, a capability) is refused
+        here. Idempotent for the same id and arguments; ``wait_for(run_id)`` gets the result.
         """
-        for unsupported in ("toolsets", "conversation", "cancellation_token"):
-            if kwargs.get(unsupported) is not None:
+        for live in ("event_stream_handler", "capabilities"):
+            if arguments.get(live):
                 raise ConfigurationError(
-                    f"DurableAgent.run does not take {unsupported}=: it would run outside the run's journal"
+                    f"DurableAgent {self._name!r}.start: {live}= belongs to a caller that runs the agent, "
+                    f"and a worker runs this one; give it to DurableAgent(...) or the Agent, or use run()"
                 )
-        inputs = {
-            "prompt": _PROMPT_ADAPTER.dump_python(
-                list(user_prompt)
-                if user_prompt is not None and not isinstance(user_prompt, str)
-                else user_prompt,
-                mode="json",
-            ),
-            "message_history": None
-            if message_history is None
-            else ModelMessagesTypeAdapter.dump_python(list(message_history), mode="json"),
-        }
-        call = _Call(
-            agent=self,
-            prompt=user_prompt,
-            message_history=message_history,
-            output_type=output_type,
-            event_stream_handler=event_stream_handler,
-            capabilities=list(capabilities or ()),
-            kwargs=kwargs,
+        conversation = arguments.pop("conversation", None)
+        cancellation_token = arguments.pop("cancellation_token", None)
+        arguments.pop("infer_name", None)
+        call = self._prepare(
+            run_id,
+            user_prompt,
+            message_history,
+            arguments,
+            conversation=conversation,
+            cancellation_token=cancellation_token,
         )
-        if run_id is None and current_run() is None:
-            run_id = f"{self.name}-{uuid.uuid4().hex}"
-        token = _CALL.set(call)
-        try:
-            data = await self._run_workflow.call(run_id, (), inputs)
-        finally:
-            _CALL.reset(token)
-        result: AgentRunResult[Any] = self._result_adapter(output_type).validate_python(data)
+        options = call.inputs["options"] or {}
+        needs = list(options.get("needs", ()))
+        if "deps" in options and not self._recorder.rebuilds_deps:
+            needs.insert(0, "deps")
+        if needs:
+            raise ConfigurationError(
+                f"DurableAgent {self._name!r}.start: a worker runs this run and would need "
+                f"{', '.join(needs)}, which cannot be recorded (give DurableAgent a deps_factory for the "
+                "deps); run it with run(...) instead"
+            )
+        from durable import _runner
+        from durable.workflow import _check_run_id
+
+        wfn = self._run_workflow
+        run_id = _runner.caller_run_id(_check_run_id(run_id or self.run_id_for_new_run(), wfn.name), wfn.name)
+        return await _runner.enqueue(self.workflow.executor, wfn, run_id, call.inputs)
+
+    async def resume(self, run_id: str) -> AgentRunResult[Any]:
+        """``wf.resume(run_id)`` for a run of this agent, in this process, as an ``AgentRunResult``.
+
+        The run continues from its journal with its recorded arguments and deps from
+        ``deps_factory``; a completed run returns its result."""
+        spec = await self._recorded_output(run_id)
+        data = await self.workflow.resume(run_id)
+        result: AgentRunResult[Any] = self._result_adapter(spec).validate_python(data)
         return result
 
-    def run_sync(
-        self, user_prompt: str | Sequence[UserContent] | None = None, **kwargs: Any
-    ) -> AgentRunResult[Any]:
-        """``run`` in a new event loop (not from inside one)."""
-        return asyncio.run(self.run(user_prompt, **kwargs))
+    async def wait_for(self, run_id: str, *, timeout: float | None = None) -> AgentRunResult[Any]:
+        """``wf.wait_for(run_id)`` for a run of this agent (a worker executes it), as an
+        ``AgentRunResult``."""
+        spec = await self._recorded_output(run_id)
+        data = await self.workflow.wait_for(run_id, timeout=timeout)
+        result: AgentRunResult[Any] = self._result_adapter(spec).validate_python(data)
+        return result
 
     def run_id_for_new_run(self) -> str:
-        return f"{self.name}-{uuid.uuid4().hex}"
+        return f"{self._name}-{uuid.uuid4().hex}"
+
+    # -- what pydantic-ai offers and a durable run cannot be ----------------------------------
+
+    def run_stream(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise ConfigurationError(
+            "DurableAgent.run_stream is not durable: a stream handed to the caller cannot be replayed. "
+            "Use DurableAgent.run_stream_events(...) or run(..., event_stream_handler=...) to receive the "
+            "events durably (each model request is still one step, and replayed steps do not deliver "
+            "their events again)"
+        )
+
+    def iter(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise ConfigurationError(
+            "DurableAgent.iter is not durable: the caller would drive the graph outside the run's journal. "
+            "Use DurableAgent.run, or Agent(..., capabilities=[DurableCapability(wf)]).iter() inside your "
+            "own @wf.workflow"
+        )
+
+    def realtime(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise ConfigurationError(
+            "DurableAgent.realtime is not durable: a realtime session is a live connection that cannot be "
+            "replayed. Open it on the plain agent (durable_agent.wrapped.realtime(...)), outside durable runs"
+        )
+
+    @contextmanager
+    def override(self, **overrides: Any) -> Iterator[None]:
+        """``agent.override(...)``, with ``model=`` also naming an alias of ``models``.
+
+        A run started under an override of its model records that model; under any other
+        override (deps, instructions, ...) it records that it needs it, so only a process under
+        the same override resumes it."""
+        passed = {key: value for key, value in overrides.items() if not (key == "spec" and value is None)}
+        model = passed.get("model")
+        if isinstance(model, str) and model in self._models:
+            passed["model"] = self._models[model]
+        active = {**(self._overrides.get() or {}), **overrides}
+        token = self._overrides.set(active)
+        try:
+            with self.wrapped.override(**passed):
+                yield
+        finally:
+            self._overrides.reset(token)
+
+    # -- deferred tools ----------------------------------------------------------------------
 
     async def signal(self, name: str, *, timeout: float | None = None, poll: float | None = None) -> Any:
         """``wf.signal(name)`` of the agent's Workflow: wait durably for external input (a human
@@ -221,7 +418,8 @@ class DurableAgent(Generic[OutputT]):
         calls: Mapping[str, Any] | None = None,
         delivery_id: str = "",
     ) -> bool:
-        """Answer run ``run_id``'s pending deferred tool calls (``{tool_call_id: True/False}``)."""
+        """Answer run ``run_id``'s pending deferred tool calls (``{tool_call_id: True/False}``;
+        ``calls={tool_call_id: result}`` for external and deferred tools)."""
         results = DeferredToolResults(approvals=dict(approvals or {}), calls=dict(calls or {}))
         payload = TypeAdapter(DeferredToolResults).dump_python(results, mode="json")
         return await self.workflow.complete(run_id, self.approval_signal, payload, delivery_id=delivery_id)
@@ -232,20 +430,6 @@ class DurableAgent(Generic[OutputT]):
         payload = TypeAdapter(DeferredToolResults).dump_python(results, mode="json")
         return await self.workflow.complete(
             parsed.run_id, parsed.signal, payload, delivery_id=parsed.delivery_id
-        )
-
-    def run_stream(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise ConfigurationError(
-            "DurableAgent.run_stream is not durable: a stream handed to the caller cannot be replayed. "
-            "Use DurableAgent.run(..., event_stream_handler=...) to receive the events durably "
-            "(each model request is still one step, and replayed steps do not deliver their events again)"
-        )
-
-    def iter(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise ConfigurationError(
-            "DurableAgent.iter is not durable: the caller would drive the graph outside the run's journal. "
-            "Use DurableAgent.run, or Agent(..., capabilities=[DurableCapability(wf)]).iter() inside your "
-            "own @wf.workflow"
         )
 
     # -- tools -------------------------------------------------------------------------------
@@ -269,6 +453,10 @@ class DurableAgent(Generic[OutputT]):
             return self._call_tool(*args, **kwargs)
         return self._agent().tool(*args, **kwargs)
 
+    def tool_plain(self, *args: Any, **kwargs: Any) -> Any:
+        """``agent.tool_plain`` of the wrapped agent."""
+        return self._agent().tool_plain(*args, **kwargs)
+
     async def _call_tool(
         self, tool_name: str, tool_args: Mapping[str, Any] | None = None, *, step_id: str | None = None
     ) -> Any:
@@ -291,24 +479,123 @@ class DurableAgent(Generic[OutputT]):
                 if tool is not None:
                     if tool.function_schema.takes_ctx:
                         raise ConfigurationError(
-                            f"DurableAgent {self.name!r}: tool {tool_name!r} takes a RunContext, which "
+                            f"DurableAgent {self._name!r}: tool {tool_name!r} takes a RunContext, which "
                             "exists only inside an agent run; let the model call it through DurableAgent.run"
                         )
                     return tool
                 available += toolset.tools
         raise ConfigurationError(
-            f"DurableAgent {self.name!r} has no function tool {tool_name!r} "
+            f"DurableAgent {self._name!r} has no function tool {tool_name!r} "
             f"(available: {', '.join(sorted(available)) or 'none'})"
         )
 
-    def tool_plain(self, *args: Any, **kwargs: Any) -> Any:
-        """``agent.tool_plain`` of the wrapped agent."""
-        return self._agent().tool_plain(*args, **kwargs)
-
     # -- internals ---------------------------------------------------------------------------
 
-    def _result_adapter(self, output_type: Any) -> TypeAdapter[Any]:
-        spec = self.wrapped.output_type if output_type is None else output_type
+    def _prepare(
+        self,
+        run_id: str | None,
+        user_prompt: str | Sequence[UserContent] | None,
+        message_history: Sequence[ModelMessage] | None,
+        arguments: dict[str, Any],
+        *,
+        conversation: Any = None,
+        cancellation_token: Any = None,
+        event_stream_handler: EventStreamHandler[Any] | None = None,
+        capabilities: Sequence[AbstractCapability[Any]] | None = None,
+    ) -> _Call:
+        """The stored inputs and the caller's arguments of one call."""
+        if conversation is not None:
+            raise ConfigurationError(
+                f"DurableAgent {self._name!r}: run(conversation=...) is not recorded with a run; pass its "
+                "parts instead: message_history=, usage= and conversation_id="
+            )
+        if cancellation_token is not None:
+            raise ConfigurationError(
+                f"DurableAgent {self._name!r}: a cancellation_token would stop the run outside its journal; "
+                "cancel a durable run with wf.cancel(run_id) (it stays resumable)"
+            )
+        live = {key: value for key, value in arguments.items() if value is not None}
+        effective = dict(live)
+        overrides = self._overrides.get() or {}
+        for key in ("model", "deps"):
+            if key in overrides:
+                effective[key] = overrides[key]
+        overridden = sorted(key for key in overrides if key not in ("model", "deps", "name"))
+        options = self._recorder.record(run_id, {**effective, "capabilities": capabilities}, overridden)
+        inputs = {
+            "prompt": _PROMPT_ADAPTER.dump_python(
+                list(user_prompt)
+                if user_prompt is not None and not isinstance(user_prompt, str)
+                else user_prompt,
+                mode="json",
+            ),
+            "message_history": None
+            if message_history is None
+            else ModelMessagesTypeAdapter.dump_python(list(message_history), mode="json"),
+            "options": options or None,
+        }
+        live["user_prompt"] = user_prompt
+        live["message_history"] = message_history
+        return _Call(
+            workflow_name=self.workflow_name,
+            inputs=inputs,
+            kwargs=live,
+            output_spec=self.wrapped.output_type if live.get("output_type") is None else live["output_type"],
+            event_stream_handler=event_stream_handler,
+            capabilities=list(capabilities or ()),
+        )
+
+    async def _run_body(self, prompt: Any, message_history: Any, options: Any) -> Any:
+        """The durable run's body: the wrapped agent's run, with the caller's arguments when the
+        caller runs it, else with the recorded ones (refused before any model request if they
+        are not enough)."""
+        ctx = current_run()
+        assert ctx is not None
+        call = _CALL.get()
+        if call is not None and call.workflow_name == self.workflow_name:
+            _CALL.set(None)  # consumed: a nested run of another agent must not take it
+            kwargs = dict(call.kwargs)
+            handler, extra = call.event_stream_handler, call.capabilities
+        else:
+            kwargs = await self._recorder.restore(ctx.run_id, options or {})
+            kwargs["user_prompt"] = _PROMPT_ADAPTER.validate_python(prompt)
+            kwargs["message_history"] = (
+                None if message_history is None else ModelMessagesTypeAdapter.validate_python(message_history)
+            )
+            handler, extra = None, []
+        spec = kwargs.get("output_type")
+        result = await self.wrapped.run(
+            **kwargs,
+            infer_name=False,
+            capabilities=self._capabilities(handler, extra, ctx.run_id),
+        )
+        return self._result_adapter(self.wrapped.output_type if spec is None else spec).dump_python(
+            result, mode="json"
+        )
+
+    async def _recorded_output(self, run_id: str) -> Any:
+        """The output spec run ``run_id`` was started with, from its record."""
+        run: RunRecord | None = await self.workflow.get_run(run_id)
+        if run is None:
+            raise UnknownRunError(f"no run {run_id!r} in {self.workflow!r}", run_id=run_id)
+        if run.workflow != self.workflow_name:
+            raise ConfigurationError(
+                f"run {run_id!r} is a run of workflow {run.workflow!r}, not of DurableAgent {self._name!r} "
+                f"({self.workflow_name!r})",
+                run_id=run_id,
+            )
+        name, declared = output_name(json.loads(run.inputs).get("options"))
+        if not declared:
+            raise ConfigurationError(
+                f"run {run_id!r} was started with output type {name!r}, which DurableAgent {self._name!r} "
+                "does not declare, so its result cannot be rebuilt here: declare it "
+                "(DurableAgent(..., output_types=[...])), or call "
+                f"run(..., output_type=..., run_id={run_id!r})",
+                run_id=run_id,
+            )
+        return self._recorder.output_types.spec_of(run_id, name)
+
+    def _result_adapter(self, spec: Any) -> TypeAdapter[Any]:
         key = id(spec)
         adapter = self._adapters.get(key)
         if adapter is None:
@@ -317,15 +604,16 @@ class DurableAgent(Generic[OutputT]):
             self._adapters[key] = adapter
         return adapter
 
-    def _capabilities(self, call: _Call, pydantic_run_id: str) -> list[AbstractCapability[Any]]:
-        handler = call.event_stream_handler or self._event_stream_handler
-        capabilities: list[AbstractCapability[Any]] = list(call.capabilities)
+    def _capabilities(
+        self, handler: EventStreamHandler[Any] | None, extra: list[Any], pydantic_run_id: str
+    ) -> list[AbstractCapability[Any]]:
+        capabilities: list[AbstractCapability[Any]] = list(extra)
         if self._handle_deferred:
             capabilities.append(RequestInput(ask=self._ask, name=self.approval_signal))
         capabilities.append(
             DurableCapability(
                 self.workflow,
-                event_stream_handler=handler,
+                event_stream_handler=handler or self._event_stream_handler,
                 pydantic_run_id=pydantic_run_id,
                 **self._capability_options,
             )
@@ -339,63 +627,5 @@ class DurableAgent(Generic[OutputT]):
             return None
         return await self._on_approval_request(ctx, requests, ResumeToken.parse(token))
 
-    async def _execute(self, call: _Call | None, prompt: Any, message_history: Any) -> Any:
-        ctx = current_run()
-        assert ctx is not None
-        if call is None:
-            # Resumed from its stored inputs (a worker, wf.resume): only the JSON arguments are known.
-            call = _Call(
-                agent=self,
-                prompt=_PROMPT_ADAPTER.validate_python(prompt),
-                message_history=None
-                if message_history is None
-                else ModelMessagesTypeAdapter.validate_python(message_history),
-                output_type=None,
-                event_stream_handler=None,
-            )
-        kwargs = dict(call.kwargs)
-        if call.output_type is not None:
-            kwargs["output_type"] = call.output_type
-        result = await self.wrapped.run(
-            call.prompt,
-            message_history=call.message_history,
-            capabilities=self._capabilities(call, ctx.run_id),
-            **kwargs,
-        )
-        return self._result_adapter(call.output_type).dump_python(result, mode="json")
-
     def __repr__(self) -> str:
-        return f"<DurableAgent {self.name!r} on {self.workflow!r}>"
-
-
-@dataclass
-class _Registration:
-    function: WorkflowFunction[Any, Any]
-    agent: DurableAgent[Any]
-
-
-_REGISTRY: WeakKeyDictionary[Workflow, dict[str, _Registration]] = WeakKeyDictionary()
-
-
-def _register(agent: DurableAgent[Any]) -> WorkflowFunction[Any, Any]:
-    """The durable workflow that runs ``agent``: one per (Workflow, agent name).
-
-    A process may build its DurableAgent again (tests, a reloaded module): the newest one then
-    serves runs resumed from stored inputs (workers, ``wf.resume``), while a ``run`` call always
-    executes the agent it was called on.
-    """
-    by_name = _REGISTRY.setdefault(agent.workflow, {})
-    existing = by_name.get(agent.workflow_name)
-    if existing is not None:
-        existing.agent = agent
-        return existing.function
-
-    async def run_agent(prompt: Any = None, message_history: Any = None) -> Any:
-        call = _CALL.get()
-        target = call.agent if call is not None else registration.agent
-        return await target._execute(call, prompt, message_history)
-
-    function = agent.workflow.workflow(name=agent.workflow_name)(run_agent)
-    registration = _Registration(function, agent)
-    by_name[agent.workflow_name] = registration
-    return function
+        return f"<DurableAgent {self._name!r} on {self.workflow!r}>"
