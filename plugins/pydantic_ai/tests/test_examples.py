@@ -1,4 +1,4 @@
-"""The two pydantic-ai examples run offline as documented: ``python examples/<file>.py``."""
+"""The pydantic-ai examples run offline as documented: ``python examples/<file>.py``."""
 
 from __future__ import annotations
 
@@ -41,3 +41,17 @@ def test_patterns_example() -> None:
     assert "web_search ran 1 time(s)" in out
     assert "searches made: 2" in out
     assert "Done: refunded 30 EUR" in out
+
+
+@pytest.mark.slow
+def test_worker_example_finishes_a_killed_workers_run() -> None:
+    out = _run("pydantic_ai_worker.py")
+    assert "first worker killed (exit code -9)" in out
+    first, second = out.split("second worker made only:")
+    assert first.count("model request") == 2 and "tool order(B-2)" in first
+    resumed = second.split("output:")[0]
+    assert "deps_factory('orders-42', {'customer': 'acme'})" in resumed
+    assert "model request 1" not in resumed and "model request 2" not in resumed
+    assert "tool order(A-1)" not in resumed and "tool order(B-2)" in resumed
+    assert "output: Report(customer='acme', orders=['acme:A-1', 'acme:B-2', 'acme:C-3'])" in out
+    assert "model requests in total: 4 (none made twice)" in out
