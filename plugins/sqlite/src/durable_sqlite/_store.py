@@ -66,6 +66,11 @@ class SQLiteStore(Store):
     ``synchronous="normal"`` (the default) makes a committed step survive a process
     crash; after a power loss the last few commits may be lost. ``"full"`` fsyncs
     every commit and survives power loss, at about 5x the cost of a write.
+
+    A full disk, an I/O error or a lack of memory makes a write ``StoreUnavailable`` (rolled
+    back whole; the engine retries the write, never the task body). A file this process cannot
+    write (a read-only mount, an immutable file, no write permission) opens for reading only,
+    and each write raises ``StoreError`` saying the file is read-only.
     """
 
     name = "sqlite"
