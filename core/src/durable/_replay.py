@@ -281,7 +281,14 @@ async def replay_run(
         if recorded is not None and recorded.type == kind:
             return verdict(True, "fails as recorded", f"raises {kind} as the run did", replayed=reached())
         step_key = exc.step_key if isinstance(exc, DurableError) else None
-        where = "" if step_key is None else f"step {step_key!r}: "
+        if step_key is not None:
+            where = f"step {step_key!r}: "
+        else:  # raised between steps: name the last one it replayed, where the code went wrong
+            passed = [s.key for s in steps if s.task not in UNASKED_TASKS and ctx.keys.reached(s.key)]
+            step_key = passed[-1] if passed else None
+            where = (
+                "" if step_key is None else f"after step {step_key!r} (the last recorded step it replayed): "
+            )
         return verdict(
             False,
             "incompatible",

@@ -1,0 +1,75 @@
+"""durable replay over durable pydantic-ai agent runs (issue 19): their model requests and tool calls
+are ordinary steps, so a replay returns the recorded responses and results, executes no model
+request and no tool, and a renamed tool shows up as an incompatible run naming a step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("durable_pydantic_ai")
+
+from pydantic_ai import Agent, models
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+from durable import Workflow
+from durable_pydantic_ai import DurableAgent, TaskConfig
+
+models.ALLOW_MODEL_REQUESTS = False
+
+
+class Crash(Exception):
+    pass
+
+
+def build(
+    url: str, log: list[str], *, tool: str = "lookup", crash_at: int | None = None
+) -> tuple[Workflow, DurableAgent[None, str]]:
+    """An agent asking for three tool calls, one per model request, then answering."""
+    wf = Workflow("agents", db=url, default_retries=0)
+
+    def model(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        log.append("model")
+        done = sum(isinstance(m, ModelResponse) for m in messages)
+        if done < 3:
+            return ModelResponse(
+                parts=[ToolCallPart("lookup", {"item": f"i{done}"}, tool_call_id=f"c{done}")]
+            )
+        return ModelResponse(parts=[TextPart("done")])
+
+    agent = Agent(FunctionModel(model), name="assistant")
+
+    @agent.tool_plain(name=tool)
+    async def lookup(item: str) -> str:
+        log.append(f"tool {item}")
+        if crash_at is not None and sum(e.startswith("tool") for e in log) == crash_at:
+            raise Crash(item)
+        return f"{item}: ok"
+
+    config = TaskConfig(retries=0)
+    return wf, DurableAgent(agent, wf, model_task_config=config, tool_task_config=config)
+
+
+async def test_an_agent_run_replays_without_a_model_request_or_a_tool_call(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'agents.db'}"
+    recorded: list[str] = []
+    wf, agent = build(url, recorded, crash_at=2)
+    async with wf:
+        with pytest.raises(Crash):
+            await agent.run("look things up", run_id="ticket-1")
+    assert recorded == ["model", "tool i0", "model", "tool i1"]
+
+    executed: list[str] = []
+    same, _ = build(url, executed)
+    (result,) = (await same.check_replay(store=url)).results
+    assert (result.compatible, result.outcome) == (True, "stopped"), result
+    assert result.step_key is not None and "call_tool@lookup(c1)" in result.step_key  # the crashed call
+    assert executed == []
+
+    renamed, _ = build(url, executed, tool="find")
+    (result,) = (await renamed.check_replay(store=url)).results
+    assert not result.compatible, result
+    assert result.step_key is not None and "model.request" in result.step_key
+    assert executed == []
