@@ -4,6 +4,7 @@ its journal (a durable:version step, written once per version), which replays an
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from durable._versions import versions_of
 from durable.errors import ConfigurationError
 
 from helpers import Calls
+
+DURABLE = [sys.executable, "-c", "from durable.cli import main; main()"]
 
 
 def release(url: str, version: str | None, calls: Calls) -> tuple[Workflow, Any]:
@@ -112,3 +115,31 @@ async def test_no_version_records_nothing(tmp_path: Path) -> None:
 def test_a_version_that_no_store_can_hold_is_refused(bad: Any) -> None:
     with pytest.raises(ConfigurationError, match=r"Workflow\('app'\): version"):
         Workflow("app", db="memory://", version=bad)
+
+
+async def test_runs_are_listed_by_version_in_python_and_on_the_command_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    calls = Calls()
+    old, job = release(url, "1.0", calls)
+    async with old:
+        for n in (1, 2):
+            await _until_waiting(old, await job.start(n))
+    new, job2 = release(url, "2.0", calls)
+    async with new:
+        await _until_waiting(new, await job2.start(3))
+        assert sorted(r.run_id for r in await new.list_runs(version="1.0")) == ["job-1", "job-2"]
+        assert [r.run_id for r in await new.list_runs(version="2.0")] == ["job-3"]
+        assert len(await new.list_runs(version="1.0", limit=1)) == 1
+        assert await new.list_runs(version="9") == []
+
+    env = {k: v for k, v in os.environ.items() if k != "DURABLE_STORE"}
+    listed = await asyncio.to_thread(
+        subprocess.run,
+        [*DURABLE, "runs", "list", "--store", url, "--version", "1.0", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(r["run_id"] for r in json.loads(listed.stdout)) == ["job-1", "job-2"]

@@ -10,14 +10,17 @@ needs a stored field in every store.)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import replace
 
 from durable import _codec, _keys
 from durable._patches import VERSION_TASK
-from durable._records import StepRecord, StepStatus
+from durable._records import RunQuery, RunRecord, StepRecord, StepStatus
 from durable.context import RunContext
 from durable.errors import ConfigurationError
+from durable.store import Store
 
-__all__ = ["check_version", "record_version", "versions_of"]
+__all__ = ["check_version", "record_version", "runs_of_version", "versions_of"]
 
 
 def check_version(version: object, where: str) -> str | None:
@@ -44,6 +47,28 @@ async def record_version(ctx: RunContext, version: str) -> None:
     )  # fmt: skip
     store, lease = ctx.store, ctx.lease
     ctx.journal[key] = await ctx.write(lambda: store.save_step(lease, step))
+
+
+async def runs_of_version(
+    store: Store, query: RunQuery, version: str, on_page: Callable[[int], None] | None = None
+) -> list[RunRecord]:
+    """The runs ``query`` lists (``offset`` and ``limit`` applied after this filter) that code of
+    ``version`` executed. Each candidate's journal is read: narrow ``query`` on a large store."""
+    from durable._inspect import iter_runs
+
+    key = _keys.system_base("version", version)
+    found: list[RunRecord] = []
+    skip = query.offset
+    async for run in iter_runs(store, replace(query, offset=0), on_page=on_page):
+        if not any(step.key == key for step in await store.load_steps(run.run_id)):
+            continue
+        if skip:
+            skip -= 1
+            continue
+        found.append(run)
+        if len(found) >= query.limit:
+            break
+    return found
 
 
 def versions_of(steps: list[StepRecord]) -> list[str]:

@@ -438,6 +438,7 @@ def runs_group() -> None:
     help="Only runs with this status (repeatable).",
 )
 @click.option("--workflow", help="Only runs of this workflow.")
+@click.option("--version", "version", help="Only runs that code of this version executed (reads journals).")
 @click.option("--prefix", help="Only run ids starting with this.")
 @click.option("--since", metavar="AGE", help="Only runs created within AGE (30m, 1h, 2d).")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most N runs.")
@@ -449,6 +450,7 @@ def runs_list(
     store_url: str | None,
     statuses: Sequence[str],
     workflow: str | None,
+    version: str | None,
     prefix: str | None,
     since: str | None,
     limit: int,
@@ -474,12 +476,20 @@ def runs_list(
     async def fetch() -> list[RunSummary]:
         async with open_workflow(store_url) as (_, store):
             try:
-                found = [
-                    run
-                    async for run in _inspect.iter_runs(
-                        store, query, limit=limit, on_page=lambda n: progress(n, max(n, limit))
-                    )
-                ]
+                if version is not None:
+                    from dataclasses import replace
+
+                    from durable._versions import runs_of_version
+
+                    paged = replace(query, limit=limit)
+                    found = await runs_of_version(store, paged, version, lambda n: progress(n, max(n, limit)))
+                else:
+                    found = [
+                        run
+                        async for run in _inspect.iter_runs(
+                            store, query, limit=limit, on_page=lambda n: progress(n, max(n, limit))
+                        )
+                    ]
             finally:
                 progress.close()
             return await _inspect.summarize(store, found)
