@@ -140,6 +140,10 @@ def check_the_three_releases(url: str) -> None:
     assert [r["run_id"] for r in only["runs"]] == ["order-2"] and only["ok"]
     none = replay("v2", url, "--status", "completed")
     assert none.returncode == 0 and "0 run(s) checked" in none.stdout
+    bad = replay("v2", url, "--status", "runing")
+    assert bad.returncode == 2 and "'runing' is not a valid RunStatus" in bad.stderr
+    unknown = replay("v2", url, "--run", "order-9")
+    assert unknown.returncode == 1 and "no run 'order-9'" in unknown.stderr
 
 
 def test_replay_of_a_sqlite_store_recorded_by_v1_changes_no_row(sqlite_store: tuple[str, Path]) -> None:
