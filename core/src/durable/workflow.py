@@ -10,9 +10,9 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, Self, TypeVar, overload
 
-from durable import _codec, _keys, _runner, _waits
+from durable import _codec, _keys, _runner, _sync, _waits
 from durable._engine import (
     StepPolicy,
     call_with_retries,
@@ -45,6 +45,7 @@ __all__ = ["TaskFunction", "Workflow", "WorkflowFunction"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 MAX_RUN_ID_LENGTH = 1024
 
@@ -59,13 +60,15 @@ def _check_run_id(run_id: object, workflow: str) -> str:
 
 
 class TaskFunction(Generic[P, R]):
-    """A function decorated with ``@wf.task``: checkpointed inside a run, plain outside."""
+    """A function decorated with ``@wf.task``: checkpointed inside a run, plain outside. A plain
+    ``def`` runs in the Workflow's thread pool (``durable._sync``); calling it gives an awaitable
+    either way."""
 
-    def __init__(self, workflow: Workflow, fn: Callable[P, Awaitable[R]], name: str, policy: StepPolicy):
-        if not inspect.iscoroutinefunction(fn):
-            raise ConfigurationError(f"@task {name!r}: {fn!r} must be an 'async def' function")
+    def __init__(self, workflow: Workflow, fn: Callable[P, Any], name: str, policy: StepPolicy):
+        self.is_async = _sync.check_function(fn, f"@task {name!r}")
         self.workflow = workflow
         self.fn = fn
+        self._body: Callable[..., Awaitable[R]] = fn if self.is_async else workflow.threads.body(fn)
         self.name = _keys.check_task_name(name)
         self.policy = policy
         self._annotation: Any = None
@@ -98,7 +101,7 @@ class TaskFunction(Generic[P, R]):
         return call
 
     async def _call_plain(self, args: Any, kwargs: Any) -> R:
-        return await call_with_retries(lambda: self.fn(*args, **kwargs), self.policy, self.name)
+        return await call_with_retries(lambda: self._body(*args, **kwargs), self.policy, self.name)
 
     async def _call_in_run(self, ctx: RunContext, key: str, args: Any, kwargs: Any) -> R:
         annotation = self._annotation or self.return_annotation
@@ -132,7 +135,7 @@ class TaskFunction(Generic[P, R]):
                 key,
                 self.name,
                 args_digest,
-                lambda: self.fn(*args, **kwargs),
+                lambda: self._body(*args, **kwargs),
                 self.policy,
                 lambda value: _codec.dumps(value, annotation),
                 lambda text: _codec.loads(text, annotation),
@@ -225,6 +228,11 @@ class WorkflowFunction(Generic[P, R]):
         arguments = self._bind(args, kwargs)
         run_id = _runner.caller_run_id(self._run_id(arguments), self.name)
         return await _runner.enqueue(self.workflow.executor, self, run_id, arguments)
+
+    def run_sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run (or resume) the workflow from synchronous code and return its result: the call
+        ``await my_workflow(...)`` makes, on the Workflow's own event loop (``Workflow.run_sync``)."""
+        return self.workflow.run_sync(self.call(None, args, kwargs))
 
     def run_id_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The run id a call with these arguments would use."""
@@ -325,9 +333,11 @@ class Workflow:
         *,
         lease_seconds: float = 15.0,
         version: str | None = None,
+        max_threads: int | None = None,
     ) -> None:
         """``version`` (optional) names this code's release; each run it executes records it
-        (``durable._versions``)."""
+        (``durable._versions``). ``max_threads`` bounds the thread pool that plain ``def`` tasks
+        run in (default: ``min(32, CPUs + 4)``, as ``ThreadPoolExecutor``'s)."""
         if not name or not isinstance(name, str):
             raise ConfigurationError(f"Workflow name must be a non-empty str, got {name!r}")
         _check_retries(default_retries, f"Workflow({name!r})")
@@ -338,6 +348,9 @@ class Workflow:
         self.default_retries = default_retries
         self.default_backoff = default_backoff if default_backoff is not None else exponential()
         self.plugins: PluginManager = get_plugin_manager()
+        self.threads = _sync.Threads(_sync.default_threads() if max_threads is None else max_threads, name)
+        """The pool plain ``def`` tasks run in."""
+        self._portal = _sync.Portal(name, self.close)
         self._workflows: dict[str, WorkflowFunction[Any, Any]] = {}
         self.executor = Executor(
             self, self.get_store, new_owner_id(), lease_seconds, self._workflows, self.plugins
@@ -367,7 +380,9 @@ class Workflow:
     # -- decorators --------------------------------------------------------------
 
     @overload
-    def task(self, fn: Callable[P, Awaitable[R]], /) -> TaskFunction[P, R]: ...
+    def task(self, fn: Callable[P, Awaitable[R]], /) -> TaskFunction[P, R]: ...  # type: ignore[overload-overlap]
+    @overload
+    def task(self, fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
     @overload
     def task(
         self,
@@ -379,11 +394,11 @@ class Workflow:
         backoff: BackoffStrategy | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
         timeout: float | None = None,
-    ) -> Callable[[Callable[P, Awaitable[R]]], TaskFunction[P, R]]: ...
+    ) -> _TaskDecorator: ...
 
     def task(
         self,
-        fn: Callable[P, Awaitable[R]] | None = None,
+        fn: Callable[P, Awaitable[R]] | Callable[P, R] | None = None,
         /,
         *,
         name: str | None = None,
@@ -391,15 +406,16 @@ class Workflow:
         backoff: BackoffStrategy | None = None,
         retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
         timeout: float | None = None,
-    ) -> TaskFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], TaskFunction[P, R]]:
-        """Make an async function a checkpointed step (``@wf.task`` or ``@wf.task(...)``).
+    ) -> TaskFunction[P, R] | _TaskDecorator:
+        """Make a function a checkpointed step (``@wf.task`` or ``@wf.task(...)``): an ``async
+        def``, or a plain ``def``, which runs in the Workflow's thread pool (``max_threads``).
 
         ``retries`` extra attempts (so ``retries + 1`` in all) wait ``backoff(k)``
         seconds before retry ``k``; only exceptions matching ``retry_on`` are retried;
-        ``timeout`` limits each attempt.
+        ``timeout`` limits each attempt (for a ``def``, the wait for its thread: see ``durable._sync``).
         """
 
-        def decorate(f: Callable[P, Awaitable[R]]) -> TaskFunction[P, R]:
+        def decorate(f: Callable[P, Any]) -> TaskFunction[P, Any]:
             task_name = f.__name__ if name is None else name
             n = self.default_retries if retries is None else retries
             _check_retries(n, f"task {task_name!r}")
@@ -413,7 +429,7 @@ class Workflow:
             )
             return TaskFunction(self, f, task_name, policy)
 
-        return decorate(fn) if fn is not None else decorate
+        return decorate(fn) if fn is not None else decorate  # type: ignore[return-value]
 
     @overload
     def workflow(self, fn: Callable[P, Awaitable[R]], /) -> WorkflowFunction[P, R]: ...
@@ -504,6 +520,35 @@ class Workflow:
         self._opened_on = None
         if self._store_url is not None and self._store_loop_bound():
             self._store = None
+        self.threads.shutdown()
+
+    # -- synchronous callers -------------------------------------------------------
+
+    def run_sync(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` (``my_workflow(...)``, ``wf.wait_for(run_id)``, ``wf.complete(...)``)
+        from synchronous code (Django, Flask, a script) and return its result.
+
+        It runs on an event loop of this Workflow's own, in a daemon thread started on first use
+        and shared by every thread calling ``run_sync``: the store stays open between calls.
+        ``close_sync()`` (or the end of the process) closes the store and ends that thread. Refused
+        inside a running event loop (await instead) and inside a run. Use one Workflow object either
+        from async code or through ``run_sync``, not both at once.
+        """
+        inside = current_run()
+        if inside is not None:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()
+            raise ConfigurationError(
+                f"{self!r}.run_sync() was called inside run {inside.run_id!r} (from a sync task?): "
+                "call workflows from the workflow body instead",
+                run_id=inside.run_id,
+            )
+        return self._portal.run(awaitable, f"{self!r}.run_sync()")
+
+    def close_sync(self) -> None:
+        """Close the store on ``run_sync``'s event loop and end its thread (it restarts on the
+        next ``run_sync``). Runs still executing there are interrupted."""
+        self._portal.stop()
 
     async def __aenter__(self) -> Self:
         await self.get_store()
@@ -766,6 +811,15 @@ class Workflow:
     def __repr__(self) -> str:
         store = self._store if self._store_url is None else redact_url(self._store_url)
         return f"<Workflow {self.name!r} store={store!r}>"
+
+
+class _TaskDecorator(Protocol):
+    """What ``@wf.task(...)`` returns: takes an ``async def`` or a plain ``def``."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> TaskFunction[P, R]: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> TaskFunction[P, R]: ...
 
 
 def _check_retries(retries: object, where: str) -> None:
