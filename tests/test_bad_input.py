@@ -80,12 +80,15 @@ def test_task_names_that_would_break_step_keys_are_rejected(name: str) -> None:
         async def t() -> None: ...
 
 
-def test_sync_functions_are_rejected_at_decoration() -> None:
+def test_a_sync_workflow_body_is_rejected_at_decoration_and_says_what_to_do() -> None:
     wf = Workflow("bad", db="memory://")
-    with pytest.raises(ConfigurationError, match=r"plain.*async def"):
+    with pytest.raises(ConfigurationError, match=r"plain.*async def.*plain 'def'.*plain\.run_sync"):
 
-        @wf.task
+        @wf.workflow
         def plain() -> None: ...  # type: ignore[arg-type]
+
+    @wf.task  # a task may be a plain def since issue 20 (it runs in a thread)
+    def step() -> None: ...
 
 
 async def test_unstorable_workflow_arguments_name_the_run(wf: Workflow) -> None:

@@ -193,7 +193,11 @@ class WorkflowFunction(Generic[P, R]):
         timeout: float | None = None,
     ):
         if not inspect.iscoroutinefunction(fn):
-            raise ConfigurationError(f"@workflow {name!r}: {fn!r} must be an 'async def' function")
+            raise ConfigurationError(
+                f"@workflow {name!r}: {fn!r} must be an 'async def' function (it awaits its steps; "
+                "its tasks may be plain 'def' functions, run in threads, and sync code calls it with "
+                f"{name}.run_sync(...))"
+            )
         if timeout is not None and timeout <= 0:
             raise ConfigurationError(f"@workflow {name!r}: timeout must be > 0, got {timeout}")
         self.workflow = workflow
