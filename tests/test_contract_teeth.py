@@ -627,3 +627,37 @@ def test_the_cli_opens_a_store_that_exists(tmp_path: Path) -> None:
 def _record(run_id: str) -> RunRecord:
     now = time.time()
     return RunRecord(run_id, "wf", RunStatus.PENDING, "{}", "d", now, now)
+
+
+# -- Store.__repr__: where the store is, without its password ------------------------------------
+
+
+class _Secretive(JsonFileStore):
+    """Made from a URL holding a password; the base class's repr is all it has."""
+
+    @classmethod
+    def from_url(cls, url: str) -> _Secretive:
+        return cls("/var/lib/app/store.json")
+
+
+def test_a_store_made_from_a_url_shows_the_url_without_its_password() -> None:
+    from durable._plugins import get_plugin_manager
+    from durable.hookspecs import StoreBackend, hookimpl
+
+    class Plugin:
+        @hookimpl
+        def durable_store_backends(self) -> list[StoreBackend]:
+            return [StoreBackend("secretive", ("files",), "test", _Secretive)]
+
+        @hookimpl
+        def durable_store_from_url(self, url: str, options: dict[str, Any]) -> _Secretive | None:
+            return _Secretive.from_url(url) if url.startswith("files:") else None
+
+    manager = get_plugin_manager()
+    manager.register(Plugin(), name="secretive-plugin")
+    try:
+        store = manager.store_from_url("files://admin:hunter22@nas/var/lib/app?token=t0ken22")
+    finally:
+        manager.unregister("secretive-plugin")
+    assert repr(store) == "<_Secretive files://admin:***@nas/var/lib/app?token=***>"
+    assert repr(_Secretive("/var/lib/app/store.json")) == "<_Secretive '/var/lib/app/store.json'>"

@@ -36,7 +36,7 @@ RESULT_SIZE = 256 * 1024
 STEP_SIZE = 16 * 1024
 READ_FOR = 2.0
 """Seconds the reader reads while the other process writes."""
-KILLS = 8
+KILLS = 5
 """Times the writing process is killed (at random moments) and the store reopened."""
 CHILD_LIMIT = 20.0
 """How long a writing process may take to start or to acknowledge a write."""
