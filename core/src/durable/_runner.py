@@ -250,7 +250,10 @@ async def drive(
         finished("cancelled", cancelled)
         raise cancelled
 
-    observe(plugins, "durable_run_started", workflow=wfn.name, run_id=run_id, resumed=bool(journal))
+    observe(
+        plugins, "durable_run_started",
+        workflow=wfn.name, run_id=run_id, resumed=bool(journal), attempt=lease.token, run=run,
+    )  # fmt: skip
     ex.active[run_id] = ctx
     try:
         if ex.workflow.version is not None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from durable.store import Store
+    from durable.store import RunRecord, Store
 
 PROJECT_NAME = "durable"
 
@@ -111,8 +111,16 @@ def durable_type_codecs() -> Sequence[TypeCodec]:
 
 
 @hookspec
-def durable_run_started(workflow: str, run_id: str, resumed: bool) -> None:
-    """A run began executing in this process (``resumed``: it had checkpoints already)."""
+def durable_run_started(workflow: str, run_id: str, resumed: bool, attempt: int, run: RunRecord) -> None:
+    """A run began executing in this process (``resumed``: it had checkpoints already).
+
+    ``attempt`` is the lease token this execution holds: 1 for a run's first execution, one more
+    for each claim since (a resume, a worker taking it up, a parked run woken). ``run`` is the
+    record as this executor found it before taking it: its ``status`` then (``pending``,
+    ``waiting`` with the ``wake_at`` it was due at, ...), ``created_at``, ``updated_at``,
+    ``deadline`` and ``parent_run_id``, what a tracer needs for queue waits and links. Called in
+    the task that executes the run, as are every step hook of the run and ``durable_run_finished``.
+    """
 
 
 @hookspec
