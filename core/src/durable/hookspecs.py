@@ -116,10 +116,10 @@ def durable_run_started(workflow: str, run_id: str, resumed: bool, attempt: int,
 
     ``attempt`` is the lease token this execution holds: 1 for a run's first execution, one more
     for each claim since (a resume, a worker taking it up, a parked run woken). ``run`` is the
-    record as this executor found it before taking it: its ``status`` then (``pending``,
-    ``waiting`` with the ``wake_at`` it was due at, ...), ``created_at``, ``updated_at``,
-    ``deadline`` and ``parent_run_id``, what a tracer needs for queue waits and links. Called in
-    the task that executes the run, as are every step hook of the run and ``durable_run_finished``.
+    record this execution began with, just created or just claimed (``created_at``,
+    ``deadline``, ``parent_run_id``): what a tracer needs for the time from ``start()`` to the first
+    execution and for links. Called in the task that executes the run, as are every step hook of
+    the run and ``durable_run_finished``.
     """
 
 
