@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from durable import RunStatus, Workflow
 from durable.backoff import exponential
-from durable.errors import ConfigurationError, RunInProgress, RunTimeout, SignalTimeout
+from durable.errors import ConfigurationError, RunInProgress, RunTimeout, SignalTimeout, StoreNotFound
 from durable.testing import SimulatedCrash, VirtualClock, crash_after, crash_before, virtual_time
 
 from helpers import Calls, until_status
@@ -125,8 +126,9 @@ async def test_leases_stay_on_the_wall_clock_while_virtual_time_jumps(durable_wf
         run = await until_status(wf, "nap", RunStatus.WAITING)
         await clock.advance(WEEK)
         await asyncio.sleep(0.5)  # wall time past the lease it started with: renewals keep it
-        now = await wf.get_run("nap")
-        assert now is not None and now.owner == wf.owner and now.lease_token == run.lease_token
+        now = await other.get_run("nap")  # as another executor reports it: still held, not interrupted
+        assert now is not None and now.status is RunStatus.WAITING
+        assert now.owner == wf.owner and now.lease_token == run.lease_token
         assert now.lease_expires_at is not None and time.time() < now.lease_expires_at <= time.time() + 0.31
         with pytest.raises(RunInProgress):
             await other._workflows["nap"].call("nap", wait=False)
@@ -297,3 +299,37 @@ def test_durable_wf_runs_on_every_store_given(pytester: pytest.Pytester, tmp_pat
     )
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*STORE InMemoryStore memory*", "*STORE SQLiteStore sqlite*"])
+
+
+def test_a_server_store_gets_a_prefix_of_its_own_per_test_dropped_after(pytester: pytest.Pytester) -> None:
+    if not os.environ.get("DURABLE_TEST_REDIS_URL"):
+        pytest.skip("set DURABLE_TEST_REDIS_URL to a Redis server")
+    pytester.makepyfile(
+        test_app="""
+        async def test_one(durable_wf, durable_store_url):
+            @durable_wf.workflow(id="one")
+            async def one() -> int:
+                return 1
+
+            assert await one() == 1
+            print("URL", durable_store_url)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-s", "-p", "asyncio", "-o", "asyncio_mode=auto", "--durable-store", "redis"
+    )
+    result.assert_outcomes(passed=1)
+    [url] = [line.split("URL ", 1)[1].strip() for line in result.outlines if "URL " in line]
+    assert "prefix=durable-test-durabletest" in url
+
+    async def reopen() -> None:
+        from durable._plugins import get_plugin_manager
+
+        store = get_plugin_manager().store_from_url(url)
+        try:
+            await store.open(create=False)
+        finally:
+            await store.close()
+
+    with pytest.raises(StoreNotFound):  # its keys were deleted after the test
+        asyncio.run(reopen())
