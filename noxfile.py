@@ -35,6 +35,7 @@ PLUGINS = {
     "postgres": "plugins/postgres",
     "redis": "plugins/redis",
     "pydantic-ai": "plugins/pydantic_ai",
+    "opentelemetry": "plugins/opentelemetry",
 }
 TEST_TOOLS = [
     "pytest>=8",
@@ -43,6 +44,7 @@ TEST_TOOLS = [
     "fakeredis>=2.26",
     "pydantic-ai-slim[mcp]>=2.68,<2.69",
     "playwright>=1.40",
+    "opentelemetry-sdk>=1.20",
 ]
 
 
