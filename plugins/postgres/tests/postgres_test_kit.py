@@ -123,6 +123,7 @@ class RecordingConnection:
 
         async def recorded(sql: str, *args: Any, **kwargs: Any) -> Any:
             self._pool.statements.append(sql)
+            self._pool.arguments.append(args)
             result = await attr(sql, *args, **kwargs)
             if self._pool.fail_after is not None and sql == self._pool.fail_after:
                 self._pool.fail_after = None
@@ -138,6 +139,8 @@ class RecordingPool:
     def __init__(self, pool: Any) -> None:
         self._pool = pool
         self.statements: list[str] = []
+        self.arguments: list[tuple[Any, ...]] = []
+        """The arguments of each statement in ``statements``."""
         self.acquires = 0
         self.releases = 0
         self.fail_after: str | None = None

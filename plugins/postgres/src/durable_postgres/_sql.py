@@ -31,6 +31,8 @@ CLOCK_TOLERANCE = 1.0
 """Seconds a new run's lease expiry, by its creator's clock, may differ from the server's view of
 it and still be written as given (so the stored record is the one the creator holds)."""
 LIVE_LEASE = f"(owner IS NOT NULL AND lease_expires_at IS NOT NULL AND lease_expires_at > {NOW})"
+STORED = frozenset(RunStatus) - {RunStatus.INTERRUPTED, RunStatus.CORRUPT}
+"""The statuses a run row may hold (``interrupted`` and ``corrupt`` are only reported)."""
 SIGNAL_LOCK_SPACE = 0x6475  # first key of the two-int advisory locks that order a run's deliveries
 
 
@@ -89,12 +91,13 @@ def _due_query(s: str, only: str) -> str:
 
 def statements(s: str) -> dict[str, str]:
     """Every fixed statement of the store, with the quoted schema ``s`` filled in."""
-    # A step's first completed write wins; a failed step is replaced by a later write.
+    # A step's first completed write wins; a failed step is replaced by a later write (a row that
+    # is neither, damaged, is left as it is: reading it back raises StoreCorrupted).
     replace_unless_completed = (
         "ON CONFLICT (run_id, key) DO UPDATE SET task = EXCLUDED.task, "
         "args_digest = EXCLUDED.args_digest, status = EXCLUDED.status, result = EXCLUDED.result, "
         "error = EXCLUDED.error, attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, "
-        f"finished_at = EXCLUDED.finished_at WHERE {s}.steps.status <> 'completed'"
+        f"finished_at = EXCLUDED.finished_at WHERE {s}.steps.status = 'failed'"
     )
     return {
         "token": f"SELECT lease_token FROM {s}.runs WHERE run_id = $1",
@@ -158,10 +161,11 @@ def statements(s: str) -> dict[str, str]:
             "WHERE r.run_id = i.run_id AND r.lease_token = i.token RETURNING r.run_id"
         ),
         "tokens": f"SELECT run_id, lease_token FROM {s}.runs WHERE run_id = ANY($1::text[])",
+        # A run whose status no release writes is left as it is (request_cancel returns it, corrupt).
         "cancel": (
             f"UPDATE {s}.runs SET cancel_requested = TRUE, updated_at = {NOW}, status = CASE "
             f"WHEN status NOT IN ('completed', 'cancelled') AND NOT {LIVE_LEASE} THEN 'cancelled' "
-            f"ELSE status END WHERE run_id = $1 RETURNING {RUN_COLUMNS}"
+            f"ELSE status END WHERE run_id = $1 AND {status_in(STORED)} RETURNING {RUN_COLUMNS}"
         ),
         "reset": (
             f"UPDATE {s}.runs SET status = 'pending', cancel_requested = FALSE, error = NULL, "

@@ -422,6 +422,10 @@ class PostgresStore(Store):
             except Exception as exc:
                 failure = classify(exc)
                 if failure is Failure.PERMANENT:
+                    if not isinstance(exc, asyncpg.PostgresError):
+                        # Refused by the client mid-protocol (a value asyncpg cannot encode): the
+                        # server still waits for the statement, holding its locks.
+                        terminate(conn)
                     raise self._permanent(what, exc) from exc
                 uncertain = uncertain or failure is Failure.UNKNOWN
                 last = exc
@@ -634,7 +638,7 @@ class PostgresStore(Store):
             f"cancel run {run_id!r}", lambda conn: conn.fetchrow(self._sql["cancel"], run_id)
         )
         if row is None:
-            return None
+            return await self.get_run(run_id)  # unknown, or a status no release writes: corrupt
         run = self._run(row)
         if run.status is RunStatus.CANCELLED:
             self._took_out(1)
