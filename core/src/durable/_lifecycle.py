@@ -26,6 +26,13 @@ and ``require`` raises ``LifecycleError`` for it before anything is written.
      claim        (executor) also takes a failed run: calling a failed run again retries it
      fork         (caller) creates a new run owning it, as a direct call does, copies the journal
                   before a step into it, then parks it due at once (waiting, wake time now)
+     enqueue      (caller) start() on a queue: pending, with its queue entry (priority, partition,
+                  not-before time); a queue claim takes it, within the queue's limits, once
+                  its not-before time has come (a delay)
+     debounce     (caller) a start within a pending debounced run's window: pending ──► pending,
+                  with the new inputs and a later not-before time
+     tick         (caller) a schedule's tick: pending (enqueued, on a queue), under an id made from
+                  the tick's time, so however many schedulers see it, one run is created
 
 ``interrupted`` is never written: it is how a stored ``running`` or ``waiting`` run reads when
 its owner holds no live lease (crashed, paused past its lease, its caller cancelled it, or a
@@ -107,6 +114,15 @@ TRANSITIONS: tuple[Transition, ...] = (
     # fork(): the same changes as a direct call's creation and a park, made for a new run.
     Transition(None, R, Actor.CALLER, "create_run", "fork(): the new run, owned while its journal is copied"),
     Transition(R, W, Actor.OWNER, "update_run", "fork(): hand the copied run to any executor, due now"),
+    # Queues (durable._queues) and schedules (durable._schedules).
+    Transition(None, P, Actor.CALLER, "enqueue_run", "start() on a queue, delayed or not: run and entry"),
+    Transition(P, P, Actor.CALLER, "enqueue_run", "debounce: a start in the window replaces inputs, times"),
+    *(
+        Transition(s, R, Actor.EXECUTOR, "claim_queued", f"a queue claim of a due {s} run, within limits")
+        for s in (P, R, W)
+    ),
+    Transition(None, P, Actor.CALLER, "create_run", "a schedule's tick: its run, id from the tick time"),
+    Transition(None, P, Actor.CALLER, "enqueue_run", "a schedule's tick on a queue"),
 )
 
 _ALLOWED = frozenset((t.source, t.target, t.actor) for t in TRANSITIONS)

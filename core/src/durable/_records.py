@@ -252,3 +252,70 @@ def listed_after(run: RunRecord, after: tuple[float, str]) -> bool:
     """Whether ``run`` comes after the run ``after`` (``(created_at, run_id)``) in listing order."""
     created_at, run_id = after
     return run.created_at < created_at or (run.created_at == created_at and run.run_id > run_id)
+
+
+# -- queues (``Capability.QUEUES``): kept by the store beside the run, never in ``RunRecord`` -----
+
+
+@dataclass(frozen=True)
+class QueuedRun:
+    """A run's place in a named queue, written with the run by ``Store.enqueue_run`` and kept
+    until the run is deleted. Times are seconds since the epoch."""
+
+    run_id: str
+    queue: str
+    priority: int = 0
+    """Lower runs first within the queue (any int; ``0`` by default); FIFO within one priority."""
+    partition_key: str | None = None
+    """The partition ``QueueLimits.partition_concurrency`` counts it in (``None`` is one partition)."""
+    not_before: float = 0.0
+    """No queue claim takes the run before this time (a ``delay``, or a debounce window's end), on
+    the caller's clock (workflow time), as ``wake_at`` is."""
+    enqueued_at: float = 0.0
+    """When ``start()`` was called (the last call, for a debounced run): FIFO order within a priority."""
+    debounce_key: str | None = None
+    """Starts with this key on this queue collapse into this run while it has not started."""
+    started_at: float | None = None
+    """The store's time of the run's first claim through the queue (``None``: never started): the
+    starts a rate window counts. Set by the store, never by the caller."""
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """What a queue claim may not exceed, carried by every ``Store.claim_queued`` call from the
+    claiming worker's code (``wf.queue(...)``); ``None`` is no limit."""
+
+    concurrency: int | None = None
+    """At most this many runs of the queue with a live lease, across every process."""
+    partition_concurrency: int | None = None
+    """At most this many runs of one ``partition_key`` with a live lease (``concurrency`` stays
+    the total)."""
+    rate_limit: tuple[int, float] | None = None
+    """``(n, seconds)``: at most ``n`` first claims (``QueuedRun.started_at``) of the queue's runs
+    in any window of ``seconds``."""
+
+
+class Enqueued(StrEnum):
+    """What ``Store.enqueue_run`` did."""
+
+    CREATED = "created"
+    """The run and its queue entry were inserted."""
+    REPLACED = "replaced"
+    """A pending, never started run with the same ``debounce_key`` took the new inputs and times."""
+    EXISTS = "exists"
+    """A run with that id (or, debouncing, of another workflow with that key) exists: nothing written."""
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """One queue's state as ``Store.queue_stats`` counts it (``durable queues`` shows it)."""
+
+    queue: str
+    queued: int
+    """Runs a claim could take now but for the limits."""
+    delayed: int
+    """Pending runs whose ``not_before`` is still ahead."""
+    running: int
+    """Runs holding a live lease (the slots in use)."""
+    started_in_window: int | None = None
+    """First claims within the rate window asked about (``None`` when none was)."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from durable import _clock, _runner
+from durable._dispatch import Dispatch
 from durable._records import Lease, RunRecord, RunStatus
 from durable.errors import ConfigurationError, PluginError, RunParked
 from durable.store import Store, accepts_workflows
@@ -27,10 +29,18 @@ class Worker:
     """Polls the store for due runs and executes them, ``concurrency`` at a time.
 
     Any number of workers, in any processes on any hosts, may share a store: a run
-    is executed only by the worker that claims its lease.
+    is executed only by the worker that claims its lease. ``queues`` names the queues it serves
+    (``durable._dispatch``; all by default); it also starts their schedules' ticks.
     """
 
-    def __init__(self, wf: Workflow, *, concurrency: int = 16, poll_interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        wf: Workflow,
+        *,
+        concurrency: int = 16,
+        poll_interval: float = 0.5,
+        queues: Iterable[str] | None = None,
+    ) -> None:
         if concurrency < 1 or poll_interval <= 0:
             raise ValueError(
                 f"Worker: concurrency must be >= 1 and poll_interval > 0 ({concurrency}, {poll_interval})"
@@ -47,12 +57,20 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._next_foreign_check = 0.0
+        self.dispatch = Dispatch(wf, queues)
+        self._store: Store | None = None
+        self._queue_of: dict[asyncio.Task[None], str] = {}
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Work until ``stop`` is set (or forever); running runs are interrupted on exit and
         stay resumable by any other worker."""
         stop = stop or asyncio.Event()
         outage = _Outage(self)
+        scheduler = None
+        if self.dispatch.scheduled:
+            from durable._schedules import Scheduler
+
+            scheduler = asyncio.ensure_future(Scheduler(self.dispatch.scheduled).run(stop))
         try:
             while not stop.is_set():
                 try:
@@ -65,13 +83,22 @@ class Worker:
                     outage.over()
                     wait = self.poll_interval
                 self._slot_freed.clear()
-                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._slot_freed.wait())]
+                waiters: list[asyncio.Future[object]] = [
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(self._slot_freed.wait()),
+                ]
                 if _clock.virtual is not None:  # virtual time jumped: a parked run may be due
                     waiters.append(asyncio.ensure_future(_clock.advanced()))
+                if self._store is not None:  # pushed: an enqueued run or a freed slot wakes it
+                    woken = self._store.wait_for_queues(self.dispatch.names, wait)
+                    waiters.append(asyncio.ensure_future(woken))
                 await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waiters:
                     waiter.cancel()
         finally:
+            if scheduler is not None:
+                scheduler.cancel()
+                await asyncio.gather(scheduler, return_exceptions=True)
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -82,17 +109,25 @@ class Worker:
         if free <= 0:
             return 0
         ex = self.executor
-        store = await ex.store()
+        store = self._store = await ex.store()
         started = 0
         now = _clock.now()  # workflow time: a parked run's wake time is on it
+        sent = time.monotonic()
+        for queued, taken, queue in await self.dispatch.claim(store, now, free, ex.owner, ex.lease_seconds):
+            self._start(queued, taken, sent, queue)
+            started += 1
+        free -= started
         # Ask for as many more as corrupt runs were skipped, or they would fill every poll.
         wanted = free + len(self.corrupt_runs)
+        due: list[RunRecord] = []
         if accepts_workflows(store):
-            due = await store.due_runs(now, limit=wanted, workflows=frozenset(ex.workflows))
+            if free > 0 and self.dispatch.unqueued:
+                due = await store.due_runs(now, limit=wanted, workflows=self.dispatch.unqueued)
             if time.monotonic() >= self._next_foreign_check:
                 await self._report_foreign(store, now)
-        else:
+        elif free > 0:
             due = await store.due_runs(now, limit=wanted + free)
+        free += started
         for run in due:
             if started >= free:
                 break
@@ -103,6 +138,8 @@ class Worker:
             if run.workflow not in ex.workflows:
                 self._unknown(run)
                 continue
+            if run.workflow not in self.dispatch.unqueued:
+                continue  # a workflow of a queue this worker does not serve
             sent = time.monotonic()
             lease = await store.claim_run(run.run_id, ex.owner, ex.lease_seconds)
             if lease is None:
@@ -113,11 +150,16 @@ class Worker:
                 self.corrupt_runs.add(run.run_id)
                 await _runner.give_back(store, lease)
                 continue
-            task = asyncio.ensure_future(self._execute(claimed or run, lease, sent))
-            self._tasks.add(task)
-            task.add_done_callback(self._done)
+            self._start(claimed or run, lease, sent)
             started += 1
         return started
+
+    def _start(self, run: RunRecord, lease: Lease, sent: float, queue: str | None = None) -> None:
+        task = asyncio.ensure_future(self._execute(run, lease, sent))
+        self._tasks.add(task)
+        if queue is not None:
+            self._queue_of[task] = queue
+        task.add_done_callback(self._done)
 
     async def _report_foreign(self, store: Store, now: float) -> None:
         """Report due runs of workflows this code lacks: on the first poll, then every
@@ -139,6 +181,7 @@ class Worker:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self.dispatch.finished(self._queue_of.pop(task, None))
         self._slot_freed.set()
 
     async def _execute(self, run: RunRecord, lease: Lease, leased_at: float) -> None:

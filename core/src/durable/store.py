@@ -27,8 +27,12 @@ from urllib.parse import unquote, unquote_plus
 from durable import _codec
 from durable._lifecycle import DUE_STATUSES, is_due
 from durable._records import (
+    Enqueued,
     ErrorInfo,
     Lease,
+    QueuedRun,
+    QueueLimits,
+    QueueStats,
     RunQuery,
     RunRecord,
     RunStatus,
@@ -36,13 +40,18 @@ from durable._records import (
     StepRecord,
     StepStatus,
 )
-from durable.errors import StoreNotFound
+from durable.errors import ConfigurationError, StoreNotFound
 
 __all__ = [
+    "DEFAULT_QUEUE",
     "Capability",
+    "Enqueued",
     "ErrorInfo",
     "InMemoryStore",
     "Lease",
+    "QueueLimits",
+    "QueueStats",
+    "QueuedRun",
     "RunQuery",
     "RunRecord",
     "RunStatus",
@@ -78,8 +87,19 @@ class Capability:
     comparison and expiry uses one clock, the store's (a database server's), and ``Store.clock``
     only places the times callers take on it."""
 
-    ALL = frozenset({PERSISTENT, MULTI_PROCESS, NOTIFY, MULTI_HOST})
+    QUEUES = "queues"
+    """Named queues (``wf.queue``): ``enqueue_run``, ``claim_queued`` (limits checked inside the
+    claim, atomically), ``get_queued``, ``queue_stats``, ``list_queues``; ``due_runs`` leaves
+    queued runs out. docs/QUEUES.md says what each store must do."""
+
+    ALL = frozenset({PERSISTENT, MULTI_PROCESS, NOTIFY, MULTI_HOST, QUEUES})
     """Every name there is: anything else in ``capabilities`` is a mistake (a typo would skip tests)."""
+
+
+DEFAULT_QUEUE = "default"
+"""The name workers give the runs without a queue entry (``due_runs`` serves them): ``durable worker
+--queue default``. A store that can wakes ``wait_for_queues`` callers of it when it records a new
+pending run (``create_run``)."""
 
 
 def compact_json(data: Any) -> str:
@@ -374,7 +394,9 @@ class Store(ABC):
         """Runs a worker should resume at ``now`` (``durable._lifecycle.is_due``), at most ``limit``,
         oldest ``created_at`` first (ties by ``run_id``), so old runs are not starved by new ones;
         with ``workflows``, only runs of those workflows (a worker asks for what it can execute, so
-        due runs of other workflows cannot crowd its own out).
+        due runs of other workflows cannot crowd its own out). A run with a queue entry
+        (``enqueue_run``, ``queues`` stores) is never returned: ``claim_queued`` serves it, within
+        its queue's limits.
 
         This default reads every run whose status is in ``DUE_STATUSES`` through ``list_runs``;
         our stores override it with an indexed query returning the same runs, so a poll costs the
@@ -395,7 +417,120 @@ class Store(ABC):
 
     @abstractmethod
     async def delete_run(self, run_id: str) -> bool:
-        """Delete a run with its steps and signals. Returns whether it existed."""
+        """Delete a run with its steps and signals (and its queue entry). Returns whether it existed."""
+
+    # -- queues (Capability.QUEUES; docs/QUEUES.md) -----------------------------------------
+    #
+    # A queued run is an ordinary run (its RunRecord, steps, signals and lease are as above) plus
+    # a ``QueuedRun`` entry the store keeps beside it, in its own table or keys. Stores without
+    # the capability inherit these defaults, which refuse: ``wf.queue`` and ``queue=`` need it.
+
+    async def enqueue_run(self, run: RunRecord, entry: QueuedRun) -> tuple[RunRecord, Enqueued]:
+        """Insert the pending ``run`` and its queue ``entry`` in one atomic write, or collapse it
+        into a debounced run; returns the stored run and what was done.
+
+        Without ``entry.debounce_key``: as ``create_run`` (``EXISTS`` and nothing written if a run
+        with its id exists, else ``CREATED``: both records stored as given, ``started_at`` None).
+
+        With ``entry.debounce_key``, first, in the same atomic step: if the queue holds a run with
+        that key that is ``pending`` and was never started (``started_at`` None, token 0), then
+        when it is of ``run.workflow`` it takes ``run``'s ``inputs``, ``inputs_digest`` and
+        ``updated_at`` and ``entry``'s ``priority``, ``partition_key``, ``not_before`` and
+        ``enqueued_at`` (its id, ``created_at`` and key are kept) and ``REPLACED`` is returned with
+        it; when it is of another workflow, it is returned unchanged with ``EXISTS``. Of
+        concurrent debounced enqueues with one key, exactly one creates. A claim racing a replace
+        sees the run before it or after it, never half replaced.
+
+        Stores with ``notify`` wake idle claimers of ``entry.queue`` (``wait_for_queues``).
+        """
+        raise self._no_queues("enqueue_run")
+
+    async def claim_queued(
+        self,
+        queue: str,
+        now: float,
+        owner: str,
+        lease_seconds: float,
+        limits: QueueLimits,
+        *,
+        limit: int = 1,
+        workflows: Collection[str] | None = None,
+    ) -> list[tuple[RunRecord, Lease]]:
+        """Claim up to ``limit`` runs of ``queue`` that the limits allow, in one atomic step with
+        counting what the limits count; returns each claimed run (as stored after the claim) with
+        its lease, in claim order.
+
+        Candidates: runs with an entry in ``queue`` that ``durable._lifecycle.is_due`` accepts at
+        ``now`` (pending, interrupted, or parked and woken; nobody holds a live lease) whose
+        ``not_before <= now`` (``now``, ``not_before`` and ``wake_at`` are on the caller's clock),
+        of ``workflows`` when given, taken in order of ``(priority, enqueued_at, run_id)``.
+        Walking them in that order, a candidate is claimed unless:
+
+        * ``limits.concurrency``: the queue's runs holding a live lease already number that many
+          (then no further candidate is claimed);
+        * ``limits.partition_concurrency``: its partition's runs holding a live lease already
+          number that many (skipped: a later candidate of another partition may be claimed);
+        * ``limits.rate_limit = (n, seconds)``, and it was never started: ``n`` runs of the queue
+          were first claimed within the last ``seconds`` (skipped; a run started before, resumed
+          after a park or a crash, is not a new start).
+
+        Live leases are counted on the store's clock (as ``claim_run`` judges them), so the slot
+        of an owner that died frees itself when its lease expires, and one given back
+        (``update_run(release=True)``, ``renew_lease(lease, 0)``, a final status) frees at once.
+        A claim writes what ``claim_run`` writes, and sets ``started_at`` to the store's now on
+        a first claim. Two claims never both take a slot: concurrent claimers of one queue are
+        serialised by the store (one transaction, a lock per queue, one script).
+        """
+        raise self._no_queues("claim_queued")
+
+    async def get_queued(self, run_id: str) -> QueuedRun | None:
+        """The run's queue entry, or ``None`` if it has none (or there is no such run)."""
+        raise self._no_queues("get_queued")
+
+    async def queue_stats(self, queue: str, now: float, *, window: float | None = None) -> QueueStats:
+        """``queue``'s counts at ``now`` (``QueueStats``); ``window`` (seconds): also count the first
+        claims within it. A read: writes nothing."""
+        raise self._no_queues("queue_stats")
+
+    async def list_queues(self) -> list[str]:
+        """Names of the queues holding a run that is not completed or cancelled, sorted."""
+        raise self._no_queues("list_queues")
+
+    async def wait_for_queues(self, queues: Collection[str], timeout: float) -> None:
+        """Return when a run of one of ``queues`` may have become claimable (an enqueue, a freed
+        slot, a woken run), or after ``timeout`` seconds; may return early. Workers call it
+        between claims; polling at ``timeout`` stays the safety net.
+
+        This default returns on this process's wake-ups (``wake_queue_waiters``); stores with
+        ``notify`` also wake it from other store objects and processes (LISTEN/NOTIFY, pub/sub).
+        """
+        event = asyncio.Event()
+        registry: dict[str, set[asyncio.Event]] = self.__dict__.setdefault("_queue_waiters", {})
+        for queue in queues:
+            registry.setdefault(queue, set()).add(event)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout)
+        finally:
+            for queue in queues:
+                waiters = registry.get(queue)
+                if waiters is not None:
+                    waiters.discard(event)
+                    if not waiters:
+                        registry.pop(queue, None)
+
+    def wake_queue_waiters(self, queue: str | None = None) -> None:
+        """Wake this process's ``wait_for_queues`` callers of ``queue`` (all of them: ``None``)."""
+        registry: dict[str, set[asyncio.Event]] = self.__dict__.get("_queue_waiters", {})
+        for name in list(registry) if queue is None else [queue]:
+            for event in registry.get(name, ()):
+                event.set()
+
+    def _no_queues(self, method: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"{self!r} does not declare the {Capability.QUEUES!r} capability, so it has no {method}(): "
+            "named queues (wf.queue, queue=) need a store that keeps them (docs/QUEUES.md)"
+        )
 
     # -- steps -------------------------------------------------------------------
 

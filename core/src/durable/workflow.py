@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, Self, TypeVar, overload
 
-from durable import _codec, _keys, _runner, _sync, _waits
+from durable import _codec, _keys, _queues, _runner, _sync, _waits
 from durable._engine import (
     StepPolicy,
     call_with_retries,
@@ -24,7 +24,17 @@ from durable._executor import Executor
 from durable._lifecycle import Actor, reported, require
 from durable._owner import is_dead_local_owner, new_owner_id
 from durable._plugins import PluginManager, as_store_url, get_plugin_manager
-from durable._records import Lease, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord, StepStatus
+from durable._queues import Queue
+from durable._records import (
+    Lease,
+    QueuedRun,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    SignalRecord,
+    StepRecord,
+    StepStatus,
+)
 from durable._versions import check_version
 from durable._worker import Worker
 from durable.backoff import BackoffStrategy, exponential
@@ -36,10 +46,11 @@ from durable.errors import (
     StoreUnavailable,
     UnknownRunError,
 )
-from durable.store import Store, redact_url
+from durable.store import Capability, Store, redact_url
 
 if TYPE_CHECKING:
     from durable._replay import ReplayReport
+    from durable._schedules import Schedule
 
 __all__ = ["TaskFunction", "Workflow", "WorkflowFunction"]
 
@@ -184,6 +195,11 @@ class TaskFunction(Generic[P, R]):
 class WorkflowFunction(Generic[P, R]):
     """A function decorated with ``@wf.workflow``: each call runs or resumes one durable run."""
 
+    queue: str | None = None
+    """The queue its started runs are enqueued on (``queue=``; ``None``: ``default``)."""
+    schedule: Schedule | None = None
+    """Its cron schedule (``schedule=``): workers start one run per tick."""
+
     def __init__(
         self,
         workflow: Workflow,
@@ -227,11 +243,26 @@ class WorkflowFunction(Generic[P, R]):
         """Record a pending run for a worker to execute and return its id at once.
 
         Idempotent: starting the same run id with the same inputs again is a no-op.
-        ``await wf.wait_for(run_id)`` gets the result.
+        ``await wf.wait_for(run_id)`` gets the result. On a queue (``queue=``), the run waits
+        for the queue's limits to let a worker claim it.
         """
-        arguments = self._bind(args, kwargs)
-        run_id = _runner.caller_run_id(self._run_id(arguments), self.name)
-        return await _runner.enqueue(self.workflow.executor, self, run_id, arguments)
+        return await _queues.start(self, args, kwargs)
+
+    def options(
+        self,
+        *,
+        priority: int = 0,
+        delay: float = 0.0,
+        partition_key: str | None = None,
+        debounce: float | None = None,
+        debounce_key: str | None = None,
+    ) -> _queues.StartOptions[P]:
+        """``fn.options(...).start(...)``: a start on the workflow's queue with ``priority`` (lower
+        first, FIFO within one), ``delay`` (seconds before it may start), ``partition_key`` (what
+        ``partition_concurrency`` counts), or ``debounce`` (seconds; starts with the same
+        ``debounce_key``, the run id by default, collapse into one run with the last inputs)."""
+        options = _queues.Options(priority, delay, partition_key, debounce, debounce_key)
+        return _queues.StartOptions(self, options)
 
     def run_sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run (or resume) the workflow from synchronous code and return its result: the call
@@ -446,6 +477,10 @@ class Workflow:
         id: str | None = None,
         name: str | None = None,
         timeout: float | None = None,
+        queue: str | Queue | None = None,
+        schedule: str | None = None,
+        timezone: str | None = None,
+        catch_up: int = 1,
     ) -> Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]: ...
 
     def workflow(
@@ -456,11 +491,19 @@ class Workflow:
         id: str | None = None,
         name: str | None = None,
         timeout: float | None = None,
+        queue: str | Queue | None = None,
+        schedule: str | None = None,
+        timezone: str | None = None,
+        catch_up: int = 1,
     ) -> WorkflowFunction[P, R] | Callable[[Callable[P, Awaitable[R]]], WorkflowFunction[P, R]]:
         """Mark the entry point of a durable run; ``id`` is a template over its parameters.
 
         ``timeout`` is the run's deadline in seconds from its creation, stored with the
-        run and enforced across restarts (the run fails with ``RunTimeout``).
+        run and enforced across restarts (the run fails with ``RunTimeout``). ``queue`` (a
+        ``wf.queue`` or its name): started runs wait for that queue's limits. ``schedule`` (cron,
+        in ``timezone``, UTC by default): workers start one run per tick, passing its time as
+        the ``scheduled_at`` parameter; ``catch_up`` missed ticks at most are started after a
+        downtime (``durable._schedules``).
         """
 
         def decorate(f: Callable[P, Awaitable[R]]) -> WorkflowFunction[P, R]:
@@ -472,6 +515,11 @@ class Workflow:
                     f"and {f.__module__}.{f.__qualname__}; pass name=... to tell them apart"
                 )
             wrapped = WorkflowFunction(self, f, wf_name, id, timeout)
+            wrapped.queue = _queues.resolve(self, queue, wf_name)
+            if schedule is not None or timezone is not None:
+                from durable._schedules import make_schedule
+
+                wrapped.schedule = make_schedule(wrapped, schedule, timezone, catch_up)
             self._workflows[wf_name] = wrapped
             return wrapped
 
@@ -513,6 +561,8 @@ class Workflow:
             db = LegacyStoreAdapter(db, stacklevel=3 if inspect.stack(0)[1].function == "__init__" else 2)
         self._store = db if isinstance(db, Store) else None
         self._store_url = None if isinstance(db, Store) else as_store_url(db)
+        if _queues.queues_of(self):
+            _queues.require_queues(self, f"{self!r}, which declares queues,")
 
     def _store_loop_bound(self) -> bool:
         return self._store is None or type(self._store).loop_bound
@@ -802,15 +852,56 @@ class Workflow:
 
     # -- workers -----------------------------------------------------------------
 
-    def worker(self, *, concurrency: int = 16, poll_interval: float = 0.5) -> Worker:
-        """A worker that resumes due runs of this Workflow's workflows (see ``Worker``)."""
-        return Worker(self, concurrency=concurrency, poll_interval=poll_interval)
+    def worker(
+        self, *, concurrency: int = 16, poll_interval: float = 0.5, queues: Iterable[str] | None = None
+    ) -> Worker:
+        """A worker that resumes due runs of this Workflow's workflows (see ``Worker``), from
+        ``queues`` (names; every queue this code declares and ``default`` by default)."""
+        return Worker(self, concurrency=concurrency, poll_interval=poll_interval, queues=queues)
 
     async def run_worker(
-        self, *, concurrency: int = 16, poll_interval: float = 0.5, stop: asyncio.Event | None = None
+        self,
+        *,
+        concurrency: int = 16,
+        poll_interval: float = 0.5,
+        stop: asyncio.Event | None = None,
+        queues: Iterable[str] | None = None,
     ) -> None:
         """Work as a worker until ``stop`` is set (or the task is cancelled)."""
-        await self.worker(concurrency=concurrency, poll_interval=poll_interval).run(stop)
+        await self.worker(concurrency=concurrency, poll_interval=poll_interval, queues=queues).run(stop)
+
+    # -- queues ------------------------------------------------------------------
+
+    def queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        worker_concurrency: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
+        partition_concurrency: int | None = None,
+    ) -> Queue:
+        """Declare a named queue (``@wf.workflow(queue=name)`` puts a workflow on it): at most
+        ``concurrency`` of its runs execute at once across every process, ``worker_concurrency``
+        in one worker, ``rate_limit=(n, seconds)`` start in any window, ``partition_concurrency``
+        at once per ``partition_key``. Needs a store with the ``queues`` capability
+        (docs/QUEUES.md); ``wf.queue("default", ...)`` takes every workflow without ``queue=``."""
+        return _queues.declare(
+            self,
+            name,
+            concurrency=concurrency,
+            worker_concurrency=worker_concurrency,
+            rate_limit=rate_limit,
+            partition_concurrency=partition_concurrency,
+        )
+
+    async def get_queued(self, run_id: str) -> QueuedRun | None:
+        """The run's place in its queue (queue, priority, partition, not-before time, first
+        start), or ``None`` for a run on no queue."""
+        store = await self.get_store()
+        if Capability.QUEUES not in store.capabilities:
+            return None
+        return await store.get_queued(run_id)
 
     def __repr__(self) -> str:
         store = self._store if self._store_url is None else redact_url(self._store_url)

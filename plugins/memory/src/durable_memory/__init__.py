@@ -3,11 +3,16 @@
 Every method runs without awaiting in between its reads and writes, so each one is
 atomic on the event loop without a lock. Values are the JSON text the core produced,
 so a caller mutating what a task returned cannot reach a checkpoint.
+
+Queues (``Capability.QUEUES``): a queue entry per queued run, the unfinished runs of each
+queue, and each queue's recent first claims (its rate window); a queue claim counts live leases
+among the queue's unfinished runs, so a slot is freed as soon as a lease lapses.
 """
 
 from __future__ import annotations
 
 import bisect
+import collections
 import itertools
 import time
 from collections.abc import Collection, Iterator
@@ -18,8 +23,13 @@ from durable._lifecycle import DUE_STATUSES, is_due
 from durable.errors import LeaseLost, StoreNotFound
 from durable.hookspecs import StoreBackend, hookimpl
 from durable.store import (
+    DEFAULT_QUEUE,
     Capability,
+    Enqueued,
     Lease,
+    QueuedRun,
+    QueueLimits,
+    QueueStats,
     RunQuery,
     RunRecord,
     RunStatus,
@@ -85,7 +95,7 @@ class InMemoryStore(Store):
     """A store kept in this process's memory (``memory://``)."""
 
     name = "memory"
-    capabilities = frozenset({Capability.NOTIFY})
+    capabilities = frozenset({Capability.NOTIFY, Capability.QUEUES})
     loop_bound = False  # plain dicts: the data must outlive one asyncio.run()
 
     def __init__(self) -> None:
@@ -97,6 +107,14 @@ class InMemoryStore(Store):
         self._signals: dict[str, list[SignalRecord]] = {}
         self._seq = 0
         self._created = False
+        self._queued: dict[str, QueuedRun] = {}
+        self._members: dict[str, set[str]] = {}
+        """Queue -> its runs that are not completed or cancelled: claims and counts look only here."""
+        self._starts: dict[str, collections.deque[float]] = {}
+        """Queue -> times of its runs' first claims within the last ``_horizon`` seconds, oldest first."""
+        self._horizon = 3600.0
+        self._debounced: dict[tuple[str, str], str] = {}
+        """(queue, debounce key) -> the run those starts collapse into, while it is pending and unstarted."""
 
     async def open(self, *, create: bool = True) -> None:
         if not create and not self._created:
@@ -120,11 +138,31 @@ class InMemoryStore(Store):
         return run, True
 
     def _put(self, run: RunRecord) -> None:
+        previous = self._runs.get(run.run_id)
         self._runs[run.run_id] = run
         if run.status in DUE_STATUSES:
             self._live.add(run.run_id)
         else:
             self._live.discard(run.run_id)
+        entry = self._queued.get(run.run_id)
+        if entry is None:
+            if previous is None and run.status is RunStatus.PENDING:
+                self.wake_queue_waiters(DEFAULT_QUEUE)
+            return
+        members = self._members.setdefault(entry.queue, set())
+        if run.status.is_final:
+            members.discard(run.run_id)
+        else:
+            members.add(run.run_id)
+        # A new run, a slot freed, a run woken or reset: waiting claimers of its queue look again.
+        now = time.time()
+        if (
+            previous is None
+            or (previous.lease_is_live(now) and not run.lease_is_live(now))
+            or (run.wake_at is not None and run.wake_at != previous.wake_at)
+            or (run.status is RunStatus.PENDING and previous.status is not RunStatus.PENDING)
+        ):
+            self.wake_queue_waiters(entry.queue)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         return self._runs.get(run_id)
@@ -134,7 +172,10 @@ class InMemoryStore(Store):
         now = time.time()
         if run is None or run.status.is_final or run.lease_is_live(now):
             return None
-        lease = Lease(run_id, owner, run.lease_token + 1, now + lease_seconds)
+        return self._take(run, owner, lease_seconds, now)
+
+    def _take(self, run: RunRecord, owner: str, lease_seconds: float, now: float) -> Lease:
+        lease = Lease(run.run_id, owner, run.lease_token + 1, now + lease_seconds)
         self._put(replace(
             run,
             status=RunStatus.RUNNING,
@@ -225,7 +266,9 @@ class InMemoryStore(Store):
         due = [
             run
             for run in map(self._runs.__getitem__, self._live)
-            if is_due(run, now) and (workflows is None or run.workflow in workflows)
+            if is_due(run, now)
+            and (workflows is None or run.workflow in workflows)
+            and run.run_id not in self._queued  # queue claims serve those
         ]
         due.sort(key=lambda run: (run.created_at, run.run_id))
         return due[:limit]
@@ -234,11 +277,151 @@ class InMemoryStore(Store):
         self._steps.pop(run_id, None)
         self._signals.pop(run_id, None)
         self._live.discard(run_id)
+        entry = self._queued.pop(run_id, None)
+        if entry is not None:
+            self._members.get(entry.queue, set()).discard(run_id)
         run = self._runs.pop(run_id, None)
         if run is None:
             return False
         self._order.discard(run_id)
         return True
+
+    # -- queues ------------------------------------------------------------------
+
+    async def enqueue_run(self, run: RunRecord, entry: QueuedRun) -> tuple[RunRecord, Enqueued]:
+        if entry.debounce_key is not None:
+            group = (entry.queue, entry.debounce_key)
+            pending = self._debounced.get(group)
+            if pending is not None and self._unstarted(pending):
+                current = self._runs[pending]
+                if current.workflow != run.workflow:
+                    return current, Enqueued.EXISTS
+                self._queued[pending] = replace(
+                    self._queued[pending],
+                    priority=entry.priority,
+                    partition_key=entry.partition_key,
+                    not_before=entry.not_before,
+                    enqueued_at=entry.enqueued_at,
+                )
+                replaced = replace(
+                    current, inputs=run.inputs, inputs_digest=run.inputs_digest, updated_at=run.updated_at
+                )
+                self._runs[pending] = replaced
+                self.wake_queue_waiters(entry.queue)
+                return replaced, Enqueued.REPLACED
+        existing = self._runs.get(run.run_id)
+        if existing is not None:
+            return existing, Enqueued.EXISTS
+        self._queued[run.run_id] = replace(entry, run_id=run.run_id, started_at=None)
+        if entry.debounce_key is not None:
+            self._debounced[(entry.queue, entry.debounce_key)] = run.run_id
+        self._put(run)
+        self._order.add(run)
+        return run, Enqueued.CREATED
+
+    def _unstarted(self, run_id: str) -> bool:
+        run, entry = self._runs.get(run_id), self._queued.get(run_id)
+        return (
+            run is not None
+            and entry is not None
+            and run.status is RunStatus.PENDING
+            and run.lease_token == 0
+            and entry.started_at is None
+        )
+
+    async def claim_queued(
+        self,
+        queue: str,
+        now: float,
+        owner: str,
+        lease_seconds: float,
+        limits: QueueLimits,
+        *,
+        limit: int = 1,
+        workflows: Collection[str] | None = None,
+    ) -> list[tuple[RunRecord, Lease]]:
+        clock = time.time()  # leases and rate windows are on the store's clock
+        running, by_partition, candidates = 0, collections.Counter[str | None](), []
+        for run_id in self._members.get(queue, ()):
+            run, entry = self._runs[run_id], self._queued[run_id]
+            if run.lease_is_live(clock):
+                running += 1
+                by_partition[entry.partition_key] += 1
+            elif (
+                entry.not_before <= now
+                and is_due(run, now)
+                and (workflows is None or run.workflow in workflows)
+            ):
+                candidates.append((entry.priority, entry.enqueued_at, run_id))
+        candidates.sort()
+        starts = self._recent_starts(queue, clock, limits.rate_limit[1] if limits.rate_limit else None)
+        in_window = 0
+        if limits.rate_limit is not None:
+            in_window = sum(1 for t in starts if t > clock - limits.rate_limit[1])
+        claimed: list[tuple[RunRecord, Lease]] = []
+        for _, _, run_id in candidates:
+            if len(claimed) >= limit or (limits.concurrency is not None and running >= limits.concurrency):
+                break
+            entry = self._queued[run_id]
+            partition = entry.partition_key
+            full = limits.partition_concurrency
+            if full is not None and by_partition[partition] >= full:
+                continue  # this partition is full; another one's run may go
+            first = entry.started_at is None
+            if first and limits.rate_limit is not None and in_window >= limits.rate_limit[0]:
+                continue  # no new start in this window; a run started before may resume
+            lease = self._take(self._runs[run_id], owner, lease_seconds, clock)
+            if first:
+                self._queued[run_id] = replace(entry, started_at=clock)
+                starts.append(clock)
+                in_window += 1
+                if entry.debounce_key is not None:
+                    self._debounced.pop((queue, entry.debounce_key), None)
+            running += 1
+            by_partition[partition] += 1
+            claimed.append((self._runs[run_id], lease))
+        return claimed
+
+    def _recent_starts(self, queue: str, clock: float, window: float | None) -> collections.deque[float]:
+        if window is not None and window > self._horizon:
+            self._horizon = window
+        starts = self._starts.setdefault(queue, collections.deque())
+        while starts and starts[0] <= clock - self._horizon:
+            starts.popleft()
+        return starts
+
+    async def get_queued(self, run_id: str) -> QueuedRun | None:
+        return self._queued.get(run_id)
+
+    async def queue_stats(self, queue: str, now: float, *, window: float | None = None) -> QueueStats:
+        clock = time.time()
+        queued = delayed = running = 0
+        for run_id in self._members.get(queue, ()):
+            run, entry = self._runs[run_id], self._queued[run_id]
+            if run.lease_is_live(clock):
+                running += 1
+            elif entry.not_before > now and run.status is RunStatus.PENDING:
+                delayed += 1
+            elif is_due(run, now):
+                queued += 1
+        started = None
+        if window is not None:
+            started = sum(1 for t in self._recent_starts(queue, clock, window) if t > clock - window)
+        return QueueStats(queue, queued=queued, delayed=delayed, running=running, started_in_window=started)
+
+    async def list_queues(self) -> list[str]:
+        return sorted(queue for queue, members in self._members.items() if members)
+
+    async def wait_for_queues(self, queues: Collection[str], timeout: float) -> None:
+        # A delayed run becomes claimable with no write to announce it: wake at its time.
+        wall = time.time()
+        ahead = [
+            entry.not_before - wall
+            for queue in queues
+            for entry in map(self._queued.__getitem__, self._members.get(queue, ()))
+            if entry.not_before > wall
+        ]
+        await super().wait_for_queues(queues, min([timeout, *ahead]))
 
     # -- steps -------------------------------------------------------------------
 
