@@ -8,6 +8,7 @@ finished run (counted on the wire, not timed).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from secrets import token_hex
@@ -280,3 +281,46 @@ async def test_short_listings_read_short_pages_and_keep_runs_created_at_one_inst
             assert ids(listed) == everything[offset : offset + limit], (limit, offset)
     pending = frozenset({RunStatus.PENDING})
     assert ids(await store.list_runs(RunQuery(statuses=pending, limit=4, offset=2))) == everything[2:6]
+
+
+# -- runs parked on a signal ------------------------------------------------------------------
+
+
+async def test_an_idle_worker_among_a_thousand_parked_runs_reads_none_of_them(make_store: StoreMaker) -> None:
+    # Issue 16, item 13: with 10,000 runs parked on a signal an idle worker used 88% of a core,
+    # because every poll read every run. A parked run has no due time until a delivery gives it one.
+    from durable import Workflow
+
+    store, name = counted(make_store, "parked", connection_class=RecordingConnection)
+    await store.open()
+    t = time.time() - 1000
+    runs = [made(f"parked-{i}", t + i) for i in range(1000)]
+    await in_one_batch(store, *(store.create_run(run) for run in runs))
+    await in_one_batch(
+        store, *(store.update_run(lease_of(run), RunStatus.WAITING, release=True) for run in runs)
+    )
+    wf = Workflow("parked", db=store)
+
+    @wf.workflow(name="wf")
+    async def waits() -> None:
+        await wf.signal("go")
+
+    parked_keys = [run_key(store, run.run_id) for run in runs]
+    mark, before = packet_mark(name), CountingConnection.sent[name]
+    worker = wf.worker(poll_interval=0.05)
+    stop = asyncio.Event()
+    working = asyncio.ensure_future(worker.run(stop))
+    await asyncio.sleep(1.0)  # about twenty polls
+    stop.set()
+    await working
+    sent = sent_since(name, mark)
+    polls = sent.count(b"\r\nEVALSHA\r\n")
+    assert polls >= 5 and worker.resumed == 0
+    assert b"HGETALL" not in sent and [key for key in parked_keys if key in sent] == []
+    assert CountingConnection.sent[name] - before <= polls + 2  # a round trip a poll, nothing else
+
+    # A delivery makes its run due, and only it is read.
+    await store.send_signal("parked-7", "go", "", "1")
+    mark = packet_mark(name)
+    assert ids(await store.due_runs(time.time())) == ["parked-7"]
+    assert sent_since(name, mark).count(b"HGETALL") == 1

@@ -119,7 +119,9 @@ if TYPE_CHECKING:
 __all__ = ["RedisDataLost", "RedisStore"]
 
 SCHEMES = ("redis", "rediss")
-CAPABILITIES = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY})
+CAPABILITIES = frozenset(
+    {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY, Capability.MULTI_HOST}
+)
 """``RedisStore.capabilities``, declared here so that listing backends does not import redis-py."""
 
 

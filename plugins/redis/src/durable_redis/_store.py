@@ -119,7 +119,9 @@ class RedisStore(Store):
     """
 
     name = "redis"
-    capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY})
+    capabilities = frozenset(
+        {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY, Capability.MULTI_HOST}
+    )
     loop_bound: ClassVar[bool] = True
 
     def __init__(
