@@ -17,6 +17,7 @@ from durable_contract_tests._listing import ListingContract
 from durable_contract_tests._opening import OpeningContract
 from durable_contract_tests._payloads import PayloadContract
 from durable_contract_tests._persistence import PersistenceContract
+from durable_contract_tests._queues import QueueContract
 from durable_contract_tests._runs import RunContract
 from durable_contract_tests._signals import SignalContract
 from durable_contract_tests._workflow import WorkflowContract
@@ -45,6 +46,7 @@ class StoreContract(
     AtomicityContract,
     PersistenceContract,
     WorkflowContract,
+    QueueContract,
     contract=True,
 ):
     """The whole store contract. Subclass it as ``class TestMyStore(StoreContract)`` and
