@@ -18,7 +18,7 @@ from durable._lifecycle import Actor
 from durable._owner import is_dead_local_owner
 from durable._records import ErrorInfo, Lease, RunRecord, RunStatus, StepRecord
 from durable._versions import record_version
-from durable.context import RunContext, current_run
+from durable.context import RunContext, _scope, current_run
 from durable.errors import (
     ConfigurationError,
     LeaseLost,
@@ -258,7 +258,13 @@ async def drive(
     try:
         if ex.workflow.version is not None:
             await record_version(ctx, ex.workflow.version)
-        value = await execute_run(ctx, lambda: wfn.invoke(arguments), ex.lease_seconds, run.deadline)
+        scope = child_scope(run)
+        value = await execute_run(
+            ctx,
+            (lambda: wfn.invoke(arguments)) if scope is None else (lambda: _in_scope(scope, wfn, arguments)),
+            ex.lease_seconds,
+            run.deadline,
+        )
         text = encode_result(wfn, run_id, value)
     except Park as park:
         wake_at = park.wake_at
@@ -296,6 +302,26 @@ async def drive(
     await ctx.update(RunStatus.COMPLETED, result=text, release=True)
     finished("completed", None)
     return _codec.loads(text, _codec.return_annotation(wfn.fn))
+
+
+def child_scope(run: RunRecord) -> str | None:
+    """The step scope a child run's journal keys were recorded under: its parent's key for the
+    child step (``{parent}/{key}`` is the child's id), or ``None`` for a run that is no child."""
+    parent = run.parent_run_id
+    if parent is None or not run.run_id.startswith(f"{parent}/"):
+        return None
+    key = run.run_id[len(parent) + 1 :]
+    return key if CHILD_MARK.lstrip("/") in key else None
+
+
+async def _in_scope(scope: str, wfn: WorkflowFunction[Any, Any], arguments: dict[str, Any]) -> Any:
+    """A child's body under its recorded scope, however it was claimed: by its parent (which
+    already set the same scope), or on its own by ``resume()`` or a worker."""
+    token = _scope.set(scope)
+    try:
+        return await wfn.invoke(arguments)
+    finally:
+        _scope.reset(token)
 
 
 def encode_result(wfn: WorkflowFunction[Any, Any], run_id: str, value: Any) -> str:
