@@ -83,3 +83,31 @@ async def test_observers_see_runs_steps_retries_and_signals(recorder: Recorder) 
         ("run_finished", "obs", "completed", None),
         ("signal_delivered", "obs", "late", True),
     ]
+
+
+async def test_a_failing_observer_is_logged_and_the_next_one_still_called(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        @hookimpl
+        def durable_step_started(self, run_id: str, key: str, task: str, attempt: int) -> None:
+            raise RuntimeError("observer bug")
+
+    manager = get_plugin_manager()
+    manager.register(Broken(), name="test-broken")  # registered last: called first
+    try:
+        wf = Workflow("observed", db="memory://")
+
+        @wf.task
+        async def step() -> int:
+            return 1
+
+        @wf.workflow(id="isolated")
+        async def flow() -> int:
+            return await step()
+
+        assert await flow() == 1
+    finally:
+        manager.unregister("test-broken")
+    assert ("step_started", "step", 1) in recorder.events
+    assert "durable observer hook durable_step_started failed" in caplog.text

@@ -59,10 +59,18 @@ def observe(plugins: PluginManager | None, hook: str, **kwargs: Any) -> None:
     """Call an observer hook; a failing observer is logged, never propagated."""
     if plugins is None or hook not in plugins.observed_hooks():
         return
-    try:
-        getattr(plugins.hook, hook)(**kwargs)
-    except Exception:
-        log.exception("durable observer hook %s failed", hook)
+    observers = plugins.observers(hook)
+    if observers is None:  # a wrapper among them: pluggy's own call
+        try:
+            getattr(plugins.hook, hook)(**kwargs)
+        except Exception:
+            log.exception("durable observer hook %s failed", hook)
+        return
+    for function, names in observers:  # each isolated: one failing observer does not silence the next
+        try:
+            function(*[kwargs[name] for name in names])
+        except Exception:
+            log.exception("durable observer hook %s failed", hook)
 
 
 async def call_with_timeout(

@@ -9,7 +9,7 @@ import time
 from contextvars import Token
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opentelemetry import context, metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -34,12 +34,30 @@ def _version() -> str:
 
 @dataclass
 class _Open:
-    span: Span
-    token: Token[context.Context]
+    span: Span | None
+    """``None`` while no tracer provider is set (metrics only)."""
+    token: Token[context.Context] | None
     started: float
     labels: dict[str, str]
     steps: dict[str, _Open] = field(default_factory=dict)
     """For a run: its step attempts still open (ended with the run if no hook ends them)."""
+
+
+_NO_TRACER = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+
+
+def _tracing() -> bool:
+    """Whether the application set a tracer provider (an SDK): until then no span is made."""
+    return not isinstance(trace.get_tracer_provider(), _NO_TRACER)
+
+
+def _metering() -> bool:
+    """Whether the application set a meter provider: until then nothing is measured."""
+    provider = metrics.get_meter_provider()
+    return (
+        not isinstance(provider, metrics.NoOpMeterProvider)
+        and type(provider).__name__ != "_ProxyMeterProvider"
+    )
 
 
 def _error(span: Span, error: BaseException) -> None:
@@ -48,7 +66,11 @@ def _error(span: Span, error: BaseException) -> None:
 
 
 class Telemetry:
-    """durable's observer hooks as OpenTelemetry spans, span events and metrics."""
+    """durable's observer hooks as OpenTelemetry spans, span events and metrics.
+
+    Without an SDK (no tracer or meter provider set) every hook returns at its first line: a step
+    costs the two hook calls and nothing else. A provider set later is used from the next run on.
+    """
 
     def __init__(self) -> None:
         self._tracer = trace.get_tracer(INSTRUMENTATION, _version())
@@ -67,11 +89,13 @@ class Telemetry:
             "durable.run.duration", unit="s", description="Duration of a run attempt in this process"
         )
         self._queue_wait = meter.create_histogram(
-            "durable.run.queue_wait", unit="s", description="From a run becoming due to an executor taking it"
+            "durable.run.queue_wait", unit="s", description="From a run's start() to its first execution"
         )
         self._signals = meter.create_counter("durable.signals", unit="{signal}", description="Signals sent")
         self._open: dict[str, _Open] = {}
         """Run attempts executing in this process, by run id."""
+        self._metering = False
+        """Whether a meter provider was set when the last run attempt began."""
         self._lock = threading.Lock()
 
     # -- runs ----------------------------------------------------------------------
@@ -80,28 +104,34 @@ class Telemetry:
     def durable_run_started(
         self, workflow: str, run_id: str, resumed: bool, attempt: int, run: RunRecord
     ) -> None:
-        attributes: dict[str, Any] = {
-            "durable.workflow": workflow,
-            "durable.run_id": run_id,
-            "durable.run.attempt": attempt,
-            "durable.run.resumed": resumed,
-        }
-        if run.parent_run_id is not None:
-            attributes["durable.run.parent_run_id"] = run.parent_run_id
-        if run.deadline is not None:
-            attributes["durable.run.deadline"] = run.deadline
-        due_since = run.created_at if attempt == 1 else None  # from start() to its first execution
-        span = self._tracer.start_span(
-            f"{RUN_SPAN} {workflow}", kind=SpanKind.INTERNAL, attributes=attributes
-        )
-        if due_since is not None:
-            waited = max(0.0, time.time() - due_since)
-            span.set_attribute("durable.run.queue_wait", waited)
-            self._queue_wait.record(waited, {"durable.workflow": workflow})
-        token = context.attach(trace.set_span_in_context(span))
+        tracing, self._metering = _tracing(), _metering()
+        if not (tracing or self._metering):
+            return
+        labels = {"durable.workflow": workflow}
+        span = token = None
+        waited = max(0.0, time.time() - run.created_at) if attempt == 1 else None  # from start()
+        if tracing:
+            attributes: dict[str, AttributeValue] = {
+                "durable.workflow": workflow,
+                "durable.run_id": run_id,
+                "durable.run.attempt": attempt,
+                "durable.run.resumed": resumed,
+            }
+            if run.parent_run_id is not None:
+                attributes["durable.run.parent_run_id"] = run.parent_run_id
+            if run.deadline is not None:
+                attributes["durable.run.deadline"] = run.deadline
+            if waited is not None:
+                attributes["durable.run.queue_wait"] = waited
+            span = self._tracer.start_span(
+                f"{RUN_SPAN} {workflow}", kind=SpanKind.INTERNAL, attributes=attributes
+            )
+            token = context.attach(trace.set_span_in_context(span))
+        if waited is not None and self._metering:
+            self._queue_wait.record(waited, labels)
         with self._lock:
             stale = self._open.pop(run_id, None)
-            self._open[run_id] = _Open(span, token, time.monotonic(), {"durable.workflow": workflow})
+            self._open[run_id] = _Open(span, token, time.monotonic(), labels)
         if stale is not None:  # its end was never reported (a store write failed after the body)
             self._end_run(stale, "unknown", None, detach=False)
 
@@ -111,46 +141,53 @@ class Telemetry:
     ) -> None:
         with self._lock:
             attempt = self._open.pop(run_id, None)
-        if attempt is None:  # ended before it started (a cancel found on claiming it)
+        if attempt is not None:
+            self._end_run(attempt, status, error, detach=True)
+        elif self._metering:  # ended before it began (a cancel found on claiming it)
             self._runs.add(1, {"durable.workflow": workflow, "durable.run.status": status})
-            return
-        self._end_run(attempt, status, error, detach=True)
 
     def _end_run(self, attempt: _Open, status: str, error: BaseException | None, *, detach: bool) -> None:
         for step in attempt.steps.values():  # stopped by a park, a cancellation, a lost lease
-            step.span.set_attribute("durable.step.status", "interrupted" if status != "waiting" else status)
-            step.span.end()
+            if step.span is not None:
+                step.span.set_attribute(
+                    "durable.step.status", "waiting" if status == "waiting" else "interrupted"
+                )
+                step.span.end()
         attempt.steps.clear()
         span = attempt.span
-        span.set_attribute("durable.run.status", status)
-        if error is not None and status == "failed":
-            _error(span, error)
-        elif status == "completed":
-            span.set_status(Status(StatusCode.OK))
-        span.end()
-        if detach:
+        if span is not None:
+            span.set_attribute("durable.run.status", status)
+            if error is not None and status == "failed":
+                _error(span, error)
+            elif status == "completed":
+                span.set_status(Status(StatusCode.OK))
+            span.end()
+        if detach and attempt.token is not None:
             context.detach(attempt.token)  # also drops step spans left current in this task
-        labels = {**attempt.labels, "durable.run.status": status}
-        self._runs.add(1, labels)
-        self._run_duration.record(time.monotonic() - attempt.started, labels)
+        if self._metering:
+            labels = {**attempt.labels, "durable.run.status": status}
+            self._runs.add(1, labels)
+            self._run_duration.record(time.monotonic() - attempt.started, labels)
 
     # -- steps ---------------------------------------------------------------------
 
     @hookimpl
     def durable_step_started(self, run_id: str, key: str, task: str, attempt: int) -> None:
         run = self._open.get(run_id)
-        if run is None:  # a run whose start this plugin did not see (registered since)
+        if run is None:  # nothing to record (no SDK), or its start was not seen (registered since)
             return
-        span = self._tracer.start_span(
-            f"{STEP_SPAN} {task}",
-            attributes={
-                "durable.run_id": run_id,
-                "durable.step.key": key,
-                "durable.step.task": task,
-                "durable.step.attempt": attempt,
-            },
-        )
-        token = context.attach(trace.set_span_in_context(span))
+        span = token = None
+        if run.span is not None:
+            span = self._tracer.start_span(
+                f"{STEP_SPAN} {task}",
+                attributes={
+                    "durable.run_id": run_id,
+                    "durable.step.key": key,
+                    "durable.step.task": task,
+                    "durable.step.attempt": attempt,
+                },
+            )
+            token = context.attach(trace.set_span_in_context(span))
         run.steps[key] = _Open(span, token, time.monotonic(), {"durable.step.task": task})
 
     @hookimpl
@@ -158,17 +195,19 @@ class Telemetry:
         self, run_id: str, key: str, task: str, attempt: int, error: BaseException, delay: float
     ) -> None:
         step = self._take_step(run_id, key)
-        self._retries.add(1, {"durable.step.task": task})
         if step is None:
             return
-        step.span.add_event(
-            "durable.retry",
-            {
-                "durable.step.attempt": attempt + 1,
-                "durable.retry.delay": delay,
-                "exception.type": type(error).__name__,
-            },
-        )
+        if step.span is not None:
+            step.span.add_event(
+                "durable.retry",
+                {
+                    "durable.step.attempt": attempt + 1,
+                    "durable.retry.delay": delay,
+                    "exception.type": type(error).__name__,
+                },
+            )
+        if self._metering:
+            self._retries.add(1, step.labels)
         self._end_step(step, "retried", error)
 
     @hookimpl
@@ -176,42 +215,51 @@ class Telemetry:
         self, run_id: str, key: str, task: str, attempts: int, error: BaseException | None
     ) -> None:
         step = self._take_step(run_id, key)
-        self._steps.add(
-            1, {"durable.step.task": task, "durable.step.status": "failed" if error else "completed"}
-        )
-        if step is not None:
+        if step is None:
+            return
+        status = "failed" if error else "completed"
+        if step.span is not None:
             step.span.set_attribute("durable.step.attempts", attempts)
-            self._end_step(step, "failed" if error else "completed", error)
+        if self._metering:
+            self._steps.add(1, {**step.labels, "durable.step.status": status})
+        self._end_step(step, status, error)
 
     def _take_step(self, run_id: str, key: str) -> _Open | None:
         run = self._open.get(run_id)
         return None if run is None else run.steps.pop(key, None)
 
     def _end_step(self, step: _Open, status: str, error: BaseException | None) -> None:
-        step.span.set_attribute("durable.step.status", status)
-        if error is not None:
-            _error(step.span, error)
-        else:
-            step.span.set_status(Status(StatusCode.OK))
-        step.span.end()
-        context.detach(step.token)
-        self._step_duration.record(
-            time.monotonic() - step.started, {**step.labels, "durable.step.status": status}
-        )
+        span = step.span
+        if span is not None:
+            span.set_attribute("durable.step.status", status)
+            if error is not None:
+                _error(span, error)
+            else:
+                span.set_status(Status(StatusCode.OK))
+            span.end()
+        if step.token is not None:
+            context.detach(step.token)
+        if self._metering:
+            self._step_duration.record(
+                time.monotonic() - step.started, {**step.labels, "durable.step.status": status}
+            )
 
     # -- signals -------------------------------------------------------------------
 
     @hookimpl
     def durable_signal_delivered(self, run_id: str, name: str, delivery_id: str, recorded: bool) -> None:
+        if _metering():
+            self._signals.add(1, {"durable.signal.name": name, "durable.signal.recorded": recorded})
+        if not _tracing():
+            return
         attributes: dict[str, AttributeValue] = {
             "durable.run_id": run_id,
             "durable.signal.name": name,
             "durable.signal.delivery_id": delivery_id,
             "durable.signal.recorded": recorded,
         }
-        self._signals.add(1, {"durable.signal.name": name, "durable.signal.recorded": recorded})
         sender = trace.get_current_span()
         sender.add_event("durable.signal", attributes)
         run = self._open.get(run_id)
-        if run is not None and run.span is not sender:
+        if run is not None and run.span is not None and run.span is not sender:
             run.span.add_event("durable.signal", attributes)
