@@ -80,3 +80,16 @@ def test_the_readmes_pydantic_ai_snippet_says_what_to_install_and_runs(tmp_path:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "success (no tool calls)\n"
+
+
+def test_flow_control_examples_keep_their_limits_offline(tmp_path: Path) -> None:
+    llm = run_example("flow_control/llm_queue.py", tmp_path)
+    assert "first done: summary of document urgent" in llm
+    assert "10 summaries" in llm
+    assert "at most 3 at once (concurrency=3); at most 4 started in any second (rate_limit=4/s)" in llm
+    tenants = run_example("flow_control/tenant_queue.py", tmp_path)
+    assert "finished in order: a-0, b-0, a-1, a-2, a-3, a-4, a-5" in tenants
+    nightly = run_example("flow_control/nightly_schedule.py", tmp_path)
+    assert re.search(r"caught up: nightly_report@\S+Z -> report for the night of \d{4}-\d\d-\d\d", nightly)
+    assert "runs of nightly_report: 2; the workers executed it for ['" in nightly
+    assert nightly.count("T03:00:00+0") == 4  # three next fire times and the night caught up, at 03:00 local

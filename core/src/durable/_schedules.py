@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from durable import _clock, _codec, _queues
 from durable._records import RunQuery
-from durable.errors import ConfigurationError, DurableError
+from durable.errors import ConfigurationError, DurableError, RunConflictError
 
 if TYPE_CHECKING:
     from durable.store import Store
@@ -224,6 +224,8 @@ class Scheduler:
         for tick in ticks:
             try:
                 self.started.append(await start_tick(wfn, tick))
+            except RunConflictError as exc:  # not transient: another run holds the tick's id
+                log.warning("schedule of %r: tick %s not started: %s", wfn.name, tick.isoformat(), exc)
             except (DurableError, OSError) as exc:
                 log.warning(
                     "schedule of %r: could not start its tick %s: %s", wfn.name, tick.isoformat(), exc

@@ -1049,8 +1049,21 @@ def ui_command(
     "-v", "--verbose", count=True, help="Log more: -v every step attempt, -vv every library's DEBUG too."
 )
 @click.option("-q", "--quiet", count=True, help="Log less: -q warnings and failed runs only, -qq errors.")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="NAME",
+    help="Serve this queue (repeatable; 'default' is every workflow without queue=). Default: all.",
+)
 def worker_command(
-    target: str, store_url: str | None, concurrency: int, poll: float, verbose: int, quiet: int
+    target: str,
+    store_url: str | None,
+    concurrency: int,
+    poll: float,
+    verbose: int,
+    quiet: int,
+    queues: tuple[str, ...],
 ) -> None:
     """Resume due runs of the Workflow at MODULE:ATTRIBUTE (e.g. app.jobs:wf) until Ctrl+C or SIGTERM.
 
@@ -1083,8 +1096,12 @@ def worker_command(
             store = await wf.get_store()
         except DurableError as exc:
             _fail(f"cannot open store {_describe_store(chosen or _app_store(wf) or wf)} ({note}): {exc}")
-        worker = wf.worker(concurrency=concurrency, poll_interval=poll)
+        try:
+            worker = wf.worker(concurrency=concurrency, poll_interval=poll, queues=queues or None)
+        except DurableError as exc:
+            _fail(str(exc))
         names = ", ".join(sorted(wf.executor.workflows)) or "no workflows"
+        names += f"; queues {', '.join(worker.dispatch.names)}"
         stops = "Ctrl+C or SIGTERM stops it"
         log.info("worker %s serving %s from %r (%s); %s", wf.owner, names, store, note, stops)
         if store.name == "memory":
@@ -1195,6 +1212,11 @@ def _load_workflow(target: str) -> Workflow:
     if not isinstance(value, Workflow):
         _fail(f"{target!r} is a {type(value).__name__}, not a durable Workflow; {listed}")
     return value
+
+
+from durable._queue_cli import register as _register_queue_commands  # noqa: E402 (it imports this module)
+
+_register_queue_commands(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
