@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 try:
-    from durable_pydantic_ai import DurableAgent, TaskConfig, durable_pipeline, durable_tool
+    from durable_pydantic_ai import (
+        DurableAgent,
+        RunArgumentsMissing,
+        TaskConfig,
+        durable_pipeline,
+        durable_tool,
+    )
 except ImportError as exc:  # pragma: no cover - depends on what is installed
     raise ImportError(
         "durable.pydantic_ai needs the pydantic-ai plugin; install it with: "
         "pip install 'python-durable[pydantic-ai]'"
     ) from exc
 
-__all__ = ["DurableAgent", "TaskConfig", "durable_pipeline", "durable_tool"]
+__all__ = ["DurableAgent", "RunArgumentsMissing", "TaskConfig", "durable_pipeline", "durable_tool"]

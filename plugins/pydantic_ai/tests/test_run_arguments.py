@@ -3,13 +3,17 @@ worker) gets the caller's arguments back, rebuilds its deps with ``deps_factory`
 before any model request, naming what it lacks, and stays resumable by its caller.
 
 Each test crashes a run in its second tool call (after two model requests), then resumes it
-from another Workflow on the same store, as a restarted process would.
+from another Workflow on the same store, as a restarted process would (``wf.resume`` through
+``DurableAgent.resume``, a run reset by ``durable runs resume`` and taken by a worker).
 """
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -325,3 +329,34 @@ async def test_text_output_runs_record_no_output_type(wf: Workflow, run_prefix: 
     await agent.run("hi", run_id=f"{run_prefix}-t")
     run = await wf.get_run(f"{run_prefix}-t")
     assert run is not None and '"options":null' in run.inputs.replace(" ", "")
+
+
+async def test_a_refused_run_reset_by_durable_runs_resume_is_finished_by_a_worker(
+    tmp_path: Path, run_prefix: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    run_id = f"{run_prefix}-cli"
+    async with Workflow("pai-tests", db=url, default_retries=0) as wf:
+        await crash_first(wf, run_id, {}, deps=Deps("acme"))
+    async with Workflow("pai-tests", db=url, default_retries=0) as without_factory:
+        with pytest.raises(RunArgumentsMissing):
+            await durable(Script(), without_factory).resume(run_id)
+
+    cli = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("durable")),
+        *("runs", "resume", run_id, "--store", url),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(cli.communicate(), 60)
+    assert cli.returncode == 0, err.decode()
+    assert "reset to pending" in out.decode()
+
+    second = Script()
+    async with Workflow("pai-tests", db=url, default_retries=0) as wf:
+        agent = durable(second, wf, deps_factory=lambda run_id, kept: Deps("acme"))
+        worker = wf.worker(poll_interval=0.05)
+        assert await worker.poll_once() == 1
+        result = await agent.wait_for(run_id, timeout=30)
+    assert result.output == "main: acme:item-0, acme:item-1"
+    assert second.requests == [2]

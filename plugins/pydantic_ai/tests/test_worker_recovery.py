@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,10 +34,25 @@ def _stores() -> list[str]:
 
 
 @pytest.fixture(params=_stores())
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'workers.db'}"
-    return os.environ["DURABLE_TEST_POSTGRES_URL"]
+        yield f"sqlite:///{tmp_path / 'workers.db'}"
+        return
+    # A schema of its own: nothing another session left behind is due for these workers.
+    base = os.environ["DURABLE_TEST_POSTGRES_URL"]
+    schema = f"pai_workers_{uuid.uuid4().hex[:12]}"
+    yield f"{base}{'&' if '?' in base else '?'}schema={schema}"
+
+    async def drop() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(base)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
 
 
 def _worker(store: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -49,8 +66,7 @@ def _worker(store: str, env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def _entries(log: Path, run_id: str) -> list[tuple[str, str, int]]:
-    """(kind, value, pid) of every logged event of run ``run_id``: a shared Postgres may hold
-    other sessions' runs, which a worker is free to take."""
+    """(kind, value, pid) of every logged event of run ``run_id``."""
     if not log.exists():
         return []
     rows = [json.loads(line) for line in log.read_text().splitlines()]

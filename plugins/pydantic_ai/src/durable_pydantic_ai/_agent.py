@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Union
+from typing import Any, NoReturn
 
 from pydantic import TypeAdapter
 from pydantic_ai import Agent, RunContext
@@ -18,18 +18,18 @@ from pydantic_ai.capabilities import AbstractCapability, RequestInput
 from pydantic_ai.exceptions import UserError
 from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, UserContent
 from pydantic_ai.models import Model
-from pydantic_ai.output import NativeOutput, OutputDataT, PromptedOutput, TextOutput, ToolOutput
+from pydantic_ai.output import OutputDataT
 from pydantic_ai.run import AgentRunResult
 from pydantic_ai.tools import AgentDepsT, DeferredToolRequests, DeferredToolResults, Tool
-from pydantic_ai.toolsets import FunctionToolset
 
 from durable import RunRecord, TaskFunction, Workflow
 from durable.context import current_run
 from durable.errors import ConfigurationError, UnknownRunError
 from durable_pydantic_ai._capability import DurableCapability, ResumeToken, escape_key_part
 from durable_pydantic_ai._config import TaskConfig, resolve
-from durable_pydantic_ai._inputs import DepsFactory, OutputTypes, RunRecorder, output_name
+from durable_pydantic_ai._inputs import DepsFactory, OutputTypes, RunRecorder, output_data_type, output_name
 from durable_pydantic_ai._registry import register
+from durable_pydantic_ai._tools import find_plain_tool, run_plain_tool
 
 __all__ = ["ApprovalHandler", "DurableAgent"]
 
@@ -57,26 +57,6 @@ class _Call:
     output_spec: Any
     event_stream_handler: EventStreamHandler[Any] | None = None
     capabilities: list[Any] = field(default_factory=list)
-
-
-def _output_data_type(spec: Any) -> Any:
-    """The Python type of ``result.output`` for an output spec, to rebuild it from JSON."""
-    if isinstance(spec, ToolOutput):
-        return _output_data_type(spec.output)
-    if isinstance(spec, NativeOutput | PromptedOutput):
-        return _output_data_type(spec.outputs)
-    if isinstance(spec, TextOutput):
-        return str
-    if isinstance(spec, Sequence) and not isinstance(spec, str):
-        members = tuple(_output_data_type(item) for item in spec)
-        return members[0] if len(members) == 1 else Union[members]  # noqa: UP007 - built at runtime
-    if callable(spec) and not isinstance(spec, type) and getattr(spec, "__origin__", None) is None:
-        # An output function: its return annotation is the output type.
-        import inspect
-
-        annotation = inspect.signature(spec).return_annotation
-        return Any if annotation is inspect.Signature.empty else annotation
-    return spec
 
 
 class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
@@ -467,27 +447,10 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         return await self._tool_call_task.with_step_id(step_id)(tool_name, arguments)
 
     async def _run_tool(self, tool_name: str, tool_args: dict[str, Any]) -> Any:
-        schema = self._find_tool(tool_name).function_schema
-        # Validated as pydantic-ai validates a model's tool call; no RunContext exists outside one.
-        return await schema.call(schema.validator.validate_python(tool_args), None)  # type: ignore[arg-type]
+        return await run_plain_tool(self._find_tool(tool_name), tool_args)
 
     def _find_tool(self, tool_name: str) -> Tool[Any]:
-        available: list[str] = []
-        for toolset in self.wrapped.toolsets:
-            if isinstance(toolset, FunctionToolset):
-                tool = toolset.tools.get(tool_name)
-                if tool is not None:
-                    if tool.function_schema.takes_ctx:
-                        raise ConfigurationError(
-                            f"DurableAgent {self._name!r}: tool {tool_name!r} takes a RunContext, which "
-                            "exists only inside an agent run; let the model call it through DurableAgent.run"
-                        )
-                    return tool
-                available += toolset.tools
-        raise ConfigurationError(
-            f"DurableAgent {self._name!r} has no function tool {tool_name!r} "
-            f"(available: {', '.join(sorted(available)) or 'none'})"
-        )
+        return find_plain_tool(self._name, self.wrapped.toolsets, tool_name)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -599,7 +562,7 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         key = id(spec)
         adapter = self._adapters.get(key)
         if adapter is None:
-            data_type = _output_data_type(spec)
+            data_type = output_data_type(spec)
             adapter = TypeAdapter(AgentRunResult[data_type])  # type: ignore[valid-type]
             self._adapters[key] = adapter
         return adapter

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Union
 
 from pydantic import TypeAdapter
 from pydantic_ai.models import Model
+from pydantic_ai.output import NativeOutput, PromptedOutput, TextOutput, ToolOutput
 from pydantic_ai.tools import DeferredToolResults, ToolDefinition
 from pydantic_ai.toolsets import AbstractToolset, ExternalToolset
 from pydantic_ai.usage import RunUsage, UsageLimits
@@ -27,7 +28,7 @@ from pydantic_core import to_jsonable_python
 
 from durable.errors import ConfigurationError, SerializationError
 
-__all__ = ["DepsFactory", "OutputTypes", "RunArgumentsMissing", "RunRecorder"]
+__all__ = ["DepsFactory", "OutputTypes", "RunArgumentsMissing", "RunRecorder", "output_data_type"]
 
 DepsFactory = Callable[[str, Any], Any]
 """``deps_factory(run_id, recorded)``: the deps of run ``run_id``, rebuilt in a process that does
@@ -321,3 +322,23 @@ def output_name(options: Mapping[str, Any] | None) -> tuple[str | None, bool]:
     if not options:
         return None, True
     return options.get("output_type"), "output_type" not in options.get("needs", ())
+
+
+def output_data_type(spec: Any) -> Any:
+    """The Python type of ``result.output`` for an output spec, to rebuild it from JSON."""
+    if isinstance(spec, ToolOutput):
+        return output_data_type(spec.output)
+    if isinstance(spec, NativeOutput | PromptedOutput):
+        return output_data_type(spec.outputs)
+    if isinstance(spec, TextOutput):
+        return str
+    if isinstance(spec, Sequence) and not isinstance(spec, str):
+        members = tuple(output_data_type(item) for item in spec)
+        return members[0] if len(members) == 1 else Union[members]  # noqa: UP007 - built at runtime
+    if callable(spec) and not isinstance(spec, type) and getattr(spec, "__origin__", None) is None:
+        # An output function: its return annotation is the output type.
+        import inspect
+
+        annotation = inspect.signature(spec).return_annotation
+        return Any if annotation is inspect.Signature.empty else annotation
+    return spec

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from durable import Workflow, WorkflowFunction
 from durable.backoff import BackoffStrategy
+from durable.errors import ConfigurationError
 
-__all__ = ["durable_pipeline", "durable_tool"]
+if TYPE_CHECKING:
+    from pydantic_ai.tools import Tool
+    from pydantic_ai.toolsets import AbstractToolset
+
+__all__ = ["durable_pipeline", "durable_tool", "find_plain_tool", "run_plain_tool"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,3 +62,32 @@ def durable_pipeline(
         return wf.workflow(id=id, name=name, timeout=timeout)(fn)
 
     return decorate
+
+
+def find_plain_tool(agent_name: str, toolsets: Sequence[AbstractToolset[Any]], tool_name: str) -> Tool[Any]:
+    """The agent's function tool ``tool_name``, for ``DurableAgent.tool(tool_name, tool_args)``
+    (python-durable 0.2's durable tool call): one that takes no ``RunContext``."""
+    from pydantic_ai.toolsets import FunctionToolset
+
+    available: list[str] = []
+    for toolset in toolsets:
+        if isinstance(toolset, FunctionToolset):
+            tool = toolset.tools.get(tool_name)
+            if tool is not None:
+                if tool.function_schema.takes_ctx:
+                    raise ConfigurationError(
+                        f"DurableAgent {agent_name!r}: tool {tool_name!r} takes a RunContext, which "
+                        "exists only inside an agent run; let the model call it through DurableAgent.run"
+                    )
+                return tool
+            available += toolset.tools
+    raise ConfigurationError(
+        f"DurableAgent {agent_name!r} has no function tool {tool_name!r} "
+        f"(available: {', '.join(sorted(available)) or 'none'})"
+    )
+
+
+async def run_plain_tool(tool: Tool[Any], tool_args: dict[str, Any]) -> Any:
+    schema = tool.function_schema
+    # Validated as pydantic-ai validates a model's tool call; no RunContext exists outside one.
+    return await schema.call(schema.validator.validate_python(tool_args), None)  # type: ignore[arg-type]
