@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from durable._queues import Queue
 from durable._worker import Worker
 from durable.backoff import BackoffStrategy, constant, exponential, linear
 from durable.context import RunContext, current_run
@@ -42,7 +43,7 @@ from durable.errors import (
     WaitTimeout,
 )
 from durable.hookspecs import hookimpl
-from durable.store import RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord, Store
+from durable.store import QueuedRun, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord, Store
 from durable.workflow import TaskFunction, Workflow, WorkflowFunction
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ __all__ = [
     "NondeterminismError",
     "PluginError",
     "PostgresStore",
+    "Queue",
+    "QueuedRun",
     "RedisStore",
     "RunCancelled",
     "RunConflictError",
