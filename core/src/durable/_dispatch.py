@@ -46,14 +46,25 @@ class Dispatch:
                 )
         self.names = tuple(names)
         self.queues = [declared[name] for name in names if name in declared]
-        workflows = wf.executor.workflows
-        self.workflows = frozenset(workflows)
-        self.unqueued = frozenset(name for name, wfn in workflows.items() if _queue_name(wfn) in self.names)
-        """Workflows whose runs without a queue entry this worker takes from ``due_runs``."""
-        self.scheduled = [w for w in workflows.values() if w.schedule and _queue_name(w) in self.names]
+        self._workflows = wf.executor.workflows
         self.running: collections.Counter[str] = collections.Counter()
         """Runs of each queue executing in this process."""
         self._turn = 0
+
+    # Read at each use: workflows may be declared after the worker is made.
+    @property
+    def workflows(self) -> frozenset[str]:
+        return frozenset(self._workflows)
+
+    @property
+    def unqueued(self) -> frozenset[str]:
+        """Workflows whose runs without a queue entry this worker takes from ``due_runs``."""
+        return frozenset(name for name, wfn in self._workflows.items() if _queue_name(wfn) in self.names)
+
+    @property
+    def scheduled(self) -> list[WorkflowFunction[Any, Any]]:
+        """Scheduled workflows of the queues it serves: its ``Scheduler`` starts their ticks."""
+        return [w for w in self._workflows.values() if w.schedule and _queue_name(w) in self.names]
 
     async def claim(
         self, store: Store, now: float, free: int, owner: str, lease_seconds: float
