@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,7 +54,7 @@ DAMAGES: dict[str, tuple[Damage, str]] = {
 def records(admin: redis.Redis, store: RedisStore) -> dict[str, Any]:
     """Every run's, steps' and deliveries' key with its contents: what must not change."""
     found: dict[str, Any] = {}
-    for key in admin.scan_iter(match=store.keys.run_pattern, count=1000):
+    for key in admin.scan_iter(match=f"{store.prefix}:{{*", count=1000):  # test prefixes: no glob
         kind = admin.type(key)
         if kind == "hash":
             found[key] = admin.hgetall(key)
@@ -216,3 +220,65 @@ async def test_a_step_or_delivery_that_cannot_be_read_raises_store_corrupted_nam
     error = raised.value
     assert (error.run_id, error.field, error.store) == ("broken", field, store.label)
     assert "'broken'" in str(error) and field in str(error)
+
+
+WORKER_APP = """
+import os
+
+from durable import Workflow
+
+wf = Workflow("fleet", db="memory://")  # the command line points it at the real store
+
+
+@wf.workflow(id="job-{n}")
+async def job(n: int) -> int:
+    with open(os.environ["EXECUTED_LOG"], "a") as log:  # a side effect per execution
+        log.write(f"{n}\\n")
+    return n
+"""
+
+
+async def test_the_durable_worker_command_executes_every_healthy_run_and_keeps_running(
+    store: RedisStore, admin: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    # Issue 16, item 1: `HSET <prefix>:{id}:run status bogus` killed `durable worker` (exit 1).
+    (tmp_path / "fleetapp.py").write_text(WORKER_APP)
+    executed = tmp_path / "executed.log"
+    executed.touch()
+    wf = Workflow("fleet", db=store)
+
+    @wf.workflow(id="job-{n}")
+    async def job(n: int) -> int:
+        return n
+
+    for n in range(2):
+        await job.start(n)
+    for i, (damage, _) in enumerate(DAMAGES.values()):
+        await job.start(100 + i)
+        damage(admin, store.keys.run_keys(f"job-{100 + i}")[0])
+    before = {key: value for key, value in records(admin, store).items() if "job-10" in key}
+    url = f"{redis_url}?prefix={store.prefix}"
+    environment = {k: v for k, v in os.environ.items() if k != "DURABLE_STORE"}
+    search = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    environment.update(PYTHONPATH=os.pathsep.join(search), EXECUTED_LOG=str(executed))
+    durable = Path(sys.executable).with_name("durable")
+    worker = await asyncio.create_subprocess_exec(
+        str(durable), "worker", "fleetapp:wf", "--store", url, "--poll", "0.05",
+        cwd=tmp_path, stderr=asyncio.subprocess.PIPE, env=environment,
+    )  # fmt: skip
+    try:
+        for n in range(2):
+            assert await wf.wait_for(f"job-{n}", timeout=30) == n
+        for n in range(2, 4):  # started while the damaged records are there: taken too
+            await job.start(n)
+        for n in range(2, 4):
+            assert await wf.wait_for(f"job-{n}", timeout=30) == n
+        assert worker.returncode is None  # still serving
+    finally:
+        if worker.returncode is None:
+            worker.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(worker.communicate(), 30)
+    assert worker.returncode == 0, stderr.decode()
+    assert sorted(int(line) for line in executed.read_text().split()) == [0, 1, 2, 3]  # each once
+    after = {key: value for key, value in records(admin, store).items() if "job-10" in key}
+    assert after == before
