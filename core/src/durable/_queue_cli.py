@@ -11,7 +11,6 @@ from typing import Any
 import click
 
 from durable import _term
-from durable import cli as _cli
 from durable._queues import DEFAULT_QUEUE, Queue, queues_of
 from durable.errors import DurableError
 from durable.store import Capability, Store
@@ -19,13 +18,14 @@ from durable.workflow import Workflow
 
 __all__ = ["register"]
 
-# As durable.cli's store_option and json_option (declared again: this module and cli import each other).
+# As durable.cli's store_option and json_option: durable.cli imports this module as it loads, so
+# this one reaches durable.cli only inside its commands.
 store_option = click.option(
     "--store",
     "store_url",
-    envvar=_cli.STORE_ENV,
+    envvar="DURABLE_STORE",
     metavar="URL",
-    help=f"Store URL (sqlite:///durable.db, memory://, ...); default ${_cli.STORE_ENV}.",
+    help="Store URL (sqlite:///durable.db, memory://, ...); default $DURABLE_STORE.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
@@ -47,6 +47,8 @@ def _limits(queue: Queue | None) -> dict[str, Any]:
 
 
 async def _queue_rows(wf: Workflow | None, store: Store) -> list[dict[str, Any]]:
+    from durable import cli as _cli
+
     if Capability.QUEUES not in store.capabilities:
         _cli._fail(f"{store!r} does not declare the {Capability.QUEUES!r} capability: it keeps no queues")
     declared = queues_of(wf) if wf is not None else {}
@@ -85,6 +87,8 @@ def queues_command(target: str | None, store_url: str | None, as_json: bool) -> 
 
     The store is --store (or $DURABLE_STORE), else the Workflow's db=.
     """
+    from durable import cli as _cli
+
     wf = _cli._load_workflow(target) if target else None
 
     async def fetch() -> list[dict[str, Any]]:
@@ -130,6 +134,7 @@ def queues_command(target: str | None, store_url: str | None, as_json: bool) -> 
 @json_option
 def schedules_command(target: str, count: int, as_json: bool) -> None:
     """List the schedules of the Workflow at MODULE:ATTRIBUTE with their next fire times."""
+    from durable import cli as _cli
     from durable._schedules import tick_run_id
 
     wf = _cli._load_workflow(target)
