@@ -107,6 +107,33 @@ _REQUIRED = frozenset(RUN_FIELDS[:7]) | {"lease_token"}
 
 def run_from_row(store: str, row: Sequence[Any]) -> RunRecord:
     """The run in ``row`` (columns in ``RUN_FIELDS`` order), or a corrupt run naming the bad field."""
+    if len(row) == 17:
+        # The common case, checked inline: a listing decodes every row it shows, and one call
+        # per field cost more than building the record. Anything unusual takes the full path.
+        (run_id, workflow, status, inputs, digest, created, updated, result, error, owner, token,
+         expires, wake_at, deadline, parent, cancel, activity) = row  # fmt: skip
+        stored = _STORED.get(status) if type(status) is str else None
+        if (
+            stored is not None
+            and type(run_id) is str and type(workflow) is str and type(inputs) is str and type(digest) is str
+            and type(created) is float and created - created == 0.0  # finite: inf - inf, nan are not 0
+            and type(updated) is float and updated - updated == 0.0
+            and (result is None or type(result) is str)
+            and (error is None or (type(error) is str and error.startswith('{"type": ')))
+            and (owner is None or type(owner) is str)
+            and type(token) is int
+            and (expires is None or (type(expires) is float and expires - expires == 0.0))
+            and (wake_at is None or (type(wake_at) is float and wake_at - wake_at == 0.0))
+            and (deadline is None or (type(deadline) is float and deadline - deadline == 0.0))
+            and (parent is None or type(parent) is str)
+            and (cancel is False or cancel is True or cancel == 0 or cancel == 1)
+            and type(cancel) is not float
+            and (activity is None or type(activity) is str)
+        ):  # fmt: skip
+            return RunRecord(
+                run_id, workflow, stored, inputs, digest, created, updated, result, error, owner, token,
+                expires, wake_at, deadline, parent, cancel == 1, activity,
+            )  # fmt: skip
     if len(row) != len(RUN_FIELDS):
         why = f"has {len(row)} columns, not {len(RUN_FIELDS)}"
         return _corrupt(store, row[0] if row else None, {}, "(row)", why)

@@ -666,7 +666,7 @@ async def iter_runs(
         page_query = replace(query, statuses=stored, limit=size, offset=offset, after=after)
         page = await store.list_runs(page_query)
         if after is not None and page and not listed_after(page[0], after):
-            by_keyset, offset = False, query.offset + seen  # the store ignores `after`
+            by_keyset, offset, after = False, query.offset + seen, None  # the store ignores `after`
             page = await store.list_runs(replace(page_query, after=None, offset=offset))
         for run in page:
             run = reported(run, now)
@@ -676,7 +676,10 @@ async def iter_runs(
                 if limit is not None and yielded >= limit:
                     return
         seen += len(page)
-        if by_keyset and page:
+        if by_keyset and page and page[-1].status is RunStatus.CORRUPT:
+            # Its stored creation time may be unreadable, so it cannot mark the page's end.
+            by_keyset, offset, after = False, query.offset + seen, None
+        elif by_keyset and page:
             offset, after = 0, (page[-1].created_at, page[-1].run_id)
         elif not by_keyset:
             offset += len(page)
