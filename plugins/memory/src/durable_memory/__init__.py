@@ -11,11 +11,10 @@ among the queue's unfinished runs, so a slot is freed as soon as a lease lapses.
 
 from __future__ import annotations
 
-import bisect
 import collections
 import itertools
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import replace
 from typing import Any
 
@@ -38,57 +37,9 @@ from durable.store import (
     StepStatus,
     Store,
 )
+from durable_memory._indexes import ParkedRuns, RunIndexes, is_parked
 
 __all__ = ["InMemoryStore"]
-
-
-class _Descending(str):
-    """A run id that sorts backwards, so that ``(created_at, _Descending(run_id))`` ascending is
-    the listing order (``created_at`` descending, ``run_id`` ascending) read from the end."""
-
-    __slots__ = ()
-
-    def __lt__(self, other: str) -> bool:
-        return str.__gt__(self, other)
-
-    def __gt__(self, other: str) -> bool:
-        return str.__lt__(self, other)
-
-
-class _ListingOrder:
-    """Every run's place in listing order, kept so that creating a run (the newest: appended at
-    the end) and reading a page cost the same however many runs precede it.
-
-    Deleted runs stay in the list until more than half of it is dead (then it is rebuilt once),
-    so that a prune deleting the oldest runs one by one does not move the whole list each time.
-    """
-
-    def __init__(self) -> None:
-        self._keys: list[tuple[float, _Descending]] = []
-        self._live: dict[str, tuple[float, _Descending]] = {}
-        """Each live run's key: a key of a deleted run is not this very object."""
-
-    def add(self, run: RunRecord) -> None:
-        key = (run.created_at, _Descending(run.run_id))
-        self._live[run.run_id] = key
-        if not self._keys or self._keys[-1] < key:
-            self._keys.append(key)
-        else:
-            bisect.insort(self._keys, key)
-
-    def discard(self, run_id: str) -> None:
-        del self._live[run_id]
-        if len(self._live) * 2 < len(self._keys):
-            self._keys = [key for key in self._keys if self._live.get(key[1]) is key]
-
-    def listed(self, runs: dict[str, RunRecord], after: tuple[float, str] | None) -> Iterator[RunRecord]:
-        """The live runs in listing order, from just after ``after`` (the last run of a page)."""
-        keys, live = self._keys, self._live
-        end = len(keys) if after is None else bisect.bisect_left(keys, (after[0], _Descending(after[1])))
-        for index in range(end - 1, -1, -1):
-            key = keys[index]
-            if live.get(key[1]) is key:
-                yield runs[key[1]]
 
 
 class InMemoryStore(Store):
@@ -100,9 +51,11 @@ class InMemoryStore(Store):
 
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
-        self._order = _ListingOrder()
+        self._indexes = RunIndexes()
         self._live: set[str] = set()
-        """Ids of runs whose status may make them due (``DUE_STATUSES``): polls look only here."""
+        """Ids of runs in ``DUE_STATUSES`` that are not parked, and of parked runs whose wake time
+        came: polls look only here (and at ``_parked`` for the runs whose time has come)."""
+        self._parked = ParkedRuns()
         self._steps: dict[str, dict[str, StepRecord]] = {}
         self._signals: dict[str, list[SignalRecord]] = {}
         self._seq = 0
@@ -134,16 +87,20 @@ class InMemoryStore(Store):
         if existing is not None:
             return existing, False
         self._put(run)
-        self._order.add(run)
+        self._indexes.added(run)
         return run, True
 
     def _put(self, run: RunRecord) -> None:
         previous = self._runs.get(run.run_id)
         self._runs[run.run_id] = run
-        if run.status in DUE_STATUSES:
+        if previous is not None:
+            self._indexes.changed(previous, run)
+        if run.status in DUE_STATUSES and not is_parked(run):
             self._live.add(run.run_id)
         else:
             self._live.discard(run.run_id)
+            if is_parked(run) and run.wake_at is not None:
+                self._parked.park(run)
         entry = self._queued.get(run.run_id)
         if entry is None:
             if previous is None and run.status is RunStatus.PENDING:
@@ -257,12 +214,13 @@ class InMemoryStore(Store):
         return run
 
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
-        found = (run for run in self._order.listed(self._runs, query.after) if query.matches(run))
+        found = (run for run in self._indexes.candidates(query, self._runs) if query.matches(run))
         return list(itertools.islice(found, query.offset, query.offset + query.limit))
 
     async def due_runs(
         self, now: float, limit: int = 100, *, workflows: Collection[str] | None = None
     ) -> list[RunRecord]:
+        self._live.update(self._parked.due(now, self._runs))
         due = [
             run
             for run in map(self._runs.__getitem__, self._live)
@@ -283,7 +241,7 @@ class InMemoryStore(Store):
         run = self._runs.pop(run_id, None)
         if run is None:
             return False
-        self._order.discard(run_id)
+        self._indexes.removed(run)
         return True
 
     # -- queues ------------------------------------------------------------------
@@ -316,7 +274,7 @@ class InMemoryStore(Store):
         if entry.debounce_key is not None:
             self._debounced[(entry.queue, entry.debounce_key)] = run.run_id
         self._put(run)
-        self._order.add(run)
+        self._indexes.added(run)
         return run, Enqueued.CREATED
 
     def _unstarted(self, run_id: str) -> bool:
