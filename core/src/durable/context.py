@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["RunContext", "current_run"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("durable")
 
 _current: ContextVar[RunContext | None] = ContextVar("durable_run", default=None)
 _scope: ContextVar[str] = ContextVar("durable_scope", default="")
@@ -86,12 +89,20 @@ class RunContext:
             async with asyncio.timeout(seconds * LEASE_TRUST):
                 await self.write(lambda: store.renew_lease(lease, seconds))
         except TimeoutError:
-            raise LeaseLost(
+            lost = LeaseLost(
                 f"run {self.run_id!r}: its lease went unconfirmed past {seconds * LEASE_TRUST:.3g} s and the "
                 "store did not confirm it in time; stopping before the next step, nothing written",
                 run_id=self.run_id,
-            ) from None
-        self.trust_lease(sent)
+            )
+        except LeaseLost as exc:
+            lost = exc
+        else:
+            self.trust_lease(sent)
+            return
+        # The heartbeat warns when the store says another executor took the run; this is the
+        # other way an owner finds its lease gone (a partition, a pause): said as loudly.
+        log.warning("run %r: lost its lease (%s); stopping it", self.run_id, lost)
+        raise lost from None
 
     @property
     def workflow(self) -> Workflow:

@@ -79,6 +79,9 @@ TIDY_EVERY = 500
 two vacuums of that table it asks for (see ``PostgresStore._tidy``)."""
 TIDY_TIMEOUT = 60.0
 """Seconds a vacuum of ``runs_live`` may take (it holds the live runs only)."""
+SUSPECT_AFTER = 1.0
+"""Seconds without an answer after which a statement its caller cancelled counts as a sign of
+dead connections, as a timeout does (see ``PostgresStore._suspect``)."""
 
 
 def _signal(row: Record | tuple[Any, ...]) -> SignalRecord:
@@ -185,6 +188,8 @@ class PostgresStore(Store):
         self._removed = 0
         """Runs taken out of ``runs_live`` since the last vacuum this store asked for."""
         self._tidying: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Background work that must not be lost to garbage collection (see ``_background``)."""
         self._sql = _sql.statements(self._quoted)
 
     @classmethod
@@ -408,9 +413,12 @@ class PostgresStore(Store):
                     raise StoreUnavailable(f"{self!r} was closed during {what}") from exc
                 if classify(exc) is Failure.PERMANENT and not isinstance(exc, asyncpg.InterfaceError):
                     raise StoreUnavailable(f"{self!r}: cannot connect to {what}: {describe(exc)}") from exc
+                if isinstance(exc, TimeoutError):
+                    await self._suspect(pool)  # no connection in time: the idle ones may be as dead
                 last = exc
                 continue
             healthy = False
+            sent = time.monotonic()
             try:
                 async with asyncio.timeout_at(ends):
                     result = await (retry_op if uncertain and retry_op is not None else op)(conn)
@@ -435,10 +443,19 @@ class PostgresStore(Store):
                 log.debug("durable-postgres: %s failed (%s), attempt %d", what, describe(exc), attempt + 1)
             except BaseException:
                 terminate(conn)  # cancelled mid-statement: its state is unknown
+                if time.monotonic() - sent >= SUSPECT_AFTER:
+                    # The caller gave up waiting (the heartbeat bounds a renewal by its own timeout):
+                    # as good a sign as a timeout of ours that the other connections may be dead.
+                    self._background(self._suspect(pool))
                 raise
             finally:
                 await conns.put(pool, conn, healthy=healthy)
         raise self._gave_up(what, started, last, attempts)
+
+    def _background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _suspect(self, pool: asyncpg.Pool) -> None:
         """An attempt got no answer in time: the other connections may be as dead without saying
