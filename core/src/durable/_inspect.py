@@ -21,6 +21,7 @@ from urllib.parse import unquote
 from durable._lifecycle import activity_of, reported, stored_statuses
 from durable._records import (
     ErrorInfo,
+    QueuedRun,
     RunQuery,
     RunRecord,
     RunStatus,
@@ -30,7 +31,7 @@ from durable._records import (
     listed_after,
 )
 from durable.errors import ConfigurationError, UnknownRunError
-from durable.store import Store, redact_url
+from durable.store import Capability, Store, redact_url
 
 __all__ = [
     "FINISHED",
@@ -319,10 +320,16 @@ class RunSummary:
     ended_at: float | None = None
     """When it stopped: a finished run's last update, an interrupted run's last sign of its
     executor (its duration ends there, it does not keep growing); ``None`` while it is live."""
+    queued: QueuedRun | None = None
+    """Its queue entry (queue, priority, partition, not-before time), for a queued run."""
 
     @classmethod
     def of(
-        cls, run: RunRecord, journal: Iterable[StepRecord] | None = None, now: float | None = None
+        cls,
+        run: RunRecord,
+        journal: Iterable[StepRecord] | None = None,
+        now: float | None = None,
+        queued: QueuedRun | None = None,
     ) -> RunSummary:
         """The row of ``run``. ``journal``, its checkpoints, is needed to tell an interrupted run's
         step in flight (``summarize`` reads it): without it ``in_flight`` is ``None``."""
@@ -358,6 +365,7 @@ class RunSummary:
             in_flight=in_flight,
             waiting_for=waiting_for,
             ended_at=_ended_at(run, now),
+            queued=queued,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -376,19 +384,44 @@ class RunSummary:
             "in_flight": None if self.in_flight is None else self.in_flight.to_json(),
             "waiting_for": None if self.waiting_for is None else self.waiting_for.to_json(),
             "ended_at": self.ended_at,
+            "queue": None if self.queued is None else _queued_json(self.queued),
         }
 
 
 async def summarize(store: Store, runs: Iterable[RunRecord], now: float | None = None) -> list[RunSummary]:
     """``RunSummary.of`` each run, reading the journal of each interrupted one (to tell its step in
-    flight); other runs cost no read."""
+    flight) and, on a store with queues, the queue entry of each unfinished one; other runs cost
+    no read."""
     now = time.time() if now is None else now
     found = []
     for run in runs:
         run = reported(run, now)
         journal = await store.load_steps(run.run_id) if run.status is RunStatus.INTERRUPTED else None
-        found.append(RunSummary.of(run, journal, now))
+        queued = await queued_of(store, run) if run.status in _UNFINISHED else None
+        found.append(RunSummary.of(run, journal, now, queued))
     return found
+
+
+_UNFINISHED = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.INTERRUPTED})
+
+
+async def queued_of(store: Store, run: RunRecord) -> QueuedRun | None:
+    """``run``'s queue entry, where the store keeps queues."""
+    if Capability.QUEUES not in store.capabilities:
+        return None
+    return await store.get_queued(run.run_id)
+
+
+def _queued_json(entry: QueuedRun) -> dict[str, Any]:
+    return {
+        "queue": entry.queue,
+        "priority": entry.priority,
+        "partition_key": entry.partition_key,
+        "not_before": entry.not_before,
+        "enqueued_at": entry.enqueued_at,
+        "debounce_key": entry.debounce_key,
+        "started_at": entry.started_at,
+    }
 
 
 _SYSTEM_KINDS = {
@@ -619,7 +652,7 @@ async def load_timeline(store: Store, run_id: str, *, max_value: int | None = No
     inputs, inputs_omitted = _value(run.inputs, max_value)
     result, result_omitted = _value(run.result, max_value)
     return RunTimeline(
-        run=RunSummary.of(run, journal, now),
+        run=RunSummary.of(run, journal, now, await queued_of(store, run)),
         inputs=inputs,
         result=result,
         has_result=run.result is not None,

@@ -37,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from durable import _inspect, _term
 from durable._inspect import FINISHED, InFlight, RunSummary, RunTimeline, StepView, WaitingFor
 from durable._plugins import as_store_url, get_plugin_manager
-from durable._records import RunQuery, RunStatus
+from durable._records import QueuedRun, RunQuery, RunStatus
 from durable._term import Cell, Column, Table
 from durable.errors import DurableError, StoreNotFound, UnknownRunError
 from durable.store import Store, accepts_create, redact_text, redact_url
@@ -580,6 +580,8 @@ def _print_timeline(t: RunTimeline) -> None:
     head.add_row("status", _status(run.status + (" (cancel requested)" if run.cancel_requested else "")))
     if run.parent_run_id:
         head.add_row("parent", run.parent_run_id)
+    if run.queued is not None:
+        head.add_row("queue", _queue_text(run.queued))
     head.add_row("created", fmt_time(run.created_at))
     head.add_row("updated", fmt_time(run.updated_at))
     head.add_row("duration", fmt_duration(t.duration) + ("" if t.stopped_at is None else " (stopped)"))
@@ -663,6 +665,17 @@ def _fork_and_versions(head: Table, t: RunTimeline) -> None:
     versions = [str(s.result) for s in t.steps if s.kind == "version" and s.result is not None]
     if versions:
         head.add_row("versions", ", ".join(versions))
+
+
+def _queue_text(q: QueuedRun) -> str:
+    parts = [q.queue, f"priority {q.priority}"]
+    if q.partition_key is not None:
+        parts.append(f"partition {q.partition_key}")
+    if q.not_before > time.time():
+        parts.append(f"not before {fmt_time(q.not_before)}")
+    if q.debounce_key is not None:
+        parts.append(f"debounce key {q.debounce_key}")
+    return ", ".join(parts)
 
 
 def _owner_gone(t: RunTimeline) -> str:
