@@ -19,9 +19,9 @@ import contextlib
 import functools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, NamedTuple, Self
 from urllib.parse import unquote, unquote_plus
 
 from durable import _codec
@@ -49,6 +49,7 @@ __all__ = [
     "ErrorInfo",
     "InMemoryStore",
     "Lease",
+    "OutputWatch",
     "QueueLimits",
     "QueueStats",
     "QueuedRun",
@@ -61,6 +62,7 @@ __all__ = [
     "StepStatus",
     "Store",
     "StoreNotFound",
+    "StreamItems",
     "accepts_activity",
     "accepts_create",
     "accepts_workflows",
@@ -92,8 +94,34 @@ class Capability:
     claim, atomically), ``get_queued``, ``queue_stats``, ``list_queues``; ``due_runs`` leaves
     queued runs out. docs/QUEUES.md says what each store must do."""
 
-    ALL = frozenset({PERSISTENT, MULTI_PROCESS, NOTIFY, MULTI_HOST, QUEUES})
+    STREAMS = "streams"
+    """Events and streams of a run (``wf.set_event``, ``wf.write_stream``): ``set_event``,
+    ``get_events``, ``append_stream``, ``close_stream``, ``read_stream``, ``watch_output``;
+    ``delete_run`` deletes them with the run. docs/STREAMS.md says what each store must do."""
+
+    ALL = frozenset({PERSISTENT, MULTI_PROCESS, NOTIFY, MULTI_HOST, QUEUES, STREAMS})
     """Every name there is: anything else in ``capabilities`` is a mistake (a typo would skip tests)."""
+
+
+class StreamItems(NamedTuple):
+    """What ``Store.read_stream`` returns: ``(offset, value)`` pairs in offset order, and whether
+    the stream was closed when they were read (then no item follows the last one)."""
+
+    items: list[tuple[int, str]]
+    closed: bool
+
+
+class OutputWatch:
+    """What ``Store.watch_output`` yields: one reader's wake-up, set by every change after it."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        """Return once woken since the last return (at once if so already), or after ``timeout``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), timeout)
+        self.event.clear()  # before the caller's next read: a change after it wakes the next wait
 
 
 DEFAULT_QUEUE = "default"
@@ -417,7 +445,8 @@ class Store(ABC):
 
     @abstractmethod
     async def delete_run(self, run_id: str) -> bool:
-        """Delete a run with its steps and signals (and its queue entry). Returns whether it existed."""
+        """Delete a run with its steps and signals (and its queue entry, events and streams).
+        Returns whether it existed."""
 
     # -- queues (Capability.QUEUES; docs/QUEUES.md) -----------------------------------------
     #
@@ -530,6 +559,88 @@ class Store(ABC):
         return ConfigurationError(
             f"{self!r} does not declare the {Capability.QUEUES!r} capability, so it has no {method}(): "
             "named queues (wf.queue, queue=) need a store that keeps them (docs/QUEUES.md)"
+        )
+
+    # -- events and streams (Capability.STREAMS; docs/STREAMS.md) ------------------------------
+    #
+    # Per run, beside its record (never in RunRecord): events, a latest value per key, and streams,
+    # append-only lists per key whose items are numbered 0, 1, 2, ... (their offsets) and which may
+    # be closed. Values are the codec's JSON text, stored exactly as given, as large as payloads.
+    # Writes are fenced by the run's lease. Stores without the capability inherit these defaults,
+    # which refuse: wf.set_event, wf.write_stream and their readers need it.
+
+    async def set_event(self, lease: Lease, key: str, value: str) -> None:
+        """Fenced write: event ``key`` of ``lease.run_id`` becomes ``value`` (replacing the one before),
+        atomically with the fencing check (``LeaseLost`` and nothing written if stale). Wakes
+        ``watch_output`` watchers of the run (every store object's, with ``notify``)."""
+        raise self._no_streams("set_event")
+
+    async def get_events(self, run_id: str) -> dict[str, str]:
+        """Every event of the run, key -> latest value, in one read (``{}`` for none or no run)."""
+        raise self._no_streams("get_events")
+
+    async def append_stream(
+        self, lease: Lease, key: str, value: str, *, write_id: str | None = None
+    ) -> int | None:
+        """Fenced append of ``value`` to stream ``key`` of ``lease.run_id``; returns its offset.
+
+        Offsets are 0, 1, 2, ... per run and key, in append order, with no gap: concurrent appends
+        are serialised (one transaction, a lock, one script), so every reader sees the same order.
+        ``write_id``, when given, makes the append idempotent: if an item of that stream was
+        appended with it, that item's offset is returned and nothing is written (the core passes a
+        workflow body's step key, so a replay after a crash between append and checkpoint does not
+        append again). A closed stream takes no item: ``None``, nothing written (a repeated
+        ``write_id`` still returns its offset). ``LeaseLost`` if stale. Wakes ``watch_output``.
+        """
+        raise self._no_streams("append_stream")
+
+    async def close_stream(self, lease: Lease, key: str) -> None:
+        """Fenced: mark stream ``key`` of ``lease.run_id`` closed (existing or not, twice is once), so
+        readers end after its last item. ``LeaseLost`` if stale. Wakes ``watch_output``."""
+        raise self._no_streams("close_stream")
+
+    async def read_stream(self, run_id: str, key: str, offset: int, limit: int = 1000) -> StreamItems:
+        """Up to ``limit`` items of the stream from ``offset`` on, in offset order, and whether it is
+        closed, read together (a closed stream's last item is among what one read can see). An
+        unknown stream or run: no items, not closed. A read: writes nothing."""
+        raise self._no_streams("read_stream")
+
+    @contextlib.asynccontextmanager
+    async def watch_output(self, run_id: str) -> AsyncIterator[OutputWatch]:
+        """Watch the run's events and streams: ``await watch.wait(timeout)`` returns once they may
+        have changed since the watch began or the last wait returned (``set_event``,
+        ``append_stream``, ``close_stream``, the run reaching a final status or being deleted), or
+        after ``timeout``; it may return early. Readers enter it before their first read, so no
+        change between a read and the next wait is missed, and still wait at most a safety-net
+        timeout.
+
+        This default is woken by ``wake_output_waiters``, which stores call after those writes in
+        this process; stores with ``notify`` also call it when another store object or process
+        made one (a change watcher, LISTEN/NOTIFY, pub/sub), subscribing here if they need to.
+        """
+        watch = OutputWatch()
+        registry: dict[str, set[asyncio.Event]] = self.__dict__.setdefault("_output_waiters", {})
+        registry.setdefault(run_id, set()).add(watch.event)
+        try:
+            yield watch
+        finally:
+            waiters = registry.get(run_id)
+            if waiters is not None:
+                waiters.discard(watch.event)
+                if not waiters:
+                    registry.pop(run_id, None)
+
+    def wake_output_waiters(self, run_id: str) -> None:
+        """Wake this process's ``watch_output`` watchers of the run (safe to call from the loop only)."""
+        registry: dict[str, set[asyncio.Event]] = self.__dict__.get("_output_waiters", {})
+        for event in registry.get(run_id, ()):
+            event.set()
+
+    def _no_streams(self, method: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"{self!r} does not declare the {Capability.STREAMS!r} capability, so it has no {method}(): "
+            "events and streams (wf.set_event, wf.write_stream) need a store that keeps them "
+            "(docs/STREAMS.md)"
         )
 
     # -- steps -------------------------------------------------------------------

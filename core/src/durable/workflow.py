@@ -7,7 +7,7 @@ import functools
 import inspect
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, Self, TypeVar, overload
@@ -697,6 +697,61 @@ class Workflow:
             recorded=recorded,
         )
         return recorded
+
+    # -- events and streams (durable._streams; docs/STREAMS.md) ---------------------
+
+    async def set_event(self, key: str, value: Any) -> None:
+        """Set this run's event ``key`` to ``value`` (its latest value; ``get_event`` reads it from
+        anywhere). In the workflow body it is checkpointed, so a replay does not set it again; in a
+        task body it is set each time the task executes. Needs a ``streams`` store."""
+        from durable import _streams
+
+        await _streams.set_event(key, value)
+
+    async def get_event(
+        self, run_id: str, key: str, *, timeout: float | None = None, default: Any = None
+    ) -> Any:
+        """The latest value of event ``key`` of run ``run_id``; if it has none yet, wait for a
+        first one up to ``timeout`` seconds (``None``: as long as the run may set it). Returns
+        ``default`` on timeout or once the run finished without setting it. ``UnknownRunError``
+        for no such run."""
+        from durable import _streams
+
+        return await _streams.get_event(await self.get_store(), run_id, key, timeout, default)
+
+    async def get_events(self, run_id: str) -> dict[str, Any]:
+        """Every event of run ``run_id``: key -> latest value (``{}`` if none)."""
+        from durable import _streams
+
+        return await _streams.get_events(await self.get_store(), run_id)
+
+    async def write_stream(self, key: str, value: Any) -> int:
+        """Append ``value`` to this run's stream ``key``; returns its offset (0, 1, 2, ...). In the
+        workflow body each write happens exactly once per run (checkpointed like a step: a replay
+        does not append again); in a task body it happens at least once (again if the task is
+        retried or re-executed after a crash). A closed stream refuses (``ConfigurationError``)."""
+        from durable import _streams
+
+        return await _streams.write_stream(key, value)
+
+    async def close_stream(self, key: str) -> None:
+        """Close this run's stream ``key``: its readers end after its last item."""
+        from durable import _streams
+
+        await _streams.close_stream(key)
+
+    async def read_stream(
+        self, run_id: str, key: str, *, offset: int = 0, timeout: float | None = None
+    ) -> AsyncIterator[tuple[int, Any]]:
+        """``(offset, value)`` of each item of run ``run_id``'s stream ``key`` from ``offset`` on,
+        live: new items arrive as they are written (the store's notifications push them). Resume
+        after a dropped connection with ``offset=last + 1``. Ends when the stream is closed, the
+        run finished (after its last item), or no item came for ``timeout`` seconds.
+        ``UnknownRunError`` for no such run."""
+        from durable import _streams
+
+        async for item in _streams.read_stream(await self.get_store(), run_id, key, offset, timeout):
+            yield item
 
     # -- inspection and control --------------------------------------------------
 

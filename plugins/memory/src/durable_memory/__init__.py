@@ -7,6 +7,9 @@ so a caller mutating what a task returned cannot reach a checkpoint.
 Queues (``Capability.QUEUES``): a queue entry per queued run, the unfinished runs of each
 queue, and each queue's recent first claims (its rate window); a queue claim counts live leases
 among the queue's unfinished runs, so a slot is freed as soon as a lease lapses.
+
+Events and streams (``Capability.STREAMS``): ``durable_memory._outputs``, one entry per run that
+has any, deleted with the run.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from durable.store import (
     StepRecord,
     StepStatus,
     Store,
+    StreamItems,
 )
 from durable_memory._indexes import ParkedRuns, RunIndexes, is_parked
+from durable_memory._outputs import RunOutputs
 
 __all__ = ["InMemoryStore"]
 
@@ -46,7 +51,7 @@ class InMemoryStore(Store):
     """A store kept in this process's memory (``memory://``)."""
 
     name = "memory"
-    capabilities = frozenset({Capability.NOTIFY, Capability.QUEUES})
+    capabilities = frozenset({Capability.NOTIFY, Capability.QUEUES, Capability.STREAMS})
     loop_bound = False  # plain dicts: the data must outlive one asyncio.run()
 
     def __init__(self) -> None:
@@ -68,6 +73,7 @@ class InMemoryStore(Store):
         self._horizon = 3600.0
         self._debounced: dict[tuple[str, str], str] = {}
         """(queue, debounce key) -> the run those starts collapse into, while it is pending and unstarted."""
+        self._outputs: dict[str, RunOutputs] = {}
 
     async def open(self, *, create: bool = True) -> None:
         if not create and not self._created:
@@ -101,6 +107,8 @@ class InMemoryStore(Store):
             self._live.discard(run.run_id)
             if is_parked(run) and run.wake_at is not None:
                 self._parked.park(run)
+        if run.status.is_final and (previous is None or not previous.status.is_final):
+            self.wake_output_waiters(run.run_id)  # readers of its streams end
         entry = self._queued.get(run.run_id)
         if entry is None:
             if previous is None and run.status is RunStatus.PENDING:
@@ -234,6 +242,8 @@ class InMemoryStore(Store):
     async def delete_run(self, run_id: str) -> bool:
         self._steps.pop(run_id, None)
         self._signals.pop(run_id, None)
+        if self._outputs.pop(run_id, None) is not None:
+            self.wake_output_waiters(run_id)
         self._live.discard(run_id)
         entry = self._queued.pop(run_id, None)
         if entry is not None:
@@ -380,6 +390,34 @@ class InMemoryStore(Store):
             if entry.not_before > wall
         ]
         await super().wait_for_queues(queues, min([timeout, *ahead]))
+
+    # -- events and streams ------------------------------------------------------
+
+    async def set_event(self, lease: Lease, key: str, value: str) -> None:
+        self._fenced(lease)
+        self._outputs.setdefault(lease.run_id, RunOutputs()).events[key] = value
+        self.wake_output_waiters(lease.run_id)
+
+    async def get_events(self, run_id: str) -> dict[str, str]:
+        outputs = self._outputs.get(run_id)
+        return {} if outputs is None else dict(outputs.events)
+
+    async def append_stream(
+        self, lease: Lease, key: str, value: str, *, write_id: str | None = None
+    ) -> int | None:
+        self._fenced(lease)
+        offset = self._outputs.setdefault(lease.run_id, RunOutputs()).append(key, value, write_id)
+        self.wake_output_waiters(lease.run_id)
+        return offset
+
+    async def close_stream(self, lease: Lease, key: str) -> None:
+        self._fenced(lease)
+        self._outputs.setdefault(lease.run_id, RunOutputs()).close(key)
+        self.wake_output_waiters(lease.run_id)
+
+    async def read_stream(self, run_id: str, key: str, offset: int, limit: int = 1000) -> StreamItems:
+        outputs = self._outputs.get(run_id)
+        return StreamItems([], False) if outputs is None else outputs.read(key, offset, limit)
 
     # -- steps -------------------------------------------------------------------
 
