@@ -20,6 +20,7 @@ from durable_contract_tests._persistence import PersistenceContract
 from durable_contract_tests._queues import QueueContract
 from durable_contract_tests._runs import RunContract
 from durable_contract_tests._signals import SignalContract
+from durable_contract_tests._streams import StreamContract
 from durable_contract_tests._workflow import WorkflowContract
 
 __all__ = ["StoreContract"]
@@ -47,6 +48,7 @@ class StoreContract(
     PersistenceContract,
     WorkflowContract,
     QueueContract,
+    StreamContract,
     contract=True,
 ):
     """The whole store contract. Subclass it as ``class TestMyStore(StoreContract)`` and
