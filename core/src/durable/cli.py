@@ -996,11 +996,24 @@ def signal_command(
     "--poll", type=click.FloatRange(min=0.2), default=2.0, show_default=True, help="Refresh seconds."
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
+@click.option(
+    "--allow-actions",
+    is_flag=True,
+    help="Let the page cancel, resume and signal runs (each action logged on stderr).",
+)
 def ui_command(
-    store_url: str | None, host: str, allowed_hosts: Sequence[str], port: int, poll: float, open_browser: bool
+    store_url: str | None,
+    host: str,
+    allowed_hosts: Sequence[str],
+    port: int,
+    poll: float,
+    open_browser: bool,
+    allow_actions: bool,
 ) -> None:
-    """Serve a read-only web page of runs and their step timelines.
+    """Serve a web page of runs and their step timelines (read-only without --allow-actions).
 
+    With --allow-actions the page can cancel, resume and signal runs; a request acts only with
+    this process's token and an Origin of the page itself, so another site cannot act.
     Requests naming another host than localhost, an IP address, --host or an --allowed-host
     are refused (also on --host 0.0.0.0), so no other web site can read runs through DNS
     rebinding: to reach the page by a name, pass it with --allowed-host.
@@ -1015,14 +1028,27 @@ def ui_command(
 
     _run(check)  # fail here, with one line, rather than on the first page load
     try:
-        server = UIServer(target, host=host, port=port, poll_interval=poll, allowed_hosts=allowed_hosts)
+        server = UIServer(
+            target,
+            host=host,
+            port=port,
+            poll_interval=poll,
+            allowed_hosts=allowed_hosts,
+            allow_actions=allow_actions,
+        )
         server.start()
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     except DurableError as exc:
         _fail(str(exc))
     shown = _term.visible(_inspect.redact_url(target))
-    click.echo(f"durable ui for {shown} at {server.url} (read-only; Ctrl+C stops it)")
+    if allow_actions:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s durable ui: %(message)s"))
+        logging.getLogger("durable.ui").addHandler(handler)
+        logging.getLogger("durable.ui").setLevel(logging.INFO)
+    mode = "actions allowed" if allow_actions else "read-only"
+    click.echo(f"durable ui for {shown} at {server.url} ({mode}; Ctrl+C stops it)")
     names = sorted(server.allowed_hosts - {"localhost"})
     click.echo(
         "answers requests for localhost and IP addresses"
