@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -356,3 +357,64 @@ def test_page_keeps_filters_and_pages_in_the_url(shop_db: Path, page: Any) -> No
         page.click("#back")
         expect(rows).to_have_count(1)
         assert page.input_value("#filter-status") == "failed"
+
+
+@pytest.fixture
+def jobs_db(tmp_path: Path) -> str:
+    """Seven pending runs ``job-0``..``job-6``; then, written as a killed executor or damage
+    would leave them: 0, 2, 4 and 6 running under a lease that ran out (read as interrupted),
+    3 with a status no release writes (corrupt)."""
+    path = tmp_path / "jobs.db"
+    wf = Workflow("jobs", db=f"sqlite:///{path}")
+
+    @wf.workflow(id="job-{n}")
+    async def job(n: int) -> int:
+        return n
+
+    async def fill() -> None:
+        async with wf:
+            for n in range(7):
+                await job.start(n=n)
+                await asyncio.sleep(0.002)  # distinct creation times: a certain listing order
+
+    asyncio.run(fill())
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.executemany(
+            "UPDATE runs SET status = 'running', owner = 'gone-host:1', lease_expires_at = 1"
+            " WHERE run_id = ?",
+            [(f"job-{n}",) for n in (0, 2, 4, 6)],
+        )
+        conn.execute("UPDATE runs SET status = 'bogus' WHERE run_id = 'job-3'")
+    conn.close()
+    return f"sqlite:///{path}"
+
+
+def test_interrupted_and_corrupt_runs_are_counted_filtered_and_paged(
+    jobs_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import durable._ui_api
+
+    monkeypatch.setattr(durable._ui_api, "_PAGE", 2)  # several store pages per viewer page
+    with UIServer(jobs_db, port=0) as ui:
+        _, _, counts = get(ui, "/api/counts")
+        assert (counts["total"], counts["counts"]["interrupted"], counts["counts"]["corrupt"]) == (7, 4, 1)
+        assert counts["counts"]["pending"] == 2 and counts["counts"]["running"] == 0
+
+        seen: list[str] = []
+        path = "/api/runs?status=interrupted&limit=3"
+        while True:
+            data = get(ui, path)[2]
+            seen += [r["run_id"] for r in data["runs"]]
+            assert all(
+                r["status"] == "interrupted" and r["last_owner"] == "gone-host:1" for r in data["runs"]
+            )
+            if data["next"] is None:
+                break
+            cursor = {"after_created": repr(data["next"]["created_at"]), "after_id": data["next"]["run_id"]}
+            path = "/api/runs?status=interrupted&limit=3&" + urllib.parse.urlencode(cursor)
+        assert seen == ["job-6", "job-4", "job-2", "job-0"]
+        corrupt = get(ui, "/api/runs?status=corrupt")[2]["runs"]
+        assert [(r["run_id"], r["status"]) for r in corrupt] == [("job-3", "corrupt")]
+        both = get(ui, "/api/runs?status=pending&status=corrupt")[2]["runs"]
+        assert [r["run_id"] for r in both] == ["job-5", "job-3", "job-1"]
