@@ -45,7 +45,11 @@ def _writer(what: str, key: object) -> tuple[RunContext, str]:
     ctx = current_run()
     if ctx is None:
         raise ConfigurationError(f"{what} must be awaited inside a workflow run (its body or a task's)")
-    name = _keys.check_id(key, f"run {ctx.run_id!r}: {what}: key")  # type: ignore[arg-type]
+    if not isinstance(key, str) or not key:
+        raise ConfigurationError(
+            f"run {ctx.run_id!r}: {what}: key must be a non-empty str, got {key!r}", run_id=ctx.run_id
+        )
+    name = _keys.check_id(key, f"run {ctx.run_id!r}: {what}: key")
     require_streams(ctx.store, f"run {ctx.run_id!r}: {what}")
     return ctx, name
 
