@@ -22,7 +22,7 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 
-from durable import _codec, _keys, _lifecycle
+from durable import _clock, _codec, _keys, _lifecycle
 from durable._decode import corruption
 from durable._lifecycle import Actor
 from durable._patches import FORK_TASK
@@ -94,7 +94,7 @@ async def fork(
     fork_id = new_run_id if new_run_id is not None else f"{run_id}.fork-{secrets.token_hex(4)}"
     where = f"run {run_id!r}: the fork's id"
     fork_id = caller_run_id(_keys.check_id(fork_id, where), original.workflow)
-    now = time.time()
+    now = _clock.now()  # workflow time; the lease is on the wall clock, as the store judges it
     deadline = None
     if original.deadline is not None:  # the same time limit, counted from the fork's creation
         deadline = now + (original.deadline - original.created_at)
@@ -108,7 +108,7 @@ async def fork(
         updated_at=now,
         owner=owner,
         lease_token=1,
-        lease_expires_at=now + lease_seconds,
+        lease_expires_at=time.time() + lease_seconds,
         deadline=deadline,
     )
     _lifecycle.require(fork_id, None, RunStatus.RUNNING, Actor.CALLER)
@@ -119,7 +119,7 @@ async def fork(
             f"({stored.workflow}, {stored.status.value}); pass another new_run_id",
             run_id=fork_id,
         )
-    lease = Lease(fork_id, owner, 1, now + lease_seconds)
+    lease = Lease(fork_id, owner, 1, record.lease_expires_at or 0.0)
     origin = {"run_id": run_id, "from_step": from_step, "copied": len(kept)}
     marker = StepRecord(
         fork_id, FORK_KEY, FORK_TASK, _codec.digest(None), StepStatus.COMPLETED,
@@ -129,7 +129,7 @@ async def fork(
     await store.save_steps(lease, [*copies, marker])
     await _copy_deliveries(store, run_id, fork_id, kept)
     _lifecycle.require(fork_id, RunStatus.RUNNING, RunStatus.WAITING, Actor.OWNER)
-    await store.update_run(lease, RunStatus.WAITING, wake_at=time.time(), release=True)
+    await store.update_run(lease, RunStatus.WAITING, wake_at=_clock.now(), release=True)
     forked = await store.get_run(fork_id)
     if forked is None:
         raise UnknownRunError(f"the fork {fork_id!r} of run {run_id!r} was deleted meanwhile", run_id=fork_id)

@@ -9,11 +9,10 @@ needs a stored field in every store.)
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from durable import _codec, _keys
+from durable import _clock, _codec, _keys
 from durable._patches import VERSION_TASK
 from durable._records import RunQuery, RunRecord, StepRecord, StepStatus
 from durable.context import RunContext
@@ -40,7 +39,7 @@ async def record_version(ctx: RunContext, version: str) -> None:
     key = _keys.system_base("version", version)
     if key in ctx.journal:
         return
-    now = time.time()
+    now = _clock.now()
     step = StepRecord(
         ctx.run_id, key, VERSION_TASK, _codec.digest(None), StepStatus.COMPLETED, _codec.dumps(version),
         None, 1, now, now,
