@@ -273,6 +273,7 @@ def test_page_cancels_and_signals_a_run(server: UIServer, page: Any) -> None:  #
     expect(page.locator("#run-status")).to_have_text("cancelled")
     assert stored(server, "order-45").status is RunStatus.CANCELLED
     expect(page.locator("#action-resume button")).to_be_enabled()
+    expect(page.locator("#action-cancel button")).to_be_disabled()
 
 
 def test_page_on_another_origin_cannot_act(
@@ -354,6 +355,8 @@ def test_page_keeps_filters_and_pages_in_the_url(shop_db: Path, page: Any) -> No
         expect(rows).to_have_count(1)
         rows.first.locator("a").click()
         page.locator("#run-id").wait_for()
+        expect(page.locator("#run-status")).to_have_text("failed")
+        expect(page.locator("#actions")).to_be_hidden()  # a read-only viewer offers no action
         page.click("#back")
         expect(rows).to_have_count(1)
         assert page.input_value("#filter-status") == "failed"
