@@ -29,6 +29,21 @@ receives a signal sent after it, and a delivery id recorded before is still reco
 Processes of the previous release keep none of these indexes, so upgrade them all; keys of a
 newer layout are refused (``ConfigurationError``).
 
+Queues (``Capability.QUEUES``, docs/QUEUES.md; ``_queues``, ``_queue_scripts``): a queued
+run's entry (queue, priority, partition, not-before, enqueue time, debounce key, first start) is
+fields of its run hash, so it is deleted and expires with the run; each queue's keys share the
+hash tag ``{<prefix>:queue:<name>}``: ``:members`` (its unfinished runs, by priority then
+enqueue time then id), ``:running`` (its runs holding a lease, scored by the lease's expiry,
+which every script that changes a lease keeps), ``:starts`` (first claims, for rate windows),
+``:debounce`` and ``:meta``; ``<prefix>:queues`` names them. A queued run is never in
+``<prefix>:live`` (``due_runs`` never returns it). ``claim_queued`` is one script: the server's
+``TIME``, the live leases counted from ``:running`` (expired entries trimmed, each left checked
+against its run, so a dead owner's slot frees itself at its lease's expiry), the starts within
+the rate window, then the members walked in order, skipping delayed runs, full partitions and
+new starts past the rate window, each claim written as ``claim_run`` writes it. Enqueues, freed
+slots and woken queued runs publish ``[queue]`` on ``<prefix>:signals``, which wakes
+``wait_for_queues`` in every process.
+
 Atomicity (``_scripts``): every operation that checks and writes is one Lua script run with
 EVALSHA, fenced by the run's lease token where the Store contract says so.
 
@@ -120,7 +135,13 @@ __all__ = ["RedisDataLost", "RedisStore"]
 
 SCHEMES = ("redis", "rediss")
 CAPABILITIES = frozenset(
-    {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY, Capability.MULTI_HOST}
+    {
+        Capability.PERSISTENT,
+        Capability.MULTI_PROCESS,
+        Capability.NOTIFY,
+        Capability.MULTI_HOST,
+        Capability.QUEUES,
+    }
 )
 """``RedisStore.capabilities``, declared here so that listing backends does not import redis-py."""
 

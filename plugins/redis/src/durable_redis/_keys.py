@@ -26,15 +26,34 @@ A prefix's own keys never equal another prefix's: a fixed name has no brace, a r
 ``}:<kind>`` after its first brace, a workflow's index ends at its first ``}``; so ``p:live``'s
 keys (``p:live:{...}:run``, ``p:live:runs``, ``p:live:workflow:{...}``...) are none of ``p``'s.
 ``owns`` tells whether a key is one of a prefix's, for ``drop_all``.
+
+Queues (``Capability.QUEUES``, ``_queue_scripts``): each queue's keys are
+``<prefix>:queue:{<escaped name>}:<kind>``, so one queue's keys share one hash tag (one slot),
+with kinds ``QUEUE_KINDS`` (none of them a run key's kind, so they are no run key of a prefix
+ending in ``:queue``): ``:members`` (its runs that are not completed or cancelled, scored by
+priority, members ``<order of enqueued_at>:<run id>``, so one priority's runs sort FIFO by byte
+order), ``:running`` (its runs holding a lease, scored by the lease's expiry), ``:starts`` (first
+claims, scored by when), ``:debounce`` (debounce key -> run id) and ``:meta`` (the rate window's
+horizon). ``<prefix>:queues`` is the set of queue names. A queued run's entry is fields of its
+run hash (``QUEUE_FIELDS``): deleted and expired with the run.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 
 from durable.errors import ConfigurationError
-from durable.store import RunRecord, RunStatus, SignalRecord, StepRecord, StepStatus, compact_json
+from durable.store import (
+    QueuedRun,
+    RunRecord,
+    RunStatus,
+    SignalRecord,
+    StepRecord,
+    StepStatus,
+    compact_json,
+)
 
 RUN_KINDS = ("run", "steps", "sigs", "delivered")
 """The per-run keys, in the order every script receives them as ``KEYS``."""
@@ -49,9 +68,26 @@ STATUSES: tuple[RunStatus, ...] = (
     RunStatus.CANCELLED,
 )
 """The stored statuses, each with an index, in the order scripts receive those indexes."""
-LAYOUT = 2
+LAYOUT = 3
 """The key layout's version, kept in ``<prefix>:layout``. 2: status, workflow and id indexes,
-``:delivered``. The previous release kept no version (nor these indexes)."""
+``:delivered``. 3: queues (a queued run is kept out of ``:live``, so a process of layout 2 would
+hand queued runs to ``due_runs``: it is refused). The previous release kept no version."""
+UNMIGRATED = 2
+"""A layout a store marks as ``LAYOUT`` without migrating: layout 2 holds no queued run, and its
+indexes are layout 3's for every other run."""
+QUEUE_KINDS = ("members", "running", "starts", "debounce", "meta")
+"""The per-queue keys, in the order ``QueueKeys.all`` lists them."""
+QUEUE_FIELDS = (
+    "queue",
+    "q_priority",
+    "q_partition",
+    "q_not_before",
+    "q_enqueued_at",
+    "q_debounce",
+    "q_started_at",
+    "q_member",
+)
+"""The run hash's fields holding its queue entry (absent: no entry; an optional one absent: None)."""
 _FIXED = (
     "runs",
     "live",
@@ -60,6 +96,7 @@ _FIXED = (
     "ids",
     "layout",
     "expiring",
+    "queues",
     *(f"status:{status.value}" for status in STATUSES),
 )
 """Every fixed key name under a prefix, past and present (``live:built``: the previous release's
@@ -96,6 +133,21 @@ def unescape_run_id(text: str) -> str:
     if text == "%":
         return ""
     return text.replace("%7B", "{").replace("%7D", "}").replace("%25", "%")
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """One queue's keys, all under the hash tag ``{<prefix>:queue:<escaped name>}``'s braces."""
+
+    members: str
+    running: str
+    starts: str
+    debounce: str
+    meta: str
+
+    @property
+    def all(self) -> list[str]:
+        return [self.members, self.running, self.starts, self.debounce, self.meta]
 
 
 @dataclass(frozen=True)
@@ -136,6 +188,16 @@ class KeySpace:
         """The index of the runs of workflow ``name`` (escaped as a run id is: brace-free)."""
         return f"{self.prefix}:workflow:{{{escape_run_id(name)}}}"
 
+    def queue(self, name: str) -> QueueKeys:
+        """The keys of queue ``name`` (escaped as a run id is: brace-free), in one hash slot."""
+        base = f"{self.prefix}:queue:{{{escape_run_id(name)}}}:"
+        return QueueKeys(*(base + kind for kind in QUEUE_KINDS))
+
+    @property
+    def queues(self) -> str:
+        """The set of every queue name a run was enqueued on."""
+        return f"{self.prefix}:queues"
+
     @property
     def ids(self) -> str:
         """Every run id at score 0: ``ZRANGE BYLEX`` finds the ids with a given prefix."""
@@ -174,7 +236,16 @@ class KeySpace:
         if self.run_id_of(key) is not None or key in self.fixed():
             return True
         head = self.prefix + ":workflow:{"
-        return key.startswith(head) and key.endswith("}") and key.find("}", len(head)) == len(key) - 1
+        if key.startswith(head):
+            return key.endswith("}") and key.find("}", len(head)) == len(key) - 1
+        head = self.prefix + ":queue:{"
+        end = key.find("}:", len(head))
+        return (
+            key.startswith(head)
+            and end >= 0
+            and "}" not in key[len(head) : end]
+            and (key[end + 2 :] in QUEUE_KINDS)
+        )
 
     @property
     def index(self) -> str:
@@ -242,6 +313,48 @@ def run_fields(run: RunRecord) -> dict[str, str]:
     return fields
 
 
+def queue_order(enqueued_at: float) -> str:
+    """``enqueued_at`` as 16 hex digits whose byte order is the numbers' order (the IEEE 754 bits,
+    sign bit flipped for positives and every bit for negatives): a queue member's head."""
+    (bits,) = struct.unpack(">Q", struct.pack(">d", float(enqueued_at)))
+    bits = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | 1 << 63
+    return f"{bits:016x}"
+
+
+def queue_fields(entry: QueuedRun) -> dict[str, str]:
+    """The run hash's fields of a new queue entry (``started_at`` is the store's to set)."""
+    fields = {
+        "queue": entry.queue,
+        "q_priority": str(int(entry.priority)),
+        "q_not_before": fmt_float(entry.not_before),
+        "q_enqueued_at": fmt_float(entry.enqueued_at),
+        "q_member": f"{queue_order(entry.enqueued_at)}:{entry.run_id}",
+    }
+    if entry.partition_key is not None:
+        fields["q_partition"] = entry.partition_key
+    if entry.debounce_key is not None:
+        fields["q_debounce"] = entry.debounce_key
+    return fields
+
+
+def queued_from(run_id: str, fields: dict[str, str]) -> QueuedRun | None:
+    """The queue entry in a run hash's fields (``None``: the run has none)."""
+    queue = fields.get("queue")
+    if queue is None:
+        return None
+    started = fields.get("q_started_at")
+    return QueuedRun(
+        run_id=run_id,
+        queue=queue,
+        priority=int(fields.get("q_priority", "0")),
+        partition_key=fields.get("q_partition"),
+        not_before=float(fields.get("q_not_before", "0")),
+        enqueued_at=float(fields.get("q_enqueued_at", "0")),
+        debounce_key=fields.get("q_debounce"),
+        started_at=None if started is None else float(started),
+    )
+
+
 def pairs(flat: list[str]) -> dict[str, str]:
     """A RESP2 ``HGETALL`` reply (field, value, field, value, ...) as a dict."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
@@ -307,6 +420,11 @@ def notice(run_id: str, name: str) -> str:
     return json.dumps([run_id, name], ensure_ascii=False)
 
 
-def parse_notice(message: str) -> tuple[str, str]:
-    run_id, name = json.loads(message)
+def parse_notice(message: str) -> tuple[str, str] | str:
+    """A delivery's ``(run_id, name)``, or the name of a queue whose runs may be claimable (the
+    queue scripts publish ``[queue]``: a one-element list)."""
+    data = json.loads(message)
+    if isinstance(data, list) and len(data) == 1:
+        return str(data[0])
+    run_id, name = data
     return str(run_id), str(name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -42,6 +43,8 @@ class Notifier:
         self._channel = channel
         self._timeout = timeout
         self._waiters: dict[tuple[str, str], set[asyncio.Event]] = {}
+        self._queues: dict[str, set[asyncio.Event]] = {}
+        """Queue name -> events of ``wait_for_queues`` callers (the queue scripts publish ``[queue]``)."""
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self.healthy = False
@@ -49,12 +52,30 @@ class Notifier:
     async def register(self, run_id: str, name: str) -> asyncio.Event:
         event = asyncio.Event()
         self._waiters.setdefault((run_id, name), set()).add(event)
+        await self._subscription()
+        return event
+
+    async def _subscription(self) -> None:
+        """Start listening if no one did yet; wait a while for the subscription if it is down."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._listen(), name="durable-redis-notify")
         if not self.healthy:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._subscribed.wait(), SUBSCRIBE_WAIT)
-        return event
+
+    async def register_queues(self, queues: Iterable[str], event: asyncio.Event) -> None:
+        """Set ``event`` when a run of one of ``queues`` may have become claimable."""
+        for queue in queues:
+            self._queues.setdefault(queue, set()).add(event)
+        await self._subscription()
+
+    def unregister_queues(self, queues: Iterable[str], event: asyncio.Event) -> None:
+        for queue in queues:
+            waiters = self._queues.get(queue)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._queues[queue]
 
     def unregister(self, run_id: str, name: str, event: asyncio.Event) -> None:
         waiters = self._waiters.get((run_id, name))
@@ -64,7 +85,7 @@ class Notifier:
                 del self._waiters[(run_id, name)]
 
     def _wake_all(self) -> None:
-        for waiters in self._waiters.values():
+        for waiters in [*self._waiters.values(), *self._queues.values()]:
             for event in waiters:
                 event.set()
 
@@ -118,9 +139,10 @@ class Notifier:
     def _dispatch(self, data: str) -> None:
         try:
             key = parse_notice(data)
-        except ValueError:
+        except (ValueError, TypeError):
             return
-        for event in self._waiters.get(key, ()):
+        waiters = self._queues.get(key, ()) if isinstance(key, str) else self._waiters.get(key, ())
+        for event in waiters:
             event.set()
 
     async def close(self) -> None:

@@ -50,6 +50,8 @@ scored by when its keys expire), so that a poll, once they expired, removes its 
 
 from __future__ import annotations
 
+from durable_redis._queue_scripts import QUEUE_SCRIPTS
+
 # CLOCK_TOLERANCE: seconds a new run's lease expiry, by its creator's clock, may differ from the
 # server's view of it and still be written as given (see CREATE_RUN).
 _PRELUDE = """
@@ -117,24 +119,52 @@ local function due_score(status, owner, expires, wake)
   end
   return '0'
 end
-local function relive()
-  local f = redis.call('HMGET', KEYS[1], 'run_id', 'status', 'owner', 'lease_expires_at', 'wake_at')
-  if not f[1] then return end
-  local due = due_score(f[2], f[3], f[4], f[5])
-  if due then redis.call('ZADD', KEYS[LIVE], due, f[1]) else redis.call('ZREM', KEYS[LIVE], f[1]) end
+local function esc(id)
+  if id == '' then return '%' end
+  return (string.gsub(string.gsub(string.gsub(id, '%%', '%%25'), '{', '%%7B'), '}', '%%7D'))
+end
+local function queue_base(prefix, queue)
+  return prefix .. ':queue:{' .. esc(queue) .. '}:'
+end
+local function requeue(f)
+  -- A queued run (f: run_id, status, owner, lease_expires_at, wake_at, created_at, queue, q_member,
+  -- q_priority) is out of the live index (queue claims serve it); its queue's members hold it
+  -- until it is final, its queue's running set while it holds a lease; once it holds none (a
+  -- slot freed, a run woken, reset or enqueued) the queue's waiting claimers are woken.
+  redis.call('ZREM', KEYS[LIVE], f[1])
+  local prefix = string.sub(KEYS[LIVE], 1, -6)
+  local q = queue_base(prefix, f[7])
+  if is_final(f[2]) then
+    if f[8] then redis.call('ZREM', q .. 'members', f[8]) end
+  elseif f[8] and num(f[9]) then
+    redis.call('ZADD', q .. 'members', f[9], f[8])
+  end
+  if live(f[3], f[4], clock()) then
+    redis.call('ZADD', q .. 'running', f[4], f[1])
+  else
+    redis.call('ZREM', q .. 'running', f[1])
+    redis.call('PUBLISH', prefix .. ':signals', cjson.encode({f[7]}))
+  end
 end
 local function reindex(old)
   local f = redis.call('HMGET', KEYS[1], 'run_id', 'status', 'owner', 'lease_expires_at', 'wake_at',
-    'created_at')
+    'created_at', 'queue', 'q_member', 'q_priority')
   local id, status = f[1], f[2]
   if not id then return end
-  local due = due_score(status, f[3], f[4], f[5])
-  if due then redis.call('ZADD', KEYS[LIVE], due, id) else redis.call('ZREM', KEYS[LIVE], id) end
-  if old == status then return end
+  if f[7] then
+    requeue(f)
+  else
+    local due = due_score(status, f[3], f[4], f[5])
+    if due then redis.call('ZADD', KEYS[LIVE], due, id) else redis.call('ZREM', KEYS[LIVE], id) end
+  end
+  if old == true or old == status then return end
   local was = old and STATUS_SLOT[old]
   if was then redis.call('ZREM', KEYS[LIVE + was], id) end
   local slot = status and STATUS_SLOT[status]
   if slot and num(f[6]) then redis.call('ZADD', KEYS[LIVE + slot], f[6], id) end
+end
+local function relive()
+  reindex(true)  -- the live entry (and a queued run's queue entries), its status unchanged
 end
 """
 
@@ -262,6 +292,15 @@ return redis.call('HGETALL', KEYS[1])
 DELETE_RUN = """
 local workflow = redis.call('HGET', KEYS[1], 'workflow') or ''
 local member = schedule_member()
+local queued = redis.call('HMGET', KEYS[1], 'queue', 'q_member', 'q_debounce')
+if queued[1] then
+  local q = queue_base(string.sub(KEYS[LIVE], 1, -6), queued[1])
+  if queued[2] then redis.call('ZREM', q .. 'members', queued[2]) end
+  redis.call('ZREM', q .. 'running', ARGV[1])
+  if queued[3] and redis.call('HGET', q .. 'debounce', queued[3]) == ARGV[1] then
+    redis.call('HDEL', q .. 'debounce', queued[3])
+  end
+end
 local existed = redis.call('DEL', KEYS[1])
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 for i = LIVE, LIVE + 6 do redis.call('ZREM', KEYS[i], ARGV[1]) end
@@ -359,8 +398,9 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return 0 end
 local f = redis.call('HMGET', KEYS[1], 'status', 'owner', 'lease_expires_at', 'wake_at', 'created_at',
-  'workflow')
+  'workflow', 'queue')
 local due = due_score(f[1], f[2], f[3], f[4])
+if f[7] then due = nil end  -- a queued run: queue claims serve it, never due_runs
 if due then redis.call('ZADD', KEYS[3], due, id) else redis.call('ZREM', KEYS[3], id) end
 local created = num(f[5]) and f[5]
 for status, slot in pairs(STATUS_SLOT) do
@@ -403,14 +443,19 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
-# KEYS: layout, runs, alive. ARGV: the layout this code writes. Sent with EVAL in the round trip
-# that loads the scripts when a store opens, before the marker <prefix>:alive is written.
-# Returns 1 when the prefix's keys are in this layout: it says so, or the prefix was never opened
-# (no run, no marker: then it is marked at once); 0 when data of the previous release must be
-# migrated first; 2 when a newer release wrote it.
+# KEYS: layout, runs, alive. ARGV: the layout this code writes, a layout it may mark as this one
+# without migrating. Sent with EVAL in the round trip that loads the scripts when a store opens,
+# before the marker <prefix>:alive is written. Returns 1 when the prefix's keys are in this
+# layout: it says so, or the prefix was never opened (no run, no marker: then it is marked at
+# once), or it is in the layout that needs no migration (marked at once); 0 when data of the
+# previous release must be migrated first; 2 when a newer release wrote it.
 LAYOUT_CHECK = """
 local version = redis.call('GET', KEYS[1])
 if version == ARGV[1] then return 1 end
+if version == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return 1
+end
 if version and (tonumber(version) or 0) > tonumber(ARGV[1]) then return 2 end
 if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('SET', KEYS[1], ARGV[1])
@@ -447,5 +492,6 @@ PER_RUN = {
 }
 
 SOURCES: dict[str, str] = {name: _PRELUDE + body for name, body in PER_RUN.items()}
+SOURCES.update({name: _PRELUDE + body for name, body in QUEUE_SCRIPTS.items()})
 SOURCES["migrate_delivered"] = MIGRATE_DELIVERED
 SOURCES["due_runs"] = _PRELUDE + DUE_RUNS

@@ -43,6 +43,7 @@ from durable_redis._calls import Call
 from durable_redis._checkpoints import checkpoint, stored_steps
 from durable_redis._notify import Notifier
 from durable_redis._persistence import SETTINGS, Persistence, RedisDataLost, log
+from durable_redis._queues import QueueMethods
 from durable_redis._scripts import LAYOUT_CHECK, SOURCES
 from durable_redis._transport import Transport
 from durable_redis._wire import Command, Wires
@@ -91,7 +92,7 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit(parts._replace(query=urlencode(theirs))), ours
 
 
-class RedisStore(Transport, Store):
+class RedisStore(QueueMethods, Transport, Store):
     """A store in Redis (``redis://`` or ``rediss://``), shared by any number of processes and hosts.
 
     ``ttl`` (seconds) is how long a run's keys live after it completes or is cancelled;
@@ -117,7 +118,13 @@ class RedisStore(Transport, Store):
 
     name = "redis"
     capabilities = frozenset(
-        {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY, Capability.MULTI_HOST}
+        {
+            Capability.PERSISTENT,
+            Capability.MULTI_PROCESS,
+            Capability.NOTIFY,
+            Capability.MULTI_HOST,
+            Capability.QUEUES,
+        }
     )
     loop_bound: ClassVar[bool] = True
 
@@ -204,6 +211,7 @@ class RedisStore(Transport, Store):
         state = dict(self.__dict__)
         state.update(_redis=None, _loop=None, _scripts={}, _notifier=None, _batcher=None, _wire=None)
         state.update(_marker=None, _loss=None)
+        state.pop("_queue_waiters", None)
         return state
 
     # -- lifecycle ---------------------------------------------------------------
@@ -248,7 +256,7 @@ class RedisStore(Transport, Store):
         # migrate), the marker (written unless there is one) and the persistence settings.
         alive = self.keys.alive
         also: list[Command] = [
-            ("EVAL", LAYOUT_CHECK, 3, self.keys.layout, self.keys.index, alive, k.LAYOUT),
+            ("EVAL", LAYOUT_CHECK, 3, self.keys.layout, self.keys.index, alive, k.LAYOUT, k.UNMIGRATED),
             ("SET", alive, secrets.token_hex(8), "NX"),
             ("GET", alive),
             *(("CONFIG GET", name) for name in SETTINGS),
@@ -612,8 +620,8 @@ class RedisStore(Transport, Store):
                 run = self._record(run_id, fields)
                 if run.status is RunStatus.CORRUPT:
                     continue
-                if not is_due(run, now):  # an entry that disagrees with its run
-                    repairs.append(self.index_call(run_id, run.workflow))
+                if not is_due(run, now) or "queue" in fields:  # an entry that disagrees with its run
+                    repairs.append(self.index_call(run_id, run.workflow))  # (queue claims serve a queued run)
                 elif workflows is None or run.workflow in workflows:
                     found.append(run)
         if repairs:
