@@ -74,7 +74,7 @@ def test_the_worker_command_resumes_pending_runs_and_stops_on_sigterm(tmp_path: 
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 0, stderr
-    assert "serving job from <SQLiteStore" in stderr
+    assert "serving job; queues default from <SQLiteStore" in stderr
 
 
 def test_a_bad_target_is_one_clear_line(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""Named queues through the public API, on the memory store: limits across workers of one store,
-priorities, delays, partitions, debounce, pushed dispatch, the errors, and ``durable queues``."""
+"""Named queues through the public API, on the memory and SQLite stores: limits across workers of
+one store, priorities, delays, partitions, debounce, pushed dispatch, the errors, and ``durable queues``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ from durable_memory import InMemoryStore
 DURABLE = [sys.executable, "-c", "from durable.cli import main; main()"]
 
 
+@pytest.fixture(params=["memory", "sqlite"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL of each store with queues in this repository that needs no server."""
+    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'app.db'}"
+
+
 def spans_overlap(spans: list[tuple[float, float]]) -> int:
     events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans], key=lambda e: (e[0], e[1]))
     peak = now = 0
@@ -29,7 +35,7 @@ def spans_overlap(spans: list[tuple[float, float]]) -> int:
     return peak
 
 
-def shop_app(store: InMemoryStore, spans: dict[str, list[tuple[float, float]]]) -> Workflow:
+def shop_app(store: InMemoryStore | str, spans: dict[str, list[tuple[float, float]]]) -> Workflow:
     """One process of an application: a queue of concurrency 2, one run at a time per worker."""
     app = Workflow("shop", db=store)
     app.queue("llm", concurrency=2, worker_concurrency=1)
@@ -48,8 +54,8 @@ def shop_app(store: InMemoryStore, spans: dict[str, list[tuple[float, float]]]) 
     return app
 
 
-async def test_a_queue_limits_runs_across_workers_sharing_the_store() -> None:
-    store = InMemoryStore()
+async def test_a_queue_limits_runs_across_workers_sharing_the_store(db: str) -> None:
+    store = InMemoryStore() if db == "memory://" else db  # SQLite: three store objects over one file
     spans: dict[str, list[tuple[float, float]]] = {}
     apps = [shop_app(store, spans) for _ in range(3)]
     job = apps[0].executor.workflows["job"]
@@ -59,6 +65,8 @@ async def test_a_queue_limits_runs_across_workers_sharing_the_store() -> None:
     results = [await apps[0].wait_for(run_id, timeout=20) for run_id in run_ids]
     stop.set()
     await asyncio.gather(*workers)
+    for app in apps:
+        await app.close()
     everything = [span for per_worker in spans.values() for span in per_worker]
     assert results == list(range(12)) and len(everything) == 12
     assert spans_overlap(everything) == 2, "concurrency=2 across three workers"
@@ -66,8 +74,8 @@ async def test_a_queue_limits_runs_across_workers_sharing_the_store() -> None:
     assert len(spans) >= 2, "one worker took every run"
 
 
-async def test_priority_delay_partition_and_debounce_through_the_api() -> None:
-    wf = Workflow("shop", db="memory://")
+async def test_priority_delay_partition_and_debounce_through_the_api(db: str) -> None:
+    wf = Workflow("shop", db=db)
     wf.queue("llm", concurrency=1)
     order: list[str] = []
 
@@ -98,8 +106,8 @@ async def test_priority_delay_partition_and_debounce_through_the_api() -> None:
     assert (await wf.get_run(first)).status is RunStatus.COMPLETED  # type: ignore[union-attr]
 
 
-async def test_an_enqueued_run_wakes_an_idle_worker_without_waiting_for_a_poll() -> None:
-    wf = Workflow("shop", db="memory://")
+async def test_an_enqueued_run_wakes_an_idle_worker_without_waiting_for_a_poll(db: str) -> None:
+    wf = Workflow("shop", db=db)
     wf.queue("fast")
 
     @wf.workflow(id="ping-{n}", queue="fast")
@@ -121,8 +129,8 @@ async def test_an_enqueued_run_wakes_an_idle_worker_without_waiting_for_a_poll()
     await worker
 
 
-async def test_workers_serve_only_the_queues_they_are_given() -> None:
-    wf = Workflow("shop", db="memory://")
+async def test_workers_serve_only_the_queues_they_are_given(db: str) -> None:
+    wf = Workflow("shop", db=db)
     wf.queue("llm")
 
     @wf.workflow(id="q-{n}", queue="llm")
@@ -145,8 +153,8 @@ async def test_workers_serve_only_the_queues_they_are_given() -> None:
         wf.worker(queues=["nope"])
 
 
-async def test_a_direct_call_of_a_queued_workflow_runs_in_the_caller_at_once() -> None:
-    wf = Workflow("shop", db="memory://")
+async def test_a_direct_call_of_a_queued_workflow_runs_in_the_caller_at_once(db: str) -> None:
+    wf = Workflow("shop", db=db)
     wf.queue("llm", concurrency=1)
 
     @wf.workflow(id="s-{n}", queue="llm")
@@ -158,12 +166,13 @@ async def test_a_direct_call_of_a_queued_workflow_runs_in_the_caller_at_once() -
 
 
 def test_a_store_without_the_capability_is_named_in_the_error(tmp_path: Path) -> None:
-    wf = Workflow("shop", db=tmp_path / "app.db")
+    pytest.importorskip("durable_example_store")  # a store without queues (examples/third_party_store)
+    wf = Workflow("shop", db=f"jsonfile:///{tmp_path / 'app.json'}")
     with pytest.raises(
         ConfigurationError, match=r"wf.queue\('llm'\) needs a store with the 'queues' capability"
     ) as err:
         wf.queue("llm")
-    assert "sqlite store sqlite:///" in str(err.value) and "app.db" in str(err.value)
+    assert "jsonfile store jsonfile:///" in str(err.value) and "app.json" in str(err.value)
 
 
 async def test_options_and_limits_are_checked() -> None:

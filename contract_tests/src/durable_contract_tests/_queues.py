@@ -237,8 +237,6 @@ class QueueContract(ContractBase, contract=True):
         self, store: Store, stores: StoreHarness
     ) -> None:
         limits = QueueLimits(concurrency=2)
-        for n in range(16):
-            await enqueue(store, f"run-{n}")
         blueprint = await stores.blueprint(store)
         procs = [
             await asyncio.create_subprocess_exec(
@@ -251,6 +249,14 @@ class QueueContract(ContractBase, contract=True):
             for i in range(4)
         ]
         try:
+            # The runs are enqueued once every claimer is polling: enqueued before, they were all
+            # taken by the first process to start (16 x 0.03 s is less than a Python start-up), and
+            # the test passed on a store that enforced no limit at all.
+            for p in procs:
+                assert p.stdout is not None
+                await asyncio.wait_for(p.stdout.readline(), PROCESS_LIMIT)
+            for n in range(16):
+                await enqueue(store, f"run-{n}")
             outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), PROCESS_LIMIT)
         finally:
             for p in procs:

@@ -204,6 +204,6 @@ async def test_a_version_2_file_is_upgraded_when_opened(tmp_path: Path) -> None:
         done = await store.list_runs(RunQuery(statuses=frozenset({RunStatus.COMPLETED}), workflow="w"))
         assert [run.run_id for run in done] == ["v2-done"]
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == ("3",)
+        assert db.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == ("4",)
         assert db.execute("SELECT count(*) FROM runs").fetchone() == (4,)
     db.close()

@@ -144,12 +144,13 @@ async def test_a_version_1_file_opens_migrated_to_the_current_version_with_its_r
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == ("3",)
+        version = db.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone()
+        assert version == (str(SCHEMA_VERSION),)
         indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"runs_active", "runs_parked", "runs_listed_by_status", "runs_listed_by_workflow"} <= indexes
         assert not {"runs_due", "runs_by_status"} & indexes
     db.close()
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
 
 
 async def test_the_due_indexes_cover_exactly_the_lifecycles_due_statuses() -> None:

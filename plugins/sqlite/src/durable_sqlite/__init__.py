@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SQLiteStore"]
 
-CAPABILITIES = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS})
+CAPABILITIES = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.QUEUES})
 """``SQLiteStore.capabilities``, declared here so that listing backends does not import aiosqlite."""
 
 

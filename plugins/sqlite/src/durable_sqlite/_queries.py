@@ -39,13 +39,16 @@ CLAIM_RUN = (
 # signal has none until a delivery sets it). Parked runs that are not due are never read, however
 # many there are. Each branch repeats its index's WHERE term word for word (SQLite uses a partial
 # index only then); INDEXED BY makes the statement fail, rather than quietly scan the table, if an
-# index could not serve it. ?1 is now, ?2 the limit.
+# index could not serve it. ?1 is now, ?2 the limit. A run with a queue entry is left out (queue
+# claims serve it, within its queue's limits): one primary-key probe of queue_entries per run read.
+UNQUEUED = "AND NOT EXISTS (SELECT 1 FROM queue_entries AS q WHERE q.run_id = runs.run_id) "
 DUE_RUNS = (
     f"SELECT * FROM (SELECT {RUN_COLUMNS} FROM runs INDEXED BY runs_active WHERE {ACTIVE_PREDICATE} "
-    "AND NOT (owner IS NOT NULL AND coalesce(lease_expires_at, 0) > ?1) "
+    f"AND NOT (owner IS NOT NULL AND coalesce(lease_expires_at, 0) > ?1) {UNQUEUED}"
     "{workflows}ORDER BY created_at, run_id LIMIT ?2) "
     f"UNION ALL SELECT * FROM (SELECT {RUN_COLUMNS} FROM runs INDEXED BY runs_parked "
-    f"WHERE {PARKED_PREDICATE} AND wake_at <= ?1 " + "{workflows}ORDER BY created_at, run_id LIMIT ?2) "
+    f"WHERE {PARKED_PREDICATE} AND wake_at <= ?1 {UNQUEUED}"
+    "{workflows}ORDER BY created_at, run_id LIMIT ?2) "
     "ORDER BY created_at, run_id LIMIT ?2"
 )
 DUE_RUNS_ANY = DUE_RUNS.format(workflows="")

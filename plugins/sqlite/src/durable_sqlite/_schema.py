@@ -7,7 +7,7 @@ import sqlite3
 from durable.errors import StoreCorrupted
 from durable_sqlite._connection import SQLITE_READONLY, TRANSIENT, is_busy, primary_code
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION = "durable"
 
 DUE_INDEX_PREDICATE = "status IN ('pending', 'running', 'waiting')"
@@ -17,6 +17,15 @@ ACTIVE_PREDICATE = "(status IN ('pending', 'running') OR (status = 'waiting' AND
 those parked (waiting with no owner), which ``PARKED_PREDICATE`` holds."""
 PARKED_PREDICATE = "status = 'waiting' AND owner IS NULL"
 """The WHERE clause of the ``runs_parked`` partial index (schema 3), by wake time."""
+QUEUE_OPEN_PREDICATE = "run_status IN ('pending', 'running', 'waiting')"
+"""The WHERE clause of the ``queue_claims`` and ``queue_delays`` partial indexes (schema 4): queue
+entries whose run is in ``DUE_STATUSES`` (the trigger ``queue_entry_status`` mirrors the run's
+status), so a claim never reads a finished run's entry."""
+DEBOUNCE_PREDICATE = "debounce_key IS NOT NULL AND started_at IS NULL"
+"""The WHERE clause of the ``queue_debounce`` partial index (schema 4): the entries starts may join."""
+LEASED_PREDICATE = "owner IS NOT NULL"
+"""The WHERE clause of the ``runs_leased`` partial index (schema 4): a queue's live leases are
+counted from the range ``lease_expires_at > now`` of it, the runs workers hold now."""
 
 # Migrations from version N-1 to N, applied in order inside one write transaction.
 MIGRATIONS: dict[int, str] = {
@@ -90,7 +99,49 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX runs_listed_by_status ON runs (status, created_at DESC, run_id);
     CREATE INDEX runs_listed_by_workflow ON runs (workflow, created_at DESC, run_id);
     """,
+    # Named queues (issue 17, docs/QUEUES.md): one entry per queued run, beside its row (no column
+    # is added to runs). run_status mirrors the run's status (the trigger), so the claim index
+    # holds only entries of runs that may be due: a claim's cost does not grow with the queue's
+    # finished history. Live leases are counted from runs_leased, the runs some owner holds.
+    4: f"""
+    CREATE TABLE queue_entries (
+        run_id TEXT PRIMARY KEY,
+        queue TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        partition_key TEXT,
+        not_before REAL NOT NULL,
+        enqueued_at REAL NOT NULL,
+        debounce_key TEXT,
+        started_at REAL,
+        run_status TEXT NOT NULL
+    );
+    CREATE INDEX queue_claims ON queue_entries (queue, priority, enqueued_at, run_id)
+        WHERE {QUEUE_OPEN_PREDICATE};
+    CREATE INDEX queue_delays ON queue_entries (queue, not_before) WHERE {QUEUE_OPEN_PREDICATE};
+    CREATE INDEX queue_starts ON queue_entries (queue, started_at) WHERE started_at IS NOT NULL;
+    CREATE INDEX queue_debounce ON queue_entries (queue, debounce_key) WHERE {DEBOUNCE_PREDICATE};
+    CREATE INDEX queue_listed ON queue_entries (run_status, queue);
+    CREATE INDEX runs_leased ON runs (lease_expires_at) WHERE {LEASED_PREDICATE};
+    CREATE TRIGGER queue_entry_status AFTER UPDATE OF status ON runs
+        WHEN old.status IS NOT new.status
+        BEGIN UPDATE queue_entries SET run_status = new.status WHERE run_id = new.run_id; END;
+    """,
 }
+
+
+def statements(script: str) -> list[str]:
+    """``script``'s statements, one by one: split at each ``;`` that ends a complete statement (a
+    trigger's body holds ``;`` of its own). ``executescript`` would commit the open transaction."""
+    found, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                found.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        found.append(pending.strip().removesuffix(";"))
+    return found
 
 
 def read_version(conn: sqlite3.Connection, path: str) -> int:
@@ -161,9 +212,8 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
     try:
         version = read_version(conn, path)  # again, under the lock: another process may have migrated
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[target].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in statements(MIGRATIONS[target]):
+                conn.execute(statement)
         conn.execute(
             "INSERT OR REPLACE INTO durable_meta (key, value) "
             "VALUES ('application', ?), ('schema_version', ?)",

@@ -15,8 +15,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from durable._decode import run_from_row
 from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreNotFound, StoreUnavailable
 from durable.store import (
+    DEFAULT_QUEUE,
     Capability,
+    Enqueued,
     Lease,
+    QueuedRun,
+    QueueLimits,
+    QueueStats,
     RunQuery,
     RunRecord,
     RunStatus,
@@ -24,6 +29,7 @@ from durable.store import (
     StepRecord,
     Store,
 )
+from durable_sqlite import _queues
 from durable_sqlite._connection import SQLITE_CANTOPEN, SQLITE_READONLY, Connection, Op, is_busy, primary_code
 from durable_sqlite._queries import (
     CLAIM_RUN,
@@ -55,6 +61,12 @@ WATCH_INTERVAL = 0.01
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
 
+INSERT_RUN = (
+    f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT (run_id) DO NOTHING"
+)
+
+
 def _stale(lease: Lease, conn: sqlite3.Connection) -> LeaseLost:
     row = conn.execute("SELECT lease_token FROM runs WHERE run_id = ?", (lease.run_id,)).fetchone()
     return LeaseLost.stale(lease.run_id, lease.token, row[0] if row else None)
@@ -74,7 +86,7 @@ class SQLiteStore(Store):
     """
 
     name = "sqlite"
-    capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS})
+    capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.QUEUES})
     poll_interval = 1.0
 
     def __init__(
@@ -233,21 +245,14 @@ class SQLiteStore(Store):
 
     async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
         def op(db: sqlite3.Connection) -> tuple[RunRecord, bool]:
-            cursor = db.execute(
-                f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                "ON CONFLICT (run_id) DO NOTHING",
-                (
-                    run.run_id, run.workflow, run.status.value, run.inputs, run.inputs_digest, run.created_at,
-                    run.updated_at, run.result, run.error, run.owner, run.lease_token, run.lease_expires_at,
-                    run.wake_at, run.deadline, run.parent_run_id, int(run.cancel_requested), run.activity,
-                ),
-            )  # fmt: skip
-            if cursor.rowcount == 1:
+            if db.execute(INSERT_RUN, _queues.run_values(run)).rowcount == 1:
                 return run, True
             row = db.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run.run_id,)).fetchone()
             return run_from_row(self._label, row), False
 
         result: tuple[RunRecord, bool] = await self._write(op)
+        if result[1] and run.status is RunStatus.PENDING:
+            self.wake_queue_waiters(DEFAULT_QUEUE)
         return result
 
     async def get_run(self, run_id: str) -> RunRecord | None:
@@ -280,6 +285,8 @@ class SQLiteStore(Store):
             return run_from_row(self._label, row)
 
         run: RunRecord = await self._write(op)
+        if lease_seconds <= 0:
+            self.wake_queue_waiters()  # a lease given back frees a queue slot
         return run
 
     async def update_run(
@@ -306,6 +313,8 @@ class SQLiteStore(Store):
                 raise _stale(lease, db)
 
         await self._write(op)
+        if release or status.is_final:
+            self.wake_queue_waiters()  # a queue slot may be free (a no-op with nobody waiting)
 
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         def op(db: sqlite3.Connection) -> RunRecord | None:
@@ -333,6 +342,8 @@ class SQLiteStore(Store):
             return None if row is None else run_from_row(self._label, row)
 
         run: RunRecord | None = await self._write(op)
+        if run is not None:
+            self.wake_queue_waiters()
         # Only failed and cancelled runs are reset; any other is returned as it is.
         return run if run is not None else await self.get_run(run_id)
 
@@ -365,10 +376,62 @@ class SQLiteStore(Store):
         def op(db: sqlite3.Connection) -> bool:
             db.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
             db.execute("DELETE FROM signals WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM queue_entries WHERE run_id = ?", (run_id,))
             return db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount == 1
 
         deleted: bool = await self._write(op)
         return deleted
+
+    # -- queues (docs/QUEUES.md; the SQL is in _queues) ---------------------------
+
+    async def enqueue_run(self, run: RunRecord, entry: QueuedRun) -> tuple[RunRecord, Enqueued]:
+        label = self._label
+        result: tuple[RunRecord, Enqueued] = await self._write(
+            lambda db: _queues.enqueue(label, db, run, entry, INSERT_RUN)
+        )
+        if result[1] is not Enqueued.EXISTS:
+            self.wake_queue_waiters(entry.queue)
+        return result
+
+    async def claim_queued(
+        self,
+        queue: str,
+        now: float,
+        owner: str,
+        lease_seconds: float,
+        limits: QueueLimits,
+        *,
+        limit: int = 1,
+        workflows: Collection[str] | None = None,
+    ) -> list[tuple[RunRecord, Lease]]:
+        """One write transaction (``BEGIN IMMEDIATE``: the file's write lock serialises every
+        claimer, in every process) counts the queue's live leases and rate window and claims."""
+        if limit <= 0 or (workflows is not None and not workflows):
+            return []
+        label = self._label
+        claimed: list[tuple[RunRecord, Lease]] = await self._write(
+            lambda db: _queues.claim(label, db, queue, now, owner, lease_seconds, limits, limit, workflows)
+        )
+        return claimed
+
+    async def get_queued(self, run_id: str) -> QueuedRun | None:
+        return await self._read(lambda db: _queues.get_entry(db, run_id))
+
+    async def queue_stats(self, queue: str, now: float, *, window: float | None = None) -> QueueStats:
+        return await self._read(lambda db: _queues.stats(db, queue, now, window))
+
+    async def list_queues(self) -> list[str]:
+        return await self._read(_queues.names)
+
+    async def wait_for_queues(self, queues: Collection[str], timeout: float) -> None:
+        """Wakes on this process's enqueues and releases, on other processes' commits (the
+        store's watcher of ``PRAGMA data_version``), and at the next delayed run's time."""
+        wall = time.time()
+        ahead = await self._read(lambda db: _queues.next_not_before(db, queues, wall))
+        if ahead is not None:
+            timeout = min(timeout, max(0.0, ahead - wall))
+        self._watch()
+        await super().wait_for_queues(queues, timeout)
 
     # -- steps -------------------------------------------------------------------
 
@@ -418,6 +481,7 @@ class SQLiteStore(Store):
         recorded: bool = await self._write(op)
         if recorded:
             self.wake_local_waiters(run_id, name)
+            self.wake_queue_waiters()  # a queued run parked on it may be due now
         return recorded
 
     async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
@@ -435,9 +499,15 @@ class SQLiteStore(Store):
     ) -> SignalRecord | None:
         # Deliveries from this process wake waiters directly (send_signal); deliveries from
         # other processes through the store's one watcher of PRAGMA data_version.
+        self._watch()
+        return await super().wait_for_signal(run_id, name, index, timeout)
+
+    def _watch(self) -> None:
         if self._watcher is None or self._watcher.done():
             self._watcher = asyncio.ensure_future(self._watch_other_processes())
-        return await super().wait_for_signal(run_id, name, index, timeout)
+
+    def _has_queue_waiters(self) -> bool:
+        return bool(self.__dict__.get("_queue_waiters"))
 
     async def _watch_other_processes(self) -> None:
         """While anyone waits, wake every waiter when another connection commits.
@@ -447,13 +517,14 @@ class SQLiteStore(Store):
         runs wait.
         """
         seen: int | None = None
-        while self.has_local_waiters() and self._db is not None:
+        while (self.has_local_waiters() or self._has_queue_waiters()) and self._db is not None:
             try:
                 version = await self._read(lambda db: db.execute("PRAGMA data_version").fetchone()[0])
             except StoreUnavailable:
                 return
             if seen is not None and version != seen:
                 self.wake_local_waiters()
+                self.wake_queue_waiters()
             seen = version
             await asyncio.sleep(WATCH_INTERVAL)
 
