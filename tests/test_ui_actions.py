@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -421,3 +424,38 @@ def test_interrupted_and_corrupt_runs_are_counted_filtered_and_paged(
         assert [(r["run_id"], r["status"]) for r in corrupt] == [("job-3", "corrupt")]
         both = get(ui, "/api/runs?status=pending&status=corrupt")[2]["runs"]
         assert [r["run_id"] for r in both] == ["job-5", "job-3", "job-1"]
+
+
+def test_the_ui_command_with_allow_actions_logs_each_action_on_stderr(shop_db: Path) -> None:
+    command = [sys.executable, "-c", "from durable.cli import main; main()", "ui"]
+    args = ["--store", f"sqlite:///{shop_db}", "--port", "0", "--allow-actions"]
+    process = subprocess.Popen(command + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()
+        assert "(actions allowed; Ctrl+C stops it)" in banner
+        url = banner.split(" at ", 1)[1].split(" ", 1)[0]
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        conn = HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/api/config")
+        token = json.loads(conn.getresponse().read())["token"]
+        form = urllib.parse.urlencode({"action": "cancel", "run_id": "order-45", "token": token})
+        for origin in ("http://evil.example", f"http://127.0.0.1:{port}"):
+            conn.request(
+                "POST",
+                "/api/action",
+                body=form,
+                headers={"Origin": origin, "Content-Type": "application/x-www-form-urlencoded"},
+            )
+            conn.getresponse().read()
+        conn.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=10)
+    logged = [line.split(" durable ui: ", 1)[1] for line in err.splitlines() if " durable ui: " in line]
+    assert logged == [
+        "action 'cancel' on run 'order-45' refused from 127.0.0.1: "
+        "cross-site request refused (Origin 'http://evil.example')",
+        "action 'cancel' on run 'order-45' from 127.0.0.1",
+        "action 'cancel' on run 'order-45' from 127.0.0.1: run 'order-45' cancelled",
+    ]
