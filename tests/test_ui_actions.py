@@ -459,3 +459,20 @@ def test_the_ui_command_with_allow_actions_logs_each_action_on_stderr(shop_db: P
         "action 'cancel' on run 'order-45' from 127.0.0.1",
         "action 'cancel' on run 'order-45' from 127.0.0.1: run 'order-45' cancelled",
     ]
+
+
+def test_page_draws_the_family_tree(family_db: str, page: Any) -> None:  # noqa: F811
+    expect = pytest.importorskip("playwright.sync_api").expect
+    with UIServer(family_db, port=0, poll_interval=0.3) as ui:
+        ids = [r["run_id"] for r in get(ui, "/api/runs")[2]["runs"]]
+        deepest = max(ids, key=lambda i: i.count("/"))
+        page.goto(ui.url + "#run=" + urllib.parse.quote(deepest, safe=""))
+        nodes = page.locator("#tree li")
+        expect(nodes).to_have_count(4)
+        assert nodes.first.get_attribute("data-run-id") == "top-1"
+        assert page.locator("#tree li.current").get_attribute("data-run-id") == deepest
+        # The deepest run sits two levels under the root.
+        assert page.locator(f'#tree > ul > li > ul > li > ul > li[data-run-id="{deepest}"]').count() == 1
+        page.locator('#tree a:text-is("top-1")').click()
+        expect(page.locator("#run-id")).to_have_text("top-1")
+        expect(page.locator("#tree li.current")).to_have_attribute("data-run-id", "top-1")
