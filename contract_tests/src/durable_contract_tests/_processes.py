@@ -1,4 +1,5 @@
-"""Other processes of the contract tests: one that sends a signal on cue, one that writes until
+"""Other processes of the contract tests: one that sends a signal on cue, one that appends to a
+stream on cue, one that writes until
 stopped (or killed), each over a store sent as a pickled blueprint (see ``StoreHarness.blueprint``).
 
 ``python -m durable_contract_tests._processes HEX`` runs the order pickled in ``HEX`` (argv keeps
@@ -26,6 +27,15 @@ class SendOnCue:
 
     run_id: str
     name: str
+
+
+@dataclass(frozen=True)
+class AppendOnCue:
+    """Open the store, print ``ready``, and at each line read from stdin append one item (its
+    count, as JSON) to stream ``key`` of ``lease.run_id``, printing ``appended <offset>``."""
+
+    lease: Lease
+    key: str
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,16 @@ async def _send_on_cue(store: Store, order: SendOnCue) -> None:
         _say(f"sent {count}")
 
 
+async def _append_on_cue(store: Store, order: AppendOnCue) -> None:
+    _say(READY)
+    loop = asyncio.get_running_loop()
+    count = 0
+    while await loop.run_in_executor(None, sys.stdin.readline):
+        offset = await store.append_stream(order.lease, order.key, json.dumps(count))
+        count += 1
+        _say(f"appended {offset}")
+
+
 async def _write(store: Store, order: WriteUntilStopped) -> None:
     lease, run_id = order.lease, order.lease.run_id
     _say(READY)
@@ -113,6 +133,8 @@ async def _main(store: Store, order: object) -> None:
     try:
         if isinstance(order, SendOnCue):
             await _send_on_cue(store, order)
+        elif isinstance(order, AppendOnCue):
+            await _append_on_cue(store, order)
         elif isinstance(order, WriteUntilStopped):
             await _write(store, order)
         else:

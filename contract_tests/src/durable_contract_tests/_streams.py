@@ -15,6 +15,7 @@ import pytest
 from durable import _streams
 from durable.errors import LeaseLost
 from durable.store import Capability, Lease, RunStatus, Store
+from durable_contract_tests import _processes
 from durable_contract_tests._base import ContractBase, StoreHarness, requires
 from durable_contract_tests._kit import get, make_run, owned_run
 
@@ -22,6 +23,10 @@ WAIT_LIMIT = 10.0
 """No read in these tests should take this long; a store that hangs fails instead of blocking."""
 PROMPT = 1.0
 """How soon a write must wake a waiting reader: far less than the readers' safety net (5 s)."""
+WRITER_LIMIT = 20.0
+"""How long the appending process of the cross-process test may take to start."""
+SEND_ALLOWANCE = 0.5
+"""What that process may take, once cued, to make its append (one store operation)."""
 WRITERS = 4
 APPENDS = 25
 READERS = 3
@@ -251,6 +256,48 @@ class StreamContract(ContractBase, contract=True):
             "a write through another store object over the same data must wake this object's readers "
             "through the store's notifications (a change watcher, LISTEN/NOTIFY, pub/sub), not a poll"
         )
+
+    @requires(Capability.STREAMS, Capability.NOTIFY, Capability.MULTI_PROCESS)
+    async def test_an_append_from_another_process_wakes_a_reader_promptly(
+        self, store: Store, stores: StoreHarness
+    ) -> None:
+        lease = await owned_run(store, "run-1")
+        store.poll_interval = 3600.0
+        order = _processes.AppendOnCue(lease, "log")
+        writer = await asyncio.create_subprocess_exec(
+            *_processes.command(order, await stores.blueprint(store)),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert writer.stdin is not None and writer.stdout is not None and writer.stderr is not None
+        received: list[tuple[int, Any]] = []
+        try:
+            ready = await asyncio.wait_for(writer.stdout.readline(), WRITER_LIMIT)
+            if ready.strip() != _processes.READY.encode():
+                writer.kill()
+                await writer.wait()
+                raise AssertionError(
+                    f"the appending process did not start: {(await writer.stderr.read()).decode()[-3000:]}"
+                )
+            reader = _streams.read_stream(store, "run-1", "log", 0, WAIT_LIMIT)
+            for n in range(2):
+                cued = time.monotonic()
+                writer.stdin.write(b"go\n")
+                await writer.stdin.drain()
+                received.append(await asyncio.wait_for(anext(reader), WAIT_LIMIT))
+                woken = time.monotonic() - cued
+                assert woken < PROMPT + SEND_ALLOWANCE, (
+                    f"item {n} reached the reader {woken:.2f} s after another process was told to append "
+                    "it: by the safety-net poll, not a notification. A store declaring notify must wake "
+                    "readers in every process sharing its data"
+                )
+            await reader.aclose()
+        finally:
+            if writer.returncode is None:
+                writer.kill()
+            await writer.wait()
+        assert received == [(0, 0), (1, 1)]
 
     @requires(Capability.STREAMS, Capability.MULTI_PROCESS)
     async def test_events_and_streams_are_shared_by_every_store_object(

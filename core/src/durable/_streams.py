@@ -13,7 +13,7 @@ Readers run anywhere. They enter the store's ``watch_output`` before reading, so
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from durable import _codec, _keys
@@ -164,7 +164,7 @@ async def get_event(store: Store, run_id: str, key: str, timeout: float | None, 
 
 async def read_stream(
     store: Store, run_id: str, key: str, offset: int, timeout: float | None
-) -> AsyncIterator[tuple[int, Any]]:
+) -> AsyncGenerator[tuple[int, Any], None]:
     what = f"wf.read_stream({run_id!r}, {key!r})"
     require_streams(store, what)
     _check_timeout(what, timeout)
