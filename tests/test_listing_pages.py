@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from durable import RunQuery, RunRecord
+from durable import RunQuery, RunRecord, RunStatus
 from durable._inspect import PAGE_SIZE, iter_runs
 from durable_memory import InMemoryStore
 
@@ -23,7 +23,7 @@ class IgnoresAfter(InMemoryStore):
 
 
 def _run(n: int) -> RunRecord:
-    return RunRecord(f"r{n:05d}", "w", "pending", "{}", "d", 1000.0 + n // 3, 1000.0)  # type: ignore[arg-type]
+    return RunRecord(f"r{n:05d}", "w", RunStatus.PENDING, "{}", "d", 1000.0 + n // 3, 1000.0)
 
 
 async def test_every_run_is_listed_once_by_keyset_and_by_offset() -> None:
