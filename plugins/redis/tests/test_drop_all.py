@@ -11,7 +11,7 @@ import redis
 from redis_test_kit import StoreMaker, lease_of, new_run, step
 
 from durable.errors import LeaseLost
-from durable.store import RunQuery, RunStatus
+from durable.store import QueuedRun, QueueLimits, RunQuery, RunRecord, RunStatus
 from durable_redis import RedisStore
 
 
@@ -25,11 +25,22 @@ async def filled(store: RedisStore, run_id: str) -> None:
     await store.update_run(lease_of(run), RunStatus.COMPLETED, result="1", release=True)
     await store.create_run(new_run(run_id + "/durable:child@1", owner=None))
     await store.send_signal("not-yet", "go", "", "1")  # deliveries to a run not created yet
+    # A queue's keys: members, running, starts, debounce, meta, and the set of queue names.
+    for queued in (run_id + "-q1", run_id + "-q2"):
+        now = time.time()
+        entry = QueuedRun(queued, "llm", debounce_key=queued, enqueued_at=now)
+        await store.enqueue_run(RunRecord(queued, "wf", RunStatus.PENDING, "{}", "d", now, now), entry)
+    await store.claim_queued("llm", time.time(), "o", 60.0, QueueLimits(rate_limit=(5, 7200.0)))
 
 
 def contents(admin: redis.Redis, key: str) -> object:
     kind = admin.type(key)
-    read = {"hash": admin.hgetall, "list": lambda k: admin.lrange(k, 0, -1), "string": admin.get}
+    read = {
+        "hash": admin.hgetall,
+        "list": lambda k: admin.lrange(k, 0, -1),
+        "string": admin.get,
+        "set": lambda k: sorted(admin.smembers(k)),
+    }
     if kind == "zset":
         return kind, admin.zrange(key, 0, -1, withscores=True)
     return kind, read[kind](key)
@@ -46,7 +57,8 @@ async def test_drop_all_deletes_every_key_of_its_prefix_and_none_of_a_prefix_tha
     base = app.prefix
     # Prefixes whose keys start as app's do, some named like app's own keys.
     neighbours = [
-        make_store(prefix=f"{base}:{suffix}", ttl=3600) for suffix in ("v2", "runs", "workflow", "status")
+        make_store(prefix=f"{base}:{suffix}", ttl=3600)
+        for suffix in ("v2", "runs", "workflow", "status", "queue", "queues")
     ]
     for other in neighbours:
         await filled(other, "r")
@@ -54,12 +66,16 @@ async def test_drop_all_deletes_every_key_of_its_prefix_and_none_of_a_prefix_tha
     await filled(app, "r")
     ours = keys_of(admin, base) - set(theirs)
     assert f"{base}:alive" in ours and f"{base}:runs" in ours
+    queue = app.keys.queue("llm")
+    assert {*queue.all, app.keys.queues} <= ours
 
     assert await app.drop_all() == len(ours)
 
     assert {key: contents(admin, key) for key in keys_of(admin, base)} == theirs  # ours are gone, markers too
     for store in neighbours:
-        assert [run.run_id for run in await store.list_runs(RunQuery())] == ["r/durable:child@1", "r"]
+        listed = {run.run_id for run in await store.list_runs(RunQuery())}
+        assert listed == {"r/durable:child@1", "r", "r-q1", "r-q2"}
+        assert await store.list_queues() == ["llm"]
 
 
 async def test_a_store_emptied_by_drop_all_works_on_and_reports_no_loss_of_data(

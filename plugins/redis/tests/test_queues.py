@@ -1,0 +1,113 @@
+"""Queues on Redis beyond the contract (issue 17): what the keys hold, the round trips a claim
+costs, a direct claim taking a slot, and wake-ups from another store object over pub/sub."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis
+from redis_test_kit import (
+    CountingConnection,
+    RecordingConnection,
+    StoreMaker,
+    counted,
+    packet_mark,
+    sent_since,
+)
+
+from durable.store import QueuedRun, QueueLimits, RunRecord, RunStatus
+from durable_redis import RedisStore
+
+Q = "llm"
+
+
+def pending(run_id: str, created_at: float | None = None) -> RunRecord:
+    now = time.time() if created_at is None else created_at
+    return RunRecord(run_id, "wf", RunStatus.PENDING, "{}", "d", now, now)
+
+
+async def enqueue(store: RedisStore, run_id: str, **fields: object) -> None:
+    run = pending(run_id, time.time() - 100 + len(run_id))
+    await store.enqueue_run(run, QueuedRun(run_id, Q, enqueued_at=run.created_at, **fields))  # type: ignore[arg-type]
+
+
+async def test_deleting_a_queued_run_removes_it_from_its_queues_keys(
+    store: RedisStore, admin: redis.Redis
+) -> None:
+    keys = store.keys.queue(Q)
+    await enqueue(store, "held", debounce_key="doc")
+    await enqueue(store, "other")
+    [(run, _)] = await store.claim_queued(Q, time.time(), "o", 60.0, QueueLimits(), limit=1)
+    assert run.run_id == "held"
+    await enqueue(store, "again", debounce_key="doc2")
+    assert admin.zcard(keys.members) == 3 and admin.zrange(keys.running, 0, -1) == ["held"]
+    assert admin.hgetall(keys.debounce) == {"doc2": "again"}
+    for run_id in ("held", "again"):
+        assert await store.delete_run(run_id)
+    assert [m.split(":", 1)[1] for m in admin.zrange(keys.members, 0, -1)] == ["other"]
+    assert admin.zcard(keys.running) == 0 and admin.hlen(keys.debounce) == 0
+    assert await store.list_queues() == [Q]
+    assert await store.delete_run("other")
+    assert await store.list_queues() == []
+
+
+async def test_a_queued_run_is_never_read_by_a_poll(make_store: StoreMaker, admin: redis.Redis) -> None:
+    store, name = counted(make_store, "poll", connection_class=RecordingConnection)
+    await store.open()
+    for n in range(50):
+        await enqueue(store, f"q-{n}")
+    assert admin.zcard(store.keys.live) == 0
+    mark = packet_mark(name)
+    assert await store.due_runs(time.time() + 1) == []
+    assert b"HGETALL" not in sent_since(name, mark)
+
+
+async def test_a_claim_with_every_limit_is_one_round_trip(make_store: StoreMaker) -> None:
+    store, name = counted(make_store, "claim")
+    await store.open()
+    for n in range(6):
+        await enqueue(store, f"r-{n}", partition_key=f"t{n % 2}")
+    limits = QueueLimits(concurrency=3, partition_concurrency=1, rate_limit=(10, 60.0))
+    before = CountingConnection.sent[name]
+    claimed = await store.claim_queued(Q, time.time(), "o", 60.0, limits, limit=5)
+    assert CountingConnection.sent[name] - before == 1
+    assert [run.run_id for run, _ in claimed] == ["r-0", "r-1"]  # one per partition
+
+
+async def test_a_direct_claim_of_a_queued_run_holds_one_of_its_queues_slots(store: RedisStore) -> None:
+    await enqueue(store, "a")
+    await enqueue(store, "b")
+    limits = QueueLimits(concurrency=1)
+    lease = await store.claim_run("b", "direct", 60.0)
+    assert lease is not None
+    assert await store.claim_queued(Q, time.time(), "o", 60.0, limits) == []
+    await store.update_run(lease, RunStatus.COMPLETED, result="1", release=True)
+    assert [run.run_id for run, _ in await store.claim_queued(Q, time.time(), "o", 60.0, limits)] == ["a"]
+
+
+async def test_another_store_objects_enqueue_and_freed_slot_wake_a_waiting_claimer(
+    make_store: StoreMaker,
+) -> None:
+    waiter = make_store()
+    other = make_store(prefix=waiter.prefix)
+    await waiter.open()
+    await other.open()
+
+    async def woken_after(change: object) -> float:
+        waiting = asyncio.ensure_future(waiter.wait_for_queues([Q], 30.0))
+        await asyncio.sleep(0.3)  # subscribed and waiting
+        began = time.monotonic()
+        await change  # type: ignore[misc]
+        await asyncio.wait_for(waiting, 5.0)
+        return time.monotonic() - began
+
+    assert await woken_after(enqueue(other, "r")) < 1.0
+    [(_, lease)] = await other.claim_queued(Q, time.time(), "o", 60.0, QueueLimits())
+    assert await woken_after(other.update_run(lease, RunStatus.COMPLETED, result="1", release=True)) < 1.0
+    waiting = asyncio.ensure_future(waiter.wait_for_queues(["elsewhere"], 0.5))
+    await asyncio.sleep(0.1)
+    await enqueue(other, "s")
+    await asyncio.sleep(0.2)
+    assert not waiting.done(), "an enqueue on another queue woke the waiter"
+    await waiting
