@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,10 +22,25 @@ from durable_memory import InMemoryStore
 DURABLE = [sys.executable, "-c", "from durable.cli import main; main()"]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A store URL of each store with queues in this repository that needs no server."""
-    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'app.db'}"
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL of each store with queues in this repository (Redis: DURABLE_TEST_REDIS_URL,
+    under a fresh key prefix, whose keys are deleted after)."""
+    if request.param != "redis":
+        yield "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'app.db'}"
+        return
+    redis = pytest.importorskip("redis")
+    from durable_contract_tests import server_url
+
+    base = server_url("redis", "redis://127.0.0.1:6379/0")
+    prefix = f"durable-test-queues-{uuid.uuid4().hex[:12]}"
+    yield f"{base}{'&' if '?' in base else '?'}prefix={prefix}"
+    admin = redis.Redis.from_url(base)
+    try:
+        for key in admin.scan_iter(match=prefix + ":*", count=1000):
+            admin.unlink(key)
+    finally:
+        admin.close()
 
 
 def spans_overlap(spans: list[tuple[float, float]]) -> int:

@@ -171,9 +171,11 @@ class QueueMethods:
         it, from any process, or this process woke it), or after ``timeout`` seconds; while the
         subscription is down, after ``poll_interval`` at most.
 
-        ``DEFAULT_QUEUE`` alone is waited on in this process only (``Store.wait_for_queues``): no
-        script publishes it (``create_run`` does not), so an idle worker of unqueued workflows
-        opens no subscription and sends nothing but its polls."""
+        ``DEFAULT_QUEUE`` (``create_run`` of a pending run publishes it) alone is waited on in this
+        process only (``Store.wait_for_queues``, which this process's ``create_run`` wakes): an
+        idle worker of unqueued workflows opens no subscription and sends nothing but its polls
+        (issue 16's bound), and a start in another process reaches it at its next poll. A worker
+        that also serves a declared queue hears every process's starts."""
         self.client  # noqa: B018 - raises a clear error when the store is not open
         if all(queue == DEFAULT_QUEUE for queue in queues):
             await super().wait_for_queues(queues, timeout)  # type: ignore[misc]

@@ -191,6 +191,10 @@ redis.call('ZADD', KEYS[14], 0, ARGV[4])
 redis.call('ZADD', KEYS[15], ARGV[5], ARGV[4])
 reindex(nil)
 set_ttl(tonumber(ARGV[1]))  -- a live run's keys (deliveries sent before it existed) never expire
+local made = redis.call('HMGET', KEYS[1], 'status', 'owner')
+if made[1] == 'pending' and not made[2] then  -- workers of the default queue look again
+  redis.call('PUBLISH', string.sub(KEYS[LIVE], 1, -6) .. ':signals', '["default"]')
+end
 return expires or 1
 """
 

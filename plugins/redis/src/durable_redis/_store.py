@@ -27,6 +27,7 @@ from durable.errors import (
     StoreUnavailable,
 )
 from durable.store import (
+    DEFAULT_QUEUE,
     Capability,
     Lease,
     RunQuery,
@@ -418,6 +419,8 @@ class RedisStore(QueueMethods, Transport, Store):
         else:
             reply = await self._run(call)
         if reply == 1:
+            if run.status is RunStatus.PENDING and run.owner is None:
+                self.wake_queue_waiters(DEFAULT_QUEUE)  # this process's idle workers (the script publishes)
             return run, True
         if isinstance(reply, str):  # the expiry of the new run's lease, on the server's clock
             return replace(run, lease_expires_at=float(reply)), True
