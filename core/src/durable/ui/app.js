@@ -2,6 +2,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 let config = { poll_interval: 2, statuses: [], actions: false, token: null };
 const FILTERS = ["status", "workflow", "prefix", "age"];
+let countsCache = { key: null, at: 0, counts: null };
 const AGES = { "15m": 900, "1h": 3600, "24h": 86400, "7d": 604800, "30d": 2592000 };
 let timer = null;
 
@@ -129,7 +130,14 @@ async function renderList() {
     page.set("after_created", state.get("after_created") || "");
     page.set("after_id", state.get("after_id"));
   }
-  const [data, counts] = await Promise.all([getJSON("/api/runs?" + page), getJSON("/api/counts?" + params)]);
+  // Counts read up to 10,000 runs: asked again when the filters change, else every 10 s at most.
+  const countsKey = new URLSearchParams(params);
+  countsKey.delete("since");
+  const key = countsKey + "&age=" + (state.get("age") || "");
+  const stale = key !== countsCache.key || Date.now() - countsCache.at > 10000;
+  const [data, counts] = await Promise.all([getJSON("/api/runs?" + page),
+    stale ? getJSON("/api/counts?" + params) : Promise.resolve(countsCache.counts)]);
+  if (stale) countsCache = { key, at: Date.now(), counts };
   renderCounts(counts, state);
   const next = document.getElementById("page-next");
   next.hidden = data.next === null;
@@ -342,6 +350,7 @@ async function submitAction(event) {
   result.hidden = false;
   result.className = data.ok ? "ok" : "refused";
   result.textContent = data.message;
+  countsCache.at = 0;  // the action changed a status
   await refresh();
 }
 
