@@ -251,3 +251,13 @@ async def test_bad_calls_are_refused_with_the_run_and_key() -> None:
         await anext(wf.read_stream("bad-closed", "log", offset=-1))
     with pytest.raises(ConfigurationError, match="timeout"):
         await wf.get_event("bad-closed", "x", timeout=-1)
+
+
+async def test_a_replay_check_replays_the_writes_without_writing() -> None:
+    store = CountingStore()
+    wf, import_job = importer(store, fail_at=set())
+    await import_job(job="1", rows=3)
+    writes = list(store.writes)
+    report = await wf.check_replay(["import-1"], statuses=[RunStatus.COMPLETED])
+    assert report.ok, report
+    assert store.writes == writes, "a replay check writes nothing"
