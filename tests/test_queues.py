@@ -1,4 +1,4 @@
-"""Named queues through the public API, on the memory and SQLite stores: limits across workers of
+"""Named queues through the public API, on the memory, SQLite and Redis stores: limits across workers of
 one store, priorities, delays, partitions, debounce, pushed dispatch, the errors, and ``durable queues``."""
 
 from __future__ import annotations
