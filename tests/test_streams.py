@@ -261,3 +261,15 @@ async def test_a_replay_check_replays_the_writes_without_writing() -> None:
     report = await wf.check_replay(["import-1"], statuses=[RunStatus.COMPLETED])
     assert report.ok, report
     assert store.writes == writes, "a replay check writes nothing"
+
+
+async def test_a_fork_writes_its_own_events_and_stream_items() -> None:
+    store = InMemoryStore()
+    wf, import_job = importer(store, fail_at=set())
+    await import_job(job="1", rows=3)
+    fork_id = await wf.fork("import-1", from_step="load#2", new_run_id="import-1-again")
+    assert await wf.resume(fork_id) == 3
+    items = [item async for item in wf.read_stream(fork_id, "log")]
+    assert items == [(i, f"loaded row {i}") for i in range(3)]
+    assert await wf.get_events(fork_id) == {"progress": {"done": 3, "total": 3}}
+    assert len([item async for item in wf.read_stream("import-1", "log")]) == 3, "the original is only read"

@@ -88,8 +88,14 @@ async def fork(
             run_id=run_id,
             step_key=from_step,
         )
+    from durable._streams import OUTPUT_TASKS
+
     before = steps[: keys.index(from_step)]
-    kept = [s for s in before if not _inside(s.key, from_step) and s.key != FORK_KEY]
+    # Event and stream writes are not copied: the fork's replay writes them to its own run.
+    kept = [
+        s for s in before
+        if not _inside(s.key, from_step) and s.key != FORK_KEY and s.task not in OUTPUT_TASKS
+    ]  # fmt: skip
 
     fork_id = new_run_id if new_run_id is not None else f"{run_id}.fork-{secrets.token_hex(4)}"
     where = f"run {run_id!r}: the fork's id"

@@ -26,6 +26,8 @@ from durable.store import Capability, Store
 EVENT_TASK = "durable:event"
 STREAM_TASK = "durable:stream"
 CLOSE_TASK = "durable:close"
+OUTPUT_TASKS = frozenset({EVENT_TASK, STREAM_TASK, CLOSE_TASK})
+"""The journal's write steps; a fork does not copy them (its replay writes its own)."""
 
 SAFETY_NET = 5.0
 """Seconds a reader of a ``notify`` store waits between reads when nothing woke it: a lost
