@@ -37,3 +37,13 @@ async def test_every_run_is_listed_once_by_keyset_and_by_offset() -> None:
     assert isinstance(store, IgnoresAfter)
     # The second page shows `after` ignored; from then on it pages by offset.
     assert [q.offset for q in store.queries] == [0, 0, PAGE_SIZE, PAGE_SIZE * 2]
+
+
+async def test_iter_runs_starts_after_the_callers_cursor() -> None:
+    for store in (InMemoryStore(), IgnoresAfter()):
+        for n in range(PAGE_SIZE + 5):
+            await store.create_run(_run(n))
+        everything = [run async for run in iter_runs(store, RunQuery())]
+        cut = everything[PAGE_SIZE - 3]
+        rest = [run.run_id async for run in iter_runs(store, RunQuery(after=(cut.created_at, cut.run_id)))]
+        assert rest == [run.run_id for run in everything[PAGE_SIZE - 2 :]]

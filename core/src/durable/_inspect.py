@@ -691,7 +691,7 @@ async def iter_runs(
     exact = _reads_exactly(wanted)
     seen = yielded = 0
     offset = query.offset
-    after: tuple[float, str] | None = None
+    after = query.after  # a caller's cursor: start after that run
     by_keyset = True
     now = time.time()
     while limit is None or yielded < limit:
@@ -702,6 +702,8 @@ async def iter_runs(
             by_keyset, offset, after = False, query.offset + seen, None  # the store ignores `after`
             page = await store.list_runs(replace(page_query, after=None, offset=offset))
         for run in page:
+            if not by_keyset and query.after is not None and not listed_after(run, query.after):
+                continue  # a store that ignores `after`: the caller's cursor, applied here
             run = reported(run, now)
             if wanted is None or run.status in wanted:
                 yield run
