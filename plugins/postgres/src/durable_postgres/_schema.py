@@ -132,38 +132,62 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE UNIQUE INDEX runs_live_ready ON {s}.runs_live (created_at, run_id) WHERE wake_at IS NULL",
         "CREATE UNIQUE INDEX runs_live_asleep ON {s}.runs_live (wake_at, created_at, run_id) "
         "WHERE wake_at IS NOT NULL",
+        # Creations: one statement per INSERT, whatever it inserts (a batch of 500 runs costs one
+        # statement here, not 500 calls: a fifth of the time per run, measured).
         f"""
-        CREATE FUNCTION {{s}}.runs_live_sync() RETURNS trigger LANGUAGE plpgsql AS $sync$
+        CREATE FUNCTION {{s}}.runs_live_created() RETURNS trigger LANGUAGE plpgsql AS $created$
         BEGIN
-            IF TG_OP <> 'INSERT' THEN
-                IF {_asleep("OLD")} IS NULL THEN
-                    DELETE FROM {{s}}.runs_live
-                    WHERE created_at = OLD.created_at AND run_id = OLD.run_id AND wake_at IS NULL;
-                ELSE
-                    DELETE FROM {{s}}.runs_live WHERE wake_at = {_asleep("OLD")}
-                    AND created_at = OLD.created_at AND run_id = OLD.run_id;
-                END IF;
-            END IF;
-            IF TG_OP <> 'DELETE' AND {_live("NEW")} THEN
-                INSERT INTO {{s}}.runs_live (created_at, run_id, workflow, wake_at)
-                VALUES (NEW.created_at, NEW.run_id, NEW.workflow, {_asleep("NEW")})
-                ON CONFLICT DO NOTHING;
+            INSERT INTO {{s}}.runs_live (created_at, run_id, workflow, wake_at)
+            SELECT n.created_at, n.run_id, n.workflow, {_asleep("n")} FROM created AS n WHERE {_live("n")}
+            ON CONFLICT DO NOTHING;
+            RETURN NULL;
+        END
+        $created$
+        """,
+        "CREATE TRIGGER runs_live_created AFTER INSERT ON {s}.runs REFERENCING NEW TABLE AS created "
+        "FOR EACH STATEMENT EXECUTE FUNCTION {s}.runs_live_created()",
+        # Changes: row by row, and only for the rows that leave, join or move (the WHEN clauses
+        # are evaluated without calling a function): a renewal, the claim of a pending run and
+        # an owner's status writes fire nothing; a finish deletes one entry.
+        f"""
+        CREATE FUNCTION {{s}}.runs_live_left() RETURNS trigger LANGUAGE plpgsql AS $left$
+        BEGIN
+            IF {_asleep("OLD")} IS NULL THEN
+                DELETE FROM {{s}}.runs_live
+                WHERE created_at = OLD.created_at AND run_id = OLD.run_id AND wake_at IS NULL;
+            ELSE
+                DELETE FROM {{s}}.runs_live
+                WHERE wake_at = {_asleep("OLD")} AND created_at = OLD.created_at AND run_id = OLD.run_id;
             END IF;
             RETURN NULL;
         END
-        $sync$
+        $left$
         """,
-        f"CREATE TRIGGER runs_live_insert AFTER INSERT ON {{s}}.runs FOR EACH ROW "
-        f"WHEN ({_live('NEW')}) EXECUTE FUNCTION {{s}}.runs_live_sync()",
-        # Only rows that join, leave, or change their entry: a renewal, a claim of a pending run
-        # and a checkpoint's run update fire nothing.
-        f"CREATE TRIGGER runs_live_update AFTER UPDATE ON {{s}}.runs FOR EACH ROW "
-        f"WHEN (({_live('OLD')}) IS DISTINCT FROM ({_live('NEW')}) OR (({_live('NEW')}) "
-        f"AND (OLD.created_at, OLD.run_id, OLD.workflow, {_asleep('OLD')}) "
-        f"IS DISTINCT FROM (NEW.created_at, NEW.run_id, NEW.workflow, {_asleep('NEW')}))) "
-        "EXECUTE FUNCTION {s}.runs_live_sync()",
-        f"CREATE TRIGGER runs_live_delete AFTER DELETE ON {{s}}.runs FOR EACH ROW "
-        f"WHEN ({_live('OLD')}) EXECUTE FUNCTION {{s}}.runs_live_sync()",
+        f"""
+        CREATE FUNCTION {{s}}.runs_live_joined() RETURNS trigger LANGUAGE plpgsql AS $joined$
+        BEGIN
+            INSERT INTO {{s}}.runs_live (created_at, run_id, workflow, wake_at)
+            VALUES (NEW.created_at, NEW.run_id, NEW.workflow, {_asleep("NEW")}) ON CONFLICT DO NOTHING;
+            RETURN NULL;
+        END
+        $joined$
+        """,
+        f"CREATE TRIGGER runs_live_left AFTER UPDATE ON {{s}}.runs FOR EACH ROW "
+        f"WHEN (({_live('OLD')}) AND NOT ({_live('NEW')})) EXECUTE FUNCTION {{s}}.runs_live_left()",
+        f"CREATE TRIGGER runs_live_joined AFTER UPDATE ON {{s}}.runs FOR EACH ROW "
+        f"WHEN (NOT ({_live('OLD')}) AND ({_live('NEW')})) EXECUTE FUNCTION {{s}}.runs_live_joined()",
+        # A listed run whose entry changes (parked asleep, claimed after waking, edited by hand):
+        # out, then in (triggers on one event fire in the order of their names).
+        *(
+            f"CREATE TRIGGER runs_live_moved_{order} AFTER UPDATE ON {{s}}.runs FOR EACH ROW "
+            f"WHEN (({_live('OLD')}) AND ({_live('NEW')}) "
+            f"AND (OLD.created_at, OLD.run_id, OLD.workflow, {_asleep('OLD')}) "
+            f"IS DISTINCT FROM (NEW.created_at, NEW.run_id, NEW.workflow, {_asleep('NEW')})) "
+            f"EXECUTE FUNCTION {{s}}.runs_live_{function}()"
+            for order, function in (("1_out", "left"), ("2_in", "joined"))
+        ),
+        f"CREATE TRIGGER runs_live_deleted AFTER DELETE ON {{s}}.runs FOR EACH ROW "
+        f"WHEN ({_live('OLD')}) EXECUTE FUNCTION {{s}}.runs_live_left()",
         f"INSERT INTO {{s}}.runs_live (created_at, run_id, workflow, wake_at) "
         f"SELECT created_at, run_id, workflow, {_asleep('r')} FROM {{s}}.runs AS r WHERE {_live('r')}",
         "DROP INDEX {s}.runs_due",

@@ -74,7 +74,7 @@ SAFETY_POLL = 5.0
 DEFAULT_OPERATION_TIMEOUT = 10.0
 """Seconds an operation may take, its retries included, before ``StoreUnavailable``; each attempt
 (a connection from the pool and the statements on it) waits half of it."""
-TIDY_EVERY = 500
+TIDY_EVERY = 1000
 """Runs a store object takes out of ``runs_live`` (finished, parked on a signal, deleted) between
 two vacuums of that table it asks for (see ``PostgresStore._tidy``)."""
 TIDY_TIMEOUT = 60.0
