@@ -93,9 +93,10 @@ def _affected(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-def _leaves_live(status: RunStatus, release: bool, wake_at: float | None) -> bool:
-    """Whether an owner's update takes the run out of ``runs_live`` (finished, or parked on a signal)."""
-    return status.is_final or (status is RunStatus.WAITING and release and wake_at is None)
+def _leaves_entry(status: RunStatus, release: bool) -> bool:
+    """Whether an owner's update takes the run out of its ``runs_live`` entry: it finished, or it
+    parked (on a signal: out of the table; in a sleep: into the sleepers' range)."""
+    return status.is_final or (status is RunStatus.WAITING and release)
 
 
 def _rebuild(cls: type[PostgresStore], url: str, options: dict[str, Any]) -> PostgresStore:
@@ -610,7 +611,7 @@ class PostgresStore(Store):
             await self._update_alone(update)
         else:
             await updates.submit(update)
-        if _leaves_live(status, release, wake_at):
+        if _leaves_entry(status, release):
             self._took_out(1)
 
     async def _update_alone(self, update: RunUpdate, conns: Conns = PER_CALL) -> None:
