@@ -112,7 +112,7 @@ MIGRATIONS: dict[int, list[str]] = {
     # a poll may take are listed in a table of their own, kept by triggers in the transaction of
     # every change to runs (the store's statements, batches and hand edits alike). Its size is
     # that of the live runs, so vacuuming it is cheap: autovacuum does it often with these
-    # thresholds, and the store asks for it itself after taking a few hundred runs out
+    # thresholds, and the store asks for it itself after taking a few thousand runs out
     # (PostgresStore._tidy), for servers where autovacuum is off or behind.
     #   A poll reads two ranges of it: runs that may be due at any time (wake_at NULL) in
     # creation order, and parked runs whose wake time has come, by wake time (see _sql.due).

@@ -74,9 +74,11 @@ SAFETY_POLL = 5.0
 DEFAULT_OPERATION_TIMEOUT = 10.0
 """Seconds an operation may take, its retries included, before ``StoreUnavailable``; each attempt
 (a connection from the pool and the statements on it) waits half of it."""
-TIDY_EVERY = 1000
-"""Runs a store object takes out of ``runs_live`` (finished, parked on a signal, deleted) between
-two vacuums of that table it asks for (see ``PostgresStore._tidy``)."""
+TIDY_EVERY = 2000
+"""Runs a store object takes out of ``runs_live`` entries (finished, parked, deleted) between two
+vacuums of that table it asks for (see ``PostgresStore._tidy``). Measured: a vacuum took 8-30 ms,
+a poll over 1,000 dead entries read 46 buffers instead of 24 (5,000: 59); vacuuming every 500,
+writing 20,000 finishing runs took 5.6 s instead of 3.0-3.7 s (every 2,000: 2.9-3.4 s)."""
 TIDY_TIMEOUT = 60.0
 """Seconds a vacuum of ``runs_live`` may take (it holds the live runs only)."""
 SUSPECT_AFTER = 1.0
