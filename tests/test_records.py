@@ -24,10 +24,20 @@ def test_from_row_equals_the_constructed_record() -> None:
 
 
 def test_from_row_refuses_a_row_of_another_shape() -> None:
-    with pytest.raises(ValueError, match="10 columns, got 9"):
+    with pytest.raises(ValueError, match="10 or 11 columns, got 9"):
         StepRecord.from_row(ROW[:9])
+    with pytest.raises(ValueError, match="10 or 11 columns, got 12"):
+        StepRecord.from_row((*ROW, "1.0", "extra"))
     with pytest.raises(ValueError, match="'paused'"):
         StepRecord.from_row((*ROW[:4], "paused", *ROW[5:]))
+
+
+def test_a_row_with_the_version_column_reads_it_and_one_without_reads_none() -> None:
+    assert StepRecord.from_row(ROW).version is None
+    assert StepRecord.from_row((*ROW, "2026.12.1")).version == "2026.12.1"
+    versioned = StepRecord.from_rows("run-1", [(*ROW[1:], "2026.12.1"), ROW[1:]])
+    assert [r.version for r in versioned] == ["2026.12.1", None]
+    assert versioned[0] == StepRecord.from_row((*ROW, "2026.12.1"))
 
 
 def test_from_rows_builds_the_same_records_as_from_row() -> None:
@@ -44,7 +54,9 @@ def test_from_rows_builds_the_same_records_as_from_row() -> None:
 
 
 def test_from_rows_refuses_a_row_of_another_shape() -> None:
-    with pytest.raises(ValueError, match="unpack"):
+    with pytest.raises(ValueError, match="9 or 10 values, got 11"):
+        StepRecord.from_rows("run-1", [(*ROW, "1.0")])
+    with pytest.raises(ValueError, match="not a valid StepStatus"):  # the run id column given too
         StepRecord.from_rows("run-1", [ROW])
     with pytest.raises(ValueError, match="'paused'"):
         StepRecord.from_rows("run-1", [(*ROW[1:4], "paused", *ROW[5:])])

@@ -17,6 +17,7 @@ from durable_contract_tests._listing import ListingContract
 from durable_contract_tests._opening import OpeningContract
 from durable_contract_tests._payloads import PayloadContract
 from durable_contract_tests._persistence import PersistenceContract
+from durable_contract_tests._provenance import ProvenanceContract
 from durable_contract_tests._queues import QueueContract
 from durable_contract_tests._runs import RunContract
 from durable_contract_tests._signals import SignalContract
@@ -34,6 +35,7 @@ class StoreContract(
     OpeningContract,
     CheckpointContract,
     RunContract,
+    ProvenanceContract,
     LeaseContract,
     ClockContract,
     ListingContract,

@@ -22,12 +22,15 @@ from typing import Any
 from durable._records import ErrorInfo, RunRecord, RunStatus
 from durable.errors import StoreCorrupted
 
-__all__ = ["RUN_FIELDS", "corruption", "decode_failure", "run_from_row", "run_from_text"]
+__all__ = ["LEGACY_RUN_FIELDS", "RUN_FIELDS", "corruption", "decode_failure", "run_from_row", "run_from_text"]
 
 log = logging.getLogger("durable.store")
 
 RUN_FIELDS: tuple[str, ...] = tuple(RunRecord.__dataclass_fields__)
 """A run row's columns, in the order ``run_from_row`` reads them."""
+LEGACY_RUN_FIELDS: tuple[str, ...] = RUN_FIELDS[: RUN_FIELDS.index("version")]
+"""The columns of a run row before ``version`` and ``context`` were stored: a store that selects
+only these reads them as ``None``."""
 
 _STORED = {s.value: s for s in RunStatus if s not in (RunStatus.INTERRUPTED, RunStatus.CORRUPT)}
 _CORRUPT_TYPE = f"{StoreCorrupted.__module__}.{StoreCorrupted.__qualname__}"
@@ -101,17 +104,19 @@ _KINDS: tuple[Callable[[Any], Any], ...] = (
     _optional(_text), _optional(_error), _optional(_text),       # result, error, owner
     _int, _optional(_real), _optional(_real), _optional(_real),  # lease_token .. deadline
     _optional(_text), _flag, _optional(_text),                   # parent_run_id, cancel, activity
+    _optional(_text), _optional(_text),                          # version, context
 )  # fmt: skip
 _REQUIRED = frozenset(RUN_FIELDS[:7]) | {"lease_token"}
 
 
 def run_from_row(store: str, row: Sequence[Any]) -> RunRecord:
-    """The run in ``row`` (columns in ``RUN_FIELDS`` order), or a corrupt run naming the bad field."""
-    if len(row) == 17:
+    """The run in ``row`` (columns in ``RUN_FIELDS`` order, or ``LEGACY_RUN_FIELDS``), or a corrupt
+    run naming the bad field."""
+    if len(row) == 19:
         # The common case, checked inline: a listing decodes every row it shows, and one call
         # per field cost more than building the record. Anything unusual takes the full path.
         (run_id, workflow, status, inputs, digest, created, updated, result, error, owner, token,
-         expires, wake_at, deadline, parent, cancel, activity) = row  # fmt: skip
+         expires, wake_at, deadline, parent, cancel, activity, version, context) = row  # fmt: skip
         stored = _STORED.get(status) if type(status) is str else None
         if (
             stored is not None
@@ -129,20 +134,23 @@ def run_from_row(store: str, row: Sequence[Any]) -> RunRecord:
             and (cancel is False or cancel is True or cancel == 0 or cancel == 1)
             and type(cancel) is not float
             and (activity is None or type(activity) is str)
+            and (version is None or type(version) is str)
+            and (context is None or type(context) is str)
         ):  # fmt: skip
             return RunRecord(
                 run_id, workflow, stored, inputs, digest, created, updated, result, error, owner, token,
-                expires, wake_at, deadline, parent, cancel == 1, activity,
+                expires, wake_at, deadline, parent, cancel == 1, activity, version, context,
             )  # fmt: skip
-    if len(row) != len(RUN_FIELDS):
+    if len(row) not in (len(RUN_FIELDS), len(LEGACY_RUN_FIELDS)):
         why = f"has {len(row)} columns, not {len(RUN_FIELDS)}"
         return _corrupt(store, row[0] if row else None, {}, "(row)", why)
+    fields = RUN_FIELDS[: len(row)]
     values: list[Any] = []
-    for name, read, value in zip(RUN_FIELDS, _KINDS, row, strict=True):
+    for name, read, value in zip(fields, _KINDS, row, strict=False):
         try:
             values.append(read(value))
         except _Bad as bad:
-            return _corrupt(store, row[0], dict(zip(RUN_FIELDS, row, strict=True)), name, str(bad))
+            return _corrupt(store, row[0], dict(zip(fields, row, strict=True)), name, str(bad))
     return RunRecord(*values)
 
 

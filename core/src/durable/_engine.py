@@ -219,6 +219,7 @@ async def execute_step(
         attempts=attempt,
         started_at=started_at,
         finished_at=_clock.now(),
+        version=ctx.executor.workflow.version,
     )
     stored = await ctx.write(lambda: ctx.store.save_step(ctx.lease, step))
     ctx.journal[key] = stored
@@ -257,6 +258,7 @@ async def _record_failure(
         attempts=attempts,
         started_at=started_at,
         finished_at=_clock.now(),
+        version=ctx.executor.workflow.version,
     )
     try:
         ctx.journal[key] = await ctx.write(lambda: ctx.store.save_step(ctx.lease, step))

@@ -116,6 +116,7 @@ async def fork(
         lease_token=1,
         lease_expires_at=time.time() + lease_seconds,
         deadline=deadline,
+        version=original.version,  # the fork continues the original's run, not a new start
     )
     _lifecycle.require(fork_id, None, RunStatus.RUNNING, Actor.CALLER)
     stored, created = await store.create_run(record)

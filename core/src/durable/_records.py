@@ -116,6 +116,14 @@ class RunRecord:
     """JSON text the core writes saying what the run is doing: the steps in flight (key and
     attempt) while it executes, or what it waits for (a signal's name and timeout, a sleep's wake
     time). Stores keep it verbatim; ``claim_run`` and ``reset_run`` clear it."""
+    version: str | None = None
+    """``Workflow(version=...)`` of the code that created the run (``None``: none was given, or the
+    store predates the field). Written at creation and never changed; ``RunQuery.version`` filters
+    by it. The versions that went on to execute the run are in its journal (``durable._versions``)."""
+    context: str | None = None
+    """JSON text of an object of ``str`` -> ``str`` propagation headers (a W3C ``traceparent``, say)
+    that plugins gave when the run was created (``durable_run_context``), so that whichever process
+    executes it continues the caller's trace. Written at creation, never changed, not digested."""
 
     @property
     def error_info(self) -> ErrorInfo | None:
@@ -142,6 +150,8 @@ class StepRecord:
     attempts: int
     started_at: float
     finished_at: float
+    version: str | None
+    """``Workflow(version=...)`` of the code that wrote the checkpoint (``None``: none)."""
 
     def __init__(
         self,
@@ -155,25 +165,31 @@ class StepRecord:
         attempts: int,
         started_at: float,
         finished_at: float,
+        version: str | None = None,
     ) -> None:
         # Written by hand: every step builds one, and the frozen dataclass's generated
         # __init__ (one object.__setattr__ per field) costs twice this.
         self.__dict__.update(
             run_id=run_id, key=key, task=task, args_digest=args_digest, status=status, result=result,
             error=error, attempts=attempts, started_at=started_at, finished_at=finished_at,
+            version=version,
         )  # fmt: skip
 
     @classmethod
     def from_row(cls, row: Row) -> StepRecord:
-        """A record from a database row in field order, ``status`` as its string value."""
-        if len(row) != len(_STEP_FIELDS):
-            raise ValueError(f"a step row has {len(_STEP_FIELDS)} columns, got {len(row)}")
+        """A record from a database row in field order, ``status`` as its string value; a row
+        without the last field (``version``, ten columns) reads as ``version=None``."""
+        if len(row) not in (len(_STEP_FIELDS) - 1, len(_STEP_FIELDS)):
+            wanted = f"{len(_STEP_FIELDS) - 1} or {len(_STEP_FIELDS)}"
+            raise ValueError(f"a step row has {wanted} columns, got {len(row)}")
         status = _STEP_STATUSES.get(row[4]) or StepStatus(row[4])
-        return cls(row[0], row[1], row[2], row[3], status, row[5], row[6], row[7], row[8], row[9])
+        version = row[10] if len(row) == len(_STEP_FIELDS) else None
+        return cls(row[0], row[1], row[2], row[3], status, row[5], row[6], row[7], row[8], row[9], version)
 
     @classmethod
-    def from_rows(cls, run_id: str, rows: Iterable[Iterable[Any]]) -> list[StepRecord]:
-        """Records of run ``run_id`` from rows of its other nine fields, in field order.
+    def from_rows(cls, run_id: str, rows: Iterable[Any]) -> list[StepRecord]:
+        """Records of run ``run_id`` from rows of its other ten fields, in field order (or of the
+        nine before ``version``, which then reads as ``None``).
 
         A journal load builds one record per step; this skips ``from_row``'s per-row checks,
         the run id column, which every row would repeat, and ``__init__``'s keyword dict: each
@@ -181,12 +197,20 @@ class StepRecord:
         """
         statuses, new, set_dict = _STEP_STATUSES, object.__new__, object.__setattr__
         records = []
-        for key, task, digest, status, result, error, attempts, started_at, finished_at in rows:
+        for row in rows:
+            if len(row) == 10:
+                key, task, digest, status, result, error, attempts, started_at, finished_at, version = row
+            elif len(row) == 9:
+                key, task, digest, status, result, error, attempts, started_at, finished_at = row
+                version = None
+            else:
+                raise ValueError(f"a step row of run {run_id!r} has 9 or 10 values, got {len(row)}")
             record = new(cls)
             set_dict(record, "__dict__", {
                 "run_id": run_id, "key": key, "task": task, "args_digest": digest,
                 "status": statuses.get(status) or StepStatus(status), "result": result, "error": error,
                 "attempts": attempts, "started_at": started_at, "finished_at": finished_at,
+                "version": version,
             })  # fmt: skip
             records.append(record)
         return records
@@ -234,6 +258,8 @@ class RunQuery:
     """Keyset paging: only runs listed after the run with this ``(created_at, run_id)``, the last
     run of the previous page. Listings are ordered by ``created_at`` descending, then ``run_id``
     ascending, so a page costs the same however much history precedes it (``offset`` does not)."""
+    version: str | None = None
+    """Only runs created by code of this version (``RunRecord.version``, exact match)."""
 
     def matches(self, run: RunRecord) -> bool:
         """The reference semantics of every filter, for stores that filter in Python."""
@@ -245,6 +271,7 @@ class RunQuery:
             and (self.created_before is None or run.created_at < self.created_before)
             and (self.updated_before is None or run.updated_at < self.updated_before)
             and (self.after is None or listed_after(run, self.after))
+            and (self.version is None or run.version == self.version)
         )
 
 

@@ -101,6 +101,7 @@ def new_run(
         lease_expires_at=time.time() + ex.lease_seconds if claimed else None,
         deadline=None if wfn.timeout is None else now + wfn.timeout,
         parent_run_id=None if parent is None else parent.run_id,
+        version=ex.workflow.version,
     )
 
 

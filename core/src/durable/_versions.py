@@ -3,23 +3,20 @@
 A run records, the first time an executor with a version starts or resumes it, a system step
 ``durable:version@<version>`` whose result is the version: a run started by ``2026.12.1`` and
 resumed by ``2026.12.2`` holds both, in the order they took it. The body never asks for these
-steps, so they change nothing on replay. (The run record itself has no version field yet: that
-needs a stored field in every store.)
+steps, so they change nothing on replay. The run record holds the version that created it
+(``RunRecord.version``, which ``list_runs(version=)`` filters by) and each checkpoint the version
+that wrote it (``StepRecord.version``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
-
 from durable import _clock, _codec, _keys
 from durable._patches import VERSION_TASK
-from durable._records import RunQuery, RunRecord, StepRecord, StepStatus
+from durable._records import StepRecord, StepStatus
 from durable.context import RunContext
 from durable.errors import ConfigurationError
-from durable.store import Store
 
-__all__ = ["check_version", "record_version", "runs_of_version", "versions_of"]
+__all__ = ["check_version", "record_version", "versions_of"]
 
 
 def check_version(version: object, where: str) -> str | None:
@@ -42,32 +39,10 @@ async def record_version(ctx: RunContext, version: str) -> None:
     now = _clock.now()
     step = StepRecord(
         ctx.run_id, key, VERSION_TASK, _codec.digest(None), StepStatus.COMPLETED, _codec.dumps(version),
-        None, 1, now, now,
+        None, 1, now, now, version,
     )  # fmt: skip
     store, lease = ctx.store, ctx.lease
     ctx.journal[key] = await ctx.write(lambda: store.save_step(lease, step))
-
-
-async def runs_of_version(
-    store: Store, query: RunQuery, version: str, on_page: Callable[[int], None] | None = None
-) -> list[RunRecord]:
-    """The runs ``query`` lists (``offset`` and ``limit`` applied after this filter) that code of
-    ``version`` executed. Each candidate's journal is read: narrow ``query`` on a large store."""
-    from durable._inspect import iter_runs
-
-    key = _keys.system_base("version", version)
-    found: list[RunRecord] = []
-    skip = query.offset
-    async for run in iter_runs(store, replace(query, offset=0), on_page=on_page):
-        if not any(step.key == key for step in await store.load_steps(run.run_id)):
-            continue
-        if skip:
-            skip -= 1
-            continue
-        found.append(run)
-        if len(found) >= query.limit:
-            break
-    return found
 
 
 def versions_of(steps: list[StepRecord]) -> list[str]:

@@ -438,7 +438,7 @@ def runs_group() -> None:
     help="Only runs with this status (repeatable).",
 )
 @click.option("--workflow", help="Only runs of this workflow.")
-@click.option("--version", "version", help="Only runs that code of this version executed (reads journals).")
+@click.option("--version", "version", help="Only runs created by code of this version (Workflow(version=)).")
 @click.option("--prefix", help="Only run ids starting with this.")
 @click.option("--since", metavar="AGE", help="Only runs created within AGE (30m, 1h, 2d).")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most N runs.")
@@ -470,26 +470,19 @@ def runs_list(
         id_prefix=prefix,
         created_after=created_after,
         offset=offset,
+        version=version,
     )
     progress = _Progress("listing runs", quiet=as_json or not sys.stderr.isatty())
 
     async def fetch() -> list[RunSummary]:
         async with open_workflow(store_url) as (_, store):
             try:
-                if version is not None:
-                    from dataclasses import replace
-
-                    from durable._versions import runs_of_version
-
-                    paged = replace(query, limit=limit)
-                    found = await runs_of_version(store, paged, version, lambda n: progress(n, max(n, limit)))
-                else:
-                    found = [
-                        run
-                        async for run in _inspect.iter_runs(
-                            store, query, limit=limit, on_page=lambda n: progress(n, max(n, limit))
-                        )
-                    ]
+                found = [
+                    run
+                    async for run in _inspect.iter_runs(
+                        store, query, limit=limit, on_page=lambda n: progress(n, max(n, limit))
+                    )
+                ]
             finally:
                 progress.close()
             return await _inspect.summarize(store, found)

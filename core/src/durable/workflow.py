@@ -765,15 +765,10 @@ class Workflow:
 
         Statuses are as ``get_run`` reports them: ``statuses={RunStatus.INTERRUPTED}`` finds runs
         whose executor is gone, and ``running`` only runs with a live owner. ``version="x"`` keeps
-        runs that code of version ``x`` executed (read from each listed run's journal).
+        runs created by code of version ``x`` (``RunRecord.version``).
         """
         from durable._inspect import list_reported
 
-        version = filters.pop("version", None)
-        if version is not None:
-            from durable._versions import runs_of_version
-
-            return await runs_of_version(await self.get_store(), query or RunQuery(**filters), version)
         return await list_reported(await self.get_store(), query or RunQuery(**filters))
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
