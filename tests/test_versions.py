@@ -143,3 +143,44 @@ async def test_runs_are_listed_by_version_in_python_and_on_the_command_line(tmp_
     )
     assert listed.returncode == 0, listed.stderr
     assert sorted(r["run_id"] for r in json.loads(listed.stdout)) == ["job-1", "job-2"]
+
+
+async def test_the_run_keeps_the_version_that_created_it_and_each_checkpoint_the_one_that_wrote_it(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    calls = Calls()
+    first, job = release(url, "2026.12.1", calls)
+    async with first:
+        run_id = await job.start(5)
+        await _until_waiting(first, run_id)
+        await first.complete(run_id, "go", delivery_id="1")
+        await _until_waiting(first, run_id, steps=4)
+        await first.complete(run_id, "go", delivery_id="2")
+    second, _ = release(url, "2026.12.2", calls)
+    async with second:
+        assert await second.resume(run_id) == 5
+        run = await second.get_run(run_id)
+        assert run is not None and run.version == "2026.12.1"  # the creator's, not the finisher's
+        written = {s.key: s.version for s in await second.get_steps(run_id)}
+        assert written == {
+            "durable:version@2026.12.1": "2026.12.1", "durable:patch@p": "2026.12.1", "work": "2026.12.1",
+            "durable:signal@go": "2026.12.1", "durable:version@2026.12.2": "2026.12.2",
+            "durable:signal@go#1": "2026.12.2",
+        }  # fmt: skip
+        assert [r.run_id for r in await second.list_runs(version="2026.12.1")] == [run_id]
+        assert await second.list_runs(version="2026.12.2") == []
+
+    env = {k: v for k, v in os.environ.items() if k != "DURABLE_STORE"}
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [*DURABLE, "runs", "show", run_id, "--store", url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["version"] == "2026.12.1"
+    assert {s["key"]: s["version"] for s in data["steps"]} == written

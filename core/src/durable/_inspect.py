@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from durable._lifecycle import activity_of, reported, stored_statuses
@@ -32,6 +32,9 @@ from durable._records import (
 )
 from durable.errors import ConfigurationError, UnknownRunError
 from durable.store import Capability, Store, redact_url
+
+if TYPE_CHECKING:
+    from durable._outputs_view import OutputsView
 
 __all__ = [
     "FINISHED",
@@ -322,6 +325,8 @@ class RunSummary:
     executor (its duration ends there, it does not keep growing); ``None`` while it is live."""
     queued: QueuedRun | None = None
     """Its queue entry (queue, priority, partition, not-before time), for a queued run."""
+    version: str | None = None
+    """``Workflow(version=...)`` of the code that created it (``RunRecord.version``)."""
 
     @classmethod
     def of(
@@ -366,6 +371,7 @@ class RunSummary:
             waiting_for=waiting_for,
             ended_at=_ended_at(run, now),
             queued=queued,
+            version=run.version,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -385,6 +391,7 @@ class RunSummary:
             "waiting_for": None if self.waiting_for is None else self.waiting_for.to_json(),
             "ended_at": self.ended_at,
             "queue": None if self.queued is None else _queued_json(self.queued),
+            "version": self.version,
         }
 
 
@@ -453,6 +460,8 @@ class StepView:
     """For a sleep: when it ends (its bar spans the wait, not the instant it was recorded)."""
     omitted: bool = False
     """The result was left out (``None``) for its size; ``result_preview`` says how large it is."""
+    version: str | None = None
+    """``Workflow(version=...)`` of the code that wrote the checkpoint (``StepRecord.version``)."""
 
     @property
     def ends_at(self) -> float:
@@ -491,6 +500,7 @@ class StepView:
             error=_error_of(step.error),
             until=until,
             omitted=omitted,
+            version=step.version,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -510,6 +520,7 @@ class StepView:
             "result": self.result,
             "result_preview": self.result_preview,
             "error": _error_json(self.error),
+            "version": self.version,
         }
 
 
@@ -568,6 +579,8 @@ class RunTimeline:
     result_text: str | None = None
     omitted: tuple[str, ...] = ()
     """Which of ``inputs`` and ``result`` were left out (``None``) for their size."""
+    outputs: OutputsView | None = None
+    """Its events and streams (``durable._outputs_view``); ``None`` on a store without them."""
 
     def omitted_values(self) -> list[str]:
         """Where the values left out for their size are: ``inputs``, ``result``,
@@ -576,6 +589,7 @@ class RunTimeline:
             *self.omitted,
             *(f"steps[{i}].result" for i, s in enumerate(self.steps) if s.omitted),
             *(f"signals[{i}].payload" for i, s in enumerate(self.signals) if s.omitted),
+            *(f"events[{e.key!r}]" for e in (self.outputs.events if self.outputs else ()) if e.omitted),
         ]
 
     @property
@@ -624,6 +638,7 @@ class RunTimeline:
             "steps": [s.to_json() for s in self.steps],
             "signals": [s.to_json() for s in self.signals],
             "children": [c.to_json() for c in self.children],
+            **(self.outputs.to_json() if self.outputs else {"events": None, "streams": None}),
         }
 
 
@@ -651,6 +666,9 @@ async def load_timeline(store: Store, run_id: str, *, max_value: int | None = No
     )
     inputs, inputs_omitted = _value(run.inputs, max_value)
     result, result_omitted = _value(run.result, max_value)
+    from durable._outputs_view import load_outputs  # it imports this module
+
+    outputs = await load_outputs(store, run_id, journal, max_value)
     return RunTimeline(
         run=RunSummary.of(run, journal, now, await queued_of(store, run)),
         inputs=inputs,
@@ -666,6 +684,7 @@ async def load_timeline(store: Store, run_id: str, *, max_value: int | None = No
         inputs_text=run.inputs,
         result_text=run.result,
         omitted=(("inputs",) if inputs_omitted else ()) + (("result",) if result_omitted else ()),
+        outputs=outputs,
     )
 
 

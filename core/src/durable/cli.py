@@ -612,7 +612,10 @@ def _print_timeline(t: RunTimeline) -> None:
     out.line()
     out.line(f"steps ({len(t.steps)})", "bold")
     if t.steps:
-        steps = _table("#", "KEY", "TASK", "STATUS", "ATTEMPTS", "START", "DURATION", "RESULT")
+        # A VERSION column only where some step has one: most apps never set a version.
+        versioned = any(s.version is not None for s in t.steps)
+        columns = ["#", "KEY", "TASK", "STATUS", "ATTEMPTS", "START", "DURATION", "RESULT"]
+        steps = _table(*columns, *(["VERSION"] if versioned else []))
         for i, s in enumerate(t.steps, start=1):
             steps.add_row(
                 str(i),
@@ -623,6 +626,7 @@ def _print_timeline(t: RunTimeline) -> None:
                 "+" + fmt_duration(max(0.0, s.started_at - t.start)),
                 fmt_duration(s.duration),
                 _result_cell(s),
+                *([s.version or "-"] if versioned else []),
             )
         out.table(steps)
     retried = [s for s in t.steps if s.failed_attempts]
@@ -641,6 +645,7 @@ def _print_timeline(t: RunTimeline) -> None:
                 str(sig.seq), sig.name, sig.delivery_id or "-", fmt_time(sig.sent_at), sig.payload_preview
             )
         out.table(signals)
+    _print_outputs(out, t.outputs)
     if t.children:
         out.line()
         out.line(f"child runs ({len(t.children)})", "bold")
@@ -651,7 +656,10 @@ def _print_timeline(t: RunTimeline) -> None:
 
 
 def _fork_and_versions(head: Table, t: RunTimeline) -> None:
-    """Rows for a forked run's origin and the code versions that executed the run (its journal)."""
+    """Rows for the code version that created the run, a forked run's origin and the versions that
+    executed the run (its journal)."""
+    if t.run.version is not None:
+        head.add_row("version", t.run.version)
     for s in t.steps:
         if s.kind == "fork" and isinstance(s.result, dict):
             head.add_row("forked from", f"run {s.result.get('run_id')} at step {s.result.get('from_step')}")
@@ -1249,6 +1257,11 @@ def _load_workflow(target: str) -> Workflow:
 from durable._queue_cli import register as _register_queue_commands  # noqa: E402 (it imports this module)
 
 _register_queue_commands(cli)
+
+from durable._stream_cli import print_outputs as _print_outputs  # noqa: E402 (as above)
+from durable._stream_cli import register as _register_stream_command  # noqa: E402
+
+_register_stream_command(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
