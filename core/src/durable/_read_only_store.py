@@ -7,14 +7,17 @@ mistake (in the engine or in application code) fails loudly instead of changing 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+import contextlib
+from collections.abc import AsyncIterator, Collection, Iterable
 from typing import NoReturn
 
 from durable._records import Lease, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord
 from durable.errors import StoreError
-from durable.store import Store
+from durable.store import Capability, OutputWatch, Store, StreamItems
 
 __all__ = ["ReadOnlyStore", "WriteRefused"]
+
+_READ_CAPABILITIES = frozenset({Capability.STREAMS, Capability.NOTIFY})
 
 
 class WriteRefused(StoreError):
@@ -30,6 +33,10 @@ class ReadOnlyStore(Store):
     def __init__(self, inner: Store, why: str = "durable replay writes nothing") -> None:
         self.inner = inner
         self.why = why
+        self.poll_interval = inner.poll_interval
+        # Per wrapped store: its ``streams`` (the reads pass through) and ``notify`` (its watches
+        # are woken across processes), nothing that promises a write. The class keeps none.
+        self.capabilities = inner.capabilities & _READ_CAPABILITIES  # type: ignore[misc]
 
     def _refuse(self, method: str, run_id: str | None = None) -> NoReturn:
         where = "" if run_id is None else f" (run {run_id!r})"
@@ -58,6 +65,17 @@ class ReadOnlyStore(Store):
 
     async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
         return await self.inner.list_signals(run_id, name)
+
+    async def get_events(self, run_id: str) -> dict[str, str]:
+        return await self.inner.get_events(run_id)
+
+    async def read_stream(self, run_id: str, key: str, offset: int, limit: int = 1000) -> StreamItems:
+        return await self.inner.read_stream(run_id, key, offset, limit)
+
+    @contextlib.asynccontextmanager
+    async def watch_output(self, run_id: str) -> AsyncIterator[OutputWatch]:
+        async with self.inner.watch_output(run_id) as watch:
+            yield watch
 
     async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
         self._refuse("create_run", run.run_id)
@@ -100,6 +118,17 @@ class ReadOnlyStore(Store):
 
     async def send_signal(self, run_id: str, name: str, delivery_id: str, payload: str) -> bool:
         self._refuse("send_signal", run_id)
+
+    async def set_event(self, lease: Lease, key: str, value: str) -> None:
+        self._refuse("set_event", lease.run_id)
+
+    async def append_stream(
+        self, lease: Lease, key: str, value: str, *, write_id: str | None = None
+    ) -> int | None:
+        self._refuse("append_stream", lease.run_id)
+
+    async def close_stream(self, lease: Lease, key: str) -> None:
+        self._refuse("close_stream", lease.run_id)
 
     def __repr__(self) -> str:
         return f"<ReadOnlyStore {self.inner!r}>"

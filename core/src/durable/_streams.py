@@ -12,6 +12,7 @@ Readers run anywhere. They enter the store's ``watch_output`` before reading, so
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -168,7 +169,18 @@ async def get_event(store: Store, run_id: str, key: str, timeout: float | None, 
 async def read_stream(
     store: Store, run_id: str, key: str, offset: int, timeout: float | None
 ) -> AsyncGenerator[tuple[int, Any], None]:
-    what = f"wf.read_stream({run_id!r}, {key!r})"
+    # aclosing: a caller leaving early closes the inner reader (and its watch) at once, not at GC.
+    async with contextlib.aclosing(read_stream_text(store, run_id, key, offset, timeout)) as items:
+        async for at, text in items:
+            yield at, _decode(store, run_id, f"stream {key!r} item {at}", text)
+
+
+async def read_stream_text(
+    store: Store, run_id: str, key: str, offset: int, timeout: float | None, what: str | None = None
+) -> AsyncGenerator[tuple[int, str], None]:
+    """``read_stream`` with each item's stored JSON text, undecoded (``durable stream`` shows
+    that text: the classes a value names need not be importable where it is shown)."""
+    what = what or f"wf.read_stream({run_id!r}, {key!r})"
     require_streams(store, what)
     _check_timeout(what, timeout)
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
@@ -186,7 +198,7 @@ async def read_stream(
             first = False
             chunk = await store.read_stream(run_id, key, offset)
             for at, text in chunk.items:
-                yield at, _decode(store, run_id, f"stream {key!r} item {at}", text)
+                yield at, text
                 offset = at + 1
             if chunk.items:
                 if timeout is not None:
