@@ -13,10 +13,15 @@ from typing import Any
 
 import pytest
 
+from durable._decode import LEGACY_RUN_FIELDS, RUN_FIELDS
 from durable.store import RunQuery, RunRecord, RunStatus
 from durable_sqlite import SQLiteStore
 from durable_sqlite._queries import RUN_COLUMNS, list_runs, successor
-from durable_sqlite._schema import MIGRATIONS
+from durable_sqlite._schema import MIGRATIONS, SCHEMA_VERSION
+
+LEGACY_COLUMNS = ", ".join(LEGACY_RUN_FIELDS)
+"""A run row's columns before schema 5 (the rows these tests write leave version and context NULL)."""
+LEGACY_INSERT = f"INSERT INTO runs ({LEGACY_COLUMNS}) VALUES ({', '.join('?' * len(LEGACY_RUN_FIELDS))})"
 
 FINISHED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
 HISTORY = 20_000
@@ -54,7 +59,7 @@ async def cost(store: SQLiteStore, call: Callable[[], Awaitable[Any]]) -> tuple[
 def insert(store: SQLiteStore, rows: list[tuple[Any, ...]]) -> None:
     db = connection(store)
     db.execute("BEGIN")
-    db.executemany(f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * 17)})", rows)
+    db.executemany(f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * len(RUN_FIELDS))})", rows)
     db.execute("COMMIT")
 
 
@@ -185,12 +190,12 @@ def write_version_2_file(path: Path) -> None:
                     db.execute(statement)
         db.execute("INSERT INTO durable_meta VALUES ('application', 'durable'), ('schema_version', '2')")
         db.executemany(
-            f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * 17)})",
+            LEGACY_INSERT,
             [
-                row("v2-parked", "w", "waiting", 1.0),
-                row("v2-woken", "w", "waiting", 2.0, wake_at=3.0),
-                row("v2-done", "w", "completed", 3.0),
-                row("v2-pending", "w", "pending", 4.0),
+                row("v2-parked", "w", "waiting", 1.0)[: len(LEGACY_RUN_FIELDS)],
+                row("v2-woken", "w", "waiting", 2.0, wake_at=3.0)[: len(LEGACY_RUN_FIELDS)],
+                row("v2-done", "w", "completed", 3.0)[: len(LEGACY_RUN_FIELDS)],
+                row("v2-pending", "w", "pending", 4.0)[: len(LEGACY_RUN_FIELDS)],
             ],
         )
     db.close()
@@ -204,6 +209,8 @@ async def test_a_version_2_file_is_upgraded_when_opened(tmp_path: Path) -> None:
         done = await store.list_runs(RunQuery(statuses=frozenset({RunStatus.COMPLETED}), workflow="w"))
         assert [run.run_id for run in done] == ["v2-done"]
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == ("4",)
+        assert db.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),
+        )
         assert db.execute("SELECT count(*) FROM runs").fetchone() == (4,)
     db.close()

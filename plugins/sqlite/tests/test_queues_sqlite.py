@@ -9,11 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+from durable._decode import LEGACY_RUN_FIELDS
 from durable.store import Enqueued, QueuedRun, QueueLimits, RunRecord, RunStatus
 from durable_sqlite import SQLiteStore
-from durable_sqlite._queries import RUN_COLUMNS
 from durable_sqlite._queues import CANDIDATES_ANY, LIVE_LEASES, STARTS_SINCE
 from durable_sqlite._schema import MIGRATIONS, SCHEMA_VERSION, statements
+
+LEGACY_COLUMNS = ", ".join(LEGACY_RUN_FIELDS)
+"""A run row's columns before schema 5."""
 
 
 def run(run_id: str, created_at: float = 1.0) -> RunRecord:
@@ -31,8 +34,8 @@ def write_version_3_file(path: Path) -> None:
                 db.execute(statement)
         db.execute("INSERT INTO durable_meta VALUES ('application', 'durable'), ('schema_version', '3')")
         db.execute(
-            f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ('v3-pending', 'wf', 'pending', '{{}}', 'd', 1.0, 1.0, "
-            "NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, NULL)"
+            f"INSERT INTO runs ({LEGACY_COLUMNS}) VALUES ('v3-pending', 'wf', 'pending', '{{}}', 'd', 1.0, "
+            "1.0, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, NULL)"
         )
     db.close()
 
@@ -48,12 +51,14 @@ async def test_a_version_3_file_is_upgraded_to_queues_and_keeps_its_runs(tmp_pat
         ((claimed, _),) = await store.claim_queued("q", time.time(), "me", 60, QueueLimits(concurrency=1))
         assert claimed.run_id == "queued"
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == ("4",)
+        assert db.execute("SELECT value FROM durable_meta WHERE key = 'schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),
+        )
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         assert {"queue_entries", "queue_claims", "queue_starts", "queue_debounce", "runs_leased"} <= names
         assert "queue_entry_status" in names
     db.close()
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
 
 
 async def test_a_queue_entry_follows_its_runs_status_so_claims_skip_finished_runs(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from durable._decode import LEGACY_RUN_FIELDS
 from durable._lifecycle import DUE_STATUSES, is_due
 from durable.store import Lease, RunQuery, RunRecord, RunStatus
 from durable_sqlite import SQLiteStore
@@ -22,7 +23,7 @@ from durable_sqlite._schema import (
     SCHEMA_VERSION,
 )
 
-V1_RUN_COLUMNS = RUN_COLUMNS.removesuffix(", activity")
+V1_RUN_COLUMNS = ", ".join(LEGACY_RUN_FIELDS).removesuffix(", activity")
 
 
 @pytest.fixture
@@ -150,7 +151,7 @@ async def test_a_version_1_file_opens_migrated_to_the_current_version_with_its_r
         assert {"runs_active", "runs_parked", "runs_listed_by_status", "runs_listed_by_workflow"} <= indexes
         assert not {"runs_due", "runs_by_status"} & indexes
     db.close()
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
 
 
 async def test_the_due_indexes_cover_exactly_the_lifecycles_due_statuses() -> None:
@@ -243,7 +244,7 @@ async def test_a_poll_reads_as_much_with_many_finished_runs_as_with_none(store: 
     assert store._db is not None and store._db._db is not None
     store._db._db.execute("BEGIN")
     store._db._db.executemany(
-        f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,'wf','completed','{{}}','d',?,?,'1',"
+        f"INSERT INTO runs ({', '.join(LEGACY_RUN_FIELDS)}) VALUES (?,'wf','completed','{{}}','d',?,?,'1',"
         "NULL,NULL,1,NULL,NULL,NULL,NULL,0,NULL)",
         ((f"done-{i}", 1000.0 + i / 100, 1000.0 + i / 100) for i in range(20_000)),
     )

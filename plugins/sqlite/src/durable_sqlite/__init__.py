@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SQLiteStore"]
 
-CAPABILITIES = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.QUEUES})
+CAPABILITIES = frozenset(
+    {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.QUEUES, Capability.STREAMS}
+)
 """``SQLiteStore.capabilities``, declared here so that listing backends does not import aiosqlite."""
 
 

@@ -13,7 +13,9 @@ from durable_sqlite._schema import ACTIVE_PREDICATE, PARKED_PREDICATE
 
 RUN_COLUMNS = ", ".join(RUN_FIELDS)
 """A run row's columns in the order ``durable._decode.run_from_row`` reads them."""
-STEP_COLUMNS = "run_id, key, task, args_digest, status, result, error, attempts, started_at, finished_at"
+STEP_COLUMNS = (
+    "run_id, key, task, args_digest, status, result, error, attempts, started_at, finished_at, version"
+)
 SIGNAL_COLUMNS = "run_id, name, delivery_id, payload, seq, sent_at"
 
 
@@ -63,7 +65,7 @@ def list_runs(query: RunQuery) -> tuple[str, list[Any]]:
     """The statement and parameters of ``Store.list_runs(query)`` (``query.statuses`` not empty).
 
     Each filter has an index giving rows in listing order (``runs_by_created``, by status, by
-    workflow), so a page reads about ``limit + offset`` rows; ``after`` seeks past the previous
+    workflow, by version), so a page reads about ``limit + offset`` rows; ``after`` seeks past the previous
     page. Several statuses are one seek each, merged: ``status IN (...)`` would read every run of
     those statuses to sort them. A status and a workflow read the status's index (a page reads
     that status's runs until it has found its own). A prefix is a range of the primary key.
@@ -73,6 +75,9 @@ def list_runs(query: RunQuery) -> tuple[str, list[Any]]:
     if query.workflow is not None:
         where.append("workflow = ?")
         params.append(query.workflow)
+    if query.version is not None:
+        where.append("version = ?")  # runs_listed_by_version (a version implies VERSIONED_PREDICATE)
+        params.append(query.version)
     if query.id_prefix:
         # A range of the primary key, then substr() to match exactly (never LIKE: a prefix may
         # hold % and _). Text compares as UTF-8 bytes, which is code point order.
@@ -139,10 +144,10 @@ LOAD_STEP = f"SELECT {STEP_COLUMNS.removeprefix('run_id, ')} FROM steps WHERE ru
 # The fencing check and the first-completed-writer-wins insert, in one statement. Built once:
 # every checkpoint runs it, and sqlite3 finds its prepared statement by the text.
 SAVE_STEP = (
-    f"INSERT INTO steps ({STEP_COLUMNS}) SELECT ?,?,?,?,?,?,?,?,?,? "
+    f"INSERT INTO steps ({STEP_COLUMNS}) SELECT ?,?,?,?,?,?,?,?,?,?,? "
     "WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND lease_token = ?) "
     "ON CONFLICT (run_id, key) DO UPDATE SET task = excluded.task, "
     "args_digest = excluded.args_digest, status = excluded.status, result = excluded.result, "
     "error = excluded.error, attempts = excluded.attempts, started_at = excluded.started_at, "
-    "finished_at = excluded.finished_at WHERE steps.status <> 'completed'"
+    "finished_at = excluded.finished_at, version = excluded.version WHERE steps.status <> 'completed'"
 )

@@ -124,7 +124,8 @@ def run_values(run: RunRecord) -> tuple[object, ...]:
     return (
         run.run_id, run.workflow, run.status.value, run.inputs, run.inputs_digest, run.created_at,
         run.updated_at, run.result, run.error, run.owner, run.lease_token, run.lease_expires_at,
-        run.wake_at, run.deadline, run.parent_run_id, int(run.cancel_requested), run.activity,
+        run.wake_at, run.deadline, run.parent_run_id, int(run.cancel_requested), run.activity, run.version,
+        run.context,
     )  # fmt: skip
 
 

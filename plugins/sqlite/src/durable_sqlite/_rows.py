@@ -19,7 +19,8 @@ _STEP_FIELDS = STEP_COLUMNS.split(", ")[1:]
 def journal(store: str, run_id: str, rows: list[Any]) -> list[StepRecord]:
     """Run ``run_id``'s steps from ``LOAD_STEPS`` rows, in finish order; ``StoreCorrupted`` naming
     the step and field if a row is not what durable writes (edited by hand, or damaged)."""
-    for key, task, digest, status, result, error, attempts, started_at, finished_at in rows:
+    for row in rows:
+        key, task, digest, status, result, error, attempts, started_at, finished_at, version = row
         # One pass of type checks (SQLite's column affinity makes REAL columns hold floats and
         # TEXT columns text, unless a row was written with other types on purpose).
         if not (
@@ -27,10 +28,9 @@ def journal(store: str, run_id: str, rows: list[Any]) -> list[StepRecord]:
             and (type(result) is str or (result is None and status != "completed"))
             and (error is None or type(error) is str) and type(attempts) is int
             and type(started_at) is float and type(finished_at) is float
+            and (version is None or type(version) is str)
         ):  # fmt: skip
-            raise _bad_step(
-                store, run_id, (key, task, digest, status, result, error, attempts, started_at, finished_at)
-            )
+            raise _bad_step(store, run_id, row)
     rows.sort(key=_FINISHED_AT)  # by (finished_at, key): see LOAD_STEPS
     return StepRecord.from_rows(run_id, rows)
 
@@ -47,6 +47,7 @@ def _bad_step(store: str, run_id: str, row: Sequence[Any]) -> Exception:
         "attempts": lambda v: type(v) is int,
         "started_at": lambda v: type(v) is float,
         "finished_at": lambda v: type(v) is float,
+        "version": lambda v: v is None or type(v) is str,
     }
     field = next(name for name, ok in checks.items() if not ok(values[name]))
     key = values["key"]

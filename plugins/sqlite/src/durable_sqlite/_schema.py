@@ -7,7 +7,7 @@ import sqlite3
 from durable.errors import StoreCorrupted
 from durable_sqlite._connection import SQLITE_READONLY, TRANSIENT, is_busy, primary_code
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 APPLICATION = "durable"
 
 DUE_INDEX_PREDICATE = "status IN ('pending', 'running', 'waiting')"
@@ -26,6 +26,9 @@ DEBOUNCE_PREDICATE = "debounce_key IS NOT NULL AND started_at IS NULL"
 LEASED_PREDICATE = "owner IS NOT NULL"
 """The WHERE clause of the ``runs_leased`` partial index (schema 4): a queue's live leases are
 counted from the range ``lease_expires_at > now`` of it, the runs workers hold now."""
+VERSIONED_PREDICATE = "version IS NOT NULL"
+"""The WHERE clause of the ``runs_listed_by_version`` partial index (schema 5): runs created by
+code that named its version (a filter ``version = ?`` implies it, so SQLite may use the index)."""
 
 # Migrations from version N-1 to N, applied in order inside one write transaction.
 MIGRATIONS: dict[int, str] = {
@@ -125,6 +128,39 @@ MIGRATIONS: dict[int, str] = {
     CREATE TRIGGER queue_entry_status AFTER UPDATE OF status ON runs
         WHEN old.status IS NOT new.status
         BEGIN UPDATE queue_entries SET run_status = new.status WHERE run_id = new.run_id; END;
+    """,
+    # The code version that created a run and the trace context it was created in (issues 19, 20),
+    # and the version that wrote each checkpoint: NULL in older rows, which read as None. A listing
+    # by version seeks runs_listed_by_version in listing order; the version never changes after
+    # creation, so the index costs an insert and a delete per run, nothing per status change.
+    # Events and streams (issue 18, docs/STREAMS.md), per run beside its row: the latest value of
+    # each event; stream items numbered from 0 per (run, key), with the write id that made an
+    # append idempotent (stream_write_ids, only items that have one); the closed streams; and
+    # output_changes, a counter per run bumped by every such write in its transaction, which the
+    # change watcher of another process compares to know whose readers to wake.
+    5: f"""
+    ALTER TABLE runs ADD COLUMN version TEXT;
+    ALTER TABLE runs ADD COLUMN context TEXT;
+    ALTER TABLE steps ADD COLUMN version TEXT;
+    CREATE INDEX runs_listed_by_version ON runs (version, created_at DESC, run_id)
+        WHERE {VERSIONED_PREDICATE};
+    CREATE TABLE events (
+        run_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (run_id, key)
+    );
+    CREATE TABLE stream_items (
+        run_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        write_id TEXT,
+        PRIMARY KEY (run_id, key, position)
+    );
+    CREATE UNIQUE INDEX stream_write_ids ON stream_items (run_id, key, write_id) WHERE write_id IS NOT NULL;
+    CREATE TABLE streams_closed (run_id TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (run_id, key));
+    CREATE TABLE output_changes (run_id TEXT PRIMARY KEY, version INTEGER NOT NULL);
     """,
 }
 

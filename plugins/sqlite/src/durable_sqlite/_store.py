@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from durable._decode import run_from_row
+from durable._decode import RUN_FIELDS, run_from_row
 from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreNotFound, StoreUnavailable
 from durable.store import (
     DEFAULT_QUEUE,
     Capability,
     Enqueued,
     Lease,
+    OutputWatch,
     QueuedRun,
     QueueLimits,
     QueueStats,
@@ -28,8 +29,9 @@ from durable.store import (
     SignalRecord,
     StepRecord,
     Store,
+    StreamItems,
 )
-from durable_sqlite import _queues
+from durable_sqlite import _outputs, _queues
 from durable_sqlite._connection import SQLITE_CANTOPEN, SQLITE_READONLY, Connection, Op, is_busy, primary_code
 from durable_sqlite._queries import (
     CLAIM_RUN,
@@ -52,17 +54,16 @@ from durable_sqlite._read_only import (
 from durable_sqlite._read_only import uri as read_only_uri
 from durable_sqlite._rows import journal, signals
 from durable_sqlite._schema import SCHEMA_VERSION, migrate, read_version
+from durable_sqlite._watcher import ChangeWatcher
 
 T = TypeVar("T")
 log = logging.getLogger("durable.store")
 
-WATCH_INTERVAL = 0.01
-"""Seconds between checks for commits by other processes while a signal wait is open."""
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
 
 INSERT_RUN = (
-    f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+    f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * len(RUN_FIELDS))}) "
     "ON CONFLICT (run_id) DO NOTHING"
 )
 
@@ -86,7 +87,9 @@ class SQLiteStore(Store):
     """
 
     name = "sqlite"
-    capabilities = frozenset({Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.QUEUES})
+    capabilities = frozenset(
+        {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.QUEUES, Capability.STREAMS}
+    )
     poll_interval = 1.0
 
     def __init__(
@@ -106,7 +109,7 @@ class SQLiteStore(Store):
         self._label = repr(self)
         """Names this store in errors and corrupt records (``durable._decode``)."""
         self._db: Connection | None = None
-        self._watcher: asyncio.Future[None] | None = None
+        self._watcher = ChangeWatcher(self)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStore:
@@ -223,10 +226,7 @@ class SQLiteStore(Store):
 
     async def close(self) -> None:
         db, self._db = self._db, None
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+        await self._watcher.stop()
         if db is not None:
             await db.close()
 
@@ -315,6 +315,8 @@ class SQLiteStore(Store):
         await self._write(op)
         if release or status.is_final:
             self.wake_queue_waiters()  # a queue slot may be free (a no-op with nobody waiting)
+        if status.is_final:
+            self.wake_output_waiters(lease.run_id)  # readers of its streams end
 
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         def op(db: sqlite3.Connection) -> RunRecord | None:
@@ -329,6 +331,8 @@ class SQLiteStore(Store):
             return None if row is None else run_from_row(self._label, row)
 
         run: RunRecord | None = await self._write(op)
+        if run is not None and run.status.is_final:
+            self.wake_output_waiters(run_id)  # cancelled at once: readers of its streams end
         return run
 
     async def reset_run(self, run_id: str) -> RunRecord | None:
@@ -377,9 +381,11 @@ class SQLiteStore(Store):
             db.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
             db.execute("DELETE FROM signals WHERE run_id = ?", (run_id,))
             db.execute("DELETE FROM queue_entries WHERE run_id = ?", (run_id,))
+            _outputs.delete(db, run_id)
             return db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount == 1
 
         deleted: bool = await self._write(op)
+        self.wake_output_waiters(run_id)
         return deleted
 
     # -- queues (docs/QUEUES.md; the SQL is in _queues) ---------------------------
@@ -433,6 +439,37 @@ class SQLiteStore(Store):
         self._watch()
         await super().wait_for_queues(queues, timeout)
 
+    # -- events and streams (docs/STREAMS.md; the SQL is in _outputs) ------------
+
+    async def set_event(self, lease: Lease, key: str, value: str) -> None:
+        await self._write(lambda db: _outputs.set_event(db, lease, key, value))
+        self.wake_output_waiters(lease.run_id)
+
+    async def get_events(self, run_id: str) -> dict[str, str]:
+        return await self._read(lambda db: _outputs.events(db, run_id))
+
+    async def append_stream(
+        self, lease: Lease, key: str, value: str, *, write_id: str | None = None
+    ) -> int | None:
+        offset: int | None = await self._write(lambda db: _outputs.append(db, lease, key, value, write_id))
+        self.wake_output_waiters(lease.run_id)
+        return offset
+
+    async def close_stream(self, lease: Lease, key: str) -> None:
+        await self._write(lambda db: _outputs.close(db, lease, key))
+        self.wake_output_waiters(lease.run_id)
+
+    async def read_stream(self, run_id: str, key: str, offset: int, limit: int = 1000) -> StreamItems:
+        return await self._read(lambda db: _outputs.read(db, run_id, key, offset, limit))
+
+    @contextlib.asynccontextmanager
+    async def watch_output(self, run_id: str) -> AsyncIterator[OutputWatch]:
+        """Woken by this store's writes, and by other processes' through the change watcher,
+        which compares the run's output counter and status with those read as the watch began."""
+        async with super().watch_output(run_id) as watch:
+            await self._watcher.watch_run(run_id)
+            yield watch
+
     # -- steps -------------------------------------------------------------------
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
@@ -446,7 +483,8 @@ class SQLiteStore(Store):
                 SAVE_STEP,
                 (
                     lease.run_id, step.key, step.task, step.args_digest, step.status.value, step.result,
-                    step.error, step.attempts, step.started_at, step.finished_at, lease.run_id, lease.token,
+                    step.error, step.attempts, step.started_at, step.finished_at, step.version, lease.run_id,
+                    lease.token,
                 ),
             )  # fmt: skip
             if cursor.rowcount == 1:
@@ -503,30 +541,10 @@ class SQLiteStore(Store):
         return await super().wait_for_signal(run_id, name, index, timeout)
 
     def _watch(self) -> None:
-        if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.ensure_future(self._watch_other_processes())
+        self._watcher.start()
 
     def _has_queue_waiters(self) -> bool:
         return bool(self.__dict__.get("_queue_waiters"))
-
-    async def _watch_other_processes(self) -> None:
-        """While anyone waits, wake every waiter when another connection commits.
-
-        ``PRAGMA data_version`` changes exactly when another connection committed; reading
-        it costs a few microseconds, so one watcher per store polls it often, however many
-        runs wait.
-        """
-        seen: int | None = None
-        while (self.has_local_waiters() or self._has_queue_waiters()) and self._db is not None:
-            try:
-                version = await self._read(lambda db: db.execute("PRAGMA data_version").fetchone()[0])
-            except StoreUnavailable:
-                return
-            if seen is not None and version != seen:
-                self.wake_local_waiters()
-                self.wake_queue_waiters()
-            seen = version
-            await asyncio.sleep(WATCH_INTERVAL)
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
