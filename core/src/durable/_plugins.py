@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
+import logging
 import os
 import threading
 import warnings
@@ -22,6 +24,8 @@ from durable.hookspecs import StoreBackend
 
 if TYPE_CHECKING:
     from durable.store import Store
+
+log = logging.getLogger("durable")
 
 ENTRY_POINT_GROUP = "durable"
 DISABLE_ENV = "DURABLE_DISABLE_PLUGINS"
@@ -146,6 +150,33 @@ class PluginManager:
                 tuple((impl.function, tuple(impl.argnames)) for impl in reversed(impls)) if plain else None
             )
         return self._observers[hook]
+
+    def run_context(self, workflow: str, run_id: str) -> str | None:
+        """The JSON text ``RunRecord.context`` of a run being created: the headers every
+        ``durable_run_context`` implementation gives, merged (``None`` without any). A failing
+        implementation is logged and skipped, as a failing observer is."""
+        hook = "durable_run_context"
+        if hook not in self.observed_hooks():
+            return None
+        kwargs = {"workflow": workflow, "run_id": run_id}
+        observers = self.observers(hook)
+        given: list[object] = []
+        if observers is None:  # a wrapper among them: pluggy's own call
+            try:
+                given = list(self.pm.hook.durable_run_context(**kwargs))
+            except Exception:
+                log.exception("durable hook %s failed", hook)
+        else:
+            for function, names in observers:  # as pluggy calls them: the last registered first
+                try:
+                    given.append(function(*[kwargs[name] for name in names]))
+                except Exception:
+                    log.exception("durable hook %s failed", hook)
+        headers: dict[str, str] = {}
+        for found in reversed(given):  # the last registered wins a shared header
+            if isinstance(found, dict):
+                headers.update((str(k), str(v)) for k, v in found.items())
+        return json.dumps(headers, separators=(",", ":"), sort_keys=True) if headers else None
 
     def register_codecs(self) -> None:
         from durable import _codec

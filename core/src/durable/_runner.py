@@ -102,6 +102,7 @@ def new_run(
         deadline=None if wfn.timeout is None else now + wfn.timeout,
         parent_run_id=None if parent is None else parent.run_id,
         version=ex.workflow.version,
+        context=None if ex.plugins is None else ex.plugins.run_context(wfn.name, run_id),
     )
 
 

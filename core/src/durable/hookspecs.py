@@ -106,6 +106,23 @@ def durable_type_codecs() -> Sequence[TypeCodec]:
     raise NotImplementedError
 
 
+@hookspec
+def durable_run_context(workflow: str, run_id: str) -> dict[str, str] | None:
+    """Propagation headers to store with a run being created (``RunRecord.context``), or ``None``.
+
+    Called once per new run record (``start()``, ``enqueue``, a direct call, a child run, a
+    fork), in the caller's task just before the store is written, so a tracer can read the
+    caller's current trace (``opentelemetry.propagate.inject``). The core merges the ``str`` ->
+    ``str`` headers of every plugin (the one registered last wins a shared header) and stores
+    them as JSON text; no headers, no context. Whichever process executes the run gets them back
+    as ``run.context`` in ``durable_run_started``, to continue the caller's trace. Where the
+    store already holds the run (a resume, a duplicate start) its stored context stays and these
+    headers are dropped. Must be cheap and must not raise: an exception is logged and the run is
+    created without that plugin's headers.
+    """
+    raise NotImplementedError
+
+
 # Observer hooks: called by the core as things happen, results ignored. They must be
 # cheap and must not raise; an exception is logged and otherwise ignored.
 
@@ -117,9 +134,10 @@ def durable_run_started(workflow: str, run_id: str, resumed: bool, attempt: int,
     ``attempt`` is the lease token this execution holds: 1 for a run's first execution, one more
     for each claim since (a resume, a worker taking it up, a parked run woken). ``run`` is the
     record this execution began with, just created or just claimed (``created_at``,
-    ``deadline``, ``parent_run_id``): what a tracer needs for the time from ``start()`` to the first
-    execution and for links. Called in the task that executes the run, as are every step hook of
-    the run and ``durable_run_finished``.
+    ``deadline``, ``parent_run_id``, ``context``: the headers ``durable_run_context`` gave when
+    it was created): what a tracer needs for the time from ``start()`` to the first execution, to
+    continue the creator's trace and for links. Called in the task that executes the run, as are
+    every step hook of the run and ``durable_run_finished``.
     """
 
 

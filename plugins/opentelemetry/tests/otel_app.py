@@ -1,8 +1,10 @@
-"""The application of the two-process test: a run that one process starts and dies in, and
-another resumes; each process exports its spans as JSON lines to a file."""
+"""The application of the two-process tests: a run that one process starts and dies in, and
+another resumes; a run one process starts inside a span (a web handler) and a worker in another
+executes. Each process exports its spans as JSON lines to a file."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -54,11 +56,33 @@ async def job() -> int:
     return await first() + await second()
 
 
-if __name__ == "__main__":
-    import asyncio
+async def handle_request() -> None:
+    """What a web handler does: start the run inside its request's span, and return."""
+    with trace.get_tracer("app").start_as_current_span("POST /jobs"):
+        await job.start()
+    await wf.close()
 
+
+async def work() -> int:
+    """A worker process: execute due runs until the one the handler started has ended."""
+    stop = asyncio.Event()
+    working = asyncio.ensure_future(wf.run_worker(poll_interval=0.05, stop=stop))
+    try:
+        result: int = await wf.wait_for("job", timeout=60)
+    finally:
+        stop.set()
+        await working
+        await wf.close()
+    return result
+
+
+if __name__ == "__main__":
     trace_to(sys.argv[2])
     if sys.argv[1] == "call":
         print(asyncio.run(job()))
+    elif sys.argv[1] == "start":
+        asyncio.run(handle_request())
+    elif sys.argv[1] == "work":
+        print(asyncio.run(work()))
     else:  # resume
         print(asyncio.run(wf.resume("job")))

@@ -193,6 +193,69 @@ async def test_steps_retries_runs_and_signals_are_counted(otel: Telemetry) -> No
     assert otel.metric("durable.signals", **{"durable.signal.name": "ping"}) == 1
 
 
+async def test_a_run_started_in_a_span_is_continued_by_the_worker_that_executes_it(otel: Telemetry) -> None:
+    wf = Workflow("handoff", db="memory://")
+
+    @wf.task
+    async def deliver() -> int:
+        return 1
+
+    @wf.workflow(id="handoff")
+    async def handoff() -> int:
+        return await deliver()
+
+    await wf.get_store()
+    stop = asyncio.Event()
+    working = asyncio.ensure_future(wf.run_worker(poll_interval=0.01, stop=stop))  # outside any span
+    try:
+        with trace.get_tracer("app").start_as_current_span("POST /handoff") as request:
+            await handoff.start()
+        assert await wf.wait_for("handoff", timeout=10) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(working, 10)
+    run = await wf.get_run("handoff")
+    assert run is not None and run.context is not None
+    trace_id = request.get_span_context().trace_id
+    assert json.loads(run.context)["traceparent"].split("-")[1] == f"{trace_id:032x}"
+    assert tree(otel.finished()).splitlines() == [
+        "POST /handoff",
+        "  durable.run handoff [run.attempt=1, run.status=completed]",
+        "    durable.step deliver [step.attempt=1, step.status=completed]",
+    ]
+    assert {s.context.trace_id for s in otel.finished()} == {trace_id}
+
+
+async def test_a_run_started_outside_any_span_stores_no_context(otel: Telemetry) -> None:
+    wf = Workflow("untraced", db="memory://")
+
+    @wf.workflow(id="untraced")
+    async def untraced() -> int:
+        return 1
+
+    await untraced.start()
+    run = await wf.get_run("untraced")
+    assert run is not None and run.context is None
+    await wf.close()
+
+
+def test_creating_a_workflow_does_not_import_opentelemetry_until_a_hook_is_called() -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from durable import Workflow\n"
+        "wf = Workflow('x', db='memory://')\n"
+        "@wf.workflow(id='r')\n"
+        "async def r() -> int:\n"
+        "    return 1\n"
+        "print('opentelemetry' in sys.modules, 'durable_opentelemetry' in sys.modules)\n"
+        "asyncio.run(r())\n"
+        "print('opentelemetry' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True", "True"]
+
+
 def _spans(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
@@ -236,11 +299,43 @@ def test_a_run_that_dies_in_one_process_is_traced_as_a_second_attempt_in_another
     assert step["context"]["trace_id"] == by_name["durable.run job"]["context"]["trace_id"]
 
 
+@pytest.mark.slow
+def test_a_worker_in_another_process_continues_the_trace_of_the_handler_that_started_the_run(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "OTEL_APP_STORE": f"sqlite:///{tmp_path / 'app.db'}",
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
+    app = str(HERE / "otel_app.py")
+    handler, worker = tmp_path / "handler.jsonl", tmp_path / "worker.jsonl"
+    started = subprocess.run(
+        [sys.executable, app, "start", str(handler)], env=env, capture_output=True, text=True
+    )
+    assert started.returncode == 0, started.stderr
+    worked = subprocess.run(
+        [sys.executable, app, "work", str(worker)], env=env, capture_output=True, text=True
+    )
+    assert worked.returncode == 0 and worked.stdout.strip() == "3", worked.stderr
+
+    [request] = _spans(handler)  # the handler only started the run: its span is all it made
+    assert request["name"] == "POST /jobs"
+    by_name = {s["name"]: s for s in _spans(worker)}
+    assert sorted(by_name) == ["durable.run job", "durable.step first", "durable.step second"]
+    run = by_name["durable.run job"]
+    assert run["parent_id"] == request["context"]["span_id"]
+    assert {s["context"]["trace_id"] for s in by_name.values()} == {request["context"]["trace_id"]}
+    for step in ("durable.step first", "durable.step second"):
+        assert by_name[step]["parent_id"] == run["context"]["span_id"]
+
+
 def test_durable_plugins_lists_the_plugin_and_its_hooks() -> None:
     durable = Path(sys.executable).with_name("durable")
     listed = subprocess.run([str(durable), "plugins", "--json"], capture_output=True, text=True, check=True)
     plugins = {p["name"]: p for p in json.loads(listed.stdout)}
     assert set(plugins["durable-opentelemetry"]["hooks"]) == {
+        "durable_run_context",
         "durable_run_started",
         "durable_run_finished",
         "durable_step_started",

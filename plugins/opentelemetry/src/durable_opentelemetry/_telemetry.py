@@ -1,9 +1,11 @@
 """``Telemetry``: the observer hooks, kept as spans (one per run attempt, one per step attempt)
 and metrics. Every hook of a run is called in the task executing it, so a span made current in
-``durable_run_started`` (``context.attach``) is the parent of what the body does."""
+``durable_run_started`` (``context.attach``) is the parent of what the body does. The package's
+``__init__`` registers module functions that hand each call to one instance, made at the first."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from contextvars import Token
@@ -11,11 +13,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-from opentelemetry import context, metrics, trace
+from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
-
-from durable import hookimpl
 
 if TYPE_CHECKING:
     from durable.store import RunRecord
@@ -60,6 +60,19 @@ def _metering() -> bool:
     )
 
 
+def _creator(run: RunRecord) -> context.Context | None:
+    """The context to continue in a run attempt: ``None`` (the current one) where a span is
+    current (a direct call's caller, a child's parent step), else the one stored when the run was
+    created (a worker's attempt, a resume in another process), if any."""
+    if run.context is None or trace.get_current_span().get_span_context().is_valid:
+        return None
+    try:
+        headers = json.loads(run.context)
+    except ValueError:  # not written by a propagator: nothing to continue
+        return None
+    return propagate.extract(headers) if isinstance(headers, dict) else None
+
+
 def _error(span: Span, error: BaseException) -> None:
     span.record_exception(error)
     span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
@@ -100,7 +113,13 @@ class Telemetry:
 
     # -- runs ----------------------------------------------------------------------
 
-    @hookimpl
+    def durable_run_context(self, workflow: str, run_id: str) -> dict[str, str] | None:
+        """The caller's trace context as headers of the global propagator (``traceparent``),
+        stored with the run being created; ``None`` outside any span."""
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+        return headers or None
+
     def durable_run_started(
         self, workflow: str, run_id: str, resumed: bool, attempt: int, run: RunRecord
     ) -> None:
@@ -123,10 +142,11 @@ class Telemetry:
                 attributes["durable.run.deadline"] = run.deadline
             if waited is not None:
                 attributes["durable.run.queue_wait"] = waited
+            parent = _creator(run)
             span = self._tracer.start_span(
-                f"{RUN_SPAN} {workflow}", kind=SpanKind.INTERNAL, attributes=attributes
+                f"{RUN_SPAN} {workflow}", parent, kind=SpanKind.INTERNAL, attributes=attributes
             )
-            token = context.attach(trace.set_span_in_context(span))
+            token = context.attach(trace.set_span_in_context(span, parent))
         if waited is not None and self._metering:
             self._queue_wait.record(waited, labels)
         with self._lock:
@@ -135,7 +155,6 @@ class Telemetry:
         if stale is not None:  # its end was never reported (a store write failed after the body)
             self._end_run(stale, "unknown", None, detach=False)
 
-    @hookimpl
     def durable_run_finished(
         self, workflow: str, run_id: str, status: str, error: BaseException | None
     ) -> None:
@@ -171,7 +190,6 @@ class Telemetry:
 
     # -- steps ---------------------------------------------------------------------
 
-    @hookimpl
     def durable_step_started(self, run_id: str, key: str, task: str, attempt: int) -> None:
         run = self._open.get(run_id)
         if run is None:  # nothing to record (no SDK), or its start was not seen (registered since)
@@ -190,7 +208,6 @@ class Telemetry:
             token = context.attach(trace.set_span_in_context(span))
         run.steps[key] = _Open(span, token, time.monotonic(), {"durable.step.task": task})
 
-    @hookimpl
     def durable_step_retried(
         self, run_id: str, key: str, task: str, attempt: int, error: BaseException, delay: float
     ) -> None:
@@ -210,7 +227,6 @@ class Telemetry:
             self._retries.add(1, step.labels)
         self._end_step(step, "retried", error)
 
-    @hookimpl
     def durable_step_finished(
         self, run_id: str, key: str, task: str, attempts: int, error: BaseException | None
     ) -> None:
@@ -246,7 +262,6 @@ class Telemetry:
 
     # -- signals -------------------------------------------------------------------
 
-    @hookimpl
     def durable_signal_delivered(self, run_id: str, name: str, delivery_id: str, recorded: bool) -> None:
         if _metering():
             self._signals.add(1, {"durable.signal.name": name, "durable.signal.recorded": recorded})
