@@ -13,6 +13,7 @@ wakes only the readers of those that moved.
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 
 from durable.errors import LeaseLost
@@ -34,13 +35,12 @@ NEXT_POSITION = "SELECT coalesce(max(position) + 1, 0) FROM stream_items WHERE r
 APPEND = "INSERT INTO stream_items (run_id, key, position, value, write_id) VALUES (?, ?, ?, ?, ?)"
 
 # The items and the closed flag in one statement, so one read snapshot: a reader that sees the
-# stream closed has seen every item before it. Every row carries the flag; a stream without items
-# from ?3 on gives one row whose position is NULL.
+# stream closed has seen every item before it. The flag is the row whose position is NULL. No
+# ORDER BY outside: it would sort through a temporary b-tree; ``read`` puts the items in order.
 READ = (
-    "SELECT c.closed, i.position, i.value FROM "
-    "(SELECT EXISTS (SELECT 1 FROM streams_closed WHERE run_id = ?1 AND key = ?2) AS closed) AS c "
-    "LEFT JOIN (SELECT position, value FROM stream_items WHERE run_id = ?1 AND key = ?2 AND position >= ?3 "
-    "ORDER BY position LIMIT ?4) AS i ORDER BY i.position"
+    "SELECT * FROM (SELECT position, value FROM stream_items WHERE run_id = ?1 AND key = ?2 "
+    "AND position >= ?3 ORDER BY position LIMIT ?4) "
+    "UNION ALL SELECT NULL, EXISTS (SELECT 1 FROM streams_closed WHERE run_id = ?1 AND key = ?2)"
 )
 
 # What the change watcher compares per watched run (a JSON array ?1): its output counter and its
@@ -56,6 +56,8 @@ DELETE = (
     "DELETE FROM streams_closed WHERE run_id = ?",
     "DELETE FROM output_changes WHERE run_id = ?",
 )
+
+_POSITION = operator.itemgetter(0)
 
 State = tuple[int | None, str | None]
 """A watched run's output counter and status, as the watcher last read them."""
@@ -106,9 +108,14 @@ def events(db: sqlite3.Connection, run_id: str) -> dict[str, str]:
 
 
 def read(db: sqlite3.Connection, run_id: str, key: str, offset: int, limit: int) -> StreamItems:
-    rows = db.execute(READ, (run_id, key, max(offset, 0), max(limit, 0))).fetchall()
-    closed = bool(rows[0][0])
-    return StreamItems([(position, value) for _, position, value in rows if position is not None], closed)
+    closed, items = False, []
+    for position, value in db.execute(READ, (run_id, key, max(offset, 0), max(limit, 0))):
+        if position is None:
+            closed = bool(value)
+        else:
+            items.append((position, value))
+    items.sort(key=_POSITION)  # in order already (the index's); a compound select promises none
+    return StreamItems(items, closed)
 
 
 def delete(db: sqlite3.Connection, run_id: str) -> None:
