@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from redis_test_kit import Proxy
+from network_faults import Proxy, timed
 from servers import PostgresServer
 
 from durable import Workflow
@@ -69,16 +69,6 @@ async def opened(stores: list[PostgresStore], url: str, **options: Any) -> Postg
     await store.open()
     stores.append(store)
     return store
-
-
-async def timed(operation: Awaitable[Any]) -> tuple[float, BaseException | None]:
-    """Seconds the operation took (at most 60), and what it raised."""
-    started = time.monotonic()
-    try:
-        await asyncio.wait_for(operation, 60)
-    except BaseException as exc:  # the test judges it
-        return time.monotonic() - started, exc
-    return time.monotonic() - started, None
 
 
 def owned(run_id: str) -> RunRecord:

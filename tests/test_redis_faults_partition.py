@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import redis
+from network_faults import timed
 from redis_test_kit import Proxy, lease_of, new_run, step
 from servers import RedisServer
 
@@ -61,16 +62,6 @@ async def opened(stores: list[RedisStore], url: str, **options: Any) -> RedisSto
     await store.open()
     stores.append(store)
     return store
-
-
-async def timed(operation: Awaitable[Any]) -> tuple[float, BaseException | None]:
-    """Seconds the operation took (at most 60), and what it raised."""
-    started = time.monotonic()
-    try:
-        await asyncio.wait_for(operation, 60)
-    except BaseException as exc:  # the test judges it
-        return time.monotonic() - started, exc
-    return time.monotonic() - started, None
 
 
 # -- every round trip has a timeout -------------------------------------------------------------

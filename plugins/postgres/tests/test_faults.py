@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import pytest
+from network_faults import Proxy
 from postgres_test_kit import owned
 
 from durable import Workflow
@@ -152,47 +152,6 @@ async def test_a_workflow_survives_its_connections_being_killed_without_re_execu
     # A step runs again only if its checkpoint never committed, which needs a failed call.
     assert sum(executed.values()) - 30 <= failures
     assert set(executed) == {f"work{i}" for i in range(30)}
-
-
-class Proxy:
-    """A TCP proxy in front of the server that can be switched off, like a network partition."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._links: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        # Links first: since Python 3.12.1, wait_closed() waits for open connections to end.
-        for writer in list(self._links):
-            writer.transport.abort()
-        self._links.clear()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._links |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.transport.abort()
-        self._links.discard(writer)
 
 
 @pytest.fixture

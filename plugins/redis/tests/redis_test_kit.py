@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import secrets
 import time
@@ -11,6 +10,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
+import network_faults
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -200,75 +200,9 @@ def drop(redis_url: str, prefix: str) -> None:
         admin.close()
 
 
-class Proxy:
-    """A TCP proxy in front of a Redis server, for network faults.
-
-    ``stop`` drops every connection and refuses new ones (a dead server). ``cut`` stops forwarding
-    in both directions and closes nothing, new connections included (a partition: nothing arrives,
-    nothing fails); ``heal`` forwards again, delivering what was held. ``forget`` makes the open
-    connections silent for good, dropping what they send, while new ones work (a NAT, a proxy or
-    a server that forgot them without a reset).
-    """
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-        self._forgotten: set[asyncio.StreamWriter] = set()
-        self.port = 0
+class Proxy(network_faults.Proxy):
+    """``network_faults.Proxy`` in front of a Redis server, with its URL."""
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Refuse new connections and drop the open ones, as a dead server would."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    def cut(self) -> None:
-        self._flowing.clear()
-
-    def heal(self) -> None:
-        self._flowing.set()
-
-    def forget(self) -> None:
-        self._forgotten.update(self._writers)
-
-    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        await self._flowing.wait()  # a partition: the handshake gets no answer
-        try:
-            server_r, server_w = await asyncio.open_connection(*self._target)
-        except OSError:
-            client_w.transport.abort()
-            return
-        self._writers.update((client_w, server_w))
-        pair = {client_w, server_w}
-        await asyncio.gather(self._pipe(client_r, server_w, pair), self._pipe(server_r, client_w, pair))
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pair: set[asyncio.StreamWriter]
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                await self._flowing.wait()
-                if pair & self._forgotten:
-                    continue
-                writer.write(data)
-                await writer.drain()
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            with contextlib.suppress(Exception):
-                writer.transport.abort()
