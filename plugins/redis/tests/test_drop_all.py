@@ -16,19 +16,23 @@ from durable_redis import RedisStore
 
 
 async def filled(store: RedisStore, run_id: str) -> None:
-    """A run of every kind of key: steps, deliveries, indexes, an expiry schedule entry."""
+    """A run of every kind of key: steps, deliveries, events and streams, indexes, an expiry
+    schedule entry."""
     await store.open()
     run = new_run(run_id)
     await store.create_run(run)
     await store.save_step(lease_of(run), step(run_id, "a"))
     await store.send_signal(run_id, "go", "d", "1")
+    await store.set_event(lease_of(run), "progress", "1")
+    await store.append_stream(lease_of(run), "log", '"a"', write_id="w")
     await store.update_run(lease_of(run), RunStatus.COMPLETED, result="1", release=True)
     await store.create_run(new_run(run_id + "/durable:child@1", owner=None))
     await store.send_signal("not-yet", "go", "", "1")  # deliveries to a run not created yet
-    # A queue's keys: members, running, starts, debounce, meta, and the set of queue names.
-    for queued in (run_id + "-q1", run_id + "-q2"):
+    # A queue's keys: members, running, starts, debounce, meta, delays, and the set of queue names.
+    for queued in (run_id + "-q1", run_id + "-q2", run_id + "-q3"):
         now = time.time()
-        entry = QueuedRun(queued, "llm", debounce_key=queued, enqueued_at=now)
+        later = now + 3600 if queued.endswith("3") else now  # a delayed run
+        entry = QueuedRun(queued, "llm", debounce_key=queued, enqueued_at=now, not_before=later)
         await store.enqueue_run(RunRecord(queued, "wf", RunStatus.PENDING, "{}", "d", now, now), entry)
     await store.claim_queued("llm", time.time(), "o", 60.0, QueueLimits(rate_limit=(5, 7200.0)))
 
@@ -67,14 +71,14 @@ async def test_drop_all_deletes_every_key_of_its_prefix_and_none_of_a_prefix_tha
     ours = keys_of(admin, base) - set(theirs)
     assert f"{base}:alive" in ours and f"{base}:runs" in ours
     queue = app.keys.queue("llm")
-    assert {*queue.all, app.keys.queues} <= ours
+    assert {*queue.all, app.keys.queues, *app.keys.output_keys("r")} <= ours
 
     assert await app.drop_all() == len(ours)
 
     assert {key: contents(admin, key) for key in keys_of(admin, base)} == theirs  # ours are gone, markers too
     for store in neighbours:
         listed = {run.run_id for run in await store.list_runs(RunQuery())}
-        assert listed == {"r/durable:child@1", "r", "r-q1", "r-q2"}
+        assert listed == {"r/durable:child@1", "r", "r-q1", "r-q2", "r-q3"}
         assert await store.list_queues() == ["llm"]
 
 

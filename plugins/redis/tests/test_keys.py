@@ -167,7 +167,14 @@ def test_the_backend_is_declared_for_both_schemes() -> None:
     [backend] = durable_store_backends()
     assert (backend.name, backend.schemes) == ("redis", ("redis", "rediss"))
     assert backend.install_hint == "pip install 'python-durable[redis]'"
-    assert backend.capabilities == {"persistent", "multi-process", "notify", "multi-host", "queues"}
+    assert backend.capabilities == {
+        "persistent",
+        "multi-process",
+        "notify",
+        "multi-host",
+        "queues",
+        "streams",
+    }
     assert durable_store_from_url("sqlite:///x.db", {}) is None
     made = durable_store_from_url("rediss://h/0", {"ttl": 5})
     assert isinstance(made, RedisStore) and made.ttl == 5

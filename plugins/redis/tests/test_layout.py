@@ -174,21 +174,23 @@ async def test_keys_of_a_newer_layout_are_refused(make_store: StoreMaker, admin:
         await newer.open()
 
 
-async def test_keys_of_layout_2_are_marked_3_without_a_migration(
-    make_store: StoreMaker, admin: redis.Redis
+@pytest.mark.parametrize("layout", ["2", "3"])
+async def test_keys_of_layouts_2_and_3_are_marked_4_without_a_migration(
+    make_store: StoreMaker, admin: redis.Redis, layout: str
 ) -> None:
-    # Layout 2 holds no queued run: opening it must not scan the keyspace to re-index every run.
+    # Layout 2 holds no queued run, neither holds events or streams: opening them must not scan
+    # the keyspace to re-index every run.
     before = make_store(ttl=0)
     await before.open()
     await before.create_run(new_run("kept", owner=None))
     assert admin.zscore(before.keys.status(RunStatus.PENDING), "kept") is not None
     await before.close()
-    admin.set(before.keys.layout, "2")
+    admin.set(before.keys.layout, layout)
     admin.zrem(before.keys.status(RunStatus.PENDING), "kept")  # a migration would put it back
     after = make_store(prefix=before.prefix, ttl=0)
     await after.open()
     try:
-        assert admin.get(after.keys.layout) == str(LAYOUT) == "3"
+        assert admin.get(after.keys.layout) == str(LAYOUT) == "4"
         assert admin.zscore(after.keys.status(RunStatus.PENDING), "kept") is None
         assert (await after.get_run("kept")) is not None
     finally:

@@ -42,7 +42,16 @@ against its run, so a dead owner's slot frees itself at its lease's expiry), the
 the rate window, then the members walked in order, skipping delayed runs, full partitions and
 new starts past the rate window, each claim written as ``claim_run`` writes it. Enqueues, freed
 slots and woken queued runs publish ``[queue]`` on ``<prefix>:signals``, which wakes
-``wait_for_queues`` in every process.
+``wait_for_queues`` in every process. A queue's ``:delays`` holds its delayed runs not claimed yet,
+scored by ``not_before``: an idle claimer sleeps until the earliest, then claims it.
+
+Events and streams (``Capability.STREAMS``, docs/STREAMS.md; ``_outputs``, ``_output_scripts``):
+two more keys of each run, ``:events`` (event key -> latest value) and ``:streams`` (every
+stream's items, counts, write ids and closed marks, as length-prefixed fields), which expire and
+are deleted with its other keys. Each write is one script (lease check, write id, closed check,
+append), so offsets have no gap; ``read_stream`` reads items and the closed mark in one script.
+Writes, final statuses and deletions publish ``{"o": run_id}`` on ``<prefix>:signals``, which
+wakes ``read_stream`` and ``get_event`` readers in every process.
 
 Atomicity (``_scripts``): every operation that checks and writes is one Lua script run with
 EVALSHA, fenced by the run's lease token where the Store contract says so.
@@ -141,6 +150,7 @@ CAPABILITIES = frozenset(
         Capability.NOTIFY,
         Capability.MULTI_HOST,
         Capability.QUEUES,
+        Capability.STREAMS,
     }
 )
 """``RedisStore.capabilities``, declared here so that listing backends does not import redis-py."""

@@ -33,9 +33,19 @@ with kinds ``QUEUE_KINDS`` (none of them a run key's kind, so they are no run ke
 ending in ``:queue``): ``:members`` (its runs that are not completed or cancelled, scored by
 priority, members ``<order of enqueued_at>:<run id>``, so one priority's runs sort FIFO by byte
 order), ``:running`` (its runs holding a lease, scored by the lease's expiry), ``:starts`` (first
-claims, scored by when), ``:debounce`` (debounce key -> run id) and ``:meta`` (the rate window's
-horizon). ``<prefix>:queues`` is the set of queue names. A queued run's entry is fields of its
-run hash (``QUEUE_FIELDS``): deleted and expired with the run.
+claims, scored by when), ``:debounce`` (debounce key -> run id), ``:meta`` (the rate window's
+horizon) and ``:delays`` (its runs enqueued with a ``not_before`` after their ``enqueued_at`` and
+not claimed yet, scored by ``not_before``: an idle claimer sleeps until the earliest one).
+``<prefix>:queues`` is the set of queue names. A queued run's entry is fields of its run hash
+(``QUEUE_FIELDS``): deleted and expired with the run.
+
+Events and streams (``Capability.STREAMS``, ``_output_scripts``): two more keys of each run, in
+its hash slot (``OUTPUT_KINDS``, kept apart from ``RUN_KINDS`` so that the scripts' ``KEYS`` stay
+as they are): ``:events`` (a hash, event key -> latest value) and ``:streams`` (a hash holding
+every stream of the run: per stream ``K`` written ``<byte length of K>:K``, the field ``n<K>``
+counts its items, ``i<K><offset>`` holds one, ``w<K><write id>`` maps a write id to its offset and
+``c<K>`` marks it closed). Stream keys are fields, never parts of a key name, as step keys are.
+They expire, persist and are deleted with the run's other keys.
 """
 
 from __future__ import annotations
@@ -57,6 +67,9 @@ from durable.store import (
 
 RUN_KINDS = ("run", "steps", "sigs", "delivered")
 """The per-run keys, in the order every script receives them as ``KEYS``."""
+OUTPUT_KINDS = ("events", "streams")
+"""The per-run keys of events and streams (``KeySpace.output_keys``); scripts that change a run
+name them from its run key (``KEYS[1]``)."""
 LEGACY_KINDS = ("sigids",)
 """Per-run keys of the previous layout (``:sigids`` is ``:delivered`` now)."""
 STATUSES: tuple[RunStatus, ...] = (
@@ -68,14 +81,17 @@ STATUSES: tuple[RunStatus, ...] = (
     RunStatus.CANCELLED,
 )
 """The stored statuses, each with an index, in the order scripts receive those indexes."""
-LAYOUT = 3
+LAYOUT = 4
 """The key layout's version, kept in ``<prefix>:layout``. 2: status, workflow and id indexes,
 ``:delivered``. 3: queues (a queued run is kept out of ``:live``, so a process of layout 2 would
-hand queued runs to ``due_runs``: it is refused). The previous release kept no version."""
-UNMIGRATED = 2
-"""A layout a store marks as ``LAYOUT`` without migrating: layout 2 holds no queued run, and its
-indexes are layout 3's for every other run."""
-QUEUE_KINDS = ("members", "running", "starts", "debounce", "meta")
+hand queued runs to ``due_runs``: it is refused). 4: events and streams, and queues' ``:delays``
+(a process of layout 3 would delete or expire a run and leave its events and streams behind, for
+a new run of its id to inherit: it is refused). The previous release kept no version."""
+UNMIGRATED = (2, 3)
+"""Layouts a store marks as ``LAYOUT`` without migrating: layout 2 holds no queued run, and its
+indexes are layout 3's for every other run; layouts 2 and 3 hold no events or streams (a run
+delayed under layout 3 has no ``:delays`` entry: a claimer finds it at its next poll)."""
+QUEUE_KINDS = ("members", "running", "starts", "debounce", "meta", "delays")
 """The per-queue keys, in the order ``QueueKeys.all`` lists them."""
 QUEUE_FIELDS = (
     "queue",
@@ -144,10 +160,11 @@ class QueueKeys:
     starts: str
     debounce: str
     meta: str
+    delays: str
 
     @property
     def all(self) -> list[str]:
-        return [self.members, self.running, self.starts, self.debounce, self.meta]
+        return [self.members, self.running, self.starts, self.debounce, self.meta, self.delays]
 
 
 @dataclass(frozen=True)
@@ -168,6 +185,11 @@ class KeySpace:
         base = f"{self.prefix}:{{{escape_run_id(run_id)}}}:"
         run, steps, sigs, delivered = RUN_KINDS  # not a comprehension: every store call builds these
         return [base + run, base + steps, base + sigs, base + delivered]
+
+    def output_keys(self, run_id: str) -> list[str]:
+        """``[events, streams]`` of one run (``OUTPUT_KINDS``), in its hash slot."""
+        base = f"{self.prefix}:{{{escape_run_id(run_id)}}}:"
+        return [base + "events", base + "streams"]
 
     def legacy_delivered(self, run_id: str) -> str:
         """The previous layout's name of a run's ``delivered`` hash."""
@@ -226,7 +248,7 @@ class KeySpace:
         if end < 0 or key[end + 1 : end + 2] != ":":
             return None
         kind = key[end + 2 :]
-        if kind not in RUN_KINDS and kind not in LEGACY_KINDS:
+        if kind not in RUN_KINDS and kind not in OUTPUT_KINDS and kind not in LEGACY_KINDS:
             return None
         return unescape_run_id(key[len(head) : end]), kind
 
@@ -308,6 +330,8 @@ def run_fields(run: RunRecord) -> dict[str, str]:
         "wake_at": None if run.wake_at is None else fmt_float(run.wake_at),
         "deadline": None if run.deadline is None else fmt_float(run.deadline),
         "activity": run.activity,
+        "version": run.version,
+        "context": run.context,
     }
     fields.update({name: value for name, value in optional.items() if value is not None})
     return fields
@@ -376,11 +400,13 @@ def encode_step(step: StepRecord) -> str:
         step.started_at,
         step.finished_at,
     ]
+    if step.version is not None:  # absent: the value a step without a version always had
+        body.append(step.version)
     return _STATUS_MARK[step.status] + compact_json(body)
 
 
 def decode_step(run_id: str, key: str, value: str) -> StepRecord:
-    task, args_digest, result, error, attempts, started_at, finished_at = json.loads(value[1:])
+    task, args_digest, result, error, attempts, started_at, finished_at, *version = json.loads(value[1:])
     return StepRecord(
         run_id=run_id,
         key=key,
@@ -392,6 +418,7 @@ def decode_step(run_id: str, key: str, value: str) -> StepRecord:
         attempts=int(attempts),
         started_at=float(started_at),
         finished_at=float(finished_at),
+        version=version[0] if version else None,
     )
 
 
@@ -420,10 +447,27 @@ def notice(run_id: str, name: str) -> str:
     return json.dumps([run_id, name], ensure_ascii=False)
 
 
-def parse_notice(message: str) -> tuple[str, str] | str:
-    """A delivery's ``(run_id, name)``, or the name of a queue whose runs may be claimable (the
-    queue scripts publish ``[queue]``: a one-element list)."""
+@dataclass(frozen=True)
+class OutputNotice:
+    """A pub/sub message saying that the events or streams of ``run_id`` may have changed (a write,
+    a final status, a deletion): ``{"o": run_id, "f": origin}``, ``origin`` naming the store object
+    that wrote and woke its own readers already (``""``: none, a script's notice)."""
+
+    run_id: str
+    origin: str = ""
+
+
+def output_notice(run_id: str, origin: str) -> str:
+    """The pub/sub message of an ``OutputNotice`` (scripts write ``{"o": run_id}`` with ``cjson``)."""
+    return json.dumps({"o": run_id, "f": origin}, ensure_ascii=False)
+
+
+def parse_notice(message: str) -> tuple[str, str] | str | OutputNotice:
+    """A delivery's ``(run_id, name)``, the name of a queue whose runs may be claimable (the
+    queue scripts publish ``[queue]``: a one-element list), or an ``OutputNotice``."""
     data = json.loads(message)
+    if isinstance(data, dict):
+        return OutputNotice(str(data["o"]), str(data.get("f", "")))
     if isinstance(data, list) and len(data) == 1:
         return str(data[0])
     run_id, name = data

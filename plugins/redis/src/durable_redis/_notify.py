@@ -2,9 +2,12 @@
 
 The ``send_signal`` script publishes ``[run_id, name]`` on the prefix's channel in the same
 atomic step as the write, so a waiter subscribed before it last read the deliveries cannot
-miss one. While the subscription is down, waiters fall back to polling (``healthy`` is
-False) and every change of that state wakes them all so they re-read what they may have
-missed.
+miss one. The queue scripts publish ``[queue]`` (``wait_for_queues``), and the scripts that change
+a run's events or streams, give it a final status or delete it publish ``{"o": run_id}``, which
+is handed to ``on_output`` (the store's ``wake_output_waiters``).
+
+While the subscription is down, waiters fall back to polling (``healthy`` is False) and every
+change of that state wakes them all so they re-read what they may have missed.
 
 A subscription whose connection died silently (a partition, a NAT or proxy that forgot it, a
 server gone without a reset) receives nothing and raises nothing, so the listener pings it
@@ -17,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import secrets
+from collections import Counter
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from durable_redis._keys import parse_notice
+from durable_redis._keys import OutputNotice, parse_notice
 
 log = logging.getLogger("durable_redis")
 
@@ -38,13 +43,27 @@ class SilentSubscription(ConnectionError):
 
 
 class Notifier:
-    def __init__(self, client: aioredis.Redis, channel: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        channel: str,
+        timeout: float = 5.0,
+        on_output: Callable[[str], None] | None = None,
+    ) -> None:
         self._client = client
         self._channel = channel
         self._timeout = timeout
         self._waiters: dict[tuple[str, str], set[asyncio.Event]] = {}
         self._queues: dict[str, set[asyncio.Event]] = {}
         """Queue name -> events of ``wait_for_queues`` callers (the queue scripts publish ``[queue]``)."""
+        self._on_output = on_output
+        self.origin = secrets.token_hex(8)
+        """Names this store object in the output notices it publishes: it woke its own readers
+        when it wrote, so its own notices, heard later, are not handed to ``on_output`` (they
+        would wake a watch begun since, for nothing)."""
+        self._outputs: Counter[str] = Counter()
+        """Run id -> how many ``watch_output`` watchers of it there are: woken when the
+        subscription's state changes (they may have missed a notice)."""
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self.healthy = False
@@ -54,6 +73,18 @@ class Notifier:
         self._waiters.setdefault((run_id, name), set()).add(event)
         await self._subscription()
         return event
+
+    def watch_outputs(self, run_id: str) -> None:
+        self._outputs[run_id] += 1
+
+    def unwatch_outputs(self, run_id: str) -> None:
+        self._outputs[run_id] -= 1
+        if self._outputs[run_id] <= 0:
+            del self._outputs[run_id]
+
+    async def listening(self) -> None:
+        """Start listening if no one did yet; wait a while for the subscription if it is down."""
+        await self._subscription()
 
     async def _subscription(self) -> None:
         """Start listening if no one did yet; wait a while for the subscription if it is down."""
@@ -88,6 +119,9 @@ class Notifier:
         for waiters in [*self._waiters.values(), *self._queues.values()]:
             for event in waiters:
                 event.set()
+        if self._on_output is not None:
+            for run_id in list(self._outputs):
+                self._on_output(run_id)
 
     def _set_health(self, healthy: bool) -> None:
         if healthy != self.healthy:
@@ -139,7 +173,11 @@ class Notifier:
     def _dispatch(self, data: str) -> None:
         try:
             key = parse_notice(data)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, KeyError):
+            return
+        if isinstance(key, OutputNotice):
+            if self._on_output is not None and key.origin != self.origin:
+                self._on_output(key.run_id)
             return
         waiters = self._queues.get(key, ()) if isinstance(key, str) else self._waiters.get(key, ())
         for event in waiters:

@@ -4,7 +4,9 @@ A queued run's entry is fields of its run hash (``_keys.QUEUE_FIELDS``); its que
 (``_keys.QueueKeys``) share one hash tag. The scripts that change a run keep them
 (``requeue`` in the prelude): ``:members`` holds the queue's runs that are not final, ``:running``
 the ones holding a lease, scored by its expiry (renewals move the score), and a queued run is
-never in ``<prefix>:live``. A claim reads the run hashes its candidates name (keys it computes
+never in ``<prefix>:live``; ``:delays`` the ones enqueued with a ``not_before`` after their
+``enqueued_at`` until their first claim, scored by ``not_before`` (``wait_for_queues`` reads its
+first score). A claim reads the run hashes its candidates name (keys it computes
 from the prefix, as the store serves one server, not a cluster).
 
 One clock: leases and rate windows are judged on the server's ``TIME``; ``not_before``,
@@ -13,8 +15,8 @@ One clock: leases and rate windows are judged on the server's ``TIME``; ``not_be
 
 from __future__ import annotations
 
-# KEYS: changing(run) (1-12), runs, ids, workflow index, the queue's members, debounce, and the
-# set of queue names. ARGV: run_id, created_at, queue, priority, order (queue_order of
+# KEYS: changing(run) (1-12), runs, ids, workflow index, the queue's members, debounce, the set
+# of queue names and the queue's delays. ARGV: run_id, created_at, queue, priority, order (queue_order of
 # enqueued_at), has_debounce, debounce key, has_partition, partition, not_before, enqueued_at,
 # workflow, inputs, inputs_digest, updated_at, then the new run hash's field, value, ...
 # Returns {1} created, {2, fields} a debounced run replaced, {0, fields} exists, -1 when the
@@ -39,6 +41,11 @@ if ARGV[6] == '1' then
       end
       if f[6] then redis.call('ZREM', KEYS[16], f[6]) end
       redis.call('ZADD', KEYS[16], ARGV[4], member)
+      if tonumber(ARGV[10]) > tonumber(ARGV[11]) then
+        redis.call('ZADD', KEYS[19], ARGV[10], held)
+      else
+        redis.call('ZREM', KEYS[19], held)
+      end
       redis.call('PUBLISH', prefix .. ':signals', cjson.encode({ARGV[3]}))
       return {2, redis.call('HGETALL', key)}
     end
@@ -53,13 +60,14 @@ redis.call('ZADD', KEYS[14], 0, ARGV[1])
 redis.call('ZADD', KEYS[15], ARGV[2], ARGV[1])
 redis.call('SADD', KEYS[18], ARGV[3])
 if ARGV[6] == '1' then redis.call('HSET', KEYS[17], ARGV[7], ARGV[1]) end
+if tonumber(ARGV[10]) > tonumber(ARGV[11]) then redis.call('ZADD', KEYS[19], ARGV[10], ARGV[1]) end
 reindex(nil)  -- the queue's members, out of :live, and its waiting claimers woken
 set_ttl(0)  -- deliveries sent before the run existed never expire now
 return {1}
 """
 
-# KEYS: the queue's members, running, starts, debounce, meta, then <prefix>:live and the six
-# status indexes (STATUSES order). ARGV: now (the caller's), owner, lease_seconds, limit,
+# KEYS: the queue's members, running, starts, debounce, meta, delays, then <prefix>:live and the
+# six status indexes (STATUSES order). ARGV: now (the caller's), owner, lease_seconds, limit,
 # concurrency, partition_concurrency, rate_n, rate_seconds ('' for no limit), nonce, then the
 # workflows asked for (none: any). Returns {run_id, fields, run_id, fields, ...} in claim order.
 #
@@ -69,7 +77,7 @@ return {1}
 # it returns what it claimed then, and claims nothing more.
 CLAIM_QUEUED = """
 local server = clock()
-local prefix = string.sub(KEYS[6], 1, -6)
+local prefix = string.sub(KEYS[7], 1, -6)
 local caller = tonumber(ARGV[1])
 local owner, nonce = ARGV[2], ARGV[9]
 local limit = tonumber(ARGV[4])
@@ -141,12 +149,13 @@ while taken < limit and not (concurrency and running >= concurrency) do
         redis.call('ZADD', KEYS[3], fmt(server), id)
         in_window = in_window + 1
         if f[9] and redis.call('HGET', KEYS[4], f[9]) == id then redis.call('HDEL', KEYS[4], f[9]) end
+        redis.call('ZREM', KEYS[6], id)
       end
       redis.call('ZADD', KEYS[2], expires, id)
-      redis.call('ZREM', KEYS[6], id)
+      redis.call('ZREM', KEYS[7], id)
       if status ~= 'running' then
-        redis.call('ZREM', KEYS[6 + STATUS_SLOT[status]], id)
-        if num(f[10]) then redis.call('ZADD', KEYS[6 + STATUS_SLOT.running], f[10], id) end
+        redis.call('ZREM', KEYS[7 + STATUS_SLOT[status]], id)
+        if num(f[10]) then redis.call('ZADD', KEYS[7 + STATUS_SLOT.running], f[10], id) end
       end
       running = running + 1
       partitions[p] = (partitions[p] or 0) + 1

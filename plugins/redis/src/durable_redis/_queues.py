@@ -54,7 +54,7 @@ class QueueMethods:
         queue = self.keys.queue(entry.queue)
         keys = self.keys.changing(run.run_id)
         keys += (self.keys.index, self.keys.ids, self.keys.workflow(run.workflow))
-        keys += (queue.members, queue.debounce, self.keys.queues)
+        keys += (queue.members, queue.debounce, self.keys.queues, queue.delays)
         args: list[Any] = [
             run.run_id,
             k.fmt_float(run.created_at),
@@ -125,6 +125,8 @@ class QueueMethods:
             *sorted(workflows or ()),
         ]
         reply = await self._run(Call(f"claiming from queue {queue!r}", keys, args, script="claim_queued"))
+        # The moment this claim judged delays at: a run due since is one it skipped (_next_not_before).
+        self.__dict__.setdefault("_claimed_at", {})[queue] = now
         claimed: list[tuple[RunRecord, Lease]] = []
         for run_id, flat in zip(reply[::2], reply[1::2], strict=True):
             run = self._record(run_id, k.pairs(flat))
@@ -168,8 +170,9 @@ class QueueMethods:
 
     async def wait_for_queues(self, queues: Collection[str], timeout: float) -> None:
         """Return when a run of one of ``queues`` may have become claimable (a script published
-        it, from any process, or this process woke it), or after ``timeout`` seconds; while the
-        subscription is down, after ``poll_interval`` at most.
+        it, from any process, or this process woke it), when the earliest ``not_before`` of their
+        delayed runs passes (each queue's ``:delays``, read first), or after ``timeout`` seconds;
+        while the subscription is down, after ``poll_interval`` at most.
 
         ``DEFAULT_QUEUE`` (``create_run`` of a pending run publishes it) alone is waited on in this
         process only (``Store.wait_for_queues``, which this process's ``create_run`` wakes): an
@@ -182,6 +185,9 @@ class QueueMethods:
             return
         notifier = self._notifier
         assert notifier is not None
+        ahead = await self._next_not_before(queues)
+        if ahead is not None:
+            timeout = min(timeout, max(0.0, ahead - self.clock()))
         event = asyncio.Event()
         registry: dict[str, set[asyncio.Event]] = self.__dict__.setdefault("_queue_waiters", {})
         for queue in queues:
@@ -199,3 +205,31 @@ class QueueMethods:
                     waiters.discard(event)
                     if not waiters:
                         registry.pop(queue, None)
+
+    async def _next_not_before(self, queues: Collection[str]) -> float | None:
+        """The earliest ``not_before`` (on the callers' clock) of a run of ``queues`` not claimed
+        yet that this process's last claim of its queue skipped as too early, from each queue's
+        ``:delays`` (one round trip), or ``None``. Counted from that claim's ``now``, not from
+        the time of this read: a run that became due in between is due at once, and one that a
+        claim passed over for a limit does not make a claimer spin."""
+        claimed_at: dict[str, float] = self.__dict__.get("_claimed_at", {})
+        now = self.clock()
+        calls = [
+            Call.plain(
+                "reading the next delayed run",
+                "ZRANGE",
+                self.keys.queue(queue).delays,
+                "(" + k.fmt_float(claimed_at.get(queue, now)),
+                "+inf",
+                "BYSCORE",
+                "LIMIT",
+                0,
+                1,
+                "WITHSCORES",
+            )
+            for queue in queues
+            if queue != DEFAULT_QUEUE
+        ]
+        replies = await self._run_together(*calls)
+        scores = [float(reply[1]) for reply in replies if reply]
+        return min(scores, default=None)

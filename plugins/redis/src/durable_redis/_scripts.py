@@ -40,8 +40,9 @@ so an entry never disagrees with its run (but for the entries of runs whose keys
 A status that is not one of the six (a hand-edited record) has no status index entry and no live
 entry: the run is listed, as corrupt, by listings without a status filter.
 
-TTL policy (see the package docstring): ``set_ttl(ms)`` expires all four keys of a run when
-it reaches a final status, and ``set_ttl(0)`` removes any expiry when it becomes live again.
+TTL policy (see the package docstring): ``set_ttl(ms)`` expires all four keys of a run (and its
+two keys of events and streams, ``_keys.OUTPUT_KINDS``, named from its run key) when it reaches a
+final status, and ``set_ttl(0)`` removes any expiry when it becomes live again.
 Keys created later for a run that is already counting down inherit the run key's TTL. A run
 counting down is listed in ``<prefix>:expiring`` (member ``<byte length of id>:<id><workflow>``,
 scored by when its keys expire), so that a poll, once they expired, removes its index entries
@@ -50,6 +51,7 @@ scored by when its keys expire), so that a poll, once they expired, removes its 
 
 from __future__ import annotations
 
+from durable_redis._output_scripts import OUTPUT_SCRIPTS
 from durable_redis._queue_scripts import QUEUE_SCRIPTS
 
 # CLOCK_TOLERANCE: seconds a new run's lease expiry, by its creator's clock, may differ from the
@@ -76,15 +78,28 @@ local function schedule_member()
   if not f[1] then return nil end
   return string.len(f[1]) .. ':' .. f[1] .. (f[2] or '')
 end
+local function output_keys()
+  local base = string.sub(KEYS[1], 1, -4)  -- '<prefix>:{<id>}:' of the run key '...:run'
+  return base .. 'events', base .. 'streams'
+end
+local function outputs_changed(id)
+  -- Readers of the run's events and streams, in every process, look again (_notify).
+  redis.call('PUBLISH', string.sub(KEYS[LIVE], 1, -6) .. ':signals', cjson.encode({o = id}))
+end
 local function set_ttl(ms)
+  local events, streams = output_keys()
   if ms > 0 then
     for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ms) end
+    redis.call('PEXPIRE', events, ms)
+    redis.call('PEXPIRE', streams, ms)
     local member = schedule_member()
     if member then redis.call('ZADD', KEYS[EXPIRING], fmt(clock() + ms / 1000), member) end
     return
   end
   local counted = redis.call('PERSIST', KEYS[1])
   for i = 2, 4 do redis.call('PERSIST', KEYS[i]) end
+  redis.call('PERSIST', events)
+  redis.call('PERSIST', streams)
   if counted == 1 then
     local member = schedule_member()
     if member then redis.call('ZREM', KEYS[EXPIRING], member) end
@@ -136,6 +151,7 @@ local function requeue(f)
   local q = queue_base(prefix, f[7])
   if is_final(f[2]) then
     if f[8] then redis.call('ZREM', q .. 'members', f[8]) end
+    redis.call('ZREM', q .. 'delays', f[1])
   elseif f[8] and num(f[9]) then
     redis.call('ZADD', q .. 'members', f[9], f[8])
   end
@@ -257,6 +273,7 @@ end
 if ARGV[3] == '1' then redis.call('HDEL', KEYS[1], 'owner', 'lease_expires_at') end
 reindex(old)
 set_ttl(tonumber(ARGV[2]))
+if is_final(ARGV[4]) and not is_final(old) then outputs_changed(redis.call('HGET', KEYS[1], 'run_id')) end
 return 1
 """
 
@@ -270,6 +287,7 @@ if not is_final(f[1]) and not live(f[2], f[3], now) then
   redis.call('HSET', KEYS[1], 'status', 'cancelled')
   reindex(f[1])
   set_ttl(tonumber(ARGV[1]))
+  outputs_changed(redis.call('HGET', KEYS[1], 'run_id'))
 end
 return redis.call('HGETALL', KEYS[1])
 """
@@ -301,12 +319,15 @@ if queued[1] then
   local q = queue_base(string.sub(KEYS[LIVE], 1, -6), queued[1])
   if queued[2] then redis.call('ZREM', q .. 'members', queued[2]) end
   redis.call('ZREM', q .. 'running', ARGV[1])
+  redis.call('ZREM', q .. 'delays', ARGV[1])
   if queued[3] and redis.call('HGET', q .. 'debounce', queued[3]) == ARGV[1] then
     redis.call('HDEL', q .. 'debounce', queued[3])
   end
 end
 local existed = redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+local events, streams = output_keys()
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], events, streams)
+if existed == 1 then outputs_changed(ARGV[1]) end
 for i = LIVE, LIVE + 6 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 redis.call('ZREM', KEYS[13], ARGV[1])
 redis.call('ZREM', KEYS[14], ARGV[1])
@@ -447,8 +468,8 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
-# KEYS: layout, runs, alive. ARGV: the layout this code writes, a layout it may mark as this one
-# without migrating. Sent with EVAL in the round trip that loads the scripts when a store opens,
+# KEYS: layout, runs, alive. ARGV: the layout this code writes, then the layouts it may mark as
+# this one without migrating. Sent with EVAL in the round trip that loads the scripts when a store opens,
 # before the marker <prefix>:alive is written. Returns 1 when the prefix's keys are in this
 # layout: it says so, or the prefix was never opened (no run, no marker: then it is marked at
 # once), or it is in the layout that needs no migration (marked at once); 0 when data of the
@@ -456,9 +477,11 @@ return 1
 LAYOUT_CHECK = """
 local version = redis.call('GET', KEYS[1])
 if version == ARGV[1] then return 1 end
-if version == ARGV[2] then
-  redis.call('SET', KEYS[1], ARGV[1])
-  return 1
+for i = 2, #ARGV do
+  if version == ARGV[i] then
+    redis.call('SET', KEYS[1], ARGV[1])
+    return 1
+  end
 end
 if version and (tonumber(version) or 0) > tonumber(ARGV[1]) then return 2 end
 if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[3]) == 0 then
@@ -497,5 +520,6 @@ PER_RUN = {
 
 SOURCES: dict[str, str] = {name: _PRELUDE + body for name, body in PER_RUN.items()}
 SOURCES.update({name: _PRELUDE + body for name, body in QUEUE_SCRIPTS.items()})
+SOURCES.update({name: _PRELUDE + body for name, body in OUTPUT_SCRIPTS.items()})
 SOURCES["migrate_delivered"] = MIGRATE_DELIVERED
 SOURCES["due_runs"] = _PRELUDE + DUE_RUNS

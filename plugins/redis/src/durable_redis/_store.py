@@ -43,6 +43,7 @@ from durable_redis import _layout, _listing
 from durable_redis._calls import Call
 from durable_redis._checkpoints import checkpoint, stored_steps
 from durable_redis._notify import Notifier
+from durable_redis._outputs import OutputMethods
 from durable_redis._persistence import SETTINGS, Persistence, RedisDataLost, log
 from durable_redis._queues import QueueMethods
 from durable_redis._scripts import LAYOUT_CHECK, SOURCES
@@ -93,7 +94,7 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit(parts._replace(query=urlencode(theirs))), ours
 
 
-class RedisStore(QueueMethods, Transport, Store):
+class RedisStore(OutputMethods, QueueMethods, Transport, Store):
     """A store in Redis (``redis://`` or ``rediss://``), shared by any number of processes and hosts.
 
     ``ttl`` (seconds) is how long a run's keys live after it completes or is cancelled;
@@ -125,6 +126,7 @@ class RedisStore(QueueMethods, Transport, Store):
             Capability.NOTIFY,
             Capability.MULTI_HOST,
             Capability.QUEUES,
+            Capability.STREAMS,
         }
     )
     loop_bound: ClassVar[bool] = True
@@ -213,6 +215,7 @@ class RedisStore(QueueMethods, Transport, Store):
         state.update(_redis=None, _loop=None, _scripts={}, _notifier=None, _batcher=None, _wire=None)
         state.update(_marker=None, _loss=None)
         state.pop("_queue_waiters", None)
+        state.pop("_output_waiters", None)
         return state
 
     # -- lifecycle ---------------------------------------------------------------
@@ -257,7 +260,7 @@ class RedisStore(QueueMethods, Transport, Store):
         # migrate), the marker (written unless there is one) and the persistence settings.
         alive = self.keys.alive
         also: list[Command] = [
-            ("EVAL", LAYOUT_CHECK, 3, self.keys.layout, self.keys.index, alive, k.LAYOUT, k.UNMIGRATED),
+            ("EVAL", LAYOUT_CHECK, 3, self.keys.layout, self.keys.index, alive, k.LAYOUT, *k.UNMIGRATED),
             ("SET", alive, secrets.token_hex(8), "NX"),
             ("GET", alive),
             *(("CONFIG GET", name) for name in SETTINGS),
@@ -283,7 +286,9 @@ class RedisStore(QueueMethods, Transport, Store):
             await _close_quietly(client)
             raise
         self._marker, self._loss = marker, None
-        self._notifier = Notifier(client, self.keys.channel, self.operation_timeout / 2)
+        self._notifier = Notifier(
+            client, self.keys.channel, self.operation_timeout / 2, on_output=self.wake_output_waiters
+        )
         self._batcher = WriteBatcher(self._flush, max_batch=_BATCH_MAX, max_in_flight=_BATCH_IN_FLIGHT)
         if not layout:
             try:
@@ -550,13 +555,20 @@ class RedisStore(QueueMethods, Transport, Store):
         reply = await self._script(call, lease.run_id)
         if reply != 1:
             raise await self._lost(lease, reply[1])
+        if status.is_final:
+            self.wake_output_waiters(lease.run_id)  # its readers end (the script tells other processes)
 
     async def request_cancel(self, run_id: str) -> RunRecord | None:
         keys = self.keys.changing(run_id)
         args = [self._ttl_ms()]
         call = Call(f"cancelling run {run_id!r}", keys, args, script="request_cancel")
         reply = await self._script(call, run_id)
-        return None if reply is None else self._record(run_id, k.pairs(reply))
+        if reply is None:
+            return None
+        run = self._record(run_id, k.pairs(reply))
+        if run.status.is_final:
+            self.wake_output_waiters(run_id)
+        return run
 
     async def reset_run(self, run_id: str) -> RunRecord | None:
         call = Call(f"resetting run {run_id!r}", self.keys.changing(run_id), [], script="reset_run")
@@ -650,6 +662,7 @@ class RedisStore(QueueMethods, Transport, Store):
         keys += (self.keys.index, self.keys.ids)
         existed, workflow = await self._script(Call(what, keys, [run_id], script="delete_run"), run_id)
         if existed:
+            self.wake_output_waiters(run_id)
             # Its workflow's index, which the script could not name: gone unless created again since.
             await self._run(self.prune_call(run_id, self._workflow_source(workflow)))
         return bool(existed)
