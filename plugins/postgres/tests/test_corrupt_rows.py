@@ -178,7 +178,7 @@ async def test_a_step_that_cannot_be_read_raises_store_corrupted_naming_the_run_
     after = await dump(fresh)
     assert after[0] == before[0] and after[1] == before[1]  # runs and runs_live untouched
     assert [row for row in after[2] if row not in before[2]] == [
-        ("r", "c", "t", "d", "completed", '"z"', None, 1, now, now)
+        ("r", "c", "t", "d", "completed", '"z"', None, 1, now, now, None)
     ]
 
 

@@ -21,7 +21,8 @@ from durable_postgres._sql import RUN_COLUMNS
 
 pytestmark = pytest.mark.asyncio
 
-V1_RUN_COLUMNS = RUN_COLUMNS.removesuffix(", activity")
+V3_RUN_COLUMNS = RUN_COLUMNS.removesuffix(", version, context")
+V1_RUN_COLUMNS = V3_RUN_COLUMNS.removesuffix(", activity")
 
 
 @pytest_asyncio.fixture
@@ -169,6 +170,7 @@ async def test_a_version_1_schema_is_migrated_to_the_current_version_with_its_ru
         async with PostgresStore(pg_url, schema=schema) as store:
             old = await store.get_run("old-pending")
             assert old is not None and old.activity is None and old.status is RunStatus.PENDING
+            assert (old.version, old.context) == (None, None)
             assert [due.run_id for due in await store.due_runs(time.time())] == ["old-asleep", "old-pending"]
             lease = await store.claim_run("old-pending", "me", 60)
             assert lease is not None
@@ -180,9 +182,9 @@ async def test_a_version_1_schema_is_migrated_to_the_current_version_with_its_ru
     finally:
         await conn.execute(f"DROP SCHEMA IF EXISTS {quoted} CASCADE")
         await conn.close()
-    assert [v[0] for v in versions] == [1, 2, 3] and SCHEMA_VERSION == 3
+    assert [v[0] for v in versions] == [1, 2, 3, 4, 5] and SCHEMA_VERSION == 5
     names = {row[0] for row in indexes}
-    assert {"runs_by_status", "runs_live_ready", "runs_live_asleep"} <= names
+    assert {"runs_by_status", "runs_live_ready", "runs_live_asleep", "runs_by_version"} <= names
     assert not names & {"runs_active", "runs_due"}
     # The migration listed the live runs it found; the parked and the completed run are not due.
     assert [tuple(row) for row in live] == [("old-asleep", 1.0), ("old-pending", None)]
@@ -240,12 +242,12 @@ async def test_a_poll_and_the_newest_runs_use_indexes_among_many_finished_runs(f
     async def fill(conn: Any) -> None:
         # 50,000 finished runs of the polled workflow, and 5,000 runs asleep until far later.
         await conn.execute(
-            f"INSERT INTO {s}.runs ({RUN_COLUMNS}) SELECT 'done-' || n, 'wf', 'completed', '{{}}', 'd', "
+            f"INSERT INTO {s}.runs ({V3_RUN_COLUMNS}) SELECT 'done-' || n, 'wf', 'completed', '{{}}', 'd', "
             "n, n, '1', NULL, NULL, 1, NULL, NULL, NULL, NULL, FALSE, NULL "
             "FROM generate_series(1, 50000) AS n"
         )
         await conn.execute(
-            f"INSERT INTO {s}.runs ({RUN_COLUMNS}) SELECT 'asleep-' || n, 'wf', 'waiting', '{{}}', 'd', "
+            f"INSERT INTO {s}.runs ({V3_RUN_COLUMNS}) SELECT 'asleep-' || n, 'wf', 'waiting', '{{}}', 'd', "
             "n, n, NULL, NULL, NULL, 1, NULL, 1e12, NULL, NULL, FALSE, NULL "
             "FROM generate_series(1, 5000) AS n"
         )

@@ -18,7 +18,13 @@ __all__ = ["PostgresStore"]
 
 TEST_IMAGE = "postgres:16-alpine"
 CAPABILITIES = frozenset(
-    {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY, Capability.MULTI_HOST}
+    {
+        Capability.PERSISTENT,
+        Capability.MULTI_PROCESS,
+        Capability.NOTIFY,
+        Capability.MULTI_HOST,
+        Capability.STREAMS,
+    }
 )
 """``PostgresStore.capabilities``, declared here so that listing backends does not import asyncpg."""
 

@@ -170,7 +170,10 @@ def step_weight(item: SaveItem) -> int:
 
 
 def run_weight(run: RunRecord) -> int:
-    return len(run.inputs) + len(run.result or "") + len(run.error or "") + len(run.activity or "")
+    return (
+        len(run.inputs) + len(run.result or "") + len(run.error or "") + len(run.activity or "")
+        + len(run.context or "")
+    )  # fmt: skip
 
 
 def update_weight(update: RunUpdate) -> int:
@@ -181,7 +184,8 @@ def run_row(run: RunRecord) -> list[Any]:
     return [
         run.run_id, run.workflow, run.status.value, run.inputs, run.inputs_digest, run.created_at,
         run.updated_at, run.result, run.error, run.owner, run.lease_token, run.lease_expires_at,
-        run.wake_at, run.deadline, run.parent_run_id, run.cancel_requested, run.activity,
+        run.wake_at, run.deadline, run.parent_run_id, run.cancel_requested, run.activity, run.version,
+        run.context,
     ]  # fmt: skip
 
 
@@ -196,5 +200,5 @@ def update_row(update: RunUpdate) -> list[Any]:
 def step_row(lease: Lease, step: StepRecord) -> list[Any]:
     return [
         lease.run_id, step.key, step.task, step.args_digest, step.status.value, step.result,
-        step.error, step.attempts, step.started_at, step.finished_at, lease.token,
+        step.error, step.attempts, step.started_at, step.finished_at, step.version, lease.token,
     ]  # fmt: skip

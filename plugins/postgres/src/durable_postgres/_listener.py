@@ -1,4 +1,5 @@
-"""One LISTEN connection per store, waking the ``wait_for_signal`` callers a NOTIFY is for."""
+"""One LISTEN connection per store, waking the ``wait_for_signal`` callers and the output watchers
+(``_outputs``) a NOTIFY is for."""
 
 from __future__ import annotations
 
@@ -67,9 +68,10 @@ class Listener:
         return self._conn is not None and not self._conn.is_closed()
 
     @contextlib.contextmanager
-    def waiting(self, key: str) -> Iterator[asyncio.Event]:
-        """An event set whenever a delivery for ``key`` may have arrived (or the listener failed)."""
-        event = asyncio.Event()
+    def waiting(self, key: str, event: asyncio.Event | None = None) -> Iterator[asyncio.Event]:
+        """An event (``event`` if given) set whenever a delivery for ``key`` may have arrived (or
+        the listener failed)."""
+        event = asyncio.Event() if event is None else event
         events = self._waiters.setdefault(key, set())
         events.add(event)
         try:

@@ -6,8 +6,9 @@ from asyncpg import Record
 from asyncpg.pool import PoolConnectionProxy
 
 from durable.errors import StoreCorrupted
+from durable_postgres._output_sql import MIGRATION as OUTPUTS_MIGRATION
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 MIGRATION_TIMEOUT = 3600.0
 """Seconds one migration statement may take (building an index over a long history)."""
 
@@ -192,6 +193,17 @@ MIGRATIONS: dict[int, list[str]] = {
         f"SELECT created_at, run_id, workflow, {_asleep('r')} FROM {{s}}.runs AS r WHERE {_live('r')}",
         "DROP INDEX {s}.runs_due",
         "CREATE INDEX runs_by_status ON {s}.runs (status, created_at DESC, run_id)",
+    ],
+    4: [],  # pg-queues fills this
+    # RunRecord.version and .context, StepRecord.version (nullable columns: no table rewrite);
+    # listings by version read runs_by_version, which holds only the runs that have one. Then
+    # the tables of events and streams (_output_sql).
+    5: [
+        "ALTER TABLE {s}.runs ADD COLUMN version TEXT, ADD COLUMN context TEXT",
+        "ALTER TABLE {s}.steps ADD COLUMN version TEXT",
+        "CREATE INDEX runs_by_version ON {s}.runs (version, created_at DESC, run_id) "
+        "WHERE version IS NOT NULL",
+        *OUTPUTS_MIGRATION,
     ],
 }
 

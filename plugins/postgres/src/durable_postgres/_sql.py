@@ -17,10 +17,13 @@ from durable.store import RunQuery, RunStatus
 
 RUN_COLUMNS = (
     "run_id, workflow, status, inputs, inputs_digest, created_at, updated_at, result, error, owner, "
-    "lease_token, lease_expires_at, wake_at, deadline, parent_run_id, cancel_requested, activity"
+    "lease_token, lease_expires_at, wake_at, deadline, parent_run_id, cancel_requested, activity, version, "
+    "context"
 )
 """A run row's columns in ``durable._decode.RUN_FIELDS`` order."""
-STEP_COLUMNS = "run_id, key, task, args_digest, status, result, error, attempts, started_at, finished_at"
+STEP_COLUMNS = (
+    "run_id, key, task, args_digest, status, result, error, attempts, started_at, finished_at, version"
+)
 SIGNAL_COLUMNS = "run_id, name, delivery_id, payload, seq, sent_at"
 
 NOW = "extract(epoch FROM now())::float8"
@@ -105,18 +108,18 @@ def statements(s: str) -> dict[str, str]:
         "ON CONFLICT (run_id, key) DO UPDATE SET task = EXCLUDED.task, "
         "args_digest = EXCLUDED.args_digest, status = EXCLUDED.status, result = EXCLUDED.result, "
         "error = EXCLUDED.error, attempts = EXCLUDED.attempts, started_at = EXCLUDED.started_at, "
-        f"finished_at = EXCLUDED.finished_at WHERE {s}.steps.status = 'failed'"
+        f"finished_at = EXCLUDED.finished_at, version = EXCLUDED.version WHERE {s}.steps.status = 'failed'"
     )
     return {
         "token": f"SELECT lease_token FROM {s}.runs WHERE run_id = $1",
         "get_run": f"SELECT {RUN_COLUMNS} FROM {s}.runs WHERE run_id = $1",
         # The outer SELECT runs on the statement's snapshot: it sees a row that existed before,
         # not the one the CTE inserts (that one is `run` itself, with the lease expiry `granted`).
-        # $18 is the creator's clock when it sent the run.
+        # $20 is the creator's clock when it sent the run.
         "create_run": (
             f"WITH ins AS (INSERT INTO {s}.runs ({RUN_COLUMNS}) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-            f"{granted('$12::float8', '$18::float8')}, $13, $14, $15, $16, $17) "
+            f"{granted('$12::float8', '$20::float8')}, $13, $14, $15, $16, $17, $18, $19) "
             "ON CONFLICT (run_id) DO NOTHING RETURNING lease_expires_at) "
             "SELECT EXISTS (SELECT 1 FROM ins) AS created, (SELECT lease_expires_at FROM ins) AS granted, "
             f"r.* FROM (SELECT 1) AS one "
@@ -128,7 +131,7 @@ def statements(s: str) -> dict[str, str]:
             f"INSERT INTO {s}.runs ({RUN_COLUMNS}) "
             "SELECT v->>0, v->>1, v->>2, v->>3, v->>4, (v->>5)::float8, (v->>6)::float8, v->>7, v->>8, "
             f"v->>9, (v->>10)::int8, {granted('(v->>11)::float8', '$2::float8')}, (v->>12)::float8, "
-            "(v->>13)::float8, v->>14, (v->>15)::boolean, v->>16 "
+            "(v->>13)::float8, v->>14, (v->>15)::boolean, v->>16, v->>17, v->>18 "
             "FROM jsonb_array_elements($1::jsonb) AS e(v) "
             "ON CONFLICT (run_id) DO NOTHING RETURNING run_id, lease_expires_at"
         ),
@@ -202,8 +205,8 @@ def statements(s: str) -> dict[str, str]:
         # checkpoint, and one that committed first makes the re-checked token differ: no write.
         "save_step": (
             f"INSERT INTO {s}.steps ({STEP_COLUMNS}) "
-            "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 "
-            f"FROM {s}.runs WHERE run_id = $1 AND lease_token = $11 FOR SHARE {replace_unless_completed}"
+            "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 "
+            f"FROM {s}.runs WHERE run_id = $1 AND lease_token = $12 FOR SHARE {replace_unless_completed}"
         ),
         # save_step for many runs at once: the same fencing, row by row (FOR SHARE OF r locks
         # each run row to commit; a claim that committed first fails the re-checked join).
@@ -211,10 +214,11 @@ def statements(s: str) -> dict[str, str]:
         "save_step_batch": (
             f"INSERT INTO {s}.steps ({STEP_COLUMNS}) "
             "SELECT i.run_id, i.key, i.task, i.args_digest, i.status, i.result, i.error, i.attempts, "
-            "i.started_at, i.finished_at "
+            "i.started_at, i.finished_at, i.version "
             "FROM (SELECT v->>0 AS run_id, v->>1 AS key, v->>2 AS task, v->>3 AS args_digest, "
             "v->>4 AS status, v->>5 AS result, v->>6 AS error, (v->>7)::int4 AS attempts, "
-            "(v->>8)::float8 AS started_at, (v->>9)::float8 AS finished_at, (v->>10)::int8 AS token "
+            "(v->>8)::float8 AS started_at, (v->>9)::float8 AS finished_at, v->>10 AS version, "
+            "(v->>11)::int8 AS token "
             "FROM jsonb_array_elements($1::jsonb) AS e(v)) AS i "
             f"JOIN {s}.runs AS r ON r.run_id = i.run_id AND r.lease_token = i.token FOR SHARE OF r "
             f"{replace_unless_completed} RETURNING run_id, key"
@@ -280,6 +284,8 @@ def list_runs(s: str, query: RunQuery) -> tuple[str, list[Any]] | None:
     where: list[str] = []
     if query.workflow is not None:
         where.append(f"workflow = {param(query.workflow)}")
+    if query.version is not None:
+        where.append(f"version = {param(query.version)}")
     if query.id_prefix is not None:
         # starts_with, not LIKE: the prefix may contain % and _ and must match literally.
         where.append(f"starts_with(run_id, {param(query.id_prefix)})")

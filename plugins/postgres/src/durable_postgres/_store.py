@@ -13,7 +13,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
@@ -27,6 +27,7 @@ from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreNotFo
 from durable.store import (
     Capability,
     Lease,
+    OutputWatch,
     RunQuery,
     RunRecord,
     RunStatus,
@@ -34,6 +35,7 @@ from durable.store import (
     StepRecord,
     StepStatus,
     Store,
+    StreamItems,
 )
 from durable_postgres import _sql
 from durable_postgres._batching import (
@@ -57,6 +59,7 @@ from durable_postgres._batching import (
 from durable_postgres._conns import PER_CALL, Conns, HeldConnection, held_count, terminate
 from durable_postgres._errors import Failure, classify, describe
 from durable_postgres._listener import Listener, channel_name, wake_key
+from durable_postgres._outputs import PostgresOutputs
 from durable_postgres._schema import migrate, read_version
 from durable_postgres._url import DEFAULT_SCHEMA, check_schema_name, parse_url, quote_identifier
 
@@ -133,7 +136,13 @@ class PostgresStore(Store):
 
     name = "postgres"
     capabilities = frozenset(
-        {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.NOTIFY, Capability.MULTI_HOST}
+        {
+            Capability.PERSISTENT,
+            Capability.MULTI_PROCESS,
+            Capability.NOTIFY,
+            Capability.MULTI_HOST,
+            Capability.STREAMS,
+        }
     )
     poll_interval = 0.25
 
@@ -194,6 +203,9 @@ class PostgresStore(Store):
         self._tasks: set[asyncio.Task[None]] = set()
         """Background work that must not be lost to garbage collection (see ``_background``)."""
         self._sql = _sql.statements(self._quoted)
+        self._outputs = PostgresOutputs(
+            self._call, self._quoted, self._channel, lambda: self._listener, lambda: self.poll_interval
+        )
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresStore:
@@ -615,6 +627,8 @@ class PostgresStore(Store):
             await updates.submit(update)
         if _leaves_entry(status, release):
             self._took_out(1)
+        if status.is_final:
+            self.wake_output_waiters(lease.run_id)  # readers of its streams end
 
     async def _update_alone(self, update: RunUpdate, conns: Conns = PER_CALL) -> None:
         await self._call(
@@ -662,6 +676,7 @@ class PostgresStore(Store):
         run = self._run(row)
         if run.status is RunStatus.CANCELLED:
             self._took_out(1)
+            self.wake_output_waiters(run_id)
         return run
 
     async def reset_run(self, run_id: str) -> RunRecord | None:
@@ -710,6 +725,7 @@ class PostgresStore(Store):
         deleted = _affected(tag) == 1
         if deleted:
             self._took_out(1)
+            self.wake_output_waiters(run_id)
         return deleted
 
     def _took_out(self, count: int) -> None:
@@ -852,6 +868,34 @@ class PostgresStore(Store):
             max_batch=BATCH,
             max_in_flight=FLUSHES_IN_FLIGHT,
         )
+
+    # -- events and streams (_outputs: each write is one statement that NOTIFYs) -----
+
+    async def set_event(self, lease: Lease, key: str, value: str) -> None:
+        await self._outputs.set_event(lease, key, value)
+        self.wake_output_waiters(lease.run_id)
+
+    async def get_events(self, run_id: str) -> dict[str, str]:
+        return await self._outputs.get_events(run_id)
+
+    async def append_stream(
+        self, lease: Lease, key: str, value: str, *, write_id: str | None = None
+    ) -> int | None:
+        offset = await self._outputs.append(lease, key, value, write_id)
+        self.wake_output_waiters(lease.run_id)
+        return offset
+
+    async def close_stream(self, lease: Lease, key: str) -> None:
+        await self._outputs.close(lease, key)
+        self.wake_output_waiters(lease.run_id)
+
+    async def read_stream(self, run_id: str, key: str, offset: int, limit: int = 1000) -> StreamItems:
+        return await self._outputs.read(run_id, key, offset, limit)
+
+    @contextlib.asynccontextmanager
+    async def watch_output(self, run_id: str) -> AsyncIterator[OutputWatch]:
+        async with super().watch_output(run_id) as local, self._outputs.listening(run_id, local) as watch:
+            yield watch
 
     # -- signals -----------------------------------------------------------------
 
