@@ -5,7 +5,10 @@ For each selected run the current code's workflow body runs against the run's jo
 returns its recorded value, and the first step the journal has no completed checkpoint of stops
 the check (``NotRecorded``), before anything executes. No task body runs, no lease is taken and
 nothing is written: the store is opened without creating anything and reached only through
-``ReadOnlyStore``, which refuses every write.
+``ReadOnlyStore``, which refuses every write. That holds for what the body asks its Workflow
+outside any step (``wf.get_run``, ``wf.get_event``, ``wf.complete``) too: ``Workflow.get_store``
+answers a replay's task with the checked store, so ``check_replay(store=URL)`` never opens (or
+creates) the Workflow's own store, and a body's write outside a step is refused.
 
 A run is *incompatible* when the code disagrees with its journal:
 

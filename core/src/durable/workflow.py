@@ -529,6 +529,10 @@ class Workflow:
 
     async def get_store(self) -> Store:
         """The opened store (opened on first use)."""
+        replay = _current.get()
+        if replay is not None and replay.replay_only and replay.executor.workflow is self:
+            # A replay check's body (``durable._replay``) reads the store it checks, read-only.
+            return replay.store
         loop = asyncio.get_running_loop()
         if self._store is not None and self._opened_on is loop:
             return self._store
