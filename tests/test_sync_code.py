@@ -144,6 +144,17 @@ def test_functions_that_are_not_plain_or_async_are_refused() -> None:
         Workflow("refuse", db="memory://", max_threads=0)
 
 
+def test_a_def_workflow_body_is_refused_with_what_to_write_instead() -> None:
+    wf = Workflow("refuse-body", db="memory://")
+
+    def pipeline() -> int:
+        return 1
+
+    with pytest.raises(ConfigurationError, match=r"'async def'.*plain 'def' functions.*run_sync") as caught:
+        wf.workflow(pipeline)
+    assert "pipeline" in str(caught.value)
+
+
 def test_run_sync_runs_a_workflow_from_plain_code_and_keeps_the_store_open(tmp_path: Path) -> None:
     wf = Workflow("script", db=f"sqlite:///{tmp_path / 's.db'}")
     loops: set[int] = set()

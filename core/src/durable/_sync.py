@@ -5,6 +5,16 @@ A thread cannot be stopped from outside. A sync task's timeout (or a cancelled r
 *wait* for its thread: the attempt counts as timed out (and is retried if its policy says so)
 while the function runs on to its end in its thread, its result discarded, its thread busy until
 then. An attempt still queued for a thread when its timeout passes never starts.
+
+A workflow *body* stays ``async def`` (``@wf.workflow`` refuses a plain ``def``), on purpose. A
+sync body would run in a thread with every task call, sleep, signal, patch and child bridged
+back to the loop and blocked on; what that buys is only the ``await`` keyword, and it costs: a
+body could not run steps concurrently (``asyncio.gather`` of tasks or children), a cancelled or
+parked run could not stop its thread (a park would have to unwind it by an exception the body
+might catch), and each run waiting on a signal would hold a thread of the bounded pool instead
+of nothing. The body is the orchestration only; the blocking work goes in ``def`` tasks (run in
+threads), and sync callers drive runs with ``run_sync``. (DBOS accepts sync workflow functions
+because its steps are plain calls in the caller's thread, with no event loop to return to.)
 """
 
 from __future__ import annotations
