@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import pickle
 import sys
 from dataclasses import dataclass
 
 from durable.store import Lease, RunStatus, Store
+from durable_contract_tests import _child_process
 from durable_contract_tests._kit import make_step
 
-READY = "ready"
+READY = _child_process.READY
+_say = _child_process.say
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,7 @@ def wake_of(n: int) -> float:
 
 
 def command(order: object, blueprint: bytes) -> list[str]:
-    return [sys.executable, "-m", __name__, pickle.dumps((blueprint, order)).hex()]
-
-
-def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    return _child_process.command(__name__, order, blueprint)
 
 
 async def _send_on_cue(store: Store, order: SendOnCue) -> None:
@@ -129,33 +125,20 @@ async def _write(store: Store, order: WriteUntilStopped) -> None:
 
 
 async def _main(store: Store, order: object) -> None:
-    await store.open()
-    try:
-        if isinstance(order, SendOnCue):
-            await _send_on_cue(store, order)
-        elif isinstance(order, AppendOnCue):
-            await _append_on_cue(store, order)
-        elif isinstance(order, WriteUntilStopped):
-            await _write(store, order)
-        else:
-            raise TypeError(f"unknown order {order!r}")
-    finally:
-        await store.close()
+    if isinstance(order, SendOnCue):
+        await _send_on_cue(store, order)
+    elif isinstance(order, AppendOnCue):
+        await _append_on_cue(store, order)
+    elif isinstance(order, WriteUntilStopped):
+        await _write(store, order)
+    else:
+        raise TypeError(f"unknown order {order!r}")
 
 
 def main() -> None:
-    blueprint, order = pickle.loads(bytes.fromhex(sys.argv[1]))
-    recipe = pickle.loads(blueprint)
-    if isinstance(recipe, str):
-        from durable._plugins import get_plugin_manager
+    from durable_contract_tests import _processes  # the module's _main, not __main__'s
 
-        store = get_plugin_manager().store_from_url(recipe)
-    else:
-        store = recipe
-    # The orders were pickled as this module's classes, not __main__'s: run the module's code.
-    from durable_contract_tests import _processes
-
-    asyncio.run(_processes._main(store, order))
+    _child_process.serve(_processes._main)
 
 
 if __name__ == "__main__":

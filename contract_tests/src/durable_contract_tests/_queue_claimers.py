@@ -9,15 +9,14 @@ time the store held the lease, so intervals that overlap more than the limit pro
 from __future__ import annotations
 
 import asyncio
-import pickle
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from durable.store import QueueLimits, RunStatus, Store
+from durable_contract_tests import _child_process
 
-READY = "ready"
+READY = _child_process.READY
 
 
 @dataclass(frozen=True)
@@ -61,47 +60,31 @@ async def claim_until_empty(store: Store, order: ClaimUntilEmpty, say: Callable[
 
 
 def command(order: object, blueprint: bytes) -> list[str]:
-    return [sys.executable, "-m", __name__, pickle.dumps((blueprint, order)).hex()]
-
-
-def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    return _child_process.command(__name__, order, blueprint)
 
 
 async def _main(store: Store, order: object) -> None:
-    await store.open()
-    try:
-        _say(READY)
-        if isinstance(order, ClaimUntilEmpty):
-            await claim_until_empty(store, order, _say)
-        elif isinstance(order, ClaimAndHang):
-            while True:
-                taken = await store.claim_queued(
-                    order.queue, time.time(), order.owner, order.lease_seconds, order.limits
-                )
-                if taken:
-                    _say(f"claimed {taken[0][0].run_id}")
-                    await asyncio.sleep(3600)
-                await asyncio.sleep(0.01)
-        else:
-            raise TypeError(f"unknown order {order!r}")
-    finally:
-        await store.close()
+    say = _child_process.say
+    say(READY)
+    if isinstance(order, ClaimUntilEmpty):
+        await claim_until_empty(store, order, say)
+    elif isinstance(order, ClaimAndHang):
+        while True:
+            taken = await store.claim_queued(
+                order.queue, time.time(), order.owner, order.lease_seconds, order.limits
+            )
+            if taken:
+                say(f"claimed {taken[0][0].run_id}")
+                await asyncio.sleep(3600)
+            await asyncio.sleep(0.01)
+    else:
+        raise TypeError(f"unknown order {order!r}")
 
 
 def main() -> None:
-    blueprint, order = pickle.loads(bytes.fromhex(sys.argv[1]))
-    recipe = pickle.loads(blueprint)
-    if isinstance(recipe, str):
-        from durable._plugins import get_plugin_manager
+    from durable_contract_tests import _queue_claimers  # the module's _main, not __main__'s
 
-        store = get_plugin_manager().store_from_url(recipe)
-    else:
-        store = recipe
-    from durable_contract_tests import _queue_claimers  # the orders were pickled as this module's
-
-    asyncio.run(_queue_claimers._main(store, order))
+    _child_process.serve(_queue_claimers._main)
 
 
 if __name__ == "__main__":
