@@ -1,11 +1,13 @@
 """Queues on Redis beyond the contract (issue 17): what the keys hold, the round trips a claim
-costs, a direct claim taking a slot, and wake-ups from another store object over pub/sub."""
+costs, a direct claim taking a slot, wake-ups from another store object over pub/sub, and an idle
+worker woken when a delayed run's time comes."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
+import pytest
 import redis
 from redis_test_kit import (
     CountingConnection,
@@ -16,6 +18,7 @@ from redis_test_kit import (
     sent_since,
 )
 
+from durable import Workflow
 from durable.store import QueuedRun, QueueLimits, RunRecord, RunStatus
 from durable_redis import RedisStore
 
@@ -111,3 +114,30 @@ async def test_another_store_objects_enqueue_and_freed_slot_wake_a_waiting_claim
     await asyncio.sleep(0.2)
     assert not waiting.done(), "an enqueue on another queue woke the waiter"
     await waiting
+
+
+async def test_an_idle_worker_starts_a_delayed_run_when_its_not_before_passes(make_store: StoreMaker) -> None:
+    # Issue 17: the worker polls every 30 s; the delayed run must start at its not_before, not then.
+    wf = Workflow("shop", db=make_store())
+    wf.queue(Q)
+    started: list[float] = []
+
+    @wf.workflow(id="late-{n}", queue=Q)
+    async def late(n: int) -> int:
+        started.append(time.time())
+        return n
+
+    stop = asyncio.Event()
+    worker = asyncio.ensure_future(wf.run_worker(stop=stop, poll_interval=30.0))
+    try:
+        await asyncio.sleep(0.3)  # idle: its first poll found nothing and it waits
+        await late.options(delay=0.5).start(n=1)
+        entry = await wf.get_queued("late-1")
+        assert entry is not None and entry.not_before - entry.enqueued_at == pytest.approx(0.5)
+        assert await wf.wait_for("late-1", timeout=10) == 1
+    finally:
+        stop.set()
+        await worker
+        await wf.close()
+    assert len(started) == 1 and started[0] >= entry.not_before, "started before its not_before"
+    assert started[0] - entry.not_before < 5.0, "started by the next 30 s poll, not at its not_before"
