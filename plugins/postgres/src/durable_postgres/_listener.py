@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -62,6 +63,9 @@ class Listener:
         """Lost (or never connected) and logged: the next reconnect is logged too."""
         self._watch: asyncio.Task[None] | None = None
         self._closed = False
+        self.sender = secrets.token_hex(8)
+        """Names this listener's store object in the payloads it sends as ``key/sender``: their
+        NOTIFYs are not dispatched back to it (it woke its own waiters when it wrote)."""
 
     @property
     def healthy(self) -> bool:
@@ -122,7 +126,9 @@ class Listener:
     def _notified(self, conn: Any, pid: int, channel: str, payload: object) -> None:
         self._heard = time.monotonic()
         if isinstance(payload, str):
-            self.wake(payload)
+            key, _, sender = payload.partition("/")
+            if sender != self.sender:
+                self.wake(key)
 
     def _lost(self, conn: Any) -> None:
         if conn is not self._conn:

@@ -105,8 +105,9 @@ MIGRATION: list[str] = [
 def statements(s: str) -> dict[str, str]:
     """The outputs' statements, with the quoted schema ``s`` filled in.
 
-    Writes take ``$1`` run id, ``$2`` lease token, ``$3`` the NOTIFY channel, ``$4`` key; each
-    returns ``token`` (the run's current lease token, NULL if there is no run) and what it wrote.
+    Writes take ``$1`` run id, ``$2`` lease token, ``$3`` the NOTIFY channel and ``$4`` payload,
+    ``$5`` key; each returns ``token`` (the run's current lease token, NULL if there is no run)
+    and what it wrote.
     """
     # The run row, locked to commit; a write happens only if its token is the caller's.
     fenced = f"run AS (SELECT lease_token FROM {s}.runs WHERE run_id = $1 FOR SHARE)"
@@ -114,7 +115,7 @@ def statements(s: str) -> dict[str, str]:
     known = '(SELECT "offset" FROM known) AS known'
 
     def notify(after: str) -> str:
-        return f"notified AS (SELECT pg_notify($3, {key_sql('$1')}) FROM {after})"
+        return f"notified AS (SELECT pg_notify($3, $4) FROM {after})"
 
     def answer(written: str, *extra: str) -> str:
         # A CTE that is only SELECTed runs only if referenced: count it, in an expression worth 0.
@@ -126,29 +127,29 @@ def statements(s: str) -> dict[str, str]:
     return {
         "set_event": (
             f"WITH {fenced}, written AS (INSERT INTO {s}.events (run_id, key, value) "
-            f"SELECT $1, $4, $5 FROM run WHERE {mine} "
+            f"SELECT $1, $5, $6 FROM run WHERE {mine} "
             "ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value RETURNING 1), "
             f"{notify('written')} {answer('written')}"
         ),
         "get_events": f"SELECT key, value FROM {s}.events WHERE run_id = $1",
-        # $5 value, $6 write id. `known` reads the statement's snapshot: an append with the same
+        # $6 value, $7 write id. `known` reads the statement's snapshot: an append with the same
         # write id that commits after it and before this one takes the stream's row makes this
         # insert violate stream_write_ids (rolled back, offset and all), and the caller retries.
         "append": (
             f"WITH {fenced}, "
-            f'known AS (SELECT "offset" FROM {s}.stream_items WHERE run_id = $1 AND key = $4 '
-            "AND write_id = $6), "
-            f"bumped AS (INSERT INTO {s}.streams (run_id, key, next_offset) SELECT $1, $4, 1 FROM run "
+            f'known AS (SELECT "offset" FROM {s}.stream_items WHERE run_id = $1 AND key = $5 '
+            "AND write_id = $7), "
+            f"bumped AS (INSERT INTO {s}.streams (run_id, key, next_offset) SELECT $1, $5, 1 FROM run "
             f"WHERE {mine} AND NOT EXISTS (SELECT 1 FROM known) "
             f"ON CONFLICT (run_id, key) DO UPDATE SET next_offset = {s}.streams.next_offset + 1 "
             f"WHERE NOT {s}.streams.closed RETURNING next_offset - 1 AS at), "
             f'item AS (INSERT INTO {s}.stream_items (run_id, key, "offset", value, write_id) '
-            "SELECT $1, $4, at, $5, $6 FROM bumped RETURNING 1), "
+            "SELECT $1, $5, at, $6, $7 FROM bumped RETURNING 1), "
             f"{notify('item')} {answer('item', known, '(SELECT at FROM bumped) AS at')}"
         ),
         "close": (
             f"WITH {fenced}, written AS (INSERT INTO {s}.streams (run_id, key, closed) "
-            f"SELECT $1, $4, TRUE FROM run WHERE {mine} "
+            f"SELECT $1, $5, TRUE FROM run WHERE {mine} "
             "ON CONFLICT (run_id, key) DO UPDATE SET closed = TRUE RETURNING 1), "
             f"{notify('written')} {answer('written')}"
         ),

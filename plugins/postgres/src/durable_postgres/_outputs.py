@@ -126,8 +126,18 @@ class PostgresOutputs:
             await listener.ensure()
             yield ListeningWatch(local.event, listener, self._poll_interval)
 
-    def _write_args(self, lease: Lease, key: str) -> tuple[str, int, str, str]:
-        return lease.run_id, lease.token, self._channel, key
+    def _write_args(self, lease: Lease, key: str) -> tuple[str, int, str, str, str]:
+        listener = self._listener()
+        # Signed by this store object, whose listener then skips it (its watchers are woken
+        # directly); not open: the call fails anyway.
+        sender = "" if listener is None else listener.sender
+        return (
+            lease.run_id,
+            lease.token,
+            self._channel,
+            f"{_output_sql.output_key(lease.run_id)}/{sender}",
+            key,
+        )
 
 
 def _check_fenced(lease: Lease, row: Any) -> None:
