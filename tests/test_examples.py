@@ -93,3 +93,12 @@ def test_flow_control_examples_keep_their_limits_offline(tmp_path: Path) -> None
     assert re.search(r"caught up: nightly_report@\S+Z -> report for the night of \d{4}-\d\d-\d\d", nightly)
     assert "runs of nightly_report: 2; the workers executed it for ['" in nightly
     assert nightly.count("T03:00:00+0") == 4  # three next fire times and the night caught up, at 03:00 local
+
+
+def test_streaming_agent_example_resumes_the_reply_exactly_once_after_a_killed_worker(tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn", reason="the streaming example needs starlette and uvicorn")
+    out = run_example("streaming_agent", tmp_path)
+    assert "first worker killed (exit code -9) mid-reply; the client had offsets 0..4" in out
+    assert "the client reconnects with Last-Event-ID: 4" in out
+    assert "  5: 'en: a '" in out and "end of stream: run completed" in out
+    assert "23 tokens, each received once" in out
