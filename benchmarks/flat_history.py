@@ -104,7 +104,14 @@ async def compare(
 ) -> tuple[list[float], list[float]]:
     """``op`` timed on both stores in alternate rounds (empty, full, empty, ...), so that a change
     in the machine's load during the run (other processes) falls on both alike."""
-    calls = operations(empty, "empty")[op], operations(full, "full")[op]
+    return await compare_calls(operations(empty, "empty")[op], operations(full, "full")[op], rounds, ops)
+
+
+async def compare_calls(
+    empty: Callable[[int], Awaitable[Any]], full: Callable[[int], Awaitable[Any]], rounds: int, ops: int
+) -> tuple[list[float], list[float]]:
+    """Rounds of ``ops`` calls of each, alternating (``compare``); calls get distinct numbers."""
+    calls = empty, full
     for call in calls:  # untimed: prepared statements, scripts loaded, caches warm
         await call(-1)
     timed: tuple[list[float], list[float]] = ([], [])
