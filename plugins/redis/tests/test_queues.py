@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -141,3 +142,73 @@ async def test_an_idle_worker_starts_a_delayed_run_when_its_not_before_passes(ma
         await wf.close()
     assert len(started) == 1 and started[0] >= entry.not_before, "started before its not_before"
     assert started[0] - entry.not_before < 5.0, "started by the next 30 s poll, not at its not_before"
+
+
+async def test_a_delayed_run_a_full_queue_holds_back_does_not_make_the_worker_spin(
+    make_store: StoreMaker,
+) -> None:
+    store = make_store()
+    wf = Workflow("shop", db=store)
+    wf.queue(Q, concurrency=1)
+    release = asyncio.Event()
+
+    @wf.workflow(id="busy-{n}", queue=Q)
+    async def busy(n: int) -> int:
+        if n == 0:
+            await release.wait()  # holds the queue's one slot
+        return n
+
+    claims = 0
+    claim = store.claim_queued
+
+    async def counted_claim(*args: Any, **kwargs: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return await claim(*args, **kwargs)
+
+    store.claim_queued = counted_claim  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    worker = asyncio.ensure_future(wf.run_worker(stop=stop, poll_interval=30.0))
+    try:
+        await busy.start(n=0)
+        await busy.options(delay=0.2).start(n=1)
+        await asyncio.sleep(1.5)  # the delayed run is due, but the slot is held
+        held_back = claims
+        assert (await wf.get_run("busy-1")).status is RunStatus.PENDING  # type: ignore[union-attr]
+        release.set()
+        assert await wf.wait_for("busy-1", timeout=10) == 1
+    finally:
+        release.set()
+        stop.set()
+        await worker
+        await wf.close()
+    assert held_back <= 10, f"{held_back} claims in 1.5 s: the worker spun on a run it could not claim"
+
+
+async def test_a_queues_delays_hold_its_delayed_runs_until_their_first_claim(
+    store: RedisStore, admin: redis.Redis
+) -> None:
+    delays = store.keys.queue(Q).delays
+    now = time.time()
+
+    def scored() -> dict[str, float]:
+        return dict(admin.zrange(delays, 0, -1, withscores=True))
+
+    await enqueue(store, "now")
+    await enqueue(store, "soon", not_before=now + 0.3)
+    await enqueue(store, "later", not_before=now + 3600)
+    await enqueue(store, "gone", not_before=now + 60)
+    await enqueue(store, "debounced", debounce_key="doc", not_before=now + 30)
+    assert set(scored()) == {"soon", "later", "gone", "debounced"}, "a run due at once has no entry"
+    assert await store._next_not_before([Q]) == pytest.approx(now + 0.3)
+    run = pending("debounced-again")
+    entry = QueuedRun("x", Q, debounce_key="doc", enqueued_at=now, not_before=now + 40)
+    assert (await store.enqueue_run(run, entry))[0].run_id == "debounced"
+    assert scored()["debounced"] == pytest.approx(now + 40), "a debounce moves its run's time"
+    assert await store.delete_run("gone")
+    await asyncio.sleep(0.4)
+    claimed = await store.claim_queued(Q, time.time(), "o", 60.0, QueueLimits(), limit=5)
+    assert sorted(r.run_id for r, _ in claimed) == ["now", "soon"]
+    assert set(scored()) == {"later", "debounced"}
+    await store.request_cancel("later")
+    assert set(scored()) == {"debounced"}, "a final run has none"

@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from durable.errors import StoreUnavailable
 from durable.store import DEFAULT_QUEUE, Enqueued, Lease, QueuedRun, QueueLimits, QueueStats, RunRecord
 from durable_redis import _keys as k
 from durable_redis._calls import Call
@@ -125,8 +126,7 @@ class QueueMethods:
             *sorted(workflows or ()),
         ]
         reply = await self._run(Call(f"claiming from queue {queue!r}", keys, args, script="claim_queued"))
-        # The moment this claim judged delays at: a run due since is one it skipped (_next_not_before).
-        self.__dict__.setdefault("_claimed_at", {})[queue] = now
+        self._looked_at(queue, now)  # a delayed run due since is one this claim skipped
         claimed: list[tuple[RunRecord, Lease]] = []
         for run_id, flat in zip(reply[::2], reply[1::2], strict=True):
             run = self._record(run_id, k.pairs(flat))
@@ -185,7 +185,10 @@ class QueueMethods:
             return
         notifier = self._notifier
         assert notifier is not None
-        ahead = await self._next_not_before(queues)
+        try:
+            ahead = await self._next_not_before(queues)
+        except StoreUnavailable:  # an outage: the wait is the poll's (a raise would end it at once)
+            ahead = None
         if ahead is not None:
             timeout = min(timeout, max(0.0, ahead - self.clock()))
         event = asyncio.Event()
@@ -208,18 +211,22 @@ class QueueMethods:
 
     async def _next_not_before(self, queues: Collection[str]) -> float | None:
         """The earliest ``not_before`` (on the callers' clock) of a run of ``queues`` not claimed
-        yet that this process's last claim of its queue skipped as too early, from each queue's
-        ``:delays`` (one round trip), or ``None``. Counted from that claim's ``now``, not from
-        the time of this read: a run that became due in between is due at once, and one that a
-        claim passed over for a limit does not make a claimer spin."""
-        claimed_at: dict[str, float] = self.__dict__.get("_claimed_at", {})
+        yet that came after this process last looked at the queue's delays, from each queue's
+        ``:delays`` (one round trip), or ``None``.
+
+        Counted from the ``now`` of the queue's last claim or of the last such read, not from
+        this read's time: a run that became due after a claim skipped it is due at once (the
+        caller returns and claims it), and once; one a claim passed over for a limit, or that a
+        claimer at its capacity did not try to claim, does not make it spin."""
+        looked: dict[str, float] = self.__dict__.get("_delays_looked_at", {})
         now = self.clock()
+        wanted = [queue for queue in queues if queue != DEFAULT_QUEUE]
         calls = [
             Call.plain(
                 "reading the next delayed run",
                 "ZRANGE",
                 self.keys.queue(queue).delays,
-                "(" + k.fmt_float(claimed_at.get(queue, now)),
+                "(" + k.fmt_float(looked.get(queue, now)),
                 "+inf",
                 "BYSCORE",
                 "LIMIT",
@@ -227,9 +234,16 @@ class QueueMethods:
                 1,
                 "WITHSCORES",
             )
-            for queue in queues
-            if queue != DEFAULT_QUEUE
+            for queue in wanted
         ]
         replies = await self._run_together(*calls)
-        scores = [float(reply[1]) for reply in replies if reply]
+        for queue in wanted:
+            self._looked_at(queue, now)
+        # Each reply is [[member, score]] (redis-py reads WITHSCORES as pairs), or [] for none.
+        scores = [float(reply[0][1]) for reply in replies if reply]
         return min(scores, default=None)
+
+    def _looked_at(self, queue: str, now: float) -> None:
+        """Delayed runs of ``queue`` due by ``now`` (the callers' clock) were seen by this process."""
+        looked: dict[str, float] = self.__dict__.setdefault("_delays_looked_at", {})
+        looked[queue] = max(now, looked.get(queue, now))

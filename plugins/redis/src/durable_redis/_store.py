@@ -215,6 +215,7 @@ class RedisStore(OutputMethods, QueueMethods, Transport, Store):
         state.update(_redis=None, _loop=None, _scripts={}, _notifier=None, _batcher=None, _wire=None)
         state.update(_marker=None, _loss=None)
         state.pop("_queue_waiters", None)
+        state.pop("_delays_looked_at", None)
         state.pop("_output_waiters", None)
         return state
 
