@@ -1,5 +1,7 @@
 """Schedules: ticks per croniter across Brussels' DST changes, deterministic ids, the catch-up
-policy after downtime, ticks executed by workers, the errors, and ``durable schedules``."""
+policy after downtime and ticks executed once by workers (under concurrent schedulers, each with
+its own store object, on every store that declares Capability.QUEUES), the errors, and
+``durable schedules``."""
 
 from __future__ import annotations
 
@@ -8,16 +10,22 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from queue_stores import QUEUE_STORES, queue_store_url
 
 from durable import ConfigurationError, Workflow
 from durable._schedules import Schedule, Scheduler, tick_run_id
 from durable.store import RunStatus
+from durable.workflow import WorkflowFunction
+from durable_memory import InMemoryStore
 
 BRUSSELS = ZoneInfo("Europe/Brussels")
 
@@ -87,64 +95,109 @@ def test_tick_run_ids_name_the_utc_instant_or_fill_the_template() -> None:
     ]
 
 
-@pytest.mark.parametrize(("catch_up", "expected"), [(0, 0), (1, 1), (3, 3), (20, 10)])
+@pytest.fixture(params=QUEUE_STORES)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each store declaring Capability.QUEUES (tests/queue_stores.py), fresh."""
+    yield from queue_store_url(request.param, tmp_path, "schedules")
+
+
+def shared(db: str) -> InMemoryStore | str:
+    """What several Workflows pass as ``db=`` to share one store: the memory store's object (its
+    data is private to it), else the URL (each Workflow opens a store object of its own)."""
+    return InMemoryStore() if db == "memory://" else db
+
+
+def minutely_app(
+    store: InMemoryStore | str, catch_up: int, queue: str | None
+) -> tuple[Workflow, WorkflowFunction[Any, Any]]:
+    """One process of an application with an every-minute schedule (on ``queue`` if given)."""
+    wf = Workflow("reports", db=store)
+    if queue is not None:
+        wf.queue(queue)
+
+    @wf.workflow(schedule="* * * * *", catch_up=catch_up, queue=queue)
+    async def minutely(scheduled_at: datetime) -> None: ...
+
+    return wf, minutely
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "expected", "queue"),
+    [(0, 0, None), (1, 1, None), (3, 3, None), (20, 10, None), (3, 3, "reports")],
+)
 async def test_after_downtime_the_latest_catch_up_missed_ticks_are_started_once(
-    catch_up: int, expected: int
+    db: str, catch_up: int, expected: int, queue: str | None
 ) -> None:
     if datetime.now(UTC).second >= 55:  # keep the next minute's tick out of this test
         await asyncio.sleep(61 - datetime.now(UTC).second)
-    wf = Workflow("reports", db="memory://")
-
-    @wf.workflow(schedule="* * * * *", catch_up=catch_up)
-    async def minutely(scheduled_at: datetime) -> None: ...
-
+    store = shared(db)
+    apps = [minutely_app(store, catch_up, queue) for _ in range(3)]  # three schedulers' processes
+    wf, minutely = apps[0]
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     await minutely(scheduled_at=now - timedelta(minutes=10))  # the last tick before the downtime
     stop = asyncio.Event()
-    schedulers = [Scheduler([minutely]) for _ in range(3)]
+    schedulers = [Scheduler([fn]) for _, fn in apps]
     running = [asyncio.ensure_future(s.run(stop)) for s in schedulers]
     await asyncio.sleep(0.3)
     stop.set()
     await asyncio.gather(*running)
     ticks = sorted(run.run_id for run in await wf.list_runs(workflow="minutely") if "@" in run.run_id)
+    for app, _ in apps:
+        await app.close()
     assert (
         ticks == [f"minutely@{now - timedelta(minutes=m):%Y-%m-%dT%H:%M:%SZ}" for m in range(expected)][::-1]
     )
 
 
-async def test_a_workflow_that_never_ran_starts_at_its_next_tick() -> None:
-    wf = Workflow("reports", db="memory://")
-
-    @wf.workflow(schedule="* * * * *")
-    async def minutely(scheduled_at: datetime) -> None: ...
-
+async def test_a_workflow_that_never_ran_starts_at_its_next_tick(db: str) -> None:
+    wf, minutely = minutely_app(db, 1, None)
     stop = asyncio.Event()
     task = asyncio.ensure_future(Scheduler([minutely]).run(stop))
     await asyncio.sleep(0.2)
     stop.set()
     await task
     assert await wf.list_runs(workflow="minutely") == []
+    await wf.close()
 
 
-async def test_workers_execute_each_tick_once_with_its_time() -> None:
-    wf = Workflow("clock", db="memory://")
+@pytest.mark.parametrize("queue", [None, "clock"])
+async def test_workers_execute_each_tick_once_with_its_time(db: str, queue: str | None) -> None:
+    store = shared(db)
     seen: Counter[datetime] = Counter()
+    apps = []
+    for _ in range(3):  # three workers, each with its own Workflow (its own store object)
+        app = Workflow("clock", db=store)
+        if queue is not None:
+            app.queue(queue)
 
-    @wf.workflow(schedule="* * * * * *")  # every second (croniter's sixth field)
-    async def tick(scheduled_at: datetime) -> str:
-        seen[scheduled_at] += 1
-        return scheduled_at.isoformat()
+        @app.workflow(schedule="* * * * * *", queue=queue)  # every second (croniter's sixth field)
+        async def tick(scheduled_at: datetime) -> str:
+            seen[scheduled_at] += 1
+            return scheduled_at.isoformat()
 
+        apps.append(app)
+    wf = apps[0]
     stop = asyncio.Event()
-    workers = [asyncio.ensure_future(wf.run_worker(stop=stop)) for _ in range(3)]
+    workers = [asyncio.ensure_future(app.run_worker(stop=stop, poll_interval=0.05)) for app in apps]
     await asyncio.sleep(2.6)
+    # Stop half a second from the next tick, once every tick so far has completed.
+    for _ in range(20):
+        await asyncio.sleep((0.5 - time.time() % 1.0) % 1.0)
+        runs = await wf.list_runs(workflow="tick")
+        if all(run.status is RunStatus.COMPLETED for run in runs):
+            break
+        await asyncio.sleep(0.1)
     stop.set()
     await asyncio.gather(*workers)
     runs = await wf.list_runs(workflow="tick")
-    assert 2 <= len(runs) <= 4 and all(run.status is RunStatus.COMPLETED for run in runs)
+    for app in apps:
+        await app.close()
+    assert 2 <= len(runs) <= 25 and all(run.status is RunStatus.COMPLETED for run in runs)
     assert set(seen.values()) == {1} and len(seen) == len(runs)
     assert all(t.microsecond == 0 and t.tzinfo is not None for t in seen)
     assert {run.run_id for run in runs} == {f"tick@{t:%Y-%m-%dT%H:%M:%SZ}" for t in seen}
+    ticks = sorted(int(t.timestamp()) for t in seen)
+    assert ticks == list(range(ticks[0], ticks[-1] + 1)), "a tick was lost while workers ran"
 
 
 def test_a_schedule_is_checked_where_it_is_declared() -> None:
