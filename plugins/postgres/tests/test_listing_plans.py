@@ -1,7 +1,7 @@
 """Listings read what they return, however long the history (issue 16, item 13).
 
 Among 60,000 runs of several workflows and statuses, every listing shape the core and the CLI
-use (newest first, by status, by several statuses, by workflow, a run's children by id prefix,
+use (newest first, by status, by several statuses, by workflow, by version, a run's children by id prefix,
 a keyset page deep in the history, prune's query) runs on an index, and the rows its scans read
 are bounded by what the page returns, not by the history: measured with ``EXPLAIN ANALYZE``.
 """
@@ -33,7 +33,8 @@ HISTORY = 60_000
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def history(pg_url: str, schema_prefix: str) -> AsyncIterator[PostgresStore]:
     """A store with ``HISTORY`` runs: workflows w0..w5, one in 100 failed, one in 1,000 cancelled,
-    the rest completed; run 30000 has three children; ten pending runs are the newest."""
+    the rest completed; run 30000 has three children; ten pending runs are the newest; one run in
+    50 has version v1."""
     store = PostgresStore(pg_url, schema=f"{schema_prefix}_listing")
     await store.open()
     s = store._quoted
@@ -55,6 +56,8 @@ async def history(pg_url: str, schema_prefix: str) -> AsyncIterator[PostgresStor
             f"{HISTORY} + n, 1, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, FALSE, NULL "
             "FROM generate_series(1, 10) AS n"
         )
+        # One run in 50 was created by version v1, the rest by none.
+        await conn.execute(f"UPDATE {s}.runs SET version = 'v1' WHERE created_at::int8 % 50 = 7")
         await conn.execute(f"ANALYZE {s}.runs")
 
     conn = await asyncpg.connect(pg_url)
@@ -108,6 +111,7 @@ SHAPES: list[tuple[str, RunQuery, list[str], int]] = [
         3 * 40,
     ),
     ("by workflow", RunQuery(workflow="w3", limit=20), ["runs_by_workflow"], 20),
+    ("by version", RunQuery(version="v1", limit=20), ["runs_by_version"], 20),
     ("children by id prefix", RunQuery(id_prefix="run-030000/", limit=100), ["runs_pkey"], 3),
     (
         "a page deep in the history",

@@ -269,7 +269,8 @@ def list_runs(s: str, query: RunQuery) -> tuple[str, list[Any]] | None:
     """The statement listing ``query``'s runs and its parameters (``None``: no run can match).
 
     Every filter reads an index, so a page costs the same however many other runs the schema
-    holds: newest first on ``runs_by_created``, by workflow on ``runs_by_workflow``, by status on
+    holds: newest first on ``runs_by_created``, by workflow on ``runs_by_workflow``, by version on
+    ``runs_by_version`` (partial: only runs that have one), by status on
     ``runs_by_status`` (one ordered branch per status, merged: a page of ``limit`` after
     ``offset`` reads at most that many rows of each), an id prefix as a range of the primary key
     (``starts_with`` on a "C" collated column; a run's children share its id and a slash), and
