@@ -399,9 +399,9 @@ def jobs_db(tmp_path: Path) -> str:
 def test_interrupted_and_corrupt_runs_are_counted_filtered_and_paged(
     jobs_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import durable._ui_api
+    import durable._inspect
 
-    monkeypatch.setattr(durable._ui_api, "_PAGE", 2)  # several store pages per viewer page
+    monkeypatch.setattr(durable._inspect, "PAGE_SIZE", 2)  # several store pages per viewer page
     with UIServer(jobs_db, port=0) as ui:
         _, _, counts = get(ui, "/api/counts")
         assert (counts["total"], counts["counts"]["interrupted"], counts["counts"]["corrupt"]) == (7, 4, 1)

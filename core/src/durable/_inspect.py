@@ -639,7 +639,31 @@ class RunTimeline:
             "signals": [s.to_json() for s in self.signals],
             "children": [c.to_json() for c in self.children],
             **(self.outputs.to_json() if self.outputs else {"events": None, "streams": None}),
+            "versions": self.versions(),
+            "forked_from": self.forked_from(),
         }
+
+    def versions(self) -> list[str]:
+        """The code versions that executed the run, in the order they first did (its journal's
+        ``durable:version`` steps: a run stored before ``RunRecord.version`` shows them too)."""
+        found: list[str] = []
+        for step in self.steps:
+            if step.kind == "version" and step.result is not None and str(step.result) not in found:
+                found.append(str(step.result))
+        return found
+
+    def forked_from(self) -> dict[str, Any] | None:
+        """Where a fork came from (its ``durable:fork`` step: ``run_id``, ``from_step``,
+        ``copied``), or ``None`` for a run that is not a fork."""
+        for step in self.steps:
+            if step.kind == "fork" and isinstance(step.result, dict):
+                origin = step.result
+                return {
+                    "run_id": str(origin.get("run_id")),
+                    "from_step": str(origin.get("from_step")),
+                    "copied": origin.get("copied"),
+                }
+        return None
 
 
 async def load_timeline(store: Store, run_id: str, *, max_value: int | None = None) -> RunTimeline:

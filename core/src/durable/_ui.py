@@ -5,13 +5,15 @@ that opened them); ``ThreadingHTTPServer`` handler threads submit coroutines to 
 The page is static files (``durable/ui/``: index.html, app.js, style.css, package data)
 that poll JSON endpoints (``_ui_api`` parses their parameters):
 
-- ``GET /api/runs?status=S&workflow=W&prefix=P&since=T&until=T&limit=N&after_created=T&after_id=ID``:
-  a page of runs, newest first, with ``next``, the cursor of the following page (keyset paging);
+- ``GET /api/runs?status=S&workflow=W&prefix=P&version=V&since=T&until=T&limit=N`` (and
+  ``&after_created=T&after_id=ID``): a page of runs, newest first, with ``next``, the cursor of
+  the following page (keyset paging);
 - ``GET /api/counts?...``: runs per reported status under the same filters (at most 10,000 read);
-- ``GET /api/run?id=RUN_ID`` (404 for an unknown run). Values (inputs, result, step results,
-  signal payloads) stored as more than 64 kB of JSON are left out: ``null``, listed in the
-  answer's ``omitted`` (``"inputs"``, ``"steps[2].result"``, ...), their ``*_preview`` cut and
-  saying their size;
+- ``GET /api/run?id=RUN_ID`` (404 for an unknown run): its record, steps, signals, child runs,
+  version and the versions that executed it, a fork's origin, its events and streams. Values
+  (inputs, result, step results, signal payloads) stored as more than 64 kB of JSON are left
+  out: ``null``, listed in the answer's ``omitted`` (``"inputs"``, ``"steps[2].result"``, ...),
+  their ``*_preview`` cut and saying their size;
 - ``GET /api/tree?id=RUN_ID``: the parent/child tree the run belongs to;
 - ``POST /api/action`` (only with ``allow_actions``; see ``_ui_actions`` for the token and
   Origin checks): cancel, resume, or deliver a signal with a JSON payload.
@@ -87,6 +89,7 @@ class UIServer:
         self.poll_interval = poll_interval
         self.page_size = min(max(page_size, 1), MAX_LIMIT)
         names = {_host_name(name) for name in allowed_hosts}
+        given = frozenset(names)
         if host not in _ANY_INTERFACE:
             names.add(_host_name(host))
         self.allowed_hosts: frozenset[str] = frozenset(names) | _LOCAL_NAMES
@@ -97,7 +100,7 @@ class UIServer:
         self._http_thread: threading.Thread | None = None
         self._store: Store | None = None
         self._wf: Workflow | None = None
-        self.actions = _ui_actions.ActionGuard(allow_actions)
+        self.actions = _ui_actions.ActionGuard(allow_actions, given)
         """Whether and how a POST may cancel, resume or signal runs (the flag and the token)."""
         self._static = {path: (static_file(name), kind) for path, (name, kind) in _STATIC.items()}
         self._stopped = threading.Event()

@@ -6,8 +6,14 @@ A request changes the store only if all of these hold (``ActionGuard.refusal``):
 - it is a ``POST`` of a form whose ``token`` field is this process's token: a random value made
   at start, given to the page by ``GET /api/config``, which another site cannot read (the
   browser keeps other origins' answers from it);
-- its ``Origin`` header is this server's own origin (``http://`` + its ``Host``), and
+- its ``Origin`` header is this server's own origin: ``http://`` or ``https://`` followed by the
+  request's ``Host`` exactly (``https``: the page was reached through a TLS proxy that passes the
+  ``Host`` on), or a name given with ``--allowed-host`` (a proxy that sends its own ``Host``,
+  such as ``127.0.0.1:8765``, while the browser's page is ``https://durable.example.com``); and
   ``Sec-Fetch-Site``, when the browser sends it, says ``same-origin``.
+
+``X-Forwarded-Host`` and ``X-Forwarded-Proto`` are not read: anything that reaches the port may set
+them, and the two rules above need no trust in a proxy.
 
 Every action, done or refused, is logged on the ``durable.ui`` logger with the client address.
 """
@@ -18,7 +24,9 @@ import hmac
 import json
 import logging
 import secrets
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from durable import _inspect
 from durable._records import RunStatus
@@ -43,17 +51,35 @@ class ActionRefused(Exception):
 class ActionGuard:
     """Decides whether a POST may act: the flag, the token, the Origin."""
 
-    def __init__(self, allowed: bool) -> None:
+    def __init__(self, allowed: bool, origin_hosts: Iterable[str] = ()) -> None:
         self.allowed = allowed
         self.token = secrets.token_urlsafe(32)
         """This process's token; the page reads it from ``/api/config``."""
+        self.origin_hosts = frozenset(name.lower() for name in origin_hosts)
+        """Host names (``--allowed-host``) whose pages may act whatever ``Host`` a proxy sends."""
+
+    def origin_allowed(self, origin: str | None, host: str) -> bool:
+        """Whether ``Origin`` names this server: ``http(s)://`` and the request's ``Host``, or an
+        allowed host name (any port)."""
+        if origin is None:
+            return False
+        scheme, _, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not rest or "/" in rest:
+            return False
+        if rest.lower() == host.strip().lower():
+            return True
+        try:
+            name = urlsplit(origin).hostname
+        except ValueError:
+            return False
+        return name is not None and name in self.origin_hosts
 
     def refusal(self, headers: Any, form: dict[str, list[str]]) -> ActionRefused | None:
         if not self.allowed:
             return ActionRefused(403, "actions are off: start durable ui with --allow-actions")
         host = headers.get("Host", "")
         origin = headers.get("Origin")
-        if origin is None or origin != f"http://{host}":
+        if not self.origin_allowed(origin, host):
             return ActionRefused(403, f"cross-site request refused (Origin {str(origin)[:80]!r})")
         site = headers.get("Sec-Fetch-Site")
         if site is not None and site != "same-origin":

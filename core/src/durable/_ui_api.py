@@ -1,9 +1,10 @@
-"""``durable ui``'s JSON answers: a page of runs, counts per status, a run's family tree.
+"""``durable ui``'s JSON answers: a page of runs, counts per status, a run, a run's family tree.
 
 Query parameters are parsed here, and refused (``ValueError``, answered 400) when malformed:
 
-- ``status`` (repeatable), ``workflow``, ``prefix`` (run id prefix), ``since`` / ``until``
-  (creation time, epoch seconds: ``since`` inclusive, ``until`` exclusive);
+- ``status`` (repeatable), ``workflow``, ``prefix`` (run id prefix), ``version`` (the code version
+  that created the run, exact), ``since`` / ``until`` (creation time, epoch seconds: ``since``
+  inclusive, ``until`` exclusive);
 - ``limit`` from 1 to 1000 (larger ones give 1000; default 100);
 - paging: ``after_created`` and ``after_id`` together, the ``(created_at, run_id)`` of the last run
   of the previous page (``RunQuery.after``, keyset paging: a page deep in the history costs what
@@ -19,8 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from durable import _inspect
-from durable._lifecycle import reported, stored_statuses
-from durable._records import RunQuery, RunRecord, RunStatus
+from durable._records import RunQuery, RunStatus
 from durable.errors import UnknownRunError
 from durable.store import Store
 
@@ -30,7 +30,6 @@ COUNT_LIMIT = 10_000
 """Counts per status read at most this many runs; beyond, they say so (``counts_capped``)."""
 TREE_LIMIT = 500
 """A family tree shows at most this many runs (``tree_capped`` beyond)."""
-_PAGE = 200
 
 
 def first(params: dict[str, list[str]], name: str) -> str | None:
@@ -74,6 +73,7 @@ def parse_query(params: dict[str, list[str]]) -> RunQuery:
         statuses=statuses or None,
         workflow=first(params, "workflow") or None,
         id_prefix=first(params, "prefix") or None,
+        version=first(params, "version") or None,
         created_after=_time(params, "since"),
         created_before=_time(params, "until"),
         limit=min(integer(params, "limit", DEFAULT_LIMIT, minimum=1), MAX_LIMIT),
@@ -82,37 +82,15 @@ def parse_query(params: dict[str, list[str]]) -> RunQuery:
     )
 
 
-async def _reported_page(store: Store, query: RunQuery, wanted: int) -> list[RunRecord]:
-    """Up to ``wanted`` runs matching ``query`` with statuses as users see them, read page by page
-    from ``query.after`` on (``_inspect.list_reported`` reads one page; a filter on a reported
-    status such as ``interrupted`` may need several)."""
-    statuses = query.statuses
-    stored = None if statuses is None or RunStatus.CORRUPT in statuses else stored_statuses(statuses)
-    found: list[RunRecord] = []
-    now = time.time()
-    page_query = replace(query, statuses=stored, limit=_PAGE)
-    while len(found) < wanted:
-        page = await store.list_runs(page_query)
-        for run in page:
-            run = reported(run, now)
-            if statuses is None or run.status in statuses:
-                found.append(run)
-        if len(page) < _PAGE:
-            break
-        last = page[-1]
-        if last.status is RunStatus.CORRUPT:  # its creation time may be unreadable: page by offset
-            page_query = replace(page_query, offset=page_query.offset + len(page))
-        else:
-            page_query = replace(page_query, after=(last.created_at, last.run_id), offset=0)
-    return found[:wanted]
-
-
 async def runs_page(store: Store, query: RunQuery) -> dict[str, Any]:
-    """One page of runs, newest first, with the cursor of the next page (``None`` on the last)."""
+    """One page of runs, newest first, with the cursor of the next page (``None`` on the last).
+
+    A filter on a reported status such as ``interrupted`` may read several stored pages for one
+    page of answers: ``_inspect.iter_runs`` reads them by keyset from ``query.after`` on."""
     if _inspect._reads_exactly(query.statuses):
         runs = await _inspect.list_reported(store, replace(query, limit=query.limit + 1))
     else:
-        runs = await _reported_page(store, query, query.limit + 1)
+        runs = [run async for run in _inspect.iter_runs(store, query, limit=query.limit + 1)]
     more = len(runs) > query.limit
     runs = runs[: query.limit]
     summaries = await _inspect.summarize(store, runs)

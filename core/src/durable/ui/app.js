@@ -1,7 +1,7 @@
 "use strict";
 const SVG = "http://www.w3.org/2000/svg";
 let config = { poll_interval: 2, statuses: [], actions: false, token: null };
-const FILTERS = ["status", "workflow", "prefix", "age"];
+const FILTERS = ["status", "workflow", "prefix", "version", "age"];
 let countsCache = { key: null, at: 0, counts: null };
 const AGES = { "15m": 900, "1h": 3600, "24h": 86400, "7d": 604800, "30d": 2592000 };
 let timer = null;
@@ -98,7 +98,9 @@ function filtersChanged() {
 }
 function apiParams(state) {
   const params = new URLSearchParams();
-  for (const name of ["status", "workflow", "prefix"]) if (state.get(name)) params.set(name, state.get(name));
+  for (const name of ["status", "workflow", "prefix", "version"]) {
+    if (state.get(name)) params.set(name, state.get(name));
+  }
   const age = AGES[state.get("age") || ""];
   if (age) params.set("since", String(Date.now() / 1000 - age));
   return params;
@@ -161,7 +163,7 @@ async function renderList() {
     const detail = statusDetail(r);
     const row = el("tr", { "data-run-id": r.run_id, "data-status": r.status },
       el("td", { class: "mono" }, el("a", { href: runHref(r.run_id) }, r.run_id)),
-      el("td", {}, r.workflow),
+      el("td", {}, r.workflow, ...(r.version ? [" ", el("span", { class: "muted version" }, r.version)] : [])),
       el("td", {}, badge(r.status), ...(detail ? [el("span", { class: "detail" }, detail)] : [])),
       el("td", {}, fmtTime(r.created_at)), el("td", {}, fmtTime(r.updated_at)),
       el("td", {}, fmtDur(Math.max(0, end - r.created_at))),
@@ -241,6 +243,17 @@ async function renderRun(id) {
   const facts = document.getElementById("run-facts");
   facts.replaceChildren();
   fact(facts, "workflow", run.workflow);
+  // The version that created it (stored with the run), and every version that executed it (its
+  // journal): a run created before versions were stored shows the latter only.
+  if (run.version) fact(facts, "version", run.version, "mono");
+  const others = run.versions.filter((v) => v !== run.version);
+  if (others.length) fact(facts, "executed by", run.versions.join(", "), "mono");
+  if (run.forked_from) {
+    const origin = run.forked_from;
+    facts.append(el("dt", {}, "forked from"), el("dd", { class: "mono", "data-fact": "forked from" },
+      el("a", { href: runHref(origin.run_id) }, origin.run_id), ` at step ${origin.from_step}`,
+      el("span", { class: "muted" }, ` (${origin.copied} checkpoint(s) copied)`)));
+  }
   if (run.parent_run_id) facts.append(el("dt", {}, "parent"),
     el("dd", { class: "mono" }, el("a", { href: runHref(run.parent_run_id) }, run.parent_run_id)));
   fact(facts, "created", fmtTime(run.created_at));
@@ -284,6 +297,8 @@ async function renderRun(id) {
 
   document.getElementById("timeline-box").replaceChildren(drawTimeline(run));
 
+  const versioned = run.steps.some((s) => s.version);  // a column only where code has versions
+  document.querySelector('#steps th[data-col="version"]').hidden = !versioned;
   document.querySelector("#steps tbody").replaceChildren(...run.steps.map((s, i) => {
     let outcome;
     if (s.status === "failed" && s.error) {
@@ -300,14 +315,33 @@ async function renderRun(id) {
     return el("tr", { "data-key": s.key }, el("td", {}, i + 1), el("td", { class: "mono" }, s.key),
       el("td", { class: "mono" }, s.task), el("td", {}, badge(s.status)), el("td", {}, s.attempts),
       el("td", {}, "+" + fmtDur(Math.max(0, s.started_at - run.start))), el("td", {}, fmtDur(s.duration)),
+      ...(versioned ? [el("td", { class: "mono", "data-col": "version" }, s.version || "-")] : []),
       el("td", { class: "mono" }, outcome));
   }));
+  renderOutputs(run);
   document.querySelector("#signals tbody").replaceChildren(...run.signals.map((g) =>
     el("tr", {}, el("td", {}, g.seq), el("td", { class: "mono" }, g.name),
       el("td", { class: "mono" }, g.delivery_id || "-"), el("td", {}, fmtTime(g.sent_at)),
       el("td", { class: "mono" }, g.payload_preview))));
   document.title = `${run.run_id} \u00b7 durable`;
   refreshed(run.observed_at);
+}
+
+// Events (latest value per key) and streams (key, items, closed): null on a store without them.
+function renderOutputs(run) {
+  const box = document.getElementById("outputs");
+  box.hidden = run.events === null && run.streams === null;
+  if (box.hidden) return;
+  const events = Object.keys(run.events || {}).sort();
+  document.getElementById("events-empty").hidden = events.length > 0;
+  document.querySelector("#events tbody").replaceChildren(...events.map((key) =>
+    el("tr", { "data-event": key }, el("td", { class: "mono" }, key),
+      el("td", { class: "mono" }, run.event_previews[key]))));
+  const streams = run.streams || [];
+  document.getElementById("streams-empty").hidden = streams.length > 0;
+  document.querySelector("#streams tbody").replaceChildren(...streams.map((st) =>
+    el("tr", { "data-stream": st.key }, el("td", { class: "mono" }, st.key), el("td", {}, st.items),
+      el("td", {}, st.closed ? "closed" : "open"))));
 }
 
 function treeNode(node, current) {
