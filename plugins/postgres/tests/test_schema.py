@@ -40,6 +40,8 @@ async def test_opening_creates_the_schema_with_its_version(pg_url: str, schema_p
     assert [v[0] for v in versions] == list(range(1, SCHEMA_VERSION + 1))  # each migration, once
     assert [name for name, _ in await tables_of(pg_url, schema)] == [
         "events",
+        "queue_entries",
+        "queue_open",
         "runs",
         "runs_live",
         "schema_version",

@@ -104,7 +104,14 @@ def test_the_backend_declaration() -> None:
     assert backend.name == "postgres"
     assert backend.schemes == ("postgresql", "postgres", "postgresql+asyncpg")
     assert backend.install_hint == "pip install 'python-durable[postgres]'"
-    assert backend.capabilities == {"persistent", "multi-process", "notify", "multi-host", "streams"}
+    assert backend.capabilities == {
+        "persistent",
+        "multi-process",
+        "notify",
+        "multi-host",
+        "streams",
+        "queues",
+    }
     assert backend.load_store_class() is PostgresStore and backend.test_server is not None
 
 

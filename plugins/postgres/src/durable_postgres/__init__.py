@@ -24,6 +24,7 @@ CAPABILITIES = frozenset(
         Capability.NOTIFY,
         Capability.MULTI_HOST,
         Capability.STREAMS,
+        Capability.QUEUES,
     }
 )
 """``PostgresStore.capabilities``, declared here so that listing backends does not import asyncpg."""

@@ -7,6 +7,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from durable.errors import StoreCorrupted
 from durable_postgres._output_sql import MIGRATION as OUTPUTS_MIGRATION
+from durable_postgres._queue_sql import migration as queue_migration
 
 SCHEMA_VERSION = 5
 MIGRATION_TIMEOUT = 3600.0
@@ -194,7 +195,10 @@ MIGRATIONS: dict[int, list[str]] = {
         "DROP INDEX {s}.runs_due",
         "CREATE INDEX runs_by_status ON {s}.runs (status, created_at DESC, run_id)",
     ],
-    4: [],  # pg-queues fills this
+    # Named queues (issue 17, docs/QUEUES.md): each queued run's entry, the open entries claims
+    # read, the triggers that keep them and announce freed slots, and the server-side enqueue and
+    # claim (_queue_sql). runs_live leaves queued runs out from now on.
+    4: queue_migration(_live, _asleep),
     # RunRecord.version and .context, StepRecord.version (nullable columns: no table rewrite);
     # listings by version read runs_by_version, which holds only the runs that have one. Then
     # the tables of events and streams (_output_sql).

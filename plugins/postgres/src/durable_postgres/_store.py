@@ -26,8 +26,12 @@ from durable.batching import WriteBatcher
 from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreNotFound, StoreUnavailable
 from durable.store import (
     Capability,
+    Enqueued,
     Lease,
     OutputWatch,
+    QueuedRun,
+    QueueLimits,
+    QueueStats,
     RunQuery,
     RunRecord,
     RunStatus,
@@ -60,6 +64,7 @@ from durable_postgres._conns import PER_CALL, Conns, HeldConnection, held_count,
 from durable_postgres._errors import Failure, classify, describe
 from durable_postgres._listener import Listener, channel_name, wake_key
 from durable_postgres._outputs import PostgresOutputs
+from durable_postgres._queues import PostgresQueues
 from durable_postgres._schema import migrate, read_version
 from durable_postgres._url import DEFAULT_SCHEMA, check_schema_name, parse_url, quote_identifier
 
@@ -142,6 +147,7 @@ class PostgresStore(Store):
             Capability.NOTIFY,
             Capability.MULTI_HOST,
             Capability.STREAMS,
+            Capability.QUEUES,
         }
     )
     poll_interval = 0.25
@@ -206,6 +212,10 @@ class PostgresStore(Store):
         self._outputs = PostgresOutputs(
             self._call, self._quoted, self._channel, lambda: self._listener, lambda: self.poll_interval
         )
+        self._queues = PostgresQueues(
+            self._call, self.schema, self._quoted, self._channel, self._run, lambda: self._listener,
+            lambda: self.poll_interval,
+        )  # fmt: skip
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresStore:
@@ -332,6 +342,7 @@ class PostgresStore(Store):
             await conns.close()
         pool, self._pool = self._pool, None
         listener, self._listener = self._listener, None
+        self._queues.close()
         if listener is not None:
             await listener.close()
         if pool is not None:
@@ -868,6 +879,40 @@ class PostgresStore(Store):
             max_batch=BATCH,
             max_in_flight=FLUSHES_IN_FLIGHT,
         )
+
+    # -- queues (_queues; the tables, triggers and functions are in _queue_sql) -----
+
+    async def enqueue_run(self, run: RunRecord, entry: QueuedRun) -> tuple[RunRecord, Enqueued]:
+        return await self._queues.enqueue(run, entry)
+
+    async def claim_queued(
+        self,
+        queue: str,
+        now: float,
+        owner: str,
+        lease_seconds: float,
+        limits: QueueLimits,
+        *,
+        limit: int = 1,
+        workflows: Collection[str] | None = None,
+    ) -> list[tuple[RunRecord, Lease]]:
+        """One call of the server-side ``queue_claim``: the queue's advisory lock, its live leases
+        and rate window counted on the server's clock, the claims (see ``_queue_sql``)."""
+        return await self._queues.claim(queue, now, owner, lease_seconds, limits, limit, workflows)
+
+    async def get_queued(self, run_id: str) -> QueuedRun | None:
+        return await self._queues.get(run_id)
+
+    async def queue_stats(self, queue: str, now: float, *, window: float | None = None) -> QueueStats:
+        return await self._queues.stats(queue, now, window)
+
+    async def list_queues(self) -> list[str]:
+        return await self._queues.names()
+
+    async def wait_for_queues(self, queues: Collection[str], timeout: float) -> None:
+        """Woken by NOTIFYs (enqueues, freed slots, woken runs, in every process), this
+        process's ``wake_queue_waiters``, and the next delayed run's time."""
+        await self._queues.wait(queues, timeout, super().wait_for_queues)
 
     # -- events and streams (_outputs: each write is one statement that NOTIFYs) -----
 
