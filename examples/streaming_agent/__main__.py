@@ -4,10 +4,11 @@
 
 Three kinds of processes share one SQLite file: the web app (uvicorn serving
 ``streaming_agent.web:app``), workers (``durable worker streaming_agent.agent:wf``) and this
-client. The first worker hangs in the middle of the reply and is killed (SIGKILL); the client
-drops its connection too. A second worker finishes the run (the tokens already written are not
-written again), and the client reconnects with the last offset it saw (``Last-Event-ID``): it
-receives the rest of the reply exactly once. Open the printed URL in a browser to watch the page.
+client. The first worker's model hangs in the middle of the reply and the worker is killed
+(SIGKILL); the client drops its connection too. A second worker runs the unfinished model request
+again (its events already in the stream are not appended again), and the client reconnects with
+the last offset it saw (``Last-Event-ID``): it receives the rest of the reply exactly once. Open
+the printed URL in a browser to watch the page.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def main() -> None:
             for offset, event in client.events(url, run_id):
                 assert isinstance(offset, int)
                 seen.append((offset, client.text_of(event)))
-                print(f"  {offset}: {seen[-1][1]!r}")
+                print(f"  {offset}: {event['event_kind']} {seen[-1][1]!r}")
                 if offset == HANG_AT - 1:
                     break  # the client's connection drops here
             wait_for(log, f"hangs before token {HANG_AT}")
@@ -98,12 +99,12 @@ def main() -> None:
                     break
                 assert isinstance(offset, int)
                 seen.append((offset, client.text_of(event)))
-                print(f"  {offset}: {seen[-1][1]!r}")
+                print(f"  {offset}: {event['event_kind']} {seen[-1][1]!r}")
             text = "".join(token for _, token in seen)
             print(f"reply: {text}")
-            assert [offset for offset, _ in seen] == list(range(len(tokens()))), "an offset lost or repeated"
-            assert [token for _, token in seen] == tokens(), "a token lost or repeated"
-            print(f"{len(seen)} tokens, each received once")
+            assert [offset for offset, _ in seen] == list(range(len(seen))), "an offset lost or repeated"
+            assert [token for _, token in seen if token] == tokens(), "a token lost or repeated"
+            print(f"{len(seen)} events, {len(tokens())} of them tokens, each received once")
         finally:
             for process in (first, second, server):
                 if process is not None and process.poll() is None:

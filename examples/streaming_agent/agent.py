@@ -1,21 +1,30 @@
-"""The worker side: the Workflow a worker serves, whose runs write a reply's tokens to stream "events".
+"""The worker side: a durable pydantic-ai agent whose runs write their events to stream "events".
 
     durable worker streaming_agent.agent:wf --store sqlite:///streaming.db
 
-Each token becomes one item of the run's durable stream ``"events"``, shaped like pydantic-ai's
-own events (``{"event_kind": "part_start" | "part_delta", ...}``), and the stream is closed at
-the end, so a reader (the web app's SSE endpoint) ends with it. Set ``STREAMING_AGENT_HANG=N`` to
-make a worker hang before token N (the tests kill it there).
+The model is pydantic-ai's ``FunctionModel`` with a ``stream_function`` (offline, no key): it
+streams a fixed reply a few characters at a time. ``DurableAgent(..., stream_events=True)`` makes
+every run (a worker's too) stream its model requests and append each pydantic-ai event to the run's
+durable stream ``"events"`` as its JSON (``{"event_kind": "part_start" | "part_delta" | ...}``),
+exactly once: a request executed again after a crash re-appends nothing it had appended. Set
+``STREAMING_AGENT_HANG=N`` to make the model hang before token N (the tests kill that worker there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+
+from pydantic_ai import Agent, models
+from pydantic_ai.messages import ModelMessage
+from pydantic_ai.models.function import AgentInfo, DeltaToolCalls, FunctionModel
 
 from durable import Workflow
+from durable.pydantic_ai import DurableAgent
+
+models.ALLOW_MODEL_REQUESTS = False  # offline: no real provider can be reached
 
 STREAM = "events"
 REPLY = (
@@ -25,11 +34,6 @@ REPLY = (
 TOKEN_CHARS = 6
 PACE = float(os.environ.get("STREAMING_AGENT_PACE", "0.02"))
 """Seconds between tokens, so a reader sees them arrive one by one."""
-
-# The store comes from $DURABLE_STORE (`durable worker --store URL` sets it for the worker).
-wf = Workflow(
-    "streaming-agent", db=os.environ.get("DURABLE_STORE", "sqlite:///streaming.db"), lease_seconds=2.0
-)
 
 
 def tokens(text: str = REPLY) -> list[str]:
@@ -44,43 +48,25 @@ def note(line: str) -> None:
             fh.write(f"[pid {os.getpid()}] {line}\n")
 
 
-def text_event(index: int, token: str) -> dict[str, Any]:
-    """A text token as pydantic-ai's event JSON: the first starts the part, the others extend it."""
-    if index == 0:
-        return {"event_kind": "part_start", "index": 0, "part": {"part_kind": "text", "content": token}}
-    return {
-        "event_kind": "part_delta",
-        "index": 0,
-        "delta": {"part_delta_kind": "text", "content_delta": token},
-    }
-
-
-@wf.task
-async def next_token(prompt: str, index: int) -> str | None:
-    """Token ``index`` of the reply (``None`` past the end): one checkpointed step each."""
-    reply = tokens()
-    if index >= len(reply):
-        return None
+async def stream_reply(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str | DeltaToolCalls]:
+    """The model: ``REPLY``, token by token."""
     hang = os.environ.get("STREAMING_AGENT_HANG")
-    if hang is not None and index == int(hang):
-        note(f"hangs before token {index}")
-        await asyncio.sleep(3600)  # until the worker is killed
-    await asyncio.sleep(PACE)
-    note(f"token {index}")
-    return reply[index]
+    for i, token in enumerate(tokens()):
+        if hang is not None and i == int(hang):
+            note(f"hangs before token {i}")
+            await asyncio.sleep(3600)  # until the worker is killed
+        await asyncio.sleep(PACE)
+        note(f"token {i}")
+        yield token
 
 
-@wf.workflow(id="chat-{chat_id}")
-async def chat(chat_id: str, prompt: str) -> str:
-    reply, index = "", 0
-    while (token := await next_token(prompt, index)) is not None:
-        # From the workflow body: exactly once per run, a replay after a crash writes nothing again.
-        await wf.write_stream(STREAM, text_event(index, token))
-        reply, index = reply + token, index + 1
-    await wf.close_stream(STREAM)
-    return reply
+# The store comes from $DURABLE_STORE (`durable worker --store URL` names it for the worker).
+STORE = os.environ.get("DURABLE_STORE", "sqlite:///streaming.db")
+wf = Workflow("streaming-agent", db=STORE, lease_seconds=2.0)
+agent = Agent(FunctionModel(stream_function=stream_reply), name="streamer")
+durable_agent = DurableAgent(agent, wf, stream_events=True, events_stream=STREAM)
 
 
 async def start_chat(chat_id: str, prompt: str) -> str:
-    """Record the run for a worker; returns its id at once."""
-    return await chat.start(chat_id=chat_id, prompt=prompt)
+    """Record the agent run for a worker; returns its id at once."""
+    return await durable_agent.start(prompt, run_id=f"chat-{chat_id}")
