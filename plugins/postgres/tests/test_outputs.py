@@ -5,8 +5,9 @@ when a run ends or is deleted (in any statement, from any store object), and the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.asyncio
 
 PROMPT = 1.0
 """How soon a reader must be woken: far less than its safety-net re-read (5 s)."""
+Terminate = Callable[[str], Awaitable[int]]
 
 
 @pytest.fixture
@@ -195,3 +197,37 @@ async def test_deleting_a_run_by_hand_deletes_its_events_and_streams(
         ]
 
     assert await store._call("delete by hand", delete) == [0, 0, 0]
+
+
+async def test_a_reader_is_woken_promptly_again_after_its_listen_connection_was_killed(
+    pg_url: str, schema_prefix: str, unique: str, terminate: Terminate
+) -> None:
+    reading_app = f"dpg-read-{unique}"
+    joined = "&" if "?" in pg_url else "?"
+    async with (
+        PostgresStore(f"{pg_url}{joined}schema={schema_prefix}&application_name={reading_app}") as reading,
+        PostgresStore(pg_url, schema=schema_prefix) as writing,
+    ):
+        lease = await mine(writing, f"relisten-{unique}")
+        received: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+
+        async def read() -> None:
+            async for item in _streams.read_stream(reading, lease.run_id, "log", 0, None):
+                received.put_nowait(item)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            await asyncio.sleep(0.3)
+            await writing.append_stream(lease, "log", "0")
+            assert await asyncio.wait_for(received.get(), 10.0) == (0, 0)
+            assert await terminate(reading_app) >= 1  # its LISTEN connection and its pool's
+            await asyncio.sleep(1.5)  # the reader re-read (every waiter does on a loss) and relistened
+            assert reading._listener is not None and reading._listener.healthy
+            sent = time.monotonic()
+            await writing.append_stream(lease, "log", "1")
+            assert await asyncio.wait_for(received.get(), 10.0) == (1, 1)
+            assert time.monotonic() - sent < PROMPT, "woken by the safety net: the watch did not LISTEN again"
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
