@@ -1,5 +1,6 @@
-"""Named queues through the public API, on the memory, SQLite and Redis stores: limits across workers of
-one store, priorities, delays, partitions, debounce, pushed dispatch, the errors, and ``durable queues``."""
+"""Named queues through the public API, on the memory, SQLite, Redis and Postgres stores: limits
+across workers of one store, priorities, delays, partitions, debounce, pushed dispatch, the errors,
+and ``durable queues``."""
 
 from __future__ import annotations
 
@@ -22,10 +23,14 @@ from durable_memory import InMemoryStore
 DURABLE = [sys.executable, "-c", "from durable.cli import main; main()"]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A store URL of each store with queues in this repository (Redis: DURABLE_TEST_REDIS_URL,
-    under a fresh key prefix, whose keys are deleted after)."""
+    under a fresh key prefix, whose keys are deleted after; Postgres: DURABLE_TEST_POSTGRES_URL,
+    in a fresh schema, dropped after)."""
+    if request.param == "postgres":
+        yield from _postgres_schema()
+        return
     if request.param != "redis":
         yield "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'app.db'}"
         return
@@ -41,6 +46,25 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             admin.unlink(key)
     finally:
         admin.close()
+
+
+def _postgres_schema() -> Iterator[str]:
+    asyncpg = pytest.importorskip("asyncpg")
+    from durable_contract_tests import server_url
+    from durable_postgres._url import with_schema
+
+    base = server_url("postgres", "postgresql://postgres@127.0.0.1:5432/test")
+    schema = f"durable_test_queues_{uuid.uuid4().hex[:12]}"
+    yield with_schema(base, schema)
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(base)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
 
 
 def spans_overlap(spans: list[tuple[float, float]]) -> int:
