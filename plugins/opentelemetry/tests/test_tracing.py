@@ -321,8 +321,13 @@ def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     try:
         yield url
     finally:
-        if backend.drop_isolated is not None:
-            asyncio.run(backend.drop_isolated(url))
+        drop = backend.drop_isolated
+        if drop is not None:
+
+            async def dropped() -> None:
+                await drop(url)
+
+            asyncio.run(dropped())
 
 
 @pytest.mark.slow
