@@ -89,7 +89,8 @@ class PostgresOutputs:
                 except asyncpg.UniqueViolationError:
                     continue  # a racing append with this write id committed first: find it
             raise StoreError(
-                f"stream {key!r} of run {lease.run_id!r}: appends with write id {write!r} kept racing"
+                f"stream {key!r} of run {lease.run_id!r}: appends with write id {write!r} kept racing",
+                run_id=lease.run_id,
             )
 
         row = await self._call(f"append to stream {key!r} of run {lease.run_id!r}", op)
