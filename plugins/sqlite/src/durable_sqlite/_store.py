@@ -537,7 +537,7 @@ class SQLiteStore(Store):
     ) -> SignalRecord | None:
         # Deliveries from this process wake waiters directly (send_signal); deliveries from
         # other processes through the store's one watcher of PRAGMA data_version.
-        self._watch()
+        self._watcher.start(hurry=True)
         return await super().wait_for_signal(run_id, name, index, timeout)
 
     def _watch(self) -> None:
