@@ -21,6 +21,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from durable import _clock, _codec, _keys, _lifecycle
 from durable._decode import corruption
@@ -29,6 +30,9 @@ from durable._patches import FORK_TASK
 from durable._records import Lease, RunRecord, RunStatus, StepRecord, StepStatus
 from durable.errors import ConfigurationError, UnknownRunError
 from durable.store import Store
+
+if TYPE_CHECKING:
+    from durable._plugins import PluginManager
 
 __all__ = ["FORK_KEY", "ForkOrigin", "fork", "fork_origin"]
 
@@ -69,8 +73,10 @@ async def fork(
     new_run_id: str | None,
     owner: str,
     lease_seconds: float,
+    plugins: PluginManager | None = None,
 ) -> RunRecord:
-    """Create the fork of ``run_id`` from step ``from_step`` and return its record (parked, due)."""
+    """Create the fork of ``run_id`` from step ``from_step`` and return its record (parked, due).
+    ``plugins`` give its ``context`` (``durable_run_context``: the forking caller's trace)."""
     from durable._runner import caller_run_id
 
     original = await store.get_run(run_id)
@@ -117,6 +123,7 @@ async def fork(
         lease_expires_at=time.time() + lease_seconds,
         deadline=deadline,
         version=original.version,  # the fork continues the original's run, not a new start
+        context=None if plugins is None else plugins.run_context(original.workflow, fork_id),
     )
     _lifecycle.require(fork_id, None, RunStatus.RUNNING, Actor.CALLER)
     stored, created = await store.create_run(record)

@@ -872,6 +872,7 @@ class Workflow:
             new_run_id=new_run_id,
             owner=self.owner,
             lease_seconds=self.lease_seconds,
+            plugins=self.plugins,
         )
         return forked.run_id
 

@@ -228,6 +228,36 @@ async def test_a_run_started_in_a_span_is_continued_by_the_worker_that_executes_
     assert {s.context.trace_id for s in otel.finished()} == {trace_id}
 
 
+async def test_a_fork_made_in_a_span_is_executed_in_that_trace(otel: Telemetry) -> None:
+    wf = Workflow("forks", db="memory://")
+
+    @wf.task
+    async def step(n: int) -> int:
+        return n
+
+    @wf.workflow(id="orig")
+    async def orig() -> int:
+        return await step(1) + await step(2)
+
+    assert await orig() == 3
+    otel.spans.clear()
+    with trace.get_tracer("app").start_as_current_span("POST /runs/orig/fork") as request:
+        fork_id = await wf.fork("orig", from_step="step#1")
+    stop = asyncio.Event()
+    working = asyncio.ensure_future(wf.run_worker(poll_interval=0.01, stop=stop))
+    try:
+        assert await wf.wait_for(fork_id, timeout=10) == 3
+    finally:
+        stop.set()
+        await asyncio.wait_for(working, 10)
+    assert tree(otel.finished()).splitlines() == [
+        "POST /runs/orig/fork",
+        "  durable.run orig [run.attempt=2, run.status=completed]",
+        "    durable.step step [step.attempt=1, step.status=completed]",
+    ]
+    assert {s.context.trace_id for s in otel.finished()} == {request.get_span_context().trace_id}
+
+
 async def test_a_run_started_outside_any_span_stores_no_context(otel: Telemetry) -> None:
     wf = Workflow("untraced", db="memory://")
 
