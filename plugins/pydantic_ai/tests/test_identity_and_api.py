@@ -76,11 +76,10 @@ async def test_capability_inside_a_user_workflow(wf: Workflow, run_prefix: str) 
     assert keys[0] == "cap__model.request"
 
 
-async def test_run_stream_and_iter_refuse_clearly(wf: Workflow) -> None:
+async def test_iter_outside_a_durable_run_refuses_clearly(wf: Workflow) -> None:
+    """run_stream is durable now (test_streaming); iter only inside an enclosing durable run."""
     durable = build(wf, Recorder())
-    with pytest.raises(ConfigurationError, match="run_stream is not durable"):
-        durable.run_stream("x")
-    with pytest.raises(ConfigurationError, match="iter is not durable"):
+    with pytest.raises(ConfigurationError, match="iter drives the agent's graph from the caller's code"):
         durable.iter("x")
 
 

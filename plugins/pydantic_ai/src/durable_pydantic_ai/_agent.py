@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -25,10 +25,15 @@ from pydantic_ai.tools import AgentDepsT, DeferredToolRequests, DeferredToolResu
 from durable import RunRecord, TaskFunction, Workflow
 from durable.context import current_run
 from durable.errors import ConfigurationError, UnknownRunError
+from durable.store import StepRecord
+from durable_pydantic_ai._aliases import Aliases
 from durable_pydantic_ai._capability import DurableCapability, ResumeToken, escape_key_part
 from durable_pydantic_ai._config import TaskConfig, resolve
+from durable_pydantic_ai._events import EVENTS_STREAM
 from durable_pydantic_ai._inputs import DepsFactory, OutputTypes, RunRecorder, output_data_type, output_name
 from durable_pydantic_ai._registry import register
+from durable_pydantic_ai._stream_result import DurableStreamedRunResult, LiveEvents
+from durable_pydantic_ai._streaming import LIVE, iter_in_run, run_stream
 from durable_pydantic_ai._tools import find_plain_tool, run_plain_tool
 
 __all__ = ["ApprovalHandler", "DurableAgent"]
@@ -57,6 +62,8 @@ class _Call:
     output_spec: Any
     event_stream_handler: EventStreamHandler[Any] | None = None
     capabilities: list[Any] = field(default_factory=list)
+    live: LiveEvents | None = None
+    """The ``run_stream`` caller's channel."""
 
 
 class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
@@ -81,9 +88,19 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
     signal ``approval_signal`` (``wf.complete(run_id, "approval", {"approvals": {call_id: True}})``);
     pass ``handle_deferred=False`` to end the run with ``DeferredToolRequests`` instead.
 
-    A pydantic-ai ``WrapperAgent``: ``model``, ``toolsets``, ``output_type``, ``override`` and
-    ``run_stream_events`` work; ``run_stream``, ``iter`` and ``realtime`` are refused with
-    ``ConfigurationError`` saying what to use instead.
+    Streaming: ``async with durable_agent.run_stream(...) as result`` streams text and output as the
+    model produces them; a run that streams (``run_stream``, an event stream handler,
+    ``stream_events=True``) also writes its events to its durable stream ``events_stream``
+    (``"events"``; item format: ``durable_pydantic_ai._events``), for ``wf.read_stream(run_id, "events")``
+    in any process. A run keeps the mode its journal started with (``model.request`` or
+    ``model.request_stream`` steps).
+
+    Renames: ``aliases={"old": "new"}`` maps an old agent name, toolset id or tool name to the current
+    one, so runs recorded under the old name replay (``_aliases``).
+
+    A pydantic-ai ``WrapperAgent``: ``model``, ``toolsets``, ``output_type``, ``override``,
+    ``run_stream_events`` and ``run_stream`` work; ``iter`` works inside an enclosing durable run
+    only (``_streaming`` says why); ``realtime`` is refused with ``ConfigurationError``.
     """
 
     def __init__(
@@ -104,6 +121,9 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         approval_signal: str = "approval",
         on_approval_request: ApprovalHandler | None = None,
         handle_deferred: bool = True,
+        aliases: Mapping[str, str] | None = None,
+        stream_events: bool = False,
+        events_stream: str | None = EVENTS_STREAM,
     ) -> None:
         super().__init__(agent)
         agent_name = name or agent.name
@@ -117,6 +137,9 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
             raise ConfigurationError(f"DurableAgent name {agent_name!r} must be printable")
         self._name = agent_name
         self.workflow = wf
+        self.aliases = Aliases(agent_name, aliases)
+        self._stream_events = stream_events
+        self._events_stream = events_stream
         self._models: dict[str, Model] = dict(models or {})
         self._capability_options: dict[str, Any] = {
             "name": agent_name,
@@ -125,6 +148,7 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
             "mcp_task_config": mcp_task_config,
             "event_stream_handler_task_config": event_stream_handler_task_config,
             "models": models,
+            "aliases": self.aliases,
         }
         self._check_bindable(event_stream_handler)
         self._event_stream_handler = event_stream_handler
@@ -146,6 +170,12 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         self._adapters: dict[Any, TypeAdapter[Any]] = {}
         self.workflow_name = f"pydantic_ai.{escape_key_part(agent_name)}"
         self._run_workflow = register(self, self._run_body)
+        # Runs started under an old name are runs of workflow pydantic_ai.<old>: resumed by this agent.
+        self._old_workflow_names = [
+            f"pydantic_ai.{escape_key_part(old)}" for old in self.aliases.names(agent_name)[1:]
+        ]
+        for old_name in self._old_workflow_names:
+            register(self, self._run_body, workflow_name=old_name)
         tool_config = resolve(tool_task_config, wf.default_retries, wf.default_backoff)
         self._tool_call_task: TaskFunction[[str, dict[str, Any]], Any] = wf.task(
             name=f"{escape_key_part(agent_name)}.tool_call",
@@ -247,6 +277,8 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
             event_stream_handler=event_stream_handler,
             capabilities=capabilities,
         )
+        call.live = LIVE.get()
+        LIVE.set(None)  # this run's: a run it starts (a tool's agent) streams to no one
         if run_id is None and current_run() is None:
             run_id = self.run_id_for_new_run()
         token = _CALL.set(call)
@@ -342,20 +374,49 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
 
     # -- what pydantic-ai offers and a durable run cannot be ----------------------------------
 
-    def run_stream(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise ConfigurationError(
-            "DurableAgent.run_stream is not durable: a stream handed to the caller cannot be replayed. "
-            "Use DurableAgent.run_stream_events(...) or run(..., event_stream_handler=...) to receive the "
-            "events durably (each model request is still one step, and replayed steps do not deliver "
-            "their events again)"
+    def run_stream(  # type: ignore[override]
+        self,
+        user_prompt: str | Sequence[UserContent] | None = None,
+        *,
+        run_id: str | None = None,
+        output_type: Any = None,
+        **kwargs: Any,
+    ) -> AbstractAsyncContextManager[DurableStreamedRunResult[Any]]:
+        """``async with durable_agent.run_stream(prompt, run_id=...) as result``: ``run``'s arguments;
+        ``result.stream_text()`` / ``stream_output()`` / ``stream_events()`` yield while the model
+        produces (requests replayed from the journal at once), ``await result.get_output()`` ends it.
+
+        Each model request is a ``model.request_stream`` step with its full response; its events
+        also go to the run's durable stream ``events_stream``. Leaving the block waits for the run;
+        an exception in it cancels the run, which stays resumable (``run_stream`` again, ``resume``,
+        a worker)."""
+        spec = self.wrapped.output_type if output_type is None else output_type
+        return run_stream(
+            self.run,
+            self.run_id_for_new_run,
+            spec,
+            user_prompt,
+            run_id,
+            {"output_type": output_type, **kwargs},
         )
 
-    def iter(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise ConfigurationError(
-            "DurableAgent.iter is not durable: the caller would drive the graph outside the run's journal. "
-            "Use DurableAgent.run, or Agent(..., capabilities=[DurableCapability(wf)]).iter() inside your "
-            "own @wf.workflow"
-        )
+    def iter(  # type: ignore[override]
+        self, user_prompt: str | Sequence[UserContent] | None = None, **kwargs: Any
+    ) -> AbstractAsyncContextManager[Any]:
+        """pydantic-ai's ``iter``, inside an enclosing durable run only (a ``@wf.workflow`` body): the
+        loop is then workflow code and each model request and tool call is a step of that run.
+        Outside one: ``ConfigurationError`` (``_streaming`` says why)."""
+        extra = list(kwargs.pop("capabilities", None) or ())
+        handler = kwargs.pop("event_stream_handler", None)
+
+        def iterate() -> Any:
+            return self.wrapped.iter(
+                user_prompt,
+                **kwargs,
+                capabilities=[*extra, *self._capabilities(handler, [], None)],
+            )
+
+        return iter_in_run(self._name, iterate)
 
     def realtime(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise ConfigurationError(
@@ -518,19 +579,20 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         if call is not None and call.workflow_name == self.workflow_name:
             _CALL.set(None)  # consumed: a nested run of another agent must not take it
             kwargs = dict(call.kwargs)
-            handler, extra = call.event_stream_handler, call.capabilities
+            handler, extra, live = call.event_stream_handler, call.capabilities, call.live
         else:
             kwargs = await self._recorder.restore(ctx.run_id, options or {})
             kwargs["user_prompt"] = _PROMPT_ADAPTER.validate_python(prompt)
             kwargs["message_history"] = (
                 None if message_history is None else ModelMessagesTypeAdapter.validate_python(message_history)
             )
-            handler, extra = None, []
+            handler, extra, live = None, [], None
         spec = kwargs.get("output_type")
+        stream = self._streams(ctx.journal.values(), live is not None)
         result = await self.wrapped.run(
             **kwargs,
             infer_name=False,
-            capabilities=self._capabilities(handler, extra, ctx.run_id),
+            capabilities=self._capabilities(handler, extra, ctx.run_id, stream=stream, live=live),
         )
         return self._result_adapter(self.wrapped.output_type if spec is None else spec).dump_python(
             result, mode="json"
@@ -541,7 +603,7 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         run: RunRecord | None = await self.workflow.get_run(run_id)
         if run is None:
             raise UnknownRunError(f"no run {run_id!r} in {self.workflow!r}", run_id=run_id)
-        if run.workflow != self.workflow_name:
+        if run.workflow != self.workflow_name and run.workflow not in self._old_workflow_names:
             raise ConfigurationError(
                 f"run {run_id!r} is a run of workflow {run.workflow!r}, not of DurableAgent {self._name!r} "
                 f"({self.workflow_name!r})",
@@ -567,8 +629,26 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
             self._adapters[key] = adapter
         return adapter
 
+    def _streams(self, journal: Iterable[StepRecord], asked: bool) -> bool:
+        """Whether a run streams its model requests: as its journal's first one did, else if asked
+        (``run_stream``) or ``stream_events=True``. The two modes have different step names
+        (``model.request`` / ``model.request_stream``), so a run must keep its mode when resumed."""
+        prefixes = [f"{escape_key_part(name)}__model.request" for name in self.aliases.names(self._name)]
+        for step in journal:
+            for prefix in prefixes:
+                task: str = step.task
+                if task.startswith(prefix):
+                    return task[len(prefix) :].startswith("_stream")
+        return asked or self._stream_events
+
     def _capabilities(
-        self, handler: EventStreamHandler[Any] | None, extra: list[Any], pydantic_run_id: str
+        self,
+        handler: EventStreamHandler[Any] | None,
+        extra: list[Any],
+        pydantic_run_id: str | None,
+        *,
+        stream: bool = False,
+        live: LiveEvents | None = None,
     ) -> list[AbstractCapability[Any]]:
         capabilities: list[AbstractCapability[Any]] = list(extra)
         if self._handle_deferred:
@@ -578,6 +658,9 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
                 self.workflow,
                 event_stream_handler=handler or self._event_stream_handler,
                 pydantic_run_id=pydantic_run_id,
+                stream=stream,
+                events_stream=self._events_stream,
+                live=live if stream else None,
                 **self._capability_options,
             )
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
@@ -42,7 +42,8 @@ from pydantic_ai.durable_exec import (
 from pydantic_ai.durable_exec._base import construction_toolsets
 from pydantic_ai.durable_exec._operation_names import DurableInvocationName
 from pydantic_ai.durable_exec._runtime_toolsets import reject_unsupported_runtime_toolsets
-from pydantic_ai.models import Model
+from pydantic_ai.messages import AgentStreamEvent
+from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.run import AgentRunResult
 from pydantic_ai.tools import AgentDepsT
 from pydantic_ai.toolsets import AbstractToolset, ToolsetTool
@@ -54,7 +55,11 @@ from durable import Workflow
 from durable.context import RunContext as DurableRunContext
 from durable.context import current_run
 from durable.errors import DurableError, SerializationError, SignalTimeout
+from durable_pydantic_ai._aliases import Aliases
 from durable_pydantic_ai._config import PermanentStepError, StepConfig, TaskConfig, is_non_retryable, resolve
+from durable_pydantic_ai._events import EventWriter, is_unit_event
+from durable_pydantic_ai._steps import current_step_key, run_step
+from durable_pydantic_ai._stream_result import LiveEvents
 
 __all__ = ["TOOL_CONFIG_KEY", "DurableCapability", "ResumeToken", "escape_key_part"]
 
@@ -167,9 +172,10 @@ class _DurableStepBackend(CallableOperationBackend[TaskConfig]):
         if ctx is None:
             # Only reachable when pydantic-ai routes a unit outside a durable run: nothing to record.
             return await body()
-        step = self._owner.step_config(config)
-        base = name
-        digest: Any = None
+        owner = self._owner
+        step = owner.step_config(config)
+        names = self._names(operation_id, name, cache_key)
+        digests: list[Any] = [None]
         usage: _ToolUsage | None = None
         if isinstance(operation_id, ToolsetCallToolId | ToolsetValidateToolArgumentsId):
             tool_name, args, tool_ctx = _tool_call_parts(cache_key)
@@ -177,14 +183,32 @@ class _DurableStepBackend(CallableOperationBackend[TaskConfig]):
             # The call id comes from the (journaled) model response, so it is the same on replay;
             # keying on it makes parallel tool calls independent of the order they get scheduled in.
             if call_id:
-                base = f"{name}({escape_key_part(call_id)})"
-            digest = [tool_name, to_jsonable_python(args, fallback=repr)]
+                names = [f"{each}({escape_key_part(call_id)})" for each in names]
+            arguments = to_jsonable_python(args, fallback=repr)
+            tools = [tool_name] if tool_name is None else owner.aliases.names(tool_name)
+            digests = [[tool, arguments] for tool in tools]
             if isinstance(operation_id, ToolsetCallToolId) and call_id and tool_ctx is not None:
                 usage = _ToolUsage(tool_ctx)
         elif isinstance(operation_id, ModelRequestId):
-            digest = [operation_id.model_id, operation_id.streaming]
+            # Until it returns: a request that fails mid-stream is replayed partially by pydantic-ai
+            # before its error; those events are not the run's (its retry or resume streams again).
+            owner.last_request = None
+            parameters = next((part for part in cache_key if isinstance(part, ModelRequestParameters)), None)
+            tools = [] if parameters is None else [t.name for t in parameters.function_tools]
+            outputs = [] if parameters is None else [t.name for t in parameters.output_tools]
+            if owner.live is not None:
+                owner.live.output_tools.update(outputs)
+            model = [operation_id.model_id, operation_id.streaming]
+            # The tool list is part of the request: a run recorded with other tools (a tool renamed
+            # without an alias) is reported at its first model request. Requests recorded before the
+            # tool list was digested (model and streaming only) still replay.
+            digests = [
+                [*model, sorted(tools), sorted(outputs)],
+                [*model, owner.aliases.tool_names(tools), sorted(outputs)],
+                model,
+            ]
         elif isinstance(operation_id, EventStreamHandlerId):
-            digest = "event"
+            digests = ["event"]
 
         executed = False
 
@@ -201,19 +225,31 @@ class _DurableStepBackend(CallableOperationBackend[TaskConfig]):
                 raise
 
         try:
-            value = await ctx.step(
-                base,
-                attempt,
-                args_digest_of=digest,
-                retries=step.retries,
-                backoff=step.backoff,
-                retry_on=step.retry_on,
-                timeout=step.timeout,
-            )
+            key, value = await run_step(ctx, names, digests, attempt, step)
         except PermanentStepError as exc:
             raise exc.original from None
         record_durable_unit(executed=executed)
+        if isinstance(operation_id, ModelRequestId):
+            owner.last_request = (key, not executed)
+            value = owner.aliases.rewrite_response(value)
         return value if usage is None else usage.unwrap(value, replayed=not executed)
+
+    def _names(self, operation_id: DurableOperationId, name: str, cache_key: tuple[object, ...]) -> list[str]:
+        """The unit's current name, then each name an alias says it was recorded under."""
+        aliases = self._owner.aliases
+        if not aliases:
+            return [name]
+        tool_name = _tool_call_parts(cache_key)[0] if isinstance(operation_id, ToolsetCallToolId) else None
+        names = [name]
+        for agent_name in aliases.names(self._owner.name or ""):
+            namer = DurableKeyNamer(agent_name, self._owner.default_model_id)
+            for variant in aliases.operation_ids(operation_id):
+                labels = [None] if tool_name is None else aliases.names(tool_name)
+                for label in labels:
+                    candidate = namer.invocation_name(variant, label=label).operation_name
+                    if candidate not in names:
+                        names.append(candidate)
+        return names
 
 
 class ResumeToken:
@@ -328,9 +364,22 @@ class DurableCapability(BaseDurabilityCapability[AgentDepsT]):
         event_stream_handler: EventStreamHandler[AgentDepsT] | None = None,
         models: Mapping[str, Model] | None = None,
         pydantic_run_id: str | None = None,
+        aliases: Mapping[str, str] | Aliases | None = None,
+        stream: bool = False,
+        events_stream: str | None = None,
+        live: LiveEvents | None = None,
     ) -> None:
         super().__init__(models=models, event_stream_handler=event_stream_handler, name=name)
         self.workflow = workflow
+        self.aliases = aliases if isinstance(aliases, Aliases) else Aliases(name or "", aliases)
+        """Old names (agent, toolset id, tool) -> current ones: see ``_aliases``."""
+        self._stream = stream or live is not None
+        self.events = None if events_stream is None else EventWriter(events_stream)
+        """Writes the run's events to its durable stream ``events_stream`` when the run streams."""
+        self.live = live
+        """The ``run_stream`` caller's channel, when it runs the run in this process."""
+        self.last_request: tuple[str, bool] | None = None
+        """The step key of the last model request and whether it was replayed from the journal."""
         self._model_config: TaskConfig = dict(model_task_config or {})  # type: ignore[assignment]
         self._tool_config: TaskConfig = dict(tool_task_config or {})  # type: ignore[assignment]
         self._mcp_config: TaskConfig = dict(mcp_task_config or tool_task_config or {})  # type: ignore[assignment]
@@ -409,6 +458,86 @@ class DurableCapability(BaseDurabilityCapability[AgentDepsT]):
         self.step_config(config)  # a bad per-tool TaskConfig fails loudly, naming the keys
         return config
 
+    # -- streaming -----------------------------------------------------------------------------
+
+    @property
+    def has_wrap_run_event_stream(self) -> bool:
+        # True makes pydantic-ai stream each model request (``model.request_stream`` steps): only
+        # for runs that stream, so other runs keep their ``model.request`` step names.
+        return super().has_wrap_run_event_stream or (self._stream and self.in_durable_context)
+
+    def _publishing(self) -> bool:
+        """Whether this run's events go anywhere: it streams, in a durable run, to a caller or a stream."""
+        return (
+            (self.live is not None or self.events is not None)
+            and self.in_durable_context
+            and self.has_wrap_run_event_stream
+        )
+
+    def _model_stream_event_handler(self) -> EventStreamHandler[AgentDepsT] | None:
+        """The live model stream, inside the request's step: each event goes to the caller and to
+        the durable stream as the model produces it, then to the run's own handler, if any."""
+        inner = super()._model_stream_event_handler()
+        if not self._publishing():
+            return inner
+        live, events = self.live, self.events
+
+        async def publishing(
+            run_ctx: RunContext[AgentDepsT], stream: AsyncIterable[AgentStreamEvent]
+        ) -> None:
+            ctx, key = current_run(), current_step_key()
+
+            async def tee() -> AsyncIterator[AgentStreamEvent]:
+                index = 0
+                async for event in stream:
+                    # The final result event is the run body's (it comes again there, in order).
+                    if key is not None and is_unit_event(event):
+                        if live is not None:
+                            live.put_unit_event(key, index, event)
+                        if events is not None and ctx is not None:
+                            await events.unit_event(ctx, key, index, event)
+                    index += 1
+                    yield event
+
+            published = tee()
+            if inner is not None:
+                await inner(run_ctx, published)
+            async for _ in published:  # what the handler left: the caller and the stream want it all
+                pass
+
+        return publishing
+
+    async def wrap_run_event_stream(
+        self, ctx: RunContext[AgentDepsT], *, stream: AsyncIterable[AgentStreamEvent]
+    ) -> AsyncIterable[AgentStreamEvent]:
+        """The run's events in its body: the tool calls and results (and every event of a model
+        request replayed from the journal) go to the caller and the durable stream."""
+        events = super().wrap_run_event_stream(ctx, stream=stream)
+        run = current_run()
+        if run is None or not self._publishing():
+            async for event in events:
+                yield event
+            return
+        writer = self.events
+        try:
+            async for event in events:
+                replayed = self.last_request is not None and self.last_request[1]
+                if is_unit_event(event):
+                    # Streamed live from the request's step already, unless the step was replayed
+                    # (then its events were written to the durable stream by the run that made it).
+                    if replayed and self.live is not None:
+                        self.live.put(event)
+                elif self.last_request is not None:
+                    if self.live is not None:
+                        self.live.put(event)
+                    if writer is not None:
+                        await writer.run_event(run, self.last_request[0], event)
+                yield event
+        finally:
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
+
     def get_default_run_id(self) -> str | None:
         ctx = current_run()
         if ctx is None:
@@ -438,7 +567,11 @@ class DurableCapability(BaseDurabilityCapability[AgentDepsT]):
         if not self.in_durable_context:
             return await handler()
         with replay_scope(), external_event_scope(_SignalWaiter(self)):
-            return await super().wrap_run(ctx, handler=handler)
+            result = await super().wrap_run(ctx, handler=handler)
+        run = current_run()
+        if self.events is not None and run is not None and self._publishing():
+            await self.events.run_result(run, str(ctx.run_id), result.output)
+        return result
 
     def for_agent(self, agent: Any) -> AbstractCapability[AgentDepsT]:
         if not (self.name or agent.name):

@@ -34,16 +34,20 @@ def _describe(agent: DurableAgent[Any, Any]) -> str:
     return f"{type(wrapped).__name__} object at {id(wrapped):#x} (model {model!r})"
 
 
-def register(agent: DurableAgent[Any, Any], body: Body) -> WorkflowFunction[Any, Any]:
+def register(
+    agent: DurableAgent[Any, Any], body: Body, *, workflow_name: str | None = None
+) -> WorkflowFunction[Any, Any]:
     """The durable workflow that runs ``agent``'s runs, those it starts and those resumed from the
     store (workers, ``wf.resume``).
 
     A name stands for one agent on a Workflow: a second DurableAgent under the name is accepted
     only around the same pydantic-ai agent object (a module built again, a test), and then serves
     the runs; another agent is refused, or it would finish runs the first one started.
+    ``workflow_name``: another name its runs were started under (an old agent name in ``aliases``).
     """
+    name = workflow_name or agent.workflow_name
     by_name = _REGISTRY.setdefault(agent.workflow, {})
-    existing = by_name.get(agent.workflow_name)
+    existing = by_name.get(name)
     if existing is not None:
         if existing.agent.wrapped is not agent.wrapped:
             raise ConfigurationError(
@@ -58,7 +62,7 @@ def register(agent: DurableAgent[Any, Any], body: Body) -> WorkflowFunction[Any,
     async def run_agent(prompt: Any = None, message_history: Any = None, options: Any = None) -> Any:
         return await registration.body(prompt, message_history, options)
 
-    function = agent.workflow.workflow(name=agent.workflow_name)(run_agent)
+    function = agent.workflow.workflow(name=name)(run_agent)
     registration = _Registration(function, agent, body)
-    by_name[agent.workflow_name] = registration
+    by_name[name] = registration
     return function
