@@ -111,7 +111,13 @@ def test_the_cli_still_lists_every_backend_and_plugin() -> None:
     stores = {row["name"]: row for row in cli("stores")}
     assert set(FIRST_PARTY) <= set(stores)
     assert stores["redis"]["schemes"] == ["redis", "rediss"]
-    assert stores["postgres"]["capabilities"] == ["multi-host", "multi-process", "notify", "persistent"]
+    assert stores["postgres"]["capabilities"] == [
+        "multi-host",
+        "multi-process",
+        "notify",
+        "persistent",
+        "streams",
+    ]
     plugins = {row["name"] for row in cli("plugins")}
     assert {
         "durable-sqlite",
