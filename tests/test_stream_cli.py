@@ -19,9 +19,11 @@ pytest.importorskip("click", reason="the CLI extra (durable-core[cli]) is not in
 from click.testing import CliRunner, Result
 
 from durable import Workflow
+from durable._inspect import load_timeline
 from durable._read_only_store import ReadOnlyStore, WriteRefused
 from durable.cli import cli
 from durable.store import Capability, Lease
+from durable_memory import InMemoryStore
 
 DURABLE = str(Path(sys.executable).with_name("durable"))
 
@@ -257,6 +259,7 @@ async def test_the_read_only_store_reads_events_and_streams_and_refuses_their_wr
     assert Capability.STREAMS in store.capabilities
     assert await store.get_events("feed-1") == await inner.get_events("feed-1")
     assert await store.read_stream("feed-1", "log", 1, 1) == await inner.read_stream("feed-1", "log", 1, 1)
+    assert await store.list_streams("feed-1") == await inner.list_streams("feed-1")
     reader = Workflow("reader", db=store)
     assert [item async for item in reader.read_stream("feed-1", "log")] == [
         (0, "first line"),
@@ -275,3 +278,35 @@ async def test_the_read_only_store_reads_events_and_streams_and_refuses_their_wr
         with pytest.raises(WriteRefused, match=r"run 'feed-1'.*refused"):
             await write
     assert (await inner.read_stream("feed-1", "log", 0)).items[-1] == (2, '"third\\u001b[31m"')
+
+
+class UnlistingStore(InMemoryStore):
+    """A store that cannot list a run's streams (``list_streams`` is optional)."""
+
+    async def list_streams(self, run_id: str) -> dict[str, tuple[int, bool]] | None:
+        return None
+
+
+@pytest.mark.parametrize("lists", [True, False], ids=["store-lists", "journal-only"])
+async def test_runs_show_finds_task_body_streams_where_the_store_lists_them(lists: bool) -> None:
+    store = InMemoryStore() if lists else UnlistingStore()
+    wf = Workflow("outputs", db=store)
+
+    @wf.task
+    async def produce() -> int:
+        for i in range(4):
+            await wf.write_stream("tokens", i)  # from a task body: not journaled
+        return 4
+
+    @wf.workflow(id="outputs-{n}")
+    async def outputs(n: int) -> int:
+        await wf.write_stream("log", "a")
+        await wf.close_stream("log")
+        return await produce()
+
+    async with wf:
+        await outputs(n=1)
+        view = (await load_timeline(store, "outputs-1")).to_json()
+    journaled = [{"key": "log", "items": 1, "closed": True}]
+    tokens = [{"key": "tokens", "items": 4, "closed": False}]
+    assert view["streams"] == (journaled + tokens if lists else journaled)

@@ -312,6 +312,29 @@ class StreamContract(ContractBase, contract=True):
         assert (await other.read_stream("run-1", "log", 0)).items == [(0, '"a"')]
 
     @requires(Capability.STREAMS)
+    async def test_list_streams_gives_each_streams_length_and_whether_it_is_closed(
+        self, store: Store
+    ) -> None:
+        lease = await owned_run(store, "run-1")
+        listed = await store.list_streams("run-1")
+        if listed is None:
+            pytest.skip(f"{store!r} does not list streams (Store.list_streams is optional)")
+        assert listed == {}
+        await owned_run(store, "run-2")
+        for value in ("1", "2", "3"):
+            await store.append_stream(lease, "log", value)
+        await store.close_stream(lease, "log")
+        await store.append_stream(lease, "tokens", "1")
+        await store.close_stream(lease, "never written")
+        assert await store.list_streams("run-1") == {
+            "log": (3, True),
+            "tokens": (1, False),
+            "never written": (0, True),
+        }
+        assert await store.list_streams("run-2") == {}
+        assert await store.list_streams("no such run") == {}
+
+    @requires(Capability.STREAMS)
     async def test_deleting_a_run_deletes_its_events_and_streams(self, store: Store) -> None:
         lease = await owned_run(store, "run-1")
         await store.set_event(lease, "progress", "1")

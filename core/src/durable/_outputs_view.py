@@ -1,9 +1,12 @@
 """What ``durable runs show`` (and its ``--json``) shows of a run's events and streams.
 
-One read for the events (``get_events``) and one per stream for its length and whether it is
-closed; no item is read one by one. The store has no listing of a run's stream keys, so the keys
-come from the run's journal: every stream the workflow body wrote or closed is there (those writes
-are steps). A stream written only from task bodies is not journaled and so not listed.
+One read for the events (``get_events``) and one for the streams (``Store.list_streams``: each
+stream's length and whether it is closed); no item is read one by one. ``list_streams`` is
+optional: on a store that cannot list (it answers ``None``) the keys come from the run's journal,
+where every stream the workflow body wrote or closed is (those writes are steps), with one
+``read_stream`` per stream for what lies past its journaled offsets and whether it is closed; a
+stream written only from task bodies (a streaming agent's ``"events"``) is not journaled, and so
+not shown on such a store.
 """
 
 from __future__ import annotations
@@ -93,6 +96,10 @@ async def load_outputs(
     for key, text in sorted((await store.get_events(run_id)).items()):
         value, omitted = _value(text, max_value)
         events.append(EventView(key, value, preview(text, 200), omitted))
+    listed = await store.list_streams(run_id)
+    if listed is not None:  # the store lists every stream, task-body ones too: one read
+        streams = [StreamView(key, items, closed) for key, (items, closed) in sorted(listed.items())]
+        return OutputsView(events, streams)
     streams = []
     for key, length in sorted(_journaled_lengths(journal).items()):
         # Usually no item lies past the journal's last offset (task-body writes would): one read

@@ -72,6 +72,9 @@ class ReadOnlyStore(Store):
     async def read_stream(self, run_id: str, key: str, offset: int, limit: int = 1000) -> StreamItems:
         return await self.inner.read_stream(run_id, key, offset, limit)
 
+    async def list_streams(self, run_id: str) -> dict[str, tuple[int, bool]] | None:
+        return await self.inner.list_streams(run_id)
+
     @contextlib.asynccontextmanager
     async def watch_output(self, run_id: str) -> AsyncIterator[OutputWatch]:
         async with self.inner.watch_output(run_id) as watch:

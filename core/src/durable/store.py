@@ -605,6 +605,13 @@ class Store(ABC):
         unknown stream or run: no items, not closed. A read: writes nothing."""
         raise self._no_streams("read_stream")
 
+    async def list_streams(self, run_id: str) -> dict[str, tuple[int, bool]] | None:
+        """Every stream of the run (appended to or closed): key -> (its number of items, whether it
+        is closed), in one read; ``{}`` for none or no run. Optional: this default answers ``None``
+        (the store cannot list them), and ``durable runs show`` then shows only the streams the
+        run's journal names (those written from the workflow body)."""
+        return None
+
     @contextlib.asynccontextmanager
     async def watch_output(self, run_id: str) -> AsyncIterator[OutputWatch]:
         """Watch the run's events and streams: ``await watch.wait(timeout)`` returns once they may

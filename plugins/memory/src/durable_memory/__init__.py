@@ -419,6 +419,10 @@ class InMemoryStore(Store):
         outputs = self._outputs.get(run_id)
         return StreamItems([], False) if outputs is None else outputs.read(key, offset, limit)
 
+    async def list_streams(self, run_id: str) -> dict[str, tuple[int, bool]]:
+        outputs = self._outputs.get(run_id)
+        return {} if outputs is None else outputs.listed()
+
     # -- steps -------------------------------------------------------------------
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:

@@ -45,3 +45,7 @@ class RunOutputs:
         start = max(offset, 0)
         values = stream.values[start : start + max(limit, 0)]
         return StreamItems(list(enumerate(values, start)), stream.closed)
+
+    def listed(self) -> dict[str, tuple[int, bool]]:
+        """Each stream's number of items and whether it is closed (``Store.list_streams``)."""
+        return {key: (len(stream.values), stream.closed) for key, stream in self.streams.items()}
