@@ -153,6 +153,8 @@ def statements(s: str) -> dict[str, str]:
             "ON CONFLICT (run_id, key) DO UPDATE SET closed = TRUE RETURNING 1), "
             f"{notify('written')} {answer('written')}"
         ),
+        # A stream's next offset is its length: offsets have no gaps.
+        "list_streams": f"SELECT key, next_offset, closed FROM {s}.streams WHERE run_id = $1",
         # One statement, one snapshot: a reader that sees the stream closed sees every item.
         "read": (
             f'SELECT coalesce(st.closed, FALSE) AS closed, i."offset", i.value FROM (SELECT 1) AS one '

@@ -115,6 +115,11 @@ class PostgresOutputs:
         items = [(int(row[1]), row[2]) for row in rows if row[1] is not None]
         return StreamItems(items, bool(rows[0][0]))
 
+    async def list_streams(self, run_id: str) -> dict[str, tuple[int, bool]]:
+        sql = self._sql["list_streams"]
+        rows = await self._call(f"list the streams of run {run_id!r}", lambda conn: conn.fetch(sql, run_id))
+        return {row[0]: (int(row[1]), bool(row[2])) for row in rows}
+
     @contextlib.asynccontextmanager
     async def listening(self, run_id: str, local: OutputWatch) -> AsyncIterator[OutputWatch]:
         """``local`` (the base class's watch of ``run_id``) woken by NOTIFYs too, LISTENing before

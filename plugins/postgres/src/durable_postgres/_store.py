@@ -937,6 +937,9 @@ class PostgresStore(Store):
     async def read_stream(self, run_id: str, key: str, offset: int, limit: int = 1000) -> StreamItems:
         return await self._outputs.read(run_id, key, offset, limit)
 
+    async def list_streams(self, run_id: str) -> dict[str, tuple[int, bool]]:
+        return await self._outputs.list_streams(run_id)
+
     @contextlib.asynccontextmanager
     async def watch_output(self, run_id: str) -> AsyncIterator[OutputWatch]:
         async with super().watch_output(run_id) as local, self._outputs.listening(run_id, local) as watch:
