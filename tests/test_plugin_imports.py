@@ -116,6 +116,7 @@ def test_the_cli_still_lists_every_backend_and_plugin() -> None:
         "multi-process",
         "notify",
         "persistent",
+        "queues",
         "streams",
     ]
     plugins = {row["name"] for row in cli("plugins")}
