@@ -43,6 +43,21 @@ READ = (
     "UNION ALL SELECT NULL, EXISTS (SELECT 1 FROM streams_closed WHERE run_id = ?1 AND key = ?2)"
 )
 
+# Each stream of a run (?1) with its length (offsets are gapless: the last one + 1) and whether it
+# is closed, in one statement. The keys with items come from a skip-scan of the primary key (the
+# least key after the one before: a seek per stream, not a read of every item); closed streams
+# without items from streams_closed.
+LIST = (
+    "WITH RECURSIVE keys (key) AS (SELECT min(key) FROM stream_items WHERE run_id = ?1 "
+    "UNION ALL SELECT (SELECT min(key) FROM stream_items WHERE run_id = ?1 AND key > keys.key) "
+    "FROM keys WHERE keys.key IS NOT NULL) "
+    "SELECT key, (SELECT max(position) + 1 FROM stream_items WHERE run_id = ?1 AND key = keys.key), "
+    "EXISTS (SELECT 1 FROM streams_closed WHERE run_id = ?1 AND key = keys.key) "
+    "FROM keys WHERE key IS NOT NULL "
+    "UNION ALL SELECT key, 0, 1 FROM streams_closed AS c WHERE run_id = ?1 "
+    "AND NOT EXISTS (SELECT 1 FROM stream_items WHERE run_id = ?1 AND key = c.key)"
+)
+
 # What the change watcher compares per watched run (a JSON array ?1): its output counter and its
 # status (a final status ends readers; a deleted run has neither).
 STATES = (
@@ -116,6 +131,11 @@ def read(db: sqlite3.Connection, run_id: str, key: str, offset: int, limit: int)
             items.append((position, value))
     items.sort(key=_POSITION)  # in order already (the index's); a compound select promises none
     return StreamItems(items, closed)
+
+
+def streams(db: sqlite3.Connection, run_id: str) -> dict[str, tuple[int, bool]]:
+    """``Store.list_streams``: each stream's number of items and whether it is closed."""
+    return {key: (length, bool(closed)) for key, length, closed in db.execute(LIST, (run_id,))}
 
 
 def delete(db: sqlite3.Connection, run_id: str) -> None:

@@ -462,6 +462,9 @@ class SQLiteStore(Store):
     async def read_stream(self, run_id: str, key: str, offset: int, limit: int = 1000) -> StreamItems:
         return await self._read(lambda db: _outputs.read(db, run_id, key, offset, limit))
 
+    async def list_streams(self, run_id: str) -> dict[str, tuple[int, bool]]:
+        return await self._read(lambda db: _outputs.streams(db, run_id))
+
     @contextlib.asynccontextmanager
     async def watch_output(self, run_id: str) -> AsyncIterator[OutputWatch]:
         """Woken by this store's writes, and by other processes' through the change watcher,
