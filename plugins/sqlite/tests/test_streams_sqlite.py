@@ -107,8 +107,10 @@ async def test_every_stream_statement_and_the_version_listing_is_served_by_an_in
             (version_listing, params, "runs_listed_by_version"),
         ):
             plan = " | ".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, args))
-            scans = plan.replace("SCAN CONSTANT ROW", "").replace("SCAN (subquery-1)", "").replace("SCAN keys", "")
-            assert "SCAN" not in scans.replace("SCAN w VIRTUAL TABLE", ""), (sql, plan)
+            scans = plan
+            for harmless in ("SCAN CONSTANT ROW", "SCAN (subquery-1)", "SCAN keys", "SCAN w VIRTUAL TABLE"):
+                scans = scans.replace(harmless, "")  # one row, a subquery's rows, the CTE's, json_each's
+            assert "SCAN" not in scans, (sql, plan)
             assert index in plan or "sqlite_autoindex" in plan, (sql, plan)
             assert "TEMP B-TREE" not in plan, (sql, plan)
 
