@@ -1017,7 +1017,8 @@ def ui_command(
     this process's token and an Origin of the page itself, so another site cannot act.
     Requests naming another host than localhost, an IP address, --host or an --allowed-host
     are refused (also on --host 0.0.0.0), so no other web site can read runs through DNS
-    rebinding: to reach the page by a name, pass it with --allowed-host.
+    rebinding: to reach the page by a name, pass it with --allowed-host. Behind an HTTPS proxy,
+    a page of an --allowed-host name (https://NAME) may act whatever Host the proxy sends.
     """
     from durable._ui import UIServer
 
