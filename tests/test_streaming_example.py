@@ -2,7 +2,8 @@
 processes, read by a client and by a real Chromium; workers SIGKILLed mid-stream, connections
 dropped and resumed from their last offset.
 
-Every process is real (uvicorn, ``durable worker``) and they share one SQLite file. Counts are
+Every process is real (uvicorn, ``durable worker``) and they share one SQLite file (the
+reconnect test also one Postgres schema and one Redis key prefix). Counts are
 exact: every offset once, every token once, and which worker generated which token (the
 side-effect log).
 """
@@ -13,6 +14,7 @@ import asyncio
 import concurrent.futures
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -35,6 +37,9 @@ from streaming_agent import client  # noqa: E402
 from streaming_agent.agent import REPLY, STREAM, tokens  # noqa: E402
 
 from durable import Workflow  # noqa: E402
+from durable._plugins import get_plugin_manager  # noqa: E402
+from durable.store import Capability  # noqa: E402
+from durable_contract_tests import server_url  # noqa: E402
 
 HANG_AT = 6
 CHROMIUM = os.environ.get("DURABLE_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -46,8 +51,8 @@ pytestmark = pytest.mark.slow
 class Deployment:
     """The example's processes around one SQLite file: a web server, workers, a side-effect log."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.store = f"sqlite:///{tmp / 'streaming.db'}"
+    def __init__(self, tmp: Path, store: str | None = None) -> None:
+        self.store = store or f"sqlite:///{tmp / 'streaming.db'}"
         self.log = tmp / "agent.log"
         self.env = {
             **os.environ,
@@ -123,6 +128,35 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         running.close()
 
 
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh store of each kind that keeps streams (a Postgres schema or a Redis key
+    prefix of its own, removed after), a SQLite file otherwise."""
+    kind, tag = request.param, f"stream_example_{os.getpid()}_{secrets.token_hex(3)}"
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'streaming.db'}"
+        return
+    base = server_url(kind, f"{kind}://127.0.0.1")
+    url = f"{base}{'&' if '?' in base else '?'}" + (
+        f"schema={tag}" if kind == "postgres" else f"prefix={tag}&ttl=0"
+    )
+    store = get_plugin_manager().store_from_url(url)
+    if Capability.STREAMS not in store.capabilities:
+        pytest.skip(f"{store!r} does not keep streams yet")
+    try:
+        yield url
+    finally:
+
+        async def remove() -> None:
+            await store.open()
+            try:
+                await (store.drop_schema() if kind == "postgres" else store.drop_all())  # type: ignore[attr-defined]
+            finally:
+                await store.close()
+
+        asyncio.run(remove())
+
+
 def store_view(store: str, run_id: str) -> tuple[str, list[tuple[int, Any]]]:
     """The run's status and every item of its stream, read straight from the store."""
 
@@ -174,8 +208,16 @@ def test_tokens_arrive_while_the_run_runs_and_survive_a_replaced_worker(deployme
 
 
 def test_a_client_reconnecting_after_a_killed_worker_gets_the_rest_exactly_once(
-    deployment: Deployment,
+    any_store: str, tmp_path: Path
 ) -> None:
+    deployment = Deployment(tmp_path, any_store)
+    try:
+        reconnect_after_a_killed_worker(deployment)
+    finally:
+        deployment.close()
+
+
+def reconnect_after_a_killed_worker(deployment: Deployment) -> None:
     url = deployment.start_web()
     first = deployment.hung_worker()
     run_id = client.start(url, "hello")
