@@ -83,7 +83,9 @@ class SQLiteStore(Store):
     A full disk, an I/O error or a lack of memory makes a write ``StoreUnavailable`` (rolled
     back whole; the engine retries the write, never the task body). A file this process cannot
     write (a read-only mount, an immutable file, no write permission) opens for reading only,
-    and each write raises ``StoreError`` saying the file is read-only.
+    and each write raises ``StoreError`` saying the file is read-only. So does any file with
+    ``read_only=True`` (``?mode=ro`` in the URL, ``open(read_only=True)``): nothing is written to it,
+    not even a schema upgrade (an older file is refused) or the switch to WAL.
     """
 
     name = "sqlite"
@@ -98,8 +100,10 @@ class SQLiteStore(Store):
         *,
         synchronous: str = "normal",
         busy_timeout: float = 10.0,
+        read_only: bool = False,
     ) -> None:
         self.path = os.fspath(path)
+        self.read_only = bool(read_only)
         if synchronous.lower() not in SYNCHRONOUS_MODES:
             raise ConfigurationError(
                 f"SQLiteStore({self.path!r}): synchronous={synchronous!r} is not one of {SYNCHRONOUS_MODES}"
@@ -113,7 +117,8 @@ class SQLiteStore(Store):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStore:
-        """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``?synchronous=full&busy_timeout=5``."""
+        """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``?synchronous=full&busy_timeout=5``,
+        ``?mode=ro`` (``read_only``)."""
         parts = urlsplit(url)
         path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
         if parts.netloc:  # sqlite://relative.db, a common slip
@@ -126,20 +131,31 @@ class SQLiteStore(Store):
             kwargs["synchronous"] = query.pop("synchronous")
         if "busy_timeout" in query:
             kwargs["busy_timeout"] = float(query.pop("busy_timeout"))
+        if "mode" in query:
+            mode = query.pop("mode")
+            if mode not in ("ro", "rw"):
+                raise ConfigurationError(f"store URL {url!r}: mode={mode!r} is not 'ro' (read-only) or 'rw'")
+            kwargs["read_only"] = mode == "ro"
         if query:
             raise ConfigurationError(f"store URL {url!r}: unknown options {sorted(query)}")
         return cls(path, **{**kwargs, **options})
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def open(self, *, create: bool = True) -> None:
+    async def open(self, *, create: bool = True, read_only: bool | None = None) -> None:
         """Open the file, creating or upgrading it; a file this process cannot write opens for
         reading only (see ``_read_only``), and then every write raises ``StoreError``. With
-        ``create=False`` a missing file is ``StoreNotFound`` (and is not created)."""
+        ``create=False`` a missing file is ``StoreNotFound`` (and is not created). ``read_only``
+        (default: the store's) opens it for reading only whatever its permissions (``durable
+        replay``: the store may be production): a missing file is ``StoreNotFound``."""
         if self._db is not None:
             return
-        if not create and not self._exists():
+        read_only = self.read_only if read_only is None else read_only
+        if (read_only or not create) and not self._exists():
             raise StoreNotFound(f"store file {self.path!r} does not exist")
+        if read_only:
+            self._db = await self._open_read_only("it was opened for reading only (mode=ro)")
+            return
         inline = self.synchronous != "full"
         db = Connection(self.path, wait_for_lock=self.busy_timeout, inline_commits=inline)
         try:
