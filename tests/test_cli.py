@@ -203,10 +203,11 @@ def test_runs_list_json_fields(store_env: str) -> None:
     failed = data[3]
     assert set(failed) == {
         "run_id", "workflow", "status", "created_at", "updated_at", "error", "cancel_requested", "owner",
-        "parent_run_id", "last_owner", "in_flight", "waiting_for", "ended_at", "queue",
+        "parent_run_id", "last_owner", "in_flight", "waiting_for", "ended_at", "queue", "version",
     }  # fmt: skip
     assert failed["status"] == "failed"
     assert failed["queue"] is None  # no queue entry (a queued run's: tests/test_queues_shown.py)
+    assert failed["version"] is None  # created without Workflow(version=) (tests/test_versions.py)
     assert (failed["last_owner"], failed["in_flight"], failed["waiting_for"]) == (None, None, None)
     assert failed["ended_at"] == failed["updated_at"]
     assert data[0]["ended_at"] is None  # pending: still live
