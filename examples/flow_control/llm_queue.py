@@ -3,9 +3,10 @@
     python examples/flow_control/llm_queue.py
 
 Runs offline on the in-memory store: it starts 10 summaries, serves them with one worker in
-this process and prints when each started, the most that ran at once, and the busiest second.
-With a shared store (PostgreSQL, Redis, SQLite once they keep queues) the limits hold across
-every worker process and host: they are checked inside the store's claim.
+this process and prints when each started, the most that ran at once, and the busiest second;
+then calls the workflow directly, which executes in the caller, on no queue.
+With a shared store (SQLite, Redis, PostgreSQL) the limits hold across every worker process and
+host: they are checked inside the store's claim.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ async def main() -> None:
     print(f"first done: {first}")
     print(f"{len(results)} summaries; started at {', '.join(f'{t - t0:.2f}' for t in started)} s")
     print(f"at most {peak} at once (concurrency=3); at most {busiest} started in any second (rate_limit=4/s)")
+    # A direct call is executed by its caller, at once: a queue governs the runs workers execute.
+    direct = await summarise(doc_id="direct")
+    print(f"direct call, executed here outside the queue's limits: {direct}")
 
 
 if __name__ == "__main__":
