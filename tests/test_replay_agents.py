@@ -25,7 +25,13 @@ class Crash(Exception):
 
 
 def build(
-    url: str, log: list[str], *, tool: str = "lookup", crash_at: int | None = None
+    url: str,
+    log: list[str],
+    *,
+    tool: str = "lookup",
+    crash_at: int | None = None,
+    aliases: dict[str, str] | None = None,
+    extra_tool: bool = False,
 ) -> tuple[Workflow, DurableAgent[None, str]]:
     """An agent asking for three tool calls, one per model request, then answering."""
     wf = Workflow("agents", db=url, default_retries=0)
@@ -48,8 +54,15 @@ def build(
             raise Crash(item)
         return f"{item}: ok"
 
+    if extra_tool:
+
+        @agent.tool_plain
+        async def audit(item: str) -> str:
+            log.append(f"audit {item}")
+            return "audited"
+
     config = TaskConfig(retries=0)
-    return wf, DurableAgent(agent, wf, model_task_config=config, tool_task_config=config)
+    return wf, DurableAgent(agent, wf, model_task_config=config, tool_task_config=config, aliases=aliases)
 
 
 async def test_an_agent_run_replays_without_a_model_request_or_a_tool_call(tmp_path: Path) -> None:
@@ -72,4 +85,39 @@ async def test_an_agent_run_replays_without_a_model_request_or_a_tool_call(tmp_p
     (result,) = (await renamed.check_replay(store=url)).results
     assert not result.compatible, result
     assert result.step_key is not None and "model.request" in result.step_key
+    assert executed == []
+
+
+async def test_a_changed_tool_list_is_incompatible_at_the_first_model_request(tmp_path: Path) -> None:
+    """The tool names are part of a model request's digest: a tool added (or renamed) since the run
+    was recorded is reported at the model request that first saw the old list, before any tool."""
+    url = f"sqlite:///{tmp_path / 'agents.db'}"
+    recorded: list[str] = []
+    wf, agent = build(url, recorded, crash_at=2)
+    async with wf:
+        with pytest.raises(Crash):
+            await agent.run("look things up", run_id="ticket-2")
+
+    executed: list[str] = []
+    added, _ = build(url, executed, extra_tool=True)
+    (result,) = (await added.check_replay(store=url)).results
+    assert not result.compatible, result
+    assert result.step_key == "assistant__model.request", result
+    assert executed == []
+
+
+async def test_a_renamed_tool_with_its_alias_replays_compatibly(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'agents.db'}"
+    recorded: list[str] = []
+    wf, agent = build(url, recorded, crash_at=2)
+    async with wf:
+        with pytest.raises(Crash):
+            await agent.run("look things up", run_id="ticket-3")
+
+    executed: list[str] = []
+    renamed, _ = build(url, executed, tool="find", aliases={"lookup": "find"})
+    (result,) = (await renamed.check_replay(store=url)).results
+    assert (result.compatible, result.outcome) == (True, "stopped"), result
+    # It stops at the crashed call, recorded under the old name, as the unrenamed code does.
+    assert result.step_key is not None and "call_tool@lookup(c1)" in result.step_key
     assert executed == []

@@ -177,13 +177,15 @@ class _DurableStepBackend(CallableOperationBackend[TaskConfig]):
         names = self._names(operation_id, name, cache_key)
         digests: list[Any] = [None]
         usage: _ToolUsage | None = None
+        call: str | None = None
         if isinstance(operation_id, ToolsetCallToolId | ToolsetValidateToolArgumentsId):
             tool_name, args, tool_ctx = _tool_call_parts(cache_key)
             call_id = None if tool_ctx is None else tool_ctx.tool_call_id
             # The call id comes from the (journaled) model response, so it is the same on replay;
             # keying on it makes parallel tool calls independent of the order they get scheduled in.
             if call_id:
-                names = [f"{each}({escape_key_part(call_id)})" for each in names]
+                call = f"({escape_key_part(call_id)})"
+                names = [f"{each}{call}" for each in names]
             arguments = to_jsonable_python(args, fallback=repr)
             tools = [tool_name] if tool_name is None else owner.aliases.names(tool_name)
             digests = [[tool, arguments] for tool in tools]
@@ -225,7 +227,7 @@ class _DurableStepBackend(CallableOperationBackend[TaskConfig]):
                 raise
 
         try:
-            key, value = await run_step(ctx, names, digests, attempt, step)
+            key, value = await run_step(ctx, names, digests, attempt, step, call=call)
         except PermanentStepError as exc:
             raise exc.original from None
         record_durable_unit(executed=executed)
