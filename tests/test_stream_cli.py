@@ -310,3 +310,27 @@ async def test_runs_show_finds_task_body_streams_where_the_store_lists_them(list
     journaled = [{"key": "log", "items": 1, "closed": True}]
     tokens = [{"key": "tokens", "items": 4, "closed": False}]
     assert view["streams"] == (journaled + tokens if lists else journaled)
+
+
+async def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'big.db'}"
+    wf = Workflow("big", db=url)
+
+    @wf.workflow(id="big-{n}")
+    async def big(n: int) -> int:
+        for i in range(40):  # 400 kB: more than a pipe holds
+            await wf.write_stream("log", f"{i:04d}" + "x" * 10_000)
+        return n
+
+    async with wf:
+        await big(n=1)
+    for follow in ([], ["--follow"]):
+        proc = await asyncio.create_subprocess_exec(
+            DURABLE, "stream", "big-1", "log", "--store", url, *follow,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        assert (await proc.stdout.readline()).startswith(b'0  "0000xxx')
+        proc._transport.get_pipe_transport(1).close()  # type: ignore[attr-defined]  # as `| head -1` does
+        err = await asyncio.wait_for(proc.stderr.read(), 30)
+        assert (await proc.wait(), err) == (0, b"")

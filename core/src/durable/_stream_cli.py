@@ -7,6 +7,7 @@ JSON text), never decoded into classes, so any process can show any run's stream
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 
@@ -147,13 +148,16 @@ def stream_command(
         raise click.UsageError("--timeout applies to --follow only")
     what = f"durable stream {run_id!r} {key!r}"
 
-    async def show() -> str:
+    async def show() -> str | None:
         async with _cli.open_workflow(store_url) as (_, store):
             await _check_run(store, run_id, what)
-            if follow:
-                shown = await _follow(store, run_id, key, offset, timeout, as_json, what)
-            else:
-                shown = await _print_stored(store, run_id, key, offset, as_json)
+            try:
+                if follow:
+                    shown = await _follow(store, run_id, key, offset, timeout, as_json, what)
+                else:
+                    shown = await _print_stored(store, run_id, key, offset, as_json)
+            except BrokenPipeError:  # `durable stream ... | head`: the reader has what it wanted
+                return None
             return await _ending(store, run_id, key, shown, follow)
 
     try:
@@ -161,6 +165,10 @@ def stream_command(
     except click.Abort:  # Ctrl-C: what was printed stands; no "Aborted!", no traceback
         sys.stdout.flush()
         raise click.exceptions.Exit(130) from None
+    if ending is None:
+        # Nothing more can reach the closed pipe, not even the flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
     if not as_json:
         click.echo(_term.visible(ending), err=True)
 
