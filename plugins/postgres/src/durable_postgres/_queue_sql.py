@@ -46,6 +46,9 @@ OPEN = "('pending', 'running', 'waiting')"
 """The statuses of runs a queue claim may take (``durable._lifecycle.DUE_STATUSES``)."""
 CLOSED = "('cancelled', 'completed')"
 """The statuses that take a run's queue out of ``list_queues``."""
+PAGE = 256
+"""The most open entries a claim reads at a time, in claim order (its first page is one more than
+it may claim, each next one four times larger: entries it skips are few, usually)."""
 ENTRY_COLUMNS = "run_id, queue, priority, partition_key, not_before, enqueued_at, debounce_key, started_at"
 """``QueuedRun``'s fields, in order."""
 
@@ -265,7 +268,7 @@ def migration(live: Callable[[str], str], asleep: Callable[[str], str]) -> list[
         CREATE FUNCTION {{s}}.queue_claim(p_queue TEXT, p_now FLOAT8, p_owner TEXT, p_lease FLOAT8,
             p_concurrency INT, p_partition INT, p_rate INT, p_window FLOAT8, p_limit INT,
             p_workflows TEXT[], p_claim_id TEXT, p_lock_key TEXT)
-        RETURNS SETOF {{s}}.runs LANGUAGE plpgsql AS $claim$
+        RETURNS SETOF {{s}}.runs LANGUAGE plpgsql SET enable_sort = off AS $claim$
         DECLARE
             clock FLOAT8;
             running INT := 0;
@@ -276,6 +279,12 @@ def migration(live: Callable[[str], str], asleep: Callable[[str], str]) -> list[
             slot INT;
             pos INT;
             taken INT := 0;
+            seen INT;
+            page INT := least(p_limit + 1, {PAGE});
+            first BOOLEAN;
+            after_p BIGINT := -9223372036854775808;
+            after_e FLOAT8 := '-Infinity';
+            after_r TEXT := '';
             c RECORD;
             got {{s}}.runs;
         BEGIN
@@ -305,51 +314,71 @@ def migration(live: Callable[[str], str], asleep: Callable[[str], str]) -> list[
                 SELECT count(*) INTO in_window FROM {{s}}.queue_entries
                 WHERE queue = p_queue AND started_at IS NOT NULL AND started_at > clock - p_window;
             END IF;
-            FOR c IN
-                SELECT o.run_id, o.partition_key AS part, e.started_at IS NULL AS first
-                FROM {{s}}.queue_open AS o
-                CROSS JOIN LATERAL (SELECT * FROM {{s}}.runs WHERE run_id = o.run_id LIMIT 1) AS r
-                JOIN {{s}}.queue_entries AS e ON e.run_id = o.run_id
-                WHERE o.queue = p_queue AND o.not_before <= p_now AND {_claimable("r")}
-                    AND (p_workflows IS NULL OR r.workflow = ANY(p_workflows))
-                ORDER BY o.priority, o.enqueued_at, o.run_id
+            -- The queue's open entries in claim order, a page at a time from queue_claims (a
+            -- seek past the last one read), each run then read by its primary key: a candidate
+            -- costs two lookups, whatever the history. enable_sort is off in this function, so
+            -- that however stale the statistics (a queue that grew since its last ANALYZE), the
+            -- planner reads the entries in the index's order rather than sorting the whole queue.
+            <<pages>>
             LOOP
-                EXIT WHEN taken >= p_limit OR (p_concurrency IS NOT NULL AND running >= p_concurrency);
-                pos := NULL;
-                IF c.part IS NULL THEN
-                    slot := unkeyed;
-                ELSE
-                    pos := array_position(parts, c.part);
-                    slot := coalesce(counts[pos], 0);
-                END IF;
-                -- A full partition is skipped (another partition's run may go); so is a first
-                -- start past the rate window (a run that started before may resume).
-                CONTINUE WHEN p_partition IS NOT NULL AND slot >= p_partition;
-                CONTINUE WHEN c.first AND p_rate IS NOT NULL AND in_window >= p_rate;
-                PERFORM 1 FROM {{s}}.runs AS r WHERE r.run_id = c.run_id AND {_claimable("r")}
-                    AND EXISTS (SELECT 1 FROM {{s}}.queue_open
-                                WHERE run_id = c.run_id AND not_before <= p_now)
-                    FOR UPDATE SKIP LOCKED;
-                CONTINUE WHEN NOT FOUND;
-                UPDATE {{s}}.runs SET status = 'running', lease_token = lease_token + 1, owner = p_owner,
-                    lease_expires_at = clock + p_lease, wake_at = NULL, activity = NULL, updated_at = clock,
-                    claim_id = p_claim_id
-                WHERE run_id = c.run_id RETURNING * INTO got;
-                IF c.first THEN
-                    UPDATE {{s}}.queue_entries SET started_at = clock WHERE run_id = c.run_id;
-                    in_window := in_window + 1;
-                END IF;
-                running := running + 1;
-                taken := taken + 1;
-                IF c.part IS NULL THEN
-                    unkeyed := unkeyed + 1;
-                ELSIF pos IS NULL THEN
-                    parts := parts || c.part;
-                    counts := counts || 1;
-                ELSE
-                    counts[pos] := counts[pos] + 1;
-                END IF;
-                RETURN NEXT got;
+                seen := 0;
+                FOR c IN
+                    SELECT o.run_id, o.partition_key AS part, o.priority, o.enqueued_at
+                    FROM {{s}}.queue_open AS o
+                    WHERE o.queue = p_queue
+                        AND (o.priority, o.enqueued_at, o.run_id) > (after_p, after_e, after_r)
+                        AND o.not_before <= p_now
+                    ORDER BY o.priority, o.enqueued_at, o.run_id LIMIT page
+                LOOP
+                    seen := seen + 1;
+                    after_p := c.priority;
+                    after_e := c.enqueued_at;
+                    after_r := c.run_id;
+                    EXIT pages WHEN taken >= p_limit
+                        OR (p_concurrency IS NOT NULL AND running >= p_concurrency);
+                    pos := NULL;
+                    IF c.part IS NULL THEN
+                        slot := unkeyed;
+                    ELSE
+                        pos := array_position(parts, c.part);
+                        slot := coalesce(counts[pos], 0);
+                    END IF;
+                    -- A full partition is skipped (another partition's run may go); so is a first
+                    -- start past the rate window (a run that started before may resume).
+                    CONTINUE WHEN p_partition IS NOT NULL AND slot >= p_partition;
+                    SELECT e.started_at IS NULL INTO first
+                    FROM {{s}}.queue_entries AS e WHERE e.run_id = c.run_id;
+                    CONTINUE WHEN first AND p_rate IS NOT NULL AND in_window >= p_rate;
+                    -- Locked (a run another transaction holds is skipped, not waited for) and
+                    -- judged on its latest version.
+                    PERFORM 1 FROM {{s}}.runs AS r WHERE r.run_id = c.run_id AND {_claimable("r")}
+                        AND (p_workflows IS NULL OR r.workflow = ANY(p_workflows))
+                        AND EXISTS (SELECT 1 FROM {{s}}.queue_open
+                                    WHERE run_id = c.run_id AND not_before <= p_now)
+                        FOR UPDATE SKIP LOCKED;
+                    CONTINUE WHEN NOT FOUND;
+                    UPDATE {{s}}.runs SET status = 'running', lease_token = lease_token + 1, owner = p_owner,
+                        lease_expires_at = clock + p_lease, wake_at = NULL, activity = NULL,
+                        updated_at = clock, claim_id = p_claim_id
+                    WHERE run_id = c.run_id RETURNING * INTO got;
+                    IF first THEN
+                        UPDATE {{s}}.queue_entries SET started_at = clock WHERE run_id = c.run_id;
+                        in_window := in_window + 1;
+                    END IF;
+                    running := running + 1;
+                    taken := taken + 1;
+                    IF c.part IS NULL THEN
+                        unkeyed := unkeyed + 1;
+                    ELSIF pos IS NULL THEN
+                        parts := parts || c.part;
+                        counts := counts || 1;
+                    ELSE
+                        counts[pos] := counts[pos] + 1;
+                    END IF;
+                    RETURN NEXT got;
+                END LOOP;
+                EXIT pages WHEN seen < page;
+                page := least(page * 4, {PAGE});
             END LOOP;
         END
         $claim$
