@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import os
 import re
 import secrets
@@ -235,6 +236,38 @@ def reconnect_after_a_killed_worker(deployment: Deployment) -> None:
     assert text_and_offsets(received)[1] == REPLY
     assert_every_event_once(received, deployment.store, run_id)
     assert deployment.generated() == [list(range(HANG_AT)), list(range(len(tokens())))]
+    shown_by_the_cli(deployment.store, run_id, [event for _, event in received[:-1]])
+
+
+def shown_by_the_cli(store: str, run_id: str, events: list[Any]) -> None:
+    """``durable stream`` prints the run's stream as the relay sent it; ``durable runs show``
+    lists it (the agent writes it from its model request steps: only a store that lists streams
+    knows it is there)."""
+    durable = str(Path(sys.executable).with_name("durable"))
+    printed = subprocess.run(
+        [durable, "stream", run_id, STREAM, "--store", store, "--json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert [json.loads(line) for line in printed.stdout.splitlines()] == [
+        {"offset": i, "value": event} for i, event in enumerate(events)
+    ]
+    shown = subprocess.run(
+        [durable, "runs", "show", run_id, "--store", store, "--json"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    listed = json.loads(shown.stdout)["streams"]
+    if lists_streams(store, run_id):
+        assert listed == [{"key": STREAM, "items": len(events), "closed": False}]
+    else:
+        assert listed == []
+
+
+def lists_streams(store: str, run_id: str) -> bool:
+    async def ask() -> bool:
+        async with Workflow("reader", db=store) as wf:
+            return await (await wf.get_store()).list_streams(run_id) is not None
+
+    return asyncio.run(ask())
 
 
 def test_a_reconnect_from_any_earlier_offset_resumes_right_after_it(deployment: Deployment) -> None:
