@@ -10,14 +10,16 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
 from durable import _inspect, _term
-from durable._outputs_view import OutputsView
-from durable._streams import read_stream_text, require_streams
 from durable.errors import UnknownRunError
 from durable.store import Store
+
+if TYPE_CHECKING:  # `durable --help` and the other commands do not import these
+    from durable._outputs_view import OutputsView
 
 __all__ = ["register"]
 
@@ -60,6 +62,8 @@ def _line(offset: int, text: str, as_json: bool) -> str:
 
 
 async def _check_run(store: Store, run_id: str, what: str) -> None:
+    from durable._streams import require_streams
+
     require_streams(store, what)
     if await store.get_run(run_id) is None:
         raise UnknownRunError(f"{what}: no run {run_id!r} in {store!r}", run_id=run_id)
@@ -80,6 +84,8 @@ async def _print_stored(store: Store, run_id: str, key: str, offset: int, as_jso
 async def _follow(
     store: Store, run_id: str, key: str, offset: int, timeout: float | None, as_json: bool, what: str
 ) -> _Shown:
+    from durable._streams import read_stream_text
+
     shown = _Shown(next_offset=offset)
     async for at, text in read_stream_text(store, run_id, key, offset, timeout, what):
         click.echo(_line(at, text, as_json))  # click.echo flushes: a pipe sees each item at once
