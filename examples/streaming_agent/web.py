@@ -9,6 +9,9 @@ reconnects with ``Last-Event-ID: <last offset>``, and the relay resumes at the n
 lost, nothing twice (``?offset=N`` does the same for a client without the header). When the stream
 ends (closed, or the run finished) an ``end`` event says how the run stands, and the page closes
 its ``EventSource`` (else it would reconnect). ``GET /`` is the page (``page.html``).
+
+No keep-alive comments are sent while the model is silent: a proxy that drops an idle connection
+only makes the browser reconnect, and it resumes after its last id like any other reconnect.
 """
 
 from __future__ import annotations
