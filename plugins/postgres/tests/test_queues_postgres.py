@@ -228,3 +228,27 @@ async def test_other_store_objects_wake_a_waiting_claimer(fresh: PostgresStore, 
         assert time.monotonic() - began < WOKEN_WITHIN, "a NOTIFY sent before the wait was lost"
     finally:
         await other.close()
+
+
+async def test_a_claim_whose_reply_was_lost_returns_what_it_took(fresh: PostgresStore) -> None:
+    for n in range(3):
+        await enqueue(fresh, f"run-{n}")
+    with recording(fresh) as pool:
+        pool.fail_after = fresh._queues._sql["claim"]  # commits, then the reply is lost
+        taken = await fresh.claim_queued("q", time.time(), "me", 30.0, QueueLimits(), limit=2)
+    assert [(run.run_id, lease.token) for run, lease in taken] == [("run-0", 1), ("run-1", 1)], (
+        "the retry claimed again instead of finding the first attempt's claims"
+    )
+    assert (await fresh.get_run("run-2")).status is RunStatus.PENDING  # type: ignore[union-attr]
+
+
+async def test_an_enqueue_whose_reply_was_lost_is_created(fresh: PostgresStore) -> None:
+    run = pending("run-1")
+    with recording(fresh) as pool:
+        pool.fail_after = fresh._queues._sql["enqueue"]
+        stored, outcome = await fresh.enqueue_run(
+            run, QueuedRun("run-1", "q", not_before=1.0, enqueued_at=1.0)
+        )
+    assert (stored, outcome.value) == (run, "created")
+    again, outcome = await fresh.enqueue_run(run, QueuedRun("run-1", "q", not_before=1.0, enqueued_at=1.0))
+    assert (again, outcome.value) == (run, "exists")

@@ -23,7 +23,9 @@ the claims of the claimer it waited for. Each statement of a plpgsql function ta
 snapshot (READ COMMITTED), so the counts after the lock see every earlier claimer's commit. The
 candidates are then locked with ``FOR UPDATE SKIP LOCKED`` and re-checked, so a run that a direct
 ``claim_run``, a checkpoint or a debounce replace holds is skipped rather than waited for. The
-whole claim (lock, counts, walk, writes) is one call: the limit check costs no round trip.
+whole claim (lock, counts, walk, writes) is one call: the limit check costs no round trip. A
+claim with no limits at all counts nothing, so it takes no lock: claimers of an unlimited queue
+do not take turns (the row locks alone keep two of them from taking one run).
 
 Notifications (one channel per schema, the signals' one; payloads are ``queue_key``): an enqueue
 or debounce replace, and in a trigger on ``runs``, a queued run's slot freed (released, given
@@ -291,28 +293,33 @@ def migration(live: Callable[[str], str], asleep: Callable[[str], str]) -> list[
             IF p_limit <= 0 THEN
                 RETURN;
             END IF;
-            PERFORM pg_advisory_xact_lock({QUEUE_LOCK_SPACE}, hashtext(p_lock_key));
             clock := extract(epoch FROM clock_timestamp())::float8;
-            FOR c IN
-                SELECT o.partition_key AS part, count(*)::int AS n
-                FROM {{s}}.queue_open AS o JOIN {{s}}.runs AS r ON r.run_id = o.run_id
-                WHERE o.queue = p_queue AND o.held AND r.owner IS NOT NULL AND r.lease_expires_at > clock
-                GROUP BY o.partition_key
-            LOOP
-                running := running + c.n;
-                IF c.part IS NULL THEN
-                    unkeyed := c.n;
-                ELSE
-                    parts := parts || c.part;
-                    counts := counts || c.n;
+            -- Without limits nothing is counted, so claimers need not take turns: each skips the
+            -- runs the others lock (FOR UPDATE SKIP LOCKED below) and takes the next.
+            IF p_concurrency IS NOT NULL OR p_partition IS NOT NULL OR p_rate IS NOT NULL THEN
+                PERFORM pg_advisory_xact_lock({QUEUE_LOCK_SPACE}, hashtext(p_lock_key));
+                clock := extract(epoch FROM clock_timestamp())::float8;  -- read once the lock is held
+                FOR c IN
+                    SELECT o.partition_key AS part, count(*)::int AS n
+                    FROM {{s}}.queue_open AS o JOIN {{s}}.runs AS r ON r.run_id = o.run_id
+                    WHERE o.queue = p_queue AND o.held AND r.owner IS NOT NULL AND r.lease_expires_at > clock
+                    GROUP BY o.partition_key
+                LOOP
+                    running := running + c.n;
+                    IF c.part IS NULL THEN
+                        unkeyed := c.n;
+                    ELSE
+                        parts := parts || c.part;
+                        counts := counts || c.n;
+                    END IF;
+                END LOOP;
+                IF p_concurrency IS NOT NULL AND running >= p_concurrency THEN
+                    RETURN;
                 END IF;
-            END LOOP;
-            IF p_concurrency IS NOT NULL AND running >= p_concurrency THEN
-                RETURN;
-            END IF;
-            IF p_rate IS NOT NULL THEN
-                SELECT count(*) INTO in_window FROM {{s}}.queue_entries
-                WHERE queue = p_queue AND started_at IS NOT NULL AND started_at > clock - p_window;
+                IF p_rate IS NOT NULL THEN
+                    SELECT count(*) INTO in_window FROM {{s}}.queue_entries
+                    WHERE queue = p_queue AND started_at IS NOT NULL AND started_at > clock - p_window;
+                END IF;
             END IF;
             -- The queue's open entries in claim order, a page at a time from queue_claims (a
             -- seek past the last one read), each run then read by its primary key: a candidate
