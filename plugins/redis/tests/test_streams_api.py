@@ -53,7 +53,7 @@ async def test_a_reader_on_another_store_object_is_pushed_each_item_and_prune_re
         for n in (1, 2):
             sent = time.monotonic()
             await reader_wf.complete(run_id, "go", delivery_id=str(n))
-            await asyncio.wait_for(_until(lambda: len(received) > n), 10)
+            await asyncio.wait_for(_until(lambda count=n + 1: len(received) >= count), 10)
             # The worker polls every 0.05 s for the woken run; the reader is pushed, its net is 5 s.
             assert received[-1][2] - sent < 2.0, "pushed over pub/sub, not found by the 5 s safety net"
         await reader_wf.complete(run_id, "go", delivery_id="3")
