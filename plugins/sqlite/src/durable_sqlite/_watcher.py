@@ -94,16 +94,21 @@ class ChangeWatcher:
         while self._anyone_waits() and store._db is not None:
             try:
                 version = await store._read(lambda db: db.execute("PRAGMA data_version").fetchone()[0])
-                # The first check compares the outputs too: a commit made between a watch's
-                # baseline and this first data_version read changed nothing this loop saw.
+                # The first check counts as a change: a commit made after a waiter's last read and
+                # before this first data_version read changed nothing this loop saw. Output readers
+                # are compared with their baselines, signal waiters re-read once (and wait on if
+                # nothing came); queue waiters are not woken, a worker would poll for nothing: its
+                # next poll is their safety net.
                 if seen is None or version != seen:
                     await self._wake_outputs()
             except StoreUnavailable:
+                self._states.clear()
                 return
-            if seen is not None and version != seen:
-                self._lively_at = time.monotonic()
+            if version != seen:
                 store.wake_local_waiters()
-                store.wake_queue_waiters()
+                if seen is not None:
+                    self._lively_at = time.monotonic()
+                    store.wake_queue_waiters()
             seen = version
             await self._sleep()
         self._states.clear()
