@@ -51,6 +51,9 @@ CLOSED = "('cancelled', 'completed')"
 PAGE = 256
 """The most open entries a claim reads at a time, in claim order (its first page is one more than
 it may claim, each next one four times larger: entries it skips are few, usually)."""
+FLOODED = 256
+"""Entries of full partitions a claim steps over in claim order before it takes the other
+partitions' heads instead (``queue_partitions``): a flooded partition costs a claim at most this."""
 ENTRY_COLUMNS = "run_id, queue, priority, partition_key, not_before, enqueued_at, debounce_key, started_at"
 """``QueuedRun``'s fields, in order."""
 
@@ -124,6 +127,10 @@ def migration(live: Callable[[str], str], asleep: Callable[[str], str]) -> list[
         "CREATE INDEX queue_claims ON {s}.queue_open (queue, priority, enqueued_at, run_id)",
         "CREATE INDEX queue_held ON {s}.queue_open (queue, partition_key) WHERE held",
         "CREATE INDEX queue_delays ON {s}.queue_open (queue, not_before)",
+        "CREATE INDEX queue_partitions ON {s}.queue_open "
+        "(queue, partition_key, priority, enqueued_at, run_id)",
+        "CREATE INDEX queue_unkeyed ON {s}.queue_open (queue, priority, enqueued_at, run_id) "
+        "WHERE partition_key IS NULL",
         # runs_live (schema 3) leaves queued runs out from now on. An enqueue inserts the run and
         # its entry in one statement, and the statement's AFTER trigger sees both.
         f"""
@@ -270,7 +277,7 @@ def migration(live: Callable[[str], str], asleep: Callable[[str], str]) -> list[
         CREATE FUNCTION {{s}}.queue_claim(p_queue TEXT, p_now FLOAT8, p_owner TEXT, p_lease FLOAT8,
             p_concurrency INT, p_partition INT, p_rate INT, p_window FLOAT8, p_limit INT,
             p_workflows TEXT[], p_claim_id TEXT, p_lock_key TEXT)
-        RETURNS SETOF {{s}}.runs LANGUAGE plpgsql SET enable_sort = off AS $claim$
+        RETURNS SETOF {{s}}.runs LANGUAGE plpgsql SET enable_sort = off SET jit = off AS $claim$
         DECLARE
             clock FLOAT8;
             running INT := 0;
@@ -282,6 +289,10 @@ def migration(live: Callable[[str], str], asleep: Callable[[str], str]) -> list[
             pos INT;
             taken INT := 0;
             seen INT;
+            skipped INT := 0;
+            heads BOOLEAN := FALSE;
+            full_parts TEXT[];
+            cur REFCURSOR;
             page INT := least(p_limit + 1, {PAGE});
             first BOOLEAN;
             after_p BIGINT := -9223372036854775808;
@@ -325,24 +336,69 @@ def migration(live: Callable[[str], str], asleep: Callable[[str], str]) -> list[
             -- seek past the last one read), each run then read by its primary key: a candidate
             -- costs two lookups, whatever the history. enable_sort is off in this function, so
             -- that however stale the statistics (a queue that grew since its last ANALYZE), the
-            -- planner reads the entries in the index's order rather than sorting the whole queue.
+            -- planner reads the entries in the index's order rather than sorting the whole queue
+            -- (and jit is off: the cost it puts on the sorts left would have every claim compiled).
             <<pages>>
             LOOP
+                IF NOT heads THEN
+                    OPEN cur FOR
+                        SELECT o.run_id, o.partition_key AS part, o.priority, o.enqueued_at
+                        FROM {{s}}.queue_open AS o
+                        WHERE o.queue = p_queue
+                            AND (o.priority, o.enqueued_at, o.run_id) > (after_p, after_e, after_r)
+                            AND o.not_before <= p_now
+                        ORDER BY o.priority, o.enqueued_at, o.run_id LIMIT page;
+                ELSE
+                    -- Past FLOODED entries of full partitions: the rest is the heads of the other
+                    -- partitions (distinct keys by a loose scan of queue_partitions, each one's
+                    -- first claimable entries), so a flooded partition costs nothing more.
+                    full_parts := ARRAY(SELECT parts[i] FROM generate_subscripts(parts, 1) AS i
+                                        WHERE counts[i] >= p_partition);
+                    OPEN cur FOR
+                        WITH RECURSIVE keys(key) AS (
+                            (SELECT partition_key FROM {{s}}.queue_open
+                             WHERE queue = p_queue AND partition_key IS NOT NULL
+                             ORDER BY partition_key LIMIT 1)
+                            UNION ALL
+                            SELECT (SELECT o.partition_key FROM {{s}}.queue_open AS o
+                                    WHERE o.queue = p_queue AND o.partition_key > keys.key
+                                    ORDER BY o.partition_key LIMIT 1)
+                            FROM keys WHERE keys.key IS NOT NULL
+                        )
+                        SELECT h.* FROM keys CROSS JOIN LATERAL (
+                            SELECT o.run_id, o.partition_key AS part, o.priority, o.enqueued_at
+                            FROM {{s}}.queue_open AS o
+                            WHERE o.queue = p_queue AND o.partition_key = keys.key
+                                AND (o.priority, o.enqueued_at, o.run_id) > (after_p, after_e, after_r)
+                                AND o.not_before <= p_now AND EXISTS (SELECT 1 FROM {{s}}.runs AS r
+                                    WHERE r.run_id = o.run_id AND {_claimable("r")}
+                                    AND (p_workflows IS NULL OR r.workflow = ANY(p_workflows)))
+                            ORDER BY o.priority, o.enqueued_at, o.run_id LIMIT p_partition
+                        ) AS h
+                        WHERE keys.key IS NOT NULL AND keys.key <> ALL(full_parts)
+                        UNION ALL
+                        (SELECT o.run_id, o.partition_key, o.priority, o.enqueued_at
+                         FROM {{s}}.queue_open AS o
+                         WHERE o.queue = p_queue AND o.partition_key IS NULL AND unkeyed < p_partition
+                            AND (o.priority, o.enqueued_at, o.run_id) > (after_p, after_e, after_r)
+                            AND o.not_before <= p_now AND EXISTS (SELECT 1 FROM {{s}}.runs AS r
+                                WHERE r.run_id = o.run_id AND {_claimable("r")}
+                                    AND (p_workflows IS NULL OR r.workflow = ANY(p_workflows)))
+                         ORDER BY o.priority, o.enqueued_at, o.run_id LIMIT p_partition)
+                        ORDER BY priority, enqueued_at, run_id;
+                END IF;
                 seen := 0;
-                FOR c IN
-                    SELECT o.run_id, o.partition_key AS part, o.priority, o.enqueued_at
-                    FROM {{s}}.queue_open AS o
-                    WHERE o.queue = p_queue
-                        AND (o.priority, o.enqueued_at, o.run_id) > (after_p, after_e, after_r)
-                        AND o.not_before <= p_now
-                    ORDER BY o.priority, o.enqueued_at, o.run_id LIMIT page
                 LOOP
+                    FETCH cur INTO c;
+                    EXIT WHEN NOT FOUND;
                     seen := seen + 1;
                     after_p := c.priority;
                     after_e := c.enqueued_at;
                     after_r := c.run_id;
-                    EXIT pages WHEN taken >= p_limit
-                        OR (p_concurrency IS NOT NULL AND running >= p_concurrency);
+                    IF taken >= p_limit OR (p_concurrency IS NOT NULL AND running >= p_concurrency) THEN
+                        CLOSE cur;
+                        EXIT pages;
+                    END IF;
                     pos := NULL;
                     IF c.part IS NULL THEN
                         slot := unkeyed;
@@ -352,7 +408,10 @@ def migration(live: Callable[[str], str], asleep: Callable[[str], str]) -> list[
                     END IF;
                     -- A full partition is skipped (another partition's run may go); so is a first
                     -- start past the rate window (a run that started before may resume).
-                    CONTINUE WHEN p_partition IS NOT NULL AND slot >= p_partition;
+                    IF p_partition IS NOT NULL AND slot >= p_partition THEN
+                        skipped := skipped + 1;
+                        CONTINUE;
+                    END IF;
                     SELECT e.started_at IS NULL INTO first
                     FROM {{s}}.queue_entries AS e WHERE e.run_id = c.run_id;
                     CONTINUE WHEN first AND p_rate IS NOT NULL AND in_window >= p_rate;
@@ -384,7 +443,9 @@ def migration(live: Callable[[str], str], asleep: Callable[[str], str]) -> list[
                     END IF;
                     RETURN NEXT got;
                 END LOOP;
-                EXIT pages WHEN seen < page;
+                CLOSE cur;
+                EXIT pages WHEN heads OR seen < page;
+                heads := p_partition IS NOT NULL AND skipped >= {FLOODED};
                 page := least(page * 4, {PAGE});
             END LOOP;
         END
