@@ -5,8 +5,10 @@ from __future__ import annotations
 try:
     from durable_pydantic_ai import (
         DurableAgent,
+        DurableStreamedRunResult,
         RunArgumentsMissing,
         TaskConfig,
+        decode_event,
         durable_pipeline,
         durable_tool,
     )
@@ -16,4 +18,12 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
         "pip install 'python-durable[pydantic-ai]'"
     ) from exc
 
-__all__ = ["DurableAgent", "RunArgumentsMissing", "TaskConfig", "durable_pipeline", "durable_tool"]
+__all__ = [
+    "DurableAgent",
+    "DurableStreamedRunResult",
+    "RunArgumentsMissing",
+    "TaskConfig",
+    "decode_event",
+    "durable_pipeline",
+    "durable_tool",
+]

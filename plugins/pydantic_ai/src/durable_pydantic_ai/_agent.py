@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from pydantic import TypeAdapter
@@ -27,13 +26,14 @@ from durable.context import current_run
 from durable.errors import ConfigurationError, UnknownRunError
 from durable.store import StepRecord
 from durable_pydantic_ai._aliases import Aliases
+from durable_pydantic_ai._call import CALL, PROMPT_ADAPTER, Call, refuse_unrecordable, stored_inputs
 from durable_pydantic_ai._capability import DurableCapability, ResumeToken, escape_key_part
 from durable_pydantic_ai._config import TaskConfig, resolve
 from durable_pydantic_ai._events import EVENTS_STREAM
 from durable_pydantic_ai._inputs import DepsFactory, OutputTypes, RunRecorder, output_data_type, output_name
 from durable_pydantic_ai._registry import register
 from durable_pydantic_ai._stream_result import DurableStreamedRunResult, LiveEvents
-from durable_pydantic_ai._streaming import LIVE, iter_in_run, run_stream
+from durable_pydantic_ai._streaming import LIVE, iter_in_run, journal_streams, run_stream
 from durable_pydantic_ai._tools import find_plain_tool, run_plain_tool
 
 __all__ = ["ApprovalHandler", "DurableAgent"]
@@ -43,27 +43,6 @@ ApprovalHandler = Callable[
 ]
 """Called once per approval wait (its answer is journaled): answer at once, or hand the token to
 whoever decides and return ``None`` to wait for ``wf.complete(token.run_id, token.signal, ...)``."""
-
-_PROMPT_ADAPTER: TypeAdapter[str | list[UserContent] | None] = TypeAdapter(str | list[UserContent] | None)
-
-# What a run() call passes that is not data (deps, handlers, capabilities): it reaches the run's
-# body through this context variable; a process resuming the run from the store has only the
-# recorded options (``_inputs``).
-_CALL: ContextVar[_Call | None] = ContextVar("durable_pydantic_ai_call", default=None)
-
-
-@dataclass
-class _Call:
-    workflow_name: str
-    inputs: dict[str, Any]
-    """The run's stored inputs: prompt, message history and the recorded options."""
-    kwargs: dict[str, Any]
-    """The caller's own arguments for the wrapped agent's ``run`` (live objects included)."""
-    output_spec: Any
-    event_stream_handler: EventStreamHandler[Any] | None = None
-    capabilities: list[Any] = field(default_factory=list)
-    live: LiveEvents | None = None
-    """The ``run_stream`` caller's channel."""
 
 
 class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
@@ -281,11 +260,11 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         LIVE.set(None)  # this run's: a run it starts (a tool's agent) streams to no one
         if run_id is None and current_run() is None:
             run_id = self.run_id_for_new_run()
-        token = _CALL.set(call)
+        token = CALL.set(call)
         try:
             data = await self._run_workflow.call(run_id, (), call.inputs)
         finally:
-            _CALL.reset(token)
+            CALL.reset(token)
         result: AgentRunResult[Any] = self._result_adapter(call.output_spec).validate_python(data)
         return result
 
@@ -526,18 +505,9 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         cancellation_token: Any = None,
         event_stream_handler: EventStreamHandler[Any] | None = None,
         capabilities: Sequence[AbstractCapability[Any]] | None = None,
-    ) -> _Call:
+    ) -> Call:
         """The stored inputs and the caller's arguments of one call."""
-        if conversation is not None:
-            raise ConfigurationError(
-                f"DurableAgent {self._name!r}: run(conversation=...) is not recorded with a run; pass its "
-                "parts instead: message_history=, usage= and conversation_id="
-            )
-        if cancellation_token is not None:
-            raise ConfigurationError(
-                f"DurableAgent {self._name!r}: a cancellation_token would stop the run outside its journal; "
-                "cancel a durable run with wf.cancel(run_id) (it stays resumable)"
-            )
+        refuse_unrecordable(self._name, conversation, cancellation_token)
         live = {key: value for key, value in arguments.items() if value is not None}
         effective = dict(live)
         overrides = self._overrides.get() or {}
@@ -546,21 +516,10 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
                 effective[key] = overrides[key]
         overridden = sorted(key for key in overrides if key not in ("model", "deps", "name"))
         options = self._recorder.record(run_id, {**effective, "capabilities": capabilities}, overridden)
-        inputs = {
-            "prompt": _PROMPT_ADAPTER.dump_python(
-                list(user_prompt)
-                if user_prompt is not None and not isinstance(user_prompt, str)
-                else user_prompt,
-                mode="json",
-            ),
-            "message_history": None
-            if message_history is None
-            else ModelMessagesTypeAdapter.dump_python(list(message_history), mode="json"),
-            "options": options or None,
-        }
+        inputs = stored_inputs(user_prompt, message_history, options)
         live["user_prompt"] = user_prompt
         live["message_history"] = message_history
-        return _Call(
+        return Call(
             workflow_name=self.workflow_name,
             inputs=inputs,
             kwargs=live,
@@ -575,14 +534,14 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         are not enough)."""
         ctx = current_run()
         assert ctx is not None
-        call = _CALL.get()
+        call = CALL.get()
         if call is not None and call.workflow_name == self.workflow_name:
-            _CALL.set(None)  # consumed: a nested run of another agent must not take it
+            CALL.set(None)  # consumed: a nested run of another agent must not take it
             kwargs = dict(call.kwargs)
             handler, extra, live = call.event_stream_handler, call.capabilities, call.live
         else:
             kwargs = await self._recorder.restore(ctx.run_id, options or {})
-            kwargs["user_prompt"] = _PROMPT_ADAPTER.validate_python(prompt)
+            kwargs["user_prompt"] = PROMPT_ADAPTER.validate_python(prompt)
             kwargs["message_history"] = (
                 None if message_history is None else ModelMessagesTypeAdapter.validate_python(message_history)
             )
@@ -630,16 +589,10 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         return adapter
 
     def _streams(self, journal: Iterable[StepRecord], asked: bool) -> bool:
-        """Whether a run streams its model requests: as its journal's first one did, else if asked
-        (``run_stream``) or ``stream_events=True``. The two modes have different step names
-        (``model.request`` / ``model.request_stream``), so a run must keep its mode when resumed."""
-        prefixes = [f"{escape_key_part(name)}__model.request" for name in self.aliases.names(self._name)]
-        for step in journal:
-            for prefix in prefixes:
-                task: str = step.task
-                if task.startswith(prefix):
-                    return task[len(prefix) :].startswith("_stream")
-        return asked or self._stream_events
+        recorded = journal_streams(
+            journal, [escape_key_part(name) for name in self.aliases.names(self._name)]
+        )
+        return (asked or self._stream_events) if recorded is None else recorded
 
     def _capabilities(
         self,

@@ -330,6 +330,12 @@ class DurableCapability(BaseDurabilityCapability[AgentDepsT]):
 
     ``Agent(..., name="assistant", capabilities=[DurableCapability(wf)])`` for agents run inside your
     own ``@wf.workflow``; ``DurableAgent`` attaches it for you and starts the run itself.
+
+    ``aliases``: old agent names, toolset ids and tool names -> current ones (``_aliases``).
+    ``stream=True`` streams every model request (``model.request_stream`` steps), as an event stream
+    handler does; a run that streams appends its events to the durable stream ``events_stream`` if
+    given (``_events``: the item format and why each is written once) and hands them to ``live``
+    (a ``run_stream`` caller) as the model produces them.
     """
 
     engine_spec = DurabilityEngineSpec(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -28,13 +28,28 @@ from pydantic_ai.run import AgentRun, AgentRunResult
 
 from durable.context import current_run
 from durable.errors import ConfigurationError
+from durable.store import StepRecord
 from durable_pydantic_ai._inputs import output_data_type
 from durable_pydantic_ai._stream_result import DurableStreamedRunResult, LiveEvents
 
-__all__ = ["LIVE", "iter_in_run", "run_stream"]
+__all__ = ["LIVE", "iter_in_run", "journal_streams", "run_stream"]
 
 LIVE: ContextVar[LiveEvents | None] = ContextVar("durable_pydantic_ai_live", default=None)
 """The channel of a ``run_stream`` call, read by the ``run`` it starts (in its own task)."""
+
+
+def journal_streams(journal: Iterable[StepRecord], agent_names: Sequence[str]) -> bool | None:
+    """Whether a run's model requests stream, as its journal's first one did (``None``: it has none).
+
+    The two modes have different step names (``model.request`` / ``model.request_stream``), so a
+    run keeps its mode whoever resumes it (a worker for a run begun by ``run_stream``)."""
+    prefixes = [f"{name}__model.request" for name in agent_names]
+    for step in journal:
+        task: str = step.task
+        for prefix in prefixes:
+            if task.startswith(prefix):
+                return task[len(prefix) :].startswith("_stream")
+    return None
 
 
 def _output_adapter(spec: Any) -> Callable[[], TypeAdapter[Any] | None]:
