@@ -273,3 +273,17 @@ async def test_a_fork_writes_its_own_events_and_stream_items() -> None:
     assert items == [(i, f"loaded row {i}") for i in range(3)]
     assert await wf.get_events(fork_id) == {"progress": {"done": 3, "total": 3}}
     assert len([item async for item in wf.read_stream("import-1", "log")]) == 3, "the original is only read"
+
+
+async def test_the_timeline_names_the_body_s_writes_by_kind() -> None:
+    from durable import _inspect
+
+    store = InMemoryStore()
+    wf, import_job = importer(store, set())
+    async with wf:
+        await import_job("kinds", rows=1)
+        timeline = await _inspect.load_timeline(store, "import-kinds")
+    assert [(s.key, s.kind) for s in timeline.steps] == [
+        ("load", "task"), ("durable:event@progress", "event"), ("durable:stream@log", "stream"),
+        ("durable:close@log", "close"),
+    ]  # fmt: skip

@@ -434,6 +434,7 @@ def _queued_json(entry: QueuedRun) -> dict[str, Any]:
 _SYSTEM_KINDS = {
     "durable:signal": "signal", "durable:sleep": "sleep", "durable:child": "child",
     "durable:patch": "patch", "durable:fork": "fork", "durable:version": "version",
+    "durable:event": "event", "durable:stream": "stream", "durable:close": "close",
 }  # fmt: skip
 
 
@@ -444,7 +445,8 @@ class StepView:
     key: str
     task: str
     kind: str
-    """``task``, ``signal`` (a wait for a delivery), ``sleep`` or ``child`` (a child run)."""
+    """``task``, ``signal`` (a wait for a delivery), ``sleep``, ``child`` (a child run), ``patch``,
+    ``fork``, ``version``, or ``event``, ``stream``, ``close`` (a write from the workflow body)."""
     status: str
     """The checkpoint's status (``completed``, ``failed``); a sleep whose end is still to come is
     ``sleeping`` (its checkpoint records the wake time when the sleep begins)."""
