@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any
 
+from durable.errors import StoreError
 from durable.store import Enqueued, Lease, QueuedRun, QueueLimits, QueueStats, RunRecord
 from durable_postgres import _queue_sql
 from durable_postgres._batching import Caller
@@ -181,7 +182,12 @@ class PostgresQueues:
             return
         wall = time.time()
         sql = self._sql["next_not_before"]
-        ahead = await self._call("read the next delayed run", lambda conn: conn.fetchval(sql, names, wall))
+        try:
+            ahead = await self._call(
+                "read the next delayed run", lambda conn: conn.fetchval(sql, names, wall)
+            )
+        except StoreError:  # the claim after the wait reports an outage; meanwhile, poll
+            ahead, timeout = None, min(timeout, self._poll_interval())
         if ahead is not None:
             timeout = min(timeout, max(0.0, ahead - wall))
         waits: list[asyncio.Future[object]] = [asyncio.ensure_future(event.wait()) for event in events]
