@@ -22,7 +22,7 @@ PROMPT = 1.0
 """Far less than a reader's safety net (5 s): the write woke it, not a re-read."""
 
 
-async def test_a_runs_events_and_streams_are_two_keys_in_its_slot_that_count_down_with_it(
+async def test_a_runs_events_and_streams_are_three_keys_in_its_slot_that_count_down_with_it(
     make_store: StoreMaker, admin: redis.Redis
 ) -> None:
     store = make_store(ttl=120)
@@ -31,16 +31,17 @@ async def test_a_runs_events_and_streams_are_two_keys_in_its_slot_that_count_dow
     await store.create_run(run)
     await store.set_event(lease_of(run), "progress", "1")
     await store.append_stream(lease_of(run), "log", '"a"')
-    events, streams = store.keys.output_keys("r")
-    assert events.startswith(store.keys.run_keys("r")[0][: -len("run")])  # the run's braces: its slot
-    assert admin.ttl(events) == admin.ttl(streams) == -1, "a live run's outputs never expire"
+    keys = store.keys.output_keys("r")
+    for key in keys:
+        assert key.startswith(store.keys.run_keys("r")[0][: -len("run")])  # the run's braces: its slot
+        assert admin.exists(key) and admin.ttl(key) == -1, "a live run's outputs never expire"
     await store.update_run(lease_of(run), RunStatus.COMPLETED, result="1")
-    assert 0 < admin.ttl(events) <= 120 and 0 < admin.ttl(streams) <= 120
-    await store.close_stream(lease_of(run), "log")  # still the current token: a late write counts down too
-    assert 0 < admin.ttl(streams) <= 120
+    assert all(0 < admin.ttl(key) <= 120 for key in keys)
+    await store.close_stream(lease_of(run), "late")  # still the current token: a late write counts down too
+    assert 0 < admin.ttl(keys[1]) <= 120
 
     assert await store.delete_run("r")
-    assert not admin.exists(events) and not admin.exists(streams)
+    assert not any(admin.exists(key) for key in keys)
 
 
 async def test_a_reset_run_keeps_its_outputs_forever_again(
@@ -74,6 +75,10 @@ async def test_streams_whose_names_look_alike_are_kept_apart(store: RedisStore) 
         read = await store.read_stream("r", name, 0)
         assert (read.items, read.closed) == ([(0, f'"{name}"')], name == "a1")
     assert not (await store.read_stream("r", "a", 0)).closed
+    assert await store.list_streams("r") == {
+        "a": (11, False),
+        **{name: (1, name == "a1") for name in names[1:]},
+    }
 
 
 async def test_a_read_from_far_past_the_end_or_a_negative_offset(store: RedisStore) -> None:
@@ -96,7 +101,7 @@ async def test_a_missing_item_is_reported_as_corrupt_naming_the_stream(
     await store.create_run(run)
     for n in range(3):
         await store.append_stream(lease_of(run), "log", str(n))
-    admin.hdel(store.keys.output_keys("r")[1], "i3:log1")  # hand-edited
+    admin.hdel(store.keys.output_keys("r")[2], "i3:log1")  # hand-edited
     with pytest.raises(StoreCorrupted, match="log") as raised:
         await store.read_stream("r", "log", 0)
     assert raised.value.run_id == "r"

@@ -46,10 +46,11 @@ slots and woken queued runs publish ``[queue]`` on ``<prefix>:signals``, which w
 scored by ``not_before``: an idle claimer sleeps until the earliest, then claims it.
 
 Events and streams (``Capability.STREAMS``, docs/STREAMS.md; ``_outputs``, ``_output_scripts``):
-two more keys of each run, ``:events`` (event key -> latest value) and ``:streams`` (every
-stream's items, counts, write ids and closed marks, as length-prefixed fields), which expire and
-are deleted with its other keys. Each write is one script (lease check, write id, closed check,
-append), so offsets have no gap; ``read_stream`` reads items and the closed mark in one script.
+three more keys of each run, ``:events`` (event key -> latest value), ``:streams`` (each
+stream's item count and closed mark) and ``:items`` (every stream's items and write ids, as
+length-prefixed fields), which expire and are deleted with its other keys. Each write is one
+script (lease check, write id, closed check, append), so offsets have no gap; ``read_stream``
+reads items and the closed mark in one script.
 Writes, final statuses and deletions publish ``{"o": run_id}`` on ``<prefix>:signals``, which
 wakes ``read_stream`` and ``get_event`` readers in every process.
 

@@ -39,13 +39,14 @@ not claimed yet, scored by ``not_before``: an idle claimer sleeps until the earl
 ``<prefix>:queues`` is the set of queue names. A queued run's entry is fields of its run hash
 (``QUEUE_FIELDS``): deleted and expired with the run.
 
-Events and streams (``Capability.STREAMS``, ``_output_scripts``): two more keys of each run, in
+Events and streams (``Capability.STREAMS``, ``_output_scripts``): three more keys of each run, in
 its hash slot (``OUTPUT_KINDS``, kept apart from ``RUN_KINDS`` so that the scripts' ``KEYS`` stay
-as they are): ``:events`` (a hash, event key -> latest value) and ``:streams`` (a hash holding
-every stream of the run: per stream ``K`` written ``<byte length of K>:K``, the field ``n<K>``
-counts its items, ``i<K><offset>`` holds one, ``w<K><write id>`` maps a write id to its offset and
-``c<K>`` marks it closed). Stream keys are fields, never parts of a key name, as step keys are.
-They expire, persist and are deleted with the run's other keys.
+as they are): ``:events`` (a hash, event key -> latest value), ``:streams`` (a hash of every
+stream of the run, small: ``n<K>`` counts stream ``K``'s items, ``c<K>`` marks it closed) and
+``:items`` (a hash of every stream's items and write ids: with ``K`` written ``<byte length of
+K>:K``, ``i<K><offset>`` holds an item and ``w<K><write id>`` the offset of the append that
+carried that id). Stream keys are fields, never parts of a key name, as step keys are. They
+expire, persist and are deleted with the run's other keys.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ from durable.store import (
 
 RUN_KINDS = ("run", "steps", "sigs", "delivered")
 """The per-run keys, in the order every script receives them as ``KEYS``."""
-OUTPUT_KINDS = ("events", "streams")
+OUTPUT_KINDS = ("events", "streams", "items")
 """The per-run keys of events and streams (``KeySpace.output_keys``); scripts that change a run
 name them from its run key (``KEYS[1]``)."""
 LEGACY_KINDS = ("sigids",)
@@ -187,9 +188,9 @@ class KeySpace:
         return [base + run, base + steps, base + sigs, base + delivered]
 
     def output_keys(self, run_id: str) -> list[str]:
-        """``[events, streams]`` of one run (``OUTPUT_KINDS``), in its hash slot."""
+        """``[events, streams, items]`` of one run (``OUTPUT_KINDS``), in its hash slot."""
         base = f"{self.prefix}:{{{escape_run_id(run_id)}}}:"
-        return [base + "events", base + "streams"]
+        return [base + "events", base + "streams", base + "items"]
 
     def legacy_delivered(self, run_id: str) -> str:
         """The previous layout's name of a run's ``delivered`` hash."""

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 
 class OutputMethods:
-    """``set_event``, ``get_events``, ``append_stream``, ``close_stream``, ``read_stream`` and
-    ``watch_output`` of ``RedisStore`` (a base class of it, before ``Store``)."""
+    """``set_event``, ``get_events``, ``append_stream``, ``close_stream``, ``read_stream``,
+    ``list_streams`` and ``watch_output`` of ``RedisStore`` (a base class of it, before ``Store``)."""
 
     keys: k.KeySpace
     label: str
@@ -70,7 +70,7 @@ class OutputMethods:
     async def append_stream(
         self, lease: Lease, key: str, value: str, *, write_id: str | None = None
     ) -> int | None:
-        keys = [self.keys.run_keys(lease.run_id)[0], self.keys.output_keys(lease.run_id)[1]]
+        keys = [self.keys.run_keys(lease.run_id)[0], *self.keys.output_keys(lease.run_id)[1:]]
         args = [
             str(lease.token),
             key,
@@ -90,7 +90,7 @@ class OutputMethods:
         await self._fenced(lease, Call(what, keys, args, script="close_stream"))
 
     async def read_stream(self, run_id: str, key: str, offset: int, limit: int = 1000) -> StreamItems:
-        keys = [self.keys.output_keys(run_id)[1]]
+        keys = self.keys.output_keys(run_id)[1:]
         what = f"reading stream {key!r} of run {run_id!r}"
         call = Call(what, keys, [key, int(offset), int(limit)], script="read_stream")
         closed, start, *values = await self._script(call, run_id, "streams")
@@ -98,9 +98,22 @@ class OutputMethods:
         items = list(enumerate(values, first))
         for at, value in items:
             if value is None:  # counted but absent: the hash was edited by other software
-                missing = KeyError(f"item {at} is missing from {keys[0]!r}")
+                missing = KeyError(f"item {at} is missing from {keys[1]!r}")
                 raise decode_failure(self.label, run_id, f"stream {key!r} item {at}", missing)
         return StreamItems(items, bool(closed))
+
+    async def list_streams(self, run_id: str) -> dict[str, tuple[int, bool]]:
+        key = self.keys.output_keys(run_id)[1]
+        what = f"listing the streams of run {run_id!r}"
+        fields: dict[str, str] = await self._script(Call.plain(what, "HGETALL", key), run_id, "streams")
+        listed: dict[str, tuple[int, bool]] = {}
+        for field, value in fields.items():  # n<key>: its item count, c<key>: closed
+            count, closed = listed.get(field[1:], (0, False))
+            if field[:1] == "n":
+                listed[field[1:]] = (int(value), closed)
+            elif field[:1] == "c":
+                listed[field[1:]] = (count, True)
+        return listed
 
     @contextlib.asynccontextmanager
     async def watch_output(self, run_id: str) -> AsyncIterator[OutputWatch]:

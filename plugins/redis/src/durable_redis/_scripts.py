@@ -41,7 +41,7 @@ A status that is not one of the six (a hand-edited record) has no status index e
 entry: the run is listed, as corrupt, by listings without a status filter.
 
 TTL policy (see the package docstring): ``set_ttl(ms)`` expires all four keys of a run (and its
-two keys of events and streams, ``_keys.OUTPUT_KINDS``, named from its run key) when it reaches a
+three keys of events and streams, ``_keys.OUTPUT_KINDS``, named from its run key) when it reaches a
 final status, and ``set_ttl(0)`` removes any expiry when it becomes live again.
 Keys created later for a run that is already counting down inherit the run key's TTL. A run
 counting down is listed in ``<prefix>:expiring`` (member ``<byte length of id>:<id><workflow>``,
@@ -80,26 +80,24 @@ local function schedule_member()
 end
 local function output_keys()
   local base = string.sub(KEYS[1], 1, -4)  -- '<prefix>:{<id>}:' of the run key '...:run'
-  return base .. 'events', base .. 'streams'
+  return {base .. 'events', base .. 'streams', base .. 'items'}
 end
 local function outputs_changed(id)
   -- Readers of the run's events and streams, in every process, look again (_notify).
   redis.call('PUBLISH', string.sub(KEYS[LIVE], 1, -6) .. ':signals', cjson.encode({o = id}))
 end
 local function set_ttl(ms)
-  local events, streams = output_keys()
+  local outputs = output_keys()
   if ms > 0 then
     for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ms) end
-    redis.call('PEXPIRE', events, ms)
-    redis.call('PEXPIRE', streams, ms)
+    for _, key in ipairs(outputs) do redis.call('PEXPIRE', key, ms) end
     local member = schedule_member()
     if member then redis.call('ZADD', KEYS[EXPIRING], fmt(clock() + ms / 1000), member) end
     return
   end
   local counted = redis.call('PERSIST', KEYS[1])
   for i = 2, 4 do redis.call('PERSIST', KEYS[i]) end
-  redis.call('PERSIST', events)
-  redis.call('PERSIST', streams)
+  for _, key in ipairs(outputs) do redis.call('PERSIST', key) end
   if counted == 1 then
     local member = schedule_member()
     if member then redis.call('ZREM', KEYS[EXPIRING], member) end
@@ -325,8 +323,7 @@ if queued[1] then
   end
 end
 local existed = redis.call('DEL', KEYS[1])
-local events, streams = output_keys()
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], events, streams)
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], unpack(output_keys()))
 if existed == 1 then outputs_changed(ARGV[1]) end
 for i = LIVE, LIVE + 6 do redis.call('ZREM', KEYS[i], ARGV[1]) end
 redis.call('ZREM', KEYS[13], ARGV[1])
