@@ -156,7 +156,7 @@ def require_queues(target: Workflow | Store, what: str) -> None:
     if isinstance(target, Workflow):
         store = target._store
         if store is not None:
-            capabilities, shown = frozenset(type(store).capabilities), repr(store)
+            capabilities, shown = frozenset(store.capabilities), repr(store)
         else:
             url = target._store_url or ""
             try:

@@ -11,13 +11,24 @@ import contextlib
 from collections.abc import AsyncIterator, Collection, Iterable
 from typing import NoReturn
 
-from durable._records import Lease, RunQuery, RunRecord, RunStatus, SignalRecord, StepRecord
+from durable._records import (
+    Enqueued,
+    Lease,
+    QueuedRun,
+    QueueLimits,
+    QueueStats,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    SignalRecord,
+    StepRecord,
+)
 from durable.errors import StoreError
 from durable.store import Capability, OutputWatch, Store, StreamItems
 
 __all__ = ["ReadOnlyStore", "WriteRefused"]
 
-_READ_CAPABILITIES = frozenset({Capability.STREAMS, Capability.NOTIFY})
+_READ_CAPABILITIES = frozenset({Capability.STREAMS, Capability.QUEUES, Capability.NOTIFY})
 
 
 class WriteRefused(StoreError):
@@ -34,8 +45,9 @@ class ReadOnlyStore(Store):
         self.inner = inner
         self.why = why
         self.poll_interval = inner.poll_interval
-        # Per wrapped store: its ``streams`` (the reads pass through) and ``notify`` (its watches
-        # are woken across processes), nothing that promises a write. The class keeps none.
+        # Per wrapped store: its ``streams`` and ``queues`` (their reads pass through: an app that
+        # declares a queue checks for it) and ``notify`` (its watches are woken across
+        # processes), nothing that promises a write. The class keeps none.
         self.capabilities = inner.capabilities & _READ_CAPABILITIES  # type: ignore[misc]
 
     def _refuse(self, method: str, run_id: str | None = None) -> NoReturn:
@@ -75,6 +87,15 @@ class ReadOnlyStore(Store):
     async def list_streams(self, run_id: str) -> dict[str, tuple[int, bool]] | None:
         return await self.inner.list_streams(run_id)
 
+    async def get_queued(self, run_id: str) -> QueuedRun | None:
+        return await self.inner.get_queued(run_id)
+
+    async def queue_stats(self, queue: str, now: float, *, window: float | None = None) -> QueueStats:
+        return await self.inner.queue_stats(queue, now, window=window)
+
+    async def list_queues(self) -> list[str]:
+        return await self.inner.list_queues()
+
     @contextlib.asynccontextmanager
     async def watch_output(self, run_id: str) -> AsyncIterator[OutputWatch]:
         async with self.inner.watch_output(run_id) as watch:
@@ -85,6 +106,22 @@ class ReadOnlyStore(Store):
 
     async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
         self._refuse("claim_run", run_id)
+
+    async def enqueue_run(self, run: RunRecord, entry: QueuedRun) -> tuple[RunRecord, Enqueued]:
+        self._refuse("enqueue_run", run.run_id)
+
+    async def claim_queued(
+        self,
+        queue: str,
+        now: float,
+        owner: str,
+        lease_seconds: float,
+        limits: QueueLimits,
+        *,
+        limit: int = 1,
+        workflows: Collection[str] | None = None,
+    ) -> list[tuple[RunRecord, Lease]]:
+        self._refuse(f"claim_queued({queue!r})")
 
     async def renew_lease(
         self, lease: Lease, lease_seconds: float, *, activity: str | None = None

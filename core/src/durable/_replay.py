@@ -44,7 +44,7 @@ from durable._records import Lease, RunQuery, RunRecord, RunStatus, StepRecord
 from durable._runner import encode_result
 from durable.context import RunContext, _current, _scope
 from durable.errors import DurableError, NondeterminismError, UnknownRunError
-from durable.store import Store, accepts_create
+from durable.store import Store, accepts_create, accepts_read_only
 
 if TYPE_CHECKING:
     from durable.workflow import Workflow
@@ -160,7 +160,12 @@ async def _open_for_reading(wf: Workflow, store: str | os.PathLike[str] | Store 
         from durable._plugins import as_store_url
 
         store = wf.plugins.store_from_url(as_store_url(store))
-    await (store.open(create=False) if accepts_create(store) else store.open())
+    options: dict[str, bool] = {}
+    if accepts_create(store):
+        options["create"] = False
+    if accepts_read_only(store):
+        options["read_only"] = True  # where the backend can, the check cannot write at all
+    await store.open(**options)
     return store, owned
 
 

@@ -65,6 +65,7 @@ __all__ = [
     "StreamItems",
     "accepts_activity",
     "accepts_create",
+    "accepts_read_only",
     "accepts_workflows",
     "compact_json",
     "is_due",
@@ -233,6 +234,12 @@ def accepts_create(store: Store) -> bool:
     """Whether the store's ``open`` takes ``create=`` (stores written before 0.4 do not: the CLI
     then opens them as they are, which may create their data)."""
     return _accepts(type(store), "open", "create")
+
+
+def accepts_read_only(store: Store) -> bool:
+    """Whether the store's ``open`` takes ``read_only=`` (open for reading only, as ``durable
+    replay`` asks: a production file is then neither written nor upgraded)."""
+    return _accepts(type(store), "open", "read_only")
 
 
 def accepts_workflows(store: Store) -> bool:
