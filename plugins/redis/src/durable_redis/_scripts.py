@@ -87,18 +87,19 @@ local function outputs_changed(id)
   redis.call('PUBLISH', string.sub(KEYS[LIVE], 1, -6) .. ':signals', cjson.encode({o = id}))
 end
 local function set_ttl(ms)
-  local outputs = output_keys()
   if ms > 0 then
     for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ms) end
-    for _, key in ipairs(outputs) do redis.call('PEXPIRE', key, ms) end
+    for _, key in ipairs(output_keys()) do redis.call('PEXPIRE', key, ms) end
     local member = schedule_member()
     if member then redis.call('ZADD', KEYS[EXPIRING], fmt(clock() + ms / 1000), member) end
     return
   end
   local counted = redis.call('PERSIST', KEYS[1])
   for i = 2, 4 do redis.call('PERSIST', KEYS[i]) end
-  for _, key in ipairs(outputs) do redis.call('PERSIST', key) end
   if counted == 1 then
+    -- The output keys count down only while the run key does (set together, or inherited from
+    -- it): a run key without a TTL, as on every claim of a live run, spares three commands.
+    for _, key in ipairs(output_keys()) do redis.call('PERSIST', key) end
     local member = schedule_member()
     if member then redis.call('ZREM', KEYS[EXPIRING], member) end
   end
