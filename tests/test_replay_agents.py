@@ -32,6 +32,7 @@ def build(
     crash_at: int | None = None,
     aliases: dict[str, str] | None = None,
     extra_tool: bool = False,
+    added_tools: tuple[str, ...] = (),
 ) -> tuple[Workflow, DurableAgent[None, str]]:
     """An agent asking for three tool calls, one per model request, then answering."""
     wf = Workflow("agents", db=url, default_retries=0)
@@ -62,7 +63,9 @@ def build(
             return "audited"
 
     config = TaskConfig(retries=0)
-    return wf, DurableAgent(agent, wf, model_task_config=config, tool_task_config=config, aliases=aliases)
+    return wf, DurableAgent(
+        agent, wf, model_task_config=config, tool_task_config=config, aliases=aliases, added_tools=added_tools
+    )
 
 
 async def test_an_agent_run_replays_without_a_model_request_or_a_tool_call(tmp_path: Path) -> None:
@@ -103,6 +106,12 @@ async def test_a_changed_tool_list_is_incompatible_at_the_first_model_request(tm
     (result,) = (await added.check_replay(store=url)).results
     assert not result.compatible, result
     assert result.step_key == "assistant__model.request", result
+    assert executed == []
+
+    # Declared as added since the run was recorded, the new tool leaves the run compatible.
+    declared, _ = build(url, executed, extra_tool=True, added_tools=("audit",))
+    (result,) = (await declared.check_replay(store=url)).results
+    assert (result.compatible, result.outcome) == (True, "stopped"), result
     assert executed == []
 
 

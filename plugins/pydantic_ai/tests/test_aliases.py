@@ -31,6 +31,7 @@ def build(
     tool: str = "lookup",
     aliases: dict[str, str] | None = None,
     crash_at: int | None = None,
+    added_tools: tuple[str, ...] = (),
 ) -> DurableAgent[None, str]:
     """Three model requests asking for one tool call each (by the tool's current name), then an answer."""
 
@@ -38,10 +39,7 @@ def build(
         log.append("model")
         done = sum(isinstance(m, ModelResponse) for m in messages)
         if done < 3:
-            (tool_def,) = info.function_tools
-            return ModelResponse(
-                parts=[ToolCallPart(tool_def.name, {"item": f"i{done}"}, tool_call_id=f"c{done}")]
-            )
+            return ModelResponse(parts=[ToolCallPart(tool, {"item": f"i{done}"}, tool_call_id=f"c{done}")])
         return ModelResponse(parts=[TextPart("done")])
 
     tools = FunctionToolset(id=toolset)
@@ -53,11 +51,19 @@ def build(
             raise Crash(item)
         return f"{item}: ok"
 
+    for added in added_tools:
+
+        @tools.tool_plain(name=added)
+        async def audit(item: str) -> str:
+            log.append(f"audit {item}")
+            return "audited"
+
     config = TaskConfig(retries=0)
     return DurableAgent(
         Agent(FunctionModel(model), name=agent, toolsets=[tools]),
         wf,
         aliases=aliases,
+        added_tools=added_tools,
         model_task_config=config,
         tool_task_config=config,
     )
@@ -126,6 +132,18 @@ async def test_without_the_alias_the_run_is_refused_naming_the_step(
     )
     assert caught.value.key == expected
     assert "tool" not in " ".join(second)
+
+
+async def test_a_tool_added_since_the_run_was_recorded_is_declared_with_added_tools(
+    wf: Workflow, reopen: Callable[[], Awaitable[Workflow]], run_prefix: str
+) -> None:
+    run_id = f"{run_prefix}-added"
+    with pytest.raises(Crash):
+        await build(wf, [], crash_at=2).run("look things up", run_id=run_id)
+    second: list[str] = []
+    result = await build(await reopen(), second, added_tools=("audit",)).run("look things up", run_id=run_id)
+    assert result.output == "done"
+    assert second == ["tool i1", "model", "tool i2", "model"]
 
 
 def test_aliases_are_checked() -> None:

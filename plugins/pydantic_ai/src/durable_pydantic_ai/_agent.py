@@ -75,7 +75,8 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
     ``model.request_stream`` steps).
 
     Renames: ``aliases={"old": "new"}`` maps an old agent name, toolset id or tool name to the current
-    one, so runs recorded under the old name replay (``_aliases``).
+    one, so runs recorded under the old name replay; ``added_tools=[...]`` names tools added since
+    runs in flight were recorded (``_aliases``).
 
     A pydantic-ai ``WrapperAgent``: ``model``, ``toolsets``, ``output_type``, ``override``,
     ``run_stream_events`` and ``run_stream`` work; ``iter`` works inside an enclosing durable run
@@ -101,6 +102,7 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
         on_approval_request: ApprovalHandler | None = None,
         handle_deferred: bool = True,
         aliases: Mapping[str, str] | None = None,
+        added_tools: Sequence[str] = (),
         stream_events: bool = False,
         events_stream: str | None = EVENTS_STREAM,
     ) -> None:
@@ -116,7 +118,7 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
             raise ConfigurationError(f"DurableAgent name {agent_name!r} must be printable")
         self._name = agent_name
         self.workflow = wf
-        self.aliases = Aliases(agent_name, aliases)
+        self.aliases = Aliases(agent_name, aliases, added_tools)
         self._stream_events = stream_events
         self._events_stream = events_stream
         self._models: dict[str, Model] = dict(models or {})

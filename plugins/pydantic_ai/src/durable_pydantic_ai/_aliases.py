@@ -7,12 +7,17 @@ The persisted step names (``{agent}__model.request``,
 replays it (nothing executed again), new runs record under the new name, and the recorded model
 responses that call tool ``old`` call ``new`` when they are replayed. Once no run recorded under
 ``old`` remains (``durable replay`` without the alias says), the alias can go.
+
+A model request's digest holds the names of the tools it offered, so a changed tool list is an
+incompatible run. ``added_tools=["audit"]`` declares tools added since runs in flight were
+recorded: their requests, recorded without them, still replay (a recorded response cannot have
+called a tool it was not offered). It can go when ``aliases`` can.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from durable.errors import ConfigurationError
@@ -23,7 +28,10 @@ __all__ = ["Aliases"]
 class Aliases:
     """Old name -> current name, for agent names, toolset ids and tool names alike."""
 
-    def __init__(self, owner: str, mapping: Mapping[str, str] | None) -> None:
+    def __init__(
+        self, owner: str, mapping: Mapping[str, str] | None, added_tools: Iterable[str] = ()
+    ) -> None:
+        self._added = frozenset(added_tools)
         self._new_of: dict[str, str] = {}
         self._old_of: dict[str, list[str]] = {}
         for old, new in (mapping or {}).items():
@@ -42,6 +50,7 @@ class Aliases:
                 )
 
     def __bool__(self) -> bool:
+        """Whether any name has an alias (then units have more than one candidate name)."""
         return bool(self._new_of)
 
     def names(self, current: str) -> list[str]:
@@ -55,9 +64,11 @@ class Aliases:
             return [operation_id]
         return [dataclasses.replace(operation_id, toolset_id=name) for name in self.names(toolset_id)]
 
-    def tool_names(self, names: list[str]) -> list[str]:
-        """A current tool list as a run recorded before the renames described it."""
-        return sorted(self._old_of.get(name, [name])[0] for name in names)
+    def tool_lists(self, names: list[str]) -> list[list[str]]:
+        """A current tool list, then as a run recorded before the renames and additions had it."""
+        current = sorted(names)
+        before = sorted(self._old_of.get(name, [name])[0] for name in names if name not in self._added)
+        return [current, before] if before != current else [current]
 
     def rewrite_response(self, payload: Any) -> Any:
         """A recorded model response (its JSON) whose tool calls name old tools, with current names."""

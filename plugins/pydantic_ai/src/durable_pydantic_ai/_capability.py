@@ -202,13 +202,11 @@ class _DurableStepBackend(CallableOperationBackend[TaskConfig]):
                 owner.live.output_tools.update(outputs)
             model = [operation_id.model_id, operation_id.streaming]
             # The tool list is part of the request: a run recorded with other tools (a tool renamed
-            # without an alias) is reported at its first model request. Requests recorded before the
-            # tool list was digested (model and streaming only) still replay.
-            digests = [
-                [*model, sorted(tools), sorted(outputs)],
-                [*model, owner.aliases.tool_names(tools), sorted(outputs)],
-                model,
-            ]
+            # without an alias, one added without added_tools) is reported at its first model
+            # request. Requests recorded before the tool list was digested (model and streaming
+            # only) still replay.
+            digests = [[*model, listed, sorted(outputs)] for listed in owner.aliases.tool_lists(tools)]
+            digests.append(model)
         elif isinstance(operation_id, EventStreamHandlerId):
             digests = ["event"]
 
