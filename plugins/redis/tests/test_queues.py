@@ -212,3 +212,15 @@ async def test_a_queues_delays_hold_its_delayed_runs_until_their_first_claim(
     assert set(scored()) == {"later", "debounced"}
     await store.request_cancel("later")
     assert set(scored()) == {"debounced"}, "a final run has none"
+
+
+async def test_a_delays_key_that_cannot_be_read_leaves_the_wait_to_its_timeout(
+    store: RedisStore, admin: redis.Redis
+) -> None:
+    await store.wait_for_queues([Q], 0.1)  # subscribed (its coming up wakes the first wait)
+    admin.set(store.keys.queue(Q).delays, "not a sorted set")  # a raise would end every wait at once
+    waiting = asyncio.ensure_future(store.wait_for_queues([Q], 30.0))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    await enqueue(store, "r")
+    await asyncio.wait_for(waiting, 5.0)  # still woken by an enqueue

@@ -17,7 +17,9 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from durable.errors import StoreUnavailable
+from redis.exceptions import RedisError
+
+from durable.errors import StoreError
 from durable.store import DEFAULT_QUEUE, Enqueued, Lease, QueuedRun, QueueLimits, QueueStats, RunRecord
 from durable_redis import _keys as k
 from durable_redis._calls import Call
@@ -187,8 +189,8 @@ class QueueMethods:
         assert notifier is not None
         try:
             ahead = await self._next_not_before(queues)
-        except StoreUnavailable:  # an outage: the wait is the poll's (a raise would end it at once)
-            ahead = None
+        except (StoreError, RedisError):  # an outage, a key of another type: the wait is the poll's
+            ahead = None  # (a raise would end the wait at once, and its worker would spin)
         if ahead is not None:
             timeout = min(timeout, max(0.0, ahead - self.clock()))
         event = asyncio.Event()
