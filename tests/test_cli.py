@@ -161,7 +161,7 @@ def test_stores_lists_schemes_capabilities_description_and_install_hint() -> Non
     start = out.index("sqlite  (plugin durable-sqlite)")
     assert out[start + 1 : start + 5] == [
         "schemes       sqlite://",
-        "capabilities  multi-process, persistent, queues, streams",
+        "capabilities  multi-process, notify, persistent, queues, streams",
         "description   One SQLite file (WAL); several processes on one host may share it.",
         "install       pip install python-durable",
     ]
@@ -171,7 +171,7 @@ def test_stores_lists_schemes_capabilities_description_and_install_hint() -> Non
         "name": "sqlite",
         "plugin": "durable-sqlite",
         "schemes": ["sqlite"],
-        "capabilities": ["multi-process", "persistent", "queues", "streams"],
+        "capabilities": ["multi-process", "notify", "persistent", "queues", "streams"],
         "description": "One SQLite file (WAL); several processes on one host may share it.",
         "install_hint": "pip install python-durable",
     }

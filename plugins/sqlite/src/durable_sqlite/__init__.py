@@ -17,9 +17,17 @@ if TYPE_CHECKING:
 __all__ = ["SQLiteStore"]
 
 CAPABILITIES = frozenset(
-    {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.QUEUES, Capability.STREAMS}
+    {
+        Capability.PERSISTENT,
+        Capability.MULTI_PROCESS,
+        Capability.NOTIFY,
+        Capability.QUEUES,
+        Capability.STREAMS,
+    }
 )
-"""``SQLiteStore.capabilities``, declared here so that listing backends does not import aiosqlite."""
+"""``SQLiteStore.capabilities``, declared here so that listing backends does not import aiosqlite.
+``notify``: waiters are woken by the change watcher (``_watcher``), which reads one pragma of the
+file, not by polling the data; the contract's cross-process wake-up tests hold it to that."""
 
 
 def __getattr__(name: str) -> Any:

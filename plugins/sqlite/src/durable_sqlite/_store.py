@@ -90,7 +90,13 @@ class SQLiteStore(Store):
 
     name = "sqlite"
     capabilities = frozenset(
-        {Capability.PERSISTENT, Capability.MULTI_PROCESS, Capability.QUEUES, Capability.STREAMS}
+        {
+            Capability.PERSISTENT,
+            Capability.MULTI_PROCESS,
+            Capability.NOTIFY,
+            Capability.QUEUES,
+            Capability.STREAMS,
+        }
     )
     poll_interval = 1.0
 
