@@ -64,6 +64,7 @@ class StreamRecorder:
             return
         for i, token in enumerate(ANSWER):
             if i == self.crash_at_token:
+                self.crash_at_token = None  # once: a retry (or the next process) streams it all
                 raise Crash(f"crash before token {i}")
             if i == self.hang_at_token:
                 assert self.log is not None
@@ -86,13 +87,9 @@ def build(wf: Workflow, recorder: StreamRecorder, **options: Any) -> DurableAgen
     async def lookup(item: str) -> str:
         return await recorder.tool(item)
 
-    return DurableAgent(
-        agent,
-        wf,
-        model_task_config=TaskConfig(retries=0),
-        tool_task_config=TaskConfig(retries=0),
-        **options,
-    )
+    options.setdefault("model_task_config", TaskConfig(retries=0))
+    options.setdefault("tool_task_config", TaskConfig(retries=0))
+    return DurableAgent(agent, wf, **options)
 
 
 def signature(item: dict[str, Any]) -> tuple[Any, ...]:

@@ -23,7 +23,7 @@ from stream_app import ANSWER, TOOL_ROUNDS, Crash, StreamRecorder, build, read_l
 
 from durable import RunStatus, Workflow
 from durable.backoff import constant
-from durable_pydantic_ai import DurableAgent, decode_event
+from durable_pydantic_ai import DurableAgent, TaskConfig, decode_event
 
 APP = Path(__file__).with_name("stream_app.py")
 PROMPT = "what is the answer?"
@@ -109,6 +109,53 @@ async def test_crash_in_request_3_replays_requests_1_and_2_and_streams_3_again(
     assert stream == await reference(await reopen(), f"{run_prefix}-ref")  # every event once, in order
     texts = [s for s in stream if s[0] in ("part_start", "part_delta") and s[2] in ("text", None)]
     assert [s[3] or s[7] for s in texts if s[3] or s[7]] == ANSWER
+
+
+async def test_a_retried_request_streams_no_token_twice(wf: Workflow, run_prefix: str) -> None:
+    """A model request that fails mid-stream and is retried in the same process (its step's retry):
+    the caller and the stream get each token once."""
+    recorder = StreamRecorder(crash_at_token=2)
+    agent = build(wf, recorder, model_task_config=TaskConfig(retries=1, backoff=constant(0)))
+    async with agent.run_stream(PROMPT, run_id=f"{run_prefix}-retry") as result:
+        texts = [text async for text in result.stream_text(delta=True)]
+        assert await result.get_output() == "".join(ANSWER)
+    assert texts == ANSWER
+    assert recorder.model_requests == TOOL_ROUNDS + 2  # request 3 twice: its attempts
+    stream = [signature(item) for item in await items(wf, f"{run_prefix}-retry")]
+    assert len(stream) == len(set(stream))  # signatures of one run differ: index, content, call id
+    assert [s[3] or s[7] for s in stream if s[0] in ("part_start", "part_delta") and (s[3] or s[7])][
+        -4:
+    ] == ANSWER
+
+
+async def test_a_run_keeps_the_mode_its_journal_started_with(
+    wf: Workflow, reopen: Callable[[], Awaitable[Workflow]], run_prefix: str
+) -> None:
+    """Begun by run() (model.request steps), a run resumed by run_stream goes on with model.request
+    steps: streaming its requests would name them model.request_stream and make them all again."""
+    from agent_app import Crash as ToolCrash
+    from agent_app import Recorder
+    from agent_app import build as build_agent
+
+    run_id = f"{run_prefix}-mode"
+    with pytest.raises(ToolCrash):
+        await build_agent(wf, Recorder(crash_in_tool_call=2)).run("look things up", run_id=run_id)
+    second = Recorder()
+    async with build_agent(await reopen(), second).run_stream("look things up", run_id=run_id) as result:
+        assert await result.get_output() == "looked up 3 items"
+    assert second.model_requests == 2
+    tasks = {step.task for step in await wf.get_steps(run_id)}
+    assert "assistant__model.request" in tasks and "assistant__model.request_stream" not in tasks
+
+
+async def test_run_stream_of_a_finished_run_returns_its_result(wf: Workflow, run_prefix: str) -> None:
+    recorder = StreamRecorder()
+    agent = build(wf, recorder)
+    for _ in range(2):
+        async with agent.run_stream(PROMPT, run_id=f"{run_prefix}-done") as result:
+            events = [event async for event in result.stream_events()]
+            assert await result.get_output() == "".join(ANSWER)
+    assert events == [] and recorder.model_requests == TOOL_ROUNDS + 1
 
 
 @pytest.mark.slow
