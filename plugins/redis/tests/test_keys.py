@@ -62,11 +62,13 @@ TRICKY_NAMES = ["", "runs", "b", ":b", "x}:run", "{x}", "status:pending", "%", "
 
 
 def every_key(space: k.KeySpace, names: list[str]) -> set[str]:
-    """Every key name a prefix may hold: its runs', the indexes (the workflows' among them), the
-    markers, and the previous layout's names."""
+    """Every key name a prefix may hold: its runs' (events and streams too), the indexes (the
+    workflows' among them), the queues', the markers, and the previous layout's names."""
     keys = set(space.fixed())
     for name in names:
         keys.update(space.run_keys(name))
+        keys.update(space.output_keys(name))
+        keys.update(space.queue(name).all)
         keys.add(space.legacy_delivered(name))
         keys.add(space.workflow(name))
     keys.update(space.status(status) for status in k.STATUSES)
@@ -106,6 +108,8 @@ def test_the_keys_of_a_run_key_are_read_back_from_its_name() -> None:
     space = k.KeySpace("app")
     for run_id in ODD_IDS:
         for kind, key in zip(k.RUN_KINDS, space.run_keys(run_id), strict=True):
+            assert space.run_id_of(key) == (run_id, kind)
+        for kind, key in zip(k.OUTPUT_KINDS, space.output_keys(run_id), strict=True):
             assert space.run_id_of(key) == (run_id, kind)
         assert space.run_id_of(space.legacy_delivered(run_id)) == (run_id, "sigids")
     assert space.run_id_of("app:v2:{x}:run") is None
