@@ -252,6 +252,10 @@ class _DurableStepBackend(CallableOperationBackend[TaskConfig]):
         return names
 
 
+_ONCE = StepConfig(retries=0, backoff=None, retry_on=None, timeout=None)
+"""The agent's own bookkeeping steps (an approval's ask, the run's start time): not retried."""
+
+
 class ResumeToken:
     """What an approval request hands out: which run waits, and for which delivery of which signal.
 
@@ -305,12 +309,13 @@ class _SignalWaiter(ExternalEventWaiter):
             raise ExternalEventError("durable approval waits need an enclosing durable run")
         # The n-th wait on a name receives the n-th delivery (durable's signal contract).
         token = ResumeToken(ctx.run_id, name, ctx.signal_counts.get(name, 0))
-        ask_key = f"{escape_key_part(self._owner.name)}__external_event@{escape_key_part(name)}.ask"
+        ask_names = self._owner.agent_step_names(f"__external_event@{escape_key_part(name)}.ask")
 
         async def call_ask() -> JsonValue:
             return await ask(str(token))
 
-        answer: JsonValue = await ctx.step(ask_key, call_ask, args_digest_of=[name, token.index])
+        _, recorded = await run_step(ctx, ask_names, [[name, token.index]], call_ask, _ONCE)
+        answer = cast(JsonValue, recorded)
         if answer is not None:
             return answer
         try:
@@ -393,6 +398,10 @@ class DurableCapability(BaseDurabilityCapability[AgentDepsT]):
         self._pydantic_run_id = pydantic_run_id
         for config in (self._model_config, self._tool_config, self._mcp_config, self._event_config):
             self.step_config(config)  # fail at construction, not at the first step
+
+    def agent_step_names(self, suffix: str) -> list[str]:
+        """The names of one of the agent's own steps (``{agent}{suffix}``), current name first."""
+        return [f"{escape_key_part(name)}{suffix}" for name in self.aliases.names(self.name or "")]
 
     # -- engine hooks ------------------------------------------------------------------------
 
@@ -566,7 +575,7 @@ class DurableCapability(BaseDurabilityCapability[AgentDepsT]):
             return time.time()
 
         # Journaled so that a resumed run keeps the deadline of its first attempt.
-        started: float = await ctx.step(f"{escape_key_part(self.name)}__run_start_time", now)
+        _, started = await run_step(ctx, self.agent_step_names("__run_start_time"), [None], now, _ONCE)
         return datetime.fromtimestamp(started, UTC)
 
     async def wrap_run(self, ctx: RunContext[AgentDepsT], *, handler: WrapRunHandler) -> AgentRunResult[Any]:
