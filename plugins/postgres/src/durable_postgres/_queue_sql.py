@@ -481,11 +481,11 @@ def statements(s: str) -> dict[str, str]:
             "ORDER BY queue LIMIT 1) FROM q WHERE q.name IS NOT NULL) "
             "SELECT name FROM q WHERE name IS NOT NULL"
         ),
-        # The next not-before time after $2 of the queues $1 (one index probe per queue).
+        # The next not-before time after $2 of each of the queues $1 (one index probe each).
         "next_not_before": (
-            "SELECT min(n) FROM unnest($1::text[]) AS q(name) CROSS JOIN LATERAL "
-            f"(SELECT not_before FROM {s}.queue_open WHERE queue = q.name AND not_before > $2 "
-            "ORDER BY not_before LIMIT 1) AS x(n)"
+            "SELECT q.name, (SELECT not_before FROM "
+            f"{s}.queue_open WHERE queue = q.name AND not_before > $2 ORDER BY not_before LIMIT 1) "
+            "FROM unnest($1::text[]) AS q(name)"
         ),
     }
 

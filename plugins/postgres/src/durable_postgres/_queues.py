@@ -64,6 +64,10 @@ class PostgresQueues:
         """Queue -> an event the listener sets on each NOTIFY for it, registered for good at the
         queue's first claim or wait: a NOTIFY between a claim and the next wait is not lost."""
         self._registered: Listener | None = None
+        self._delays: dict[str, float | None] = {}
+        """Queue -> its next delayed run's not-before time as last read (``None``: none then)."""
+        self._stale: set[str] = set()
+        """Queues whose ``_delays`` entry a NOTIFY may have made wrong."""
         self._registrations = contextlib.ExitStack()
 
     # -- writes ------------------------------------------------------------------
@@ -110,6 +114,8 @@ class PostgresQueues:
             return []
         woken = self._event(queue)
         if woken is not None:
+            if woken.is_set():
+                self._stale.add(queue)  # an enqueue may have added a delayed run
             woken.clear()  # what was announced until now, this claim sees
         claim_id = secrets.token_hex(8)
         rate, window = limits.rate_limit if limits.rate_limit is not None else (None, None)
@@ -170,26 +176,28 @@ class PostgresQueues:
     ) -> None:
         """Until a NOTIFY for one of ``queues`` (one since its last claim or wait returns at once),
         this process's ``wake_queue_waiters`` (``local``: the base class's wait), the next delayed
-        run's time, or ``timeout``. While the LISTEN connection is down, at most ``poll_interval``."""
+        run's time, or ``timeout``. While the LISTEN connection is down, at most ``poll_interval``.
+
+        The next delayed run's time is read again only for a queue whose NOTIFY woke a wait (an
+        enqueue may have added one), whose time has come, or that was never read: an idle worker's
+        waits send no statement, and none is sent while the listener is down (it polls anyway)."""
         names = list(dict.fromkeys(queues))
         events = [event for event in map(self._event, names) if event is not None]
         listener = self._listener()
-        if listener is None or not await listener.ensure():
+        listening = listener is not None and await listener.ensure()
+        if not listening:
             timeout = min(timeout, self._poll_interval())
         if any(event.is_set() for event in events):
+            self._stale.update(names)
             for event in events:
                 event.clear()
             return
         wall = time.time()
-        sql = self._sql["next_not_before"]
-        try:
-            ahead = await self._call(
-                "read the next delayed run", lambda conn: conn.fetchval(sql, names, wall)
-            )
-        except StoreError:  # the claim after the wait reports an outage; meanwhile, poll
-            ahead, timeout = None, min(timeout, self._poll_interval())
-        if ahead is not None:
-            timeout = min(timeout, max(0.0, ahead - wall))
+        if listening:
+            await self._read_delays([name for name in names if self._due_to_read(name, wall)], wall)
+        ahead = [at for at in (self._delays.get(name) for name in names) if at is not None]
+        if ahead:
+            timeout = min(timeout, max(0.0, min(ahead) - wall))
         waits: list[asyncio.Future[object]] = [asyncio.ensure_future(event.wait()) for event in events]
         waits.append(asyncio.ensure_future(local(names, timeout)))
         try:
@@ -197,8 +205,29 @@ class PostgresQueues:
         finally:
             for waiting in waits:
                 waiting.cancel()
+            if any(event.is_set() for event in events):
+                self._stale.update(names)
             for event in events:
                 event.clear()
+
+    def _due_to_read(self, queue: str, wall: float) -> bool:
+        if queue in self._stale or queue not in self._delays:
+            return True
+        at = self._delays[queue]
+        return at is not None and at <= wall
+
+    async def _read_delays(self, queues: list[str], wall: float) -> None:
+        """The next not-before time after ``wall`` of each of ``queues`` (one statement)."""
+        if not queues:
+            return
+        sql = self._sql["next_not_before"]
+        try:
+            rows = await self._call("read the next delayed runs", lambda conn: conn.fetch(sql, queues, wall))
+        except StoreError:  # the claim after the wait reports an outage; meanwhile, poll
+            return
+        for name, at in rows:
+            self._delays[name] = at
+            self._stale.discard(name)
 
     def _event(self, queue: str) -> asyncio.Event | None:
         listener = self._listener()
@@ -226,3 +255,4 @@ class PostgresQueues:
         self._registrations = contextlib.ExitStack()
         self._woken = {}
         self._registered = None
+        self._delays = {}
