@@ -20,6 +20,8 @@ database ``durbench<hex>`` of its own, dropped after, a Redis key prefix, delete
   (``--concurrency 16`` each, the default) told to start at once; runs per second from the first
   step of any run to the last step of any (timestamps the steps return), so process start-up is
   left out. The same with a concurrency limit of 1,000,000 (never reached, counted at every claim).
+  With each pass, the workers' CPU per run (``/proc/<pid>/stat``) and how busy the machine's CPUs
+  were (``/proc/stat``, whoever used them: the store's server, the workers, anything else).
 - *claim*: ``claim_queued(limit=1)`` alone, µs, in this process on the store object, with no
   limit, a concurrency limit, a partition limit (10 partitions) and a rate limit (none of them
   reached: each claim counts them), alternating between the four queues round by round; beside the
@@ -186,25 +188,46 @@ async def throughput(url: str, processes: int, runs: int, limited: bool) -> dict
         await asyncio.gather(*(chain.start(i=i) for i in range(first, min(first + 100, runs))))
     workers = Workers(url, processes, limited)
     try:
-        went = time.time()
+        went, busy_before = time.time(), machine_busy()
+        cpu_before = [process_cpu(proc.pid) for proc in workers.procs]
         workers.go()
         while True:
             stats = await store.queue_stats(QUEUE, time.time())
             if stats.queued == 0 and stats.delayed == 0 and stats.running == 0:
                 break
             await asyncio.sleep(0.1)
+        busy_after = machine_busy()
+        cpu = sum(process_cpu(p.pid) - c for p, c in zip(workers.procs, cpu_before, strict=True))
         spans = [await wf.wait_for(f"run-{i}", timeout=60) for i in range(runs)]
     finally:
         workers.stop()
         await wf.close()
     began = min(s[0] for s in spans)
     ended = max(s[1] for s in spans)
+    busy, total = (after - before for after, before in zip(busy_after, busy_before, strict=True))
     return {
         "runs_per_s": runs / (ended - began),
         "steps_per_s": 3 * runs / (ended - began),
         "startup_s": began - went,
         "runs": runs,
+        "worker_cpu_ms_per_run": cpu / runs * 1e3,
+        "machine_busy": busy / total if total else 0.0,
     }
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` used so far (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of every CPU of the machine so far: whoever used them."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return sum(values) - idle, sum(values)
 
 
 # -- one claim ---------------------------------------------------------------------------------------
@@ -404,6 +427,14 @@ def render(results: list[dict[str, Any]]) -> str:
     def rate(entry: Any) -> str:
         return "-" if not isinstance(entry, dict) else f"{entry['runs_per_s']:,.0f}"
 
+    def cpu(entry: Any) -> str:
+        value = entry.get("worker_cpu_ms_per_run") if isinstance(entry, dict) else None
+        return "-" if value is None else f"{value:.2f}"
+
+    def share(entry: Any) -> str:
+        value = entry.get("machine_busy") if isinstance(entry, dict) else None
+        return "-" if value is None else f"{value:.0%}"
+
     rows = [
         "| store | engine | notify p50 ms | start() p50 ms | enqueue→first step p50 ms | p99 ms |",
         "|---|---|---:|---:|---:|---:|",
@@ -421,8 +452,8 @@ def render(results: list[dict[str, Any]]) -> str:
     rows += [
         "",
         "| store | engine | 1 worker runs/s | 2 workers | 4 workers | 4 / 1 "
-        "| 1 worker, limit | 4 workers, limit |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| 1 worker, limit | 4 workers, limit | worker CPU ms/run (1 / 4) | machine busy (1 / 4) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         one, four = r.get("1w"), r.get("4w")
@@ -431,7 +462,8 @@ def render(results: list[dict[str, Any]]) -> str:
         scale = f"{four['runs_per_s'] / one['runs_per_s']:.2f}" if one and four else "-"
         rows.append(
             f"| {r['store']} | {r['engine']} | {rate(one)} | {rate(r.get('2w'))} | {rate(four)} | {scale} "
-            f"| {rate(r.get('1w_limited'))} | {rate(r.get('4w_limited'))} |"
+            f"| {rate(r.get('1w_limited'))} | {rate(r.get('4w_limited'))} "
+            f"| {cpu(one)} / {cpu(four)} | {share(one)} / {share(four)} |"
         )
     rows += [
         "",
