@@ -133,9 +133,12 @@ async def test_a_workflow_survives_its_connections_being_killed_without_re_execu
         return kills
 
     failures = 0
-    kill_task = asyncio.ensure_future(killer())
-    try:
-        async with wf:
+    async with wf:
+        # The schema first: its creation (some 200 ms of DDL) cannot finish with a connection
+        # killed every 20 ms, and fails as StoreUnavailable at open. Steps are what is tested.
+        await wf.get_store()
+        kill_task = asyncio.ensure_future(killer())
+        try:
             for _ in range(10):
                 try:
                     result = await pipeline(tag=unique)
@@ -144,9 +147,9 @@ async def test_a_workflow_survives_its_connections_being_killed_without_re_execu
                     failures += 1
             else:
                 raise AssertionError("the workflow never finished")
-    finally:
-        stop.set()
-        kills = await kill_task
+        finally:
+            stop.set()
+            kills = await kill_task
     assert result == sum(i * i for i in range(30))
     assert kills > 0
     # A step runs again only if its checkpoint never committed, which needs a failed call.
