@@ -130,3 +130,57 @@ async def test_a_renamed_tool_with_its_alias_replays_compatibly(tmp_path: Path) 
     # It stops at the crashed call, recorded under the old name, as the unrenamed code does.
     assert result.step_key is not None and "call_tool@lookup(c1)" in result.step_key
     assert executed == []
+
+
+def build_streaming(url: str, log: list[str], *, crash: bool) -> tuple[Workflow, DurableAgent[None, str]]:
+    """A streaming agent: two requests stream a tool call each, the third streams its answer."""
+    from pydantic_ai.models.function import DeltaToolCall
+
+    wf = Workflow("agents", db=url, default_retries=0)
+
+    async def stream(messages: list[ModelMessage], info: AgentInfo):  # type: ignore[no-untyped-def]
+        log.append("model")
+        done = sum(isinstance(m, ModelResponse) for m in messages)
+        if done < 2:
+            yield {
+                0: DeltaToolCall(name="lookup", json_args=f'{{"item": "i{done}"}}', tool_call_id=f"c{done}")
+            }
+            return
+        yield "all "
+        if crash:
+            raise Crash("mid-stream")
+        yield "done"
+
+    agent = Agent(FunctionModel(stream_function=stream), name="streamer")
+
+    @agent.tool_plain
+    async def lookup(item: str) -> str:
+        log.append(f"tool {item}")
+        return f"{item}: ok"
+
+    config = TaskConfig(retries=0)
+    return wf, DurableAgent(agent, wf, model_task_config=config, tool_task_config=config)
+
+
+async def test_a_streamed_agent_run_replays_without_a_model_request_or_a_stream_write(tmp_path: Path) -> None:
+    """run_stream's runs replay like any other: the recorded streamed responses come back, no model
+    request is made, and the replay appends nothing to the run's "events" stream."""
+    url = f"sqlite:///{tmp_path / 'agents.db'}"
+    recorded: list[str] = []
+    wf, agent = build_streaming(url, recorded, crash=True)
+    async with wf:
+        with pytest.raises(Crash):
+            async with agent.run_stream("look things up", run_id="chat-1") as result:
+                await result.get_output()
+        before = (await (await wf.get_store()).read_stream("chat-1", "events", 0)).items
+    assert recorded == ["model", "tool i0", "model", "tool i1", "model"]
+
+    executed: list[str] = []
+    same, _ = build_streaming(url, executed, crash=False)
+    (result,) = (await same.check_replay(store=url)).results
+    assert (result.compatible, result.outcome) == (True, "stopped"), result
+    assert result.step_key is not None and "model.request_stream#2" in result.step_key  # the crashed request
+    assert executed == []
+    async with same:
+        after = (await (await same.get_store()).read_stream("chat-1", "events", 0)).items
+    assert after == before and len(before) > 4
