@@ -49,6 +49,14 @@ function statusDetail(r) {
   }
   return r.waiting_for ? waitingText(r.waiting_for) : "";
 }
+// A run's queue entry as `durable runs show` words it (the CLI's _queue_text).
+function queueText(q, now) {
+  const parts = [q.queue, `priority ${q.priority}`];
+  if (q.partition_key !== null) parts.push(`partition ${q.partition_key}`);
+  if (q.not_before > now) parts.push(`not before ${fmtTime(q.not_before)}`);
+  if (q.debounce_key !== null) parts.push(`debounce key ${q.debounce_key}`);
+  return parts.join(", ");
+}
 function clip(text, n) { return text.length <= n ? text : text.slice(0, n - 1) + "\u2026"; }
 function badge(status) { return el("span", { class: "badge " + status }, status); }
 function runHref(id) { return "#run=" + encodeURIComponent(id); }
@@ -163,7 +171,9 @@ async function renderList() {
     const detail = statusDetail(r);
     const row = el("tr", { "data-run-id": r.run_id, "data-status": r.status },
       el("td", { class: "mono" }, el("a", { href: runHref(r.run_id) }, r.run_id)),
-      el("td", {}, r.workflow, ...(r.version ? [" ", el("span", { class: "muted version" }, r.version)] : [])),
+      el("td", {}, r.workflow, ...(r.version ? [" ", el("span", { class: "muted version" }, r.version)] : []),
+        ...(r.queue ? [" ", el("span", { class: "muted queue", title: queueText(r.queue, data.observed_at) },
+          "on " + r.queue.queue)] : [])),
       el("td", {}, badge(r.status), ...(detail ? [el("span", { class: "detail" }, detail)] : [])),
       el("td", {}, fmtTime(r.created_at)), el("td", {}, fmtTime(r.updated_at)),
       el("td", {}, fmtDur(Math.max(0, end - r.created_at))),
@@ -254,6 +264,7 @@ async function renderRun(id) {
       el("a", { href: runHref(origin.run_id) }, origin.run_id), ` at step ${origin.from_step}`,
       el("span", { class: "muted" }, ` (${origin.copied} checkpoint(s) copied)`)));
   }
+  if (run.queue) fact(facts, "queue", queueText(run.queue, run.observed_at));
   if (run.parent_run_id) facts.append(el("dt", {}, "parent"),
     el("dd", { class: "mono" }, el("a", { href: runHref(run.parent_run_id) }, run.parent_run_id)));
   fact(facts, "created", fmtTime(run.created_at));
