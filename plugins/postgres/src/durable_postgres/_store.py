@@ -1,6 +1,10 @@
 """``PostgresStore``: an asyncpg pool, one statement per checkpoint or run write (or per batch of
-concurrent ones), LISTEN/NOTIFY for signals.
+concurrent ones), one LISTEN connection whose NOTIFYs wake waiters on signals, queues and outputs.
 
+This module assembles the store and opens and closes it; each of its parts is a module:
+``_calls`` (connections and the retry loop every call goes through, the base of the others),
+``_runs`` (runs and leases), ``_steps`` (checkpoints), ``_signals``, ``_listing`` (``list_runs``,
+``due_runs``), ``_queues`` and ``_outputs`` (events and streams; objects the store delegates to).
 The statements are in ``_sql``, the tables in ``_schema``, how concurrent calls share a statement
 in ``_batching`` and where calls get their connections in ``_conns``.
 """
@@ -9,21 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import random
-import secrets
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from collections.abc import AsyncIterator, Collection
+from typing import Any, TypeVar
 
 import asyncpg
-from asyncpg import Record
 
-from durable._decode import decode_failure, run_from_row
 from durable.batching import WriteBatcher
-from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreNotFound, StoreUnavailable
+from durable.errors import ConfigurationError, StoreError, StoreNotFound
 from durable.store import (
     Capability,
     Enqueued,
@@ -32,13 +28,8 @@ from durable.store import (
     QueuedRun,
     QueueLimits,
     QueueStats,
-    RunQuery,
     RunRecord,
-    RunStatus,
-    SignalRecord,
     StepRecord,
-    StepStatus,
-    Store,
     StreamItems,
 )
 from durable_postgres import _sql
@@ -49,36 +40,30 @@ from durable_postgres._batching import (
     Created,
     RunUpdate,
     SaveItem,
-    firsts,
     flush,
-    json_rows,
-    outcome_of,
-    run_row,
     run_weight,
-    step_row,
     step_weight,
-    update_row,
     update_weight,
 )
-from durable_postgres._conns import PER_CALL, Conns, HeldConnection, held_count, terminate
+from durable_postgres._calls import APPLICATION_NAME as APPLICATION_NAME
+from durable_postgres._calls import SUSPECT_AFTER as SUSPECT_AFTER
+from durable_postgres._calls import log
+from durable_postgres._conns import PER_CALL, Conns, HeldConnection, held_count
 from durable_postgres._errors import Failure, classify, describe
-from durable_postgres._listener import Listener, channel_name, wake_key
+from durable_postgres._listener import Listener, channel_name
+from durable_postgres._listing import PostgresListing
 from durable_postgres._outputs import PostgresOutputs
 from durable_postgres._queues import PostgresQueues
+from durable_postgres._runs import PostgresRuns
 from durable_postgres._schema import migrate, read_version
+from durable_postgres._signals import SAFETY_POLL as SAFETY_POLL
+from durable_postgres._signals import PostgresSignals
+from durable_postgres._steps import PostgresSteps
 from durable_postgres._url import DEFAULT_SCHEMA, check_schema_name, parse_url, quote_identifier
 
-if TYPE_CHECKING:
-    from durable_postgres._conns import Conn
-
-T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741
 R = TypeVar("R")
-log = logging.getLogger("durable_postgres")
 
-APPLICATION_NAME = "durable-postgres"
-SAFETY_POLL = 5.0
-"""While the LISTEN connection is up, waiters still re-check this often, in case a NOTIFY is lost."""
 DEFAULT_OPERATION_TIMEOUT = 10.0
 """Seconds an operation may take, its retries included, before ``StoreUnavailable``; each attempt
 (a connection from the pool and the statements on it) waits half of it."""
@@ -89,31 +74,13 @@ a poll over 1,000 dead entries read 46 buffers instead of 24 (5,000: 59); vacuum
 writing 20,000 finishing runs took 5.6 s instead of 3.0-3.7 s (every 2,000: 2.9-3.4 s)."""
 TIDY_TIMEOUT = 60.0
 """Seconds a vacuum of ``runs_live`` may take (it holds the live runs only)."""
-SUSPECT_AFTER = 1.0
-"""Seconds without an answer after which a statement its caller cancelled counts as a sign of
-dead connections, as a timeout does (see ``PostgresStore._suspect``)."""
-
-
-def _signal(row: Record | tuple[Any, ...]) -> SignalRecord:
-    return SignalRecord(row[0], row[1], row[2], row[3], row[4], row[5])
-
-
-def _affected(status: str) -> int:
-    """The row count of an ``INSERT 0 n`` / ``UPDATE n`` / ``DELETE n`` command tag."""
-    return int(status.rsplit(" ", 1)[-1])
-
-
-def _leaves_entry(status: RunStatus, release: bool) -> bool:
-    """Whether an owner's update takes the run out of its ``runs_live`` entry: it finished, or it
-    parked (on a signal: out of the table; in a sleep: into the sleepers' range)."""
-    return status.is_final or (status is RunStatus.WAITING and release)
 
 
 def _rebuild(cls: type[PostgresStore], url: str, options: dict[str, Any]) -> PostgresStore:
     return cls(url, **options)
 
 
-class PostgresStore(Store):
+class PostgresStore(PostgresRuns, PostgresSteps, PostgresSignals, PostgresListing):
     """A store in its own schema of a PostgreSQL database, shared by any number of hosts.
 
     Options (keyword arguments, or the URL's query string; keywords win): ``schema``
@@ -230,11 +197,6 @@ class PostgresStore(Store):
     def __repr__(self) -> str:
         return f"<PostgresStore {self._target.display()} schema={self.schema!r}>"
 
-    @property
-    def _round_trip(self) -> float:
-        """How long one attempt of an operation may wait."""
-        return self.operation_timeout / 2
-
     # -- lifecycle ---------------------------------------------------------------
 
     async def open(self, *, create: bool = True) -> None:
@@ -292,40 +254,6 @@ class PostgresStore(Store):
                 raise
             raise StoreError(f"{self!r}: cannot create or migrate the schema: {describe(exc)}") from exc
 
-    async def _create_pool(self) -> asyncpg.Pool:
-        pool: asyncpg.Pool = await asyncpg.create_pool(
-            self._target.dsn,
-            user=self._target.user,
-            password=self._target.password,
-            min_size=self.min_size,
-            max_size=self.max_size,
-            command_timeout=self.command_timeout,
-            timeout=self.connect_timeout,
-            server_settings=self._server_settings(),
-            # asyncpg's default reset runs a query (unlock, close, unlisten, reset) on every
-            # release: a second round trip per checkpoint. This store keeps no session state
-            # (its locks are transaction-scoped; LISTEN has its own connection).
-            reset=_keep_session,
-        )
-        return pool
-
-    async def _connect(self) -> asyncpg.Connection:
-        conn: asyncpg.Connection = await asyncpg.connect(
-            self._target.dsn,
-            user=self._target.user,
-            password=self._target.password,
-            timeout=self.connect_timeout,
-            command_timeout=self.command_timeout,
-            server_settings=self._server_settings(),
-        )
-        return conn
-
-    def _server_settings(self) -> dict[str, str] | None:
-        # Named in pg_stat_activity, unless the URL names the application itself.
-        if "application_name" in dict(parse_qsl(urlsplit(self._target.dsn).query)):
-            return None
-        return {"application_name": APPLICATION_NAME}
-
     async def close(self) -> None:
         batchers = (self._creates, self._steps, self._updates)
         self._creates = self._steps = self._updates = None
@@ -356,389 +284,6 @@ class PostgresStore(Store):
         sql = f"DROP SCHEMA IF EXISTS {self._quoted} CASCADE"
         await self._call("drop the schema", lambda conn: conn.execute(sql))
 
-    # -- the retry loop ----------------------------------------------------------
-
-    def _backoff(self, attempt: int) -> float:
-        return min(0.05 * 4.0 ** (attempt - 1), 2.0) * random.uniform(0.5, 1.0)
-
-    async def _retrying_connect(self, what: str, connect: Callable[[], Awaitable[T]]) -> T:
-        started, last = time.monotonic(), None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                await asyncio.sleep(self._backoff(attempt))
-            try:
-                return await connect()
-            except StoreError:
-                raise
-            except Exception as exc:
-                if classify(exc) is Failure.PERMANENT:
-                    raise StoreUnavailable(f"{self!r}: cannot {what}: {describe(exc)}") from exc
-                last = exc
-        raise self._gave_up(what, started, last)
-
-    def _gave_up(
-        self, what: str, started: float, last: BaseException | None, attempts: int = 0
-    ) -> StoreUnavailable:
-        took = time.monotonic() - started
-        if isinstance(last, TimeoutError):
-            cause = (
-                f"no answer within {self._round_trip:.3g} s per attempt (operation_timeout="
-                f"{self.operation_timeout:g}: raise it for values this large or a server this slow)"
-            )
-        else:
-            cause = f"last error: {describe(last) if last else 'none'}"
-        error = StoreUnavailable(
-            f"{self!r}: could not {what}: the server was unreachable for {attempts or self.retries + 1} "
-            f"attempts over {took:.1f}s ({cause}). Nothing is lost: retry once the database is back."
-        )
-        error.__cause__ = last
-        return error
-
-    async def _call(
-        self,
-        what: str,
-        op: Callable[[Conn], Awaitable[T]],
-        retry_op: Callable[[Conn], Awaitable[T]] | None = None,
-        conns: Conns = PER_CALL,
-        *,
-        timeout: float | None = None,
-    ) -> T:
-        """Run ``op`` on a pooled connection from ``conns``, retrying transient failures with backoff,
-        for at most ``timeout`` seconds (``operation_timeout``), each attempt at most half of it.
-
-        After a connection was lost mid-statement (the first attempt may have committed),
-        later attempts run ``retry_op`` instead when given: it finds out what happened. A
-        connection whose attempt failed, timed out or was cancelled is terminated, never handed
-        back to the pool; after a timeout every other pooled connection is replaced too (they
-        may have died as silently).
-        """
-        budget = self.operation_timeout if timeout is None else timeout
-        started, last = time.monotonic(), None
-        deadline = started + budget
-        uncertain = False
-        attempts = 0
-        for attempt in range(self.retries + 1):
-            if attempt:
-                pause = min(self._backoff(attempt), deadline - time.monotonic())
-                if pause > 0:
-                    await asyncio.sleep(pause)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            attempts += 1
-            pool = self._pool
-            if pool is None:
-                raise StoreUnavailable(f"{self!r} is not open (call open(), or use it through a Workflow)")
-            limit = min(left, budget / 2)
-            ends = asyncio.get_running_loop().time() + limit
-            try:
-                async with asyncio.timeout_at(ends):
-                    conn = await conns.get(pool, min(limit, self.connect_timeout))
-            except Exception as exc:
-                if self._pool is not pool:
-                    raise StoreUnavailable(f"{self!r} was closed during {what}") from exc
-                if classify(exc) is Failure.PERMANENT and not isinstance(exc, asyncpg.InterfaceError):
-                    raise StoreUnavailable(f"{self!r}: cannot connect to {what}: {describe(exc)}") from exc
-                if isinstance(exc, TimeoutError):
-                    await self._suspect(pool)  # no connection in time: the idle ones may be as dead
-                last = exc
-                continue
-            healthy = False
-            sent = time.monotonic()
-            try:
-                async with asyncio.timeout_at(ends):
-                    result = await (retry_op if uncertain and retry_op is not None else op)(conn)
-                healthy = True
-                return result
-            except StoreError:
-                healthy = True  # raised by ``op`` after its statements completed
-                raise
-            except Exception as exc:
-                failure = classify(exc)
-                if failure is Failure.PERMANENT:
-                    if not isinstance(exc, asyncpg.PostgresError):
-                        # Refused by the client mid-protocol (a value asyncpg cannot encode): the
-                        # server still waits for the statement, holding its locks.
-                        terminate(conn)
-                    raise self._permanent(what, exc) from exc
-                uncertain = uncertain or failure is Failure.UNKNOWN
-                last = exc
-                terminate(conn)  # never hand a connection in an unknown state back to the pool
-                if isinstance(exc, TimeoutError):
-                    await self._suspect(pool)
-                log.debug("durable-postgres: %s failed (%s), attempt %d", what, describe(exc), attempt + 1)
-            except BaseException:
-                terminate(conn)  # cancelled mid-statement: its state is unknown
-                if time.monotonic() - sent >= SUSPECT_AFTER:
-                    # The caller gave up waiting (the heartbeat bounds a renewal by its own timeout):
-                    # as good a sign as a timeout of ours that the other connections may be dead.
-                    self._background(self._suspect(pool))
-                raise
-            finally:
-                await conns.put(pool, conn, healthy=healthy)
-        raise self._gave_up(what, started, last, attempts)
-
-    def _background(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _suspect(self, pool: asyncpg.Pool) -> None:
-        """An attempt got no answer in time: the other connections may be as dead without saying
-        so (a partition, a NAT that forgot them). Each is replaced before its next use."""
-        with contextlib.suppress(Exception):
-            await pool.expire_connections()
-        for held in self._held:
-            held.drop()
-
-    def _permanent(self, what: str, exc: Exception) -> StoreError:
-        if isinstance(exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError):
-            return StoreError(
-                f"{self!r}: cannot {what}: a value contains a character PostgreSQL text cannot store "
-                f"(NUL, \\x00): {describe(exc)}"
-            )
-        if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.InvalidSchemaNameError):
-            return StoreError(f"{self!r}: cannot {what}: schema {self.schema!r} was dropped: {describe(exc)}")
-        return StoreError(f"{self!r}: cannot {what}: {describe(exc)}")
-
-    async def _stale(self, conn: Conn, lease: Lease) -> LeaseLost:
-        token = await conn.fetchval(self._sql["token"], lease.run_id)
-        return LeaseLost.stale(lease.run_id, lease.token, token)
-
-    # -- reading rows --------------------------------------------------------------
-
-    def _run(self, row: Any) -> RunRecord:
-        """The run in a row of ``RUN_COLUMNS``, or a corrupt run naming the field it cannot read."""
-        return run_from_row(self._label, row)
-
-    def _steps_of(self, run_id: str, rows: list[Record]) -> list[StepRecord]:
-        try:
-            return StepRecord.from_rows(run_id, rows)
-        except (ValueError, TypeError) as exc:
-            # Only a status the core does not know fails here (every other column is typed).
-            key = next((row[0] for row in rows if row[3] not in _STEP_STATUSES), "?")
-            raise decode_failure(self._label, run_id, f"step {key!r}: status", exc) from exc
-
-    def _step(self, row: Record | tuple[Any, ...]) -> StepRecord:
-        try:
-            return StepRecord.from_row(row)
-        except (ValueError, TypeError) as exc:
-            raise decode_failure(self._label, row[0], f"step {row[1]!r}: status", exc) from exc
-
-    # -- runs --------------------------------------------------------------------
-
-    async def create_run(self, run: RunRecord) -> Created:
-        creates = self._creates
-        if creates is None:  # not open: _call says so
-            return await self._create_alone(run)
-        return await creates.submit(run)
-
-    async def _create_alone(self, run: RunRecord, conns: Conns = PER_CALL) -> Created:
-        async def retry(conn: Conn) -> Created:
-            stored, created = await self._create_run(conn, run)
-            # Every field equal (creation time included) means the lost first attempt inserted it.
-            return stored, created or _same_creation(stored, run)
-
-        return await self._call(
-            f"create run {run.run_id!r}", lambda conn: self._create_run(conn, run), retry, conns
-        )
-
-    async def _create_run(self, conn: Conn, run: RunRecord) -> Created:
-        row = await conn.fetchrow(self._sql["create_run"], *run_row(run), self.clock())
-        assert row is not None
-        if row["created"]:
-            return _as_granted(run, row["granted"]), True
-        if row["run_id"] is not None:
-            return self._run(row[2:]), False
-        # A concurrent creator committed after this statement's snapshot was taken.
-        existing = await conn.fetchrow(self._sql["get_run"], run.run_id)
-        if existing is None:
-            raise StoreError(f"{self!r}: run {run.run_id!r} vanished while it was being created")
-        return self._run(existing), False
-
-    async def _create_batch(
-        self, conn: Conn, runs: list[RunRecord], *, retrying: bool
-    ) -> list[Created | BaseException]:
-        """Insert the first run of each id in one statement; read the others' stored runs in one more.
-
-        ``retrying`` after a lost connection: a stored run equal to the first caller's in every
-        field is the one the lost attempt inserted, so that caller created it (as in ``create_run``).
-        """
-        first = firsts(runs, lambda run: run.run_id)
-        rows = await conn.fetch(
-            self._sql["create_run_batch"], json_rows([run_row(runs[i]) for i in first.values()]), self.clock()
-        )
-        created = {row[0]: row[1] for row in rows}
-        mine = [first[run.run_id] == index and run.run_id in created for index, run in enumerate(runs)]
-        wanted = list({run.run_id for run, done in zip(runs, mine, strict=True) if not done})
-        stored = {}
-        if wanted:
-            stored = {row[0]: self._run(row) for row in await conn.fetch(self._sql["get_runs"], wanted)}
-        outcomes: list[Created | BaseException] = []
-        for index, run in enumerate(runs):
-            found = stored.get(run.run_id)
-            if mine[index]:
-                outcomes.append((_as_granted(run, created[run.run_id]), True))
-            elif found is not None:
-                ours = retrying and first[run.run_id] == index and _same_creation(found, run)
-                outcomes.append((found, ours))
-            else:  # deleted since it conflicted: as a lone call would, create it
-                outcomes.append(await outcome_of(self._create_run(conn, run)))
-        return outcomes
-
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        sql = self._sql["get_run"]
-        row = await self._call(f"read run {run_id!r}", lambda conn: conn.fetchrow(sql, run_id))
-        return None if row is None else self._run(row)
-
-    async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
-        claim_id = secrets.token_hex(8)
-
-        async def op(conn: Conn) -> Lease | None:
-            row = await conn.fetchrow(self._sql["claim"], run_id, owner, float(lease_seconds), claim_id)
-            return None if row is None else Lease(run_id, owner, row[0], row[1])
-
-        async def retry(conn: Conn) -> Lease | None:
-            row = await conn.fetchrow(self._sql["claimed"], run_id, claim_id)
-            if row is not None:
-                return Lease(run_id, owner, row[0], row[1])
-            return await op(conn)
-
-        return await self._call(f"claim run {run_id!r}", op, retry)
-
-    async def renew_lease(
-        self, lease: Lease, lease_seconds: float, *, activity: str | None = None
-    ) -> RunRecord:
-        async def op(conn: Conn) -> RunRecord:
-            row = await conn.fetchrow(
-                self._sql["renew"], lease.run_id, lease.token, lease.owner, float(lease_seconds), activity
-            )
-            if row is None:
-                raise await self._stale(conn, lease)
-            return self._run(row)
-
-        return await self._call(f"renew the lease of run {lease.run_id!r}", op)
-
-    async def update_run(
-        self,
-        lease: Lease,
-        status: RunStatus,
-        *,
-        result: str | None = None,
-        error: str | None = None,
-        wake_at: float | None = None,
-        release: bool = False,
-        activity: str | None = None,
-    ) -> None:
-        update = RunUpdate(lease, status, result, error, wake_at, release, activity)
-        updates = self._updates
-        if updates is None:  # not open: _call says so
-            await self._update_alone(update)
-        else:
-            await updates.submit(update)
-        if _leaves_entry(status, release):
-            self._took_out(1)
-        if status.is_final:
-            self.wake_output_waiters(lease.run_id)  # readers of its streams end
-
-    async def _update_alone(self, update: RunUpdate, conns: Conns = PER_CALL) -> None:
-        await self._call(
-            f"update run {update.lease.run_id!r}", lambda conn: self._update_run(conn, update), conns=conns
-        )
-
-    async def _update_run(self, conn: Conn, update: RunUpdate) -> None:
-        lease, sql = update.lease, self._sql["update_release" if update.release else "update"]
-        args = (
-            lease.run_id, lease.token, update.status.value, update.result, update.error, update.wake_at,
-            update.activity,
-        )  # fmt: skip
-        if _affected(await conn.execute(sql, *args)) == 0:
-            raise await self._stale(conn, lease)
-
-    async def _update_batch(self, conn: Conn, updates: list[RunUpdate]) -> list[BaseException | None]:
-        """Update the first item of each run in one statement; give the others what a lone call gives.
-
-        It sets values, nothing counts up: ``_call`` may repeat it after a lost connection.
-        """
-        first = firsts(updates, lambda update: update.lease.run_id)
-        rows = await conn.fetch(
-            self._sql["update_run_batch"], json_rows([update_row(updates[i]) for i in first.values()])
-        )
-        updated = {row[0] for row in rows}
-        stale = [run_id for run_id in first if run_id not in updated]
-        tokens = {row[0]: row[1] for row in await conn.fetch(self._sql["tokens"], stale)} if stale else {}
-        outcomes: list[BaseException | None] = []
-        for index, update in enumerate(updates):
-            lease = update.lease
-            if first[lease.run_id] != index:  # a later update of a run in the statement: after it
-                outcomes.append(await outcome_of(self._update_run(conn, update)))
-            elif lease.run_id in updated:
-                outcomes.append(None)
-            else:
-                outcomes.append(LeaseLost.stale(lease.run_id, lease.token, tokens.get(lease.run_id)))
-        return outcomes
-
-    async def request_cancel(self, run_id: str) -> RunRecord | None:
-        row = await self._call(
-            f"cancel run {run_id!r}", lambda conn: conn.fetchrow(self._sql["cancel"], run_id)
-        )
-        if row is None:
-            return await self.get_run(run_id)  # unknown, or a status no release writes: corrupt
-        run = self._run(row)
-        if run.status is RunStatus.CANCELLED:
-            self._took_out(1)
-            self.wake_output_waiters(run_id)
-        return run
-
-    async def reset_run(self, run_id: str) -> RunRecord | None:
-        sql = self._sql["reset"]
-        row = await self._call(f"reset run {run_id!r}", lambda conn: conn.fetchrow(sql, run_id))
-        # Only failed and cancelled runs are reset; any other is returned as it is.
-        return await self.get_run(run_id) if row is None else self._run(row)
-
-    async def list_runs(self, query: RunQuery) -> list[RunRecord]:
-        """``query``'s runs, each filter read from an index (``_sql.list_runs``)."""
-        statement = _sql.list_runs(self._quoted, query)
-        if statement is None:
-            return []
-        sql, params = statement
-        rows = await self._call("list runs", lambda conn: conn.fetch(sql, *params))
-        return [self._run(row) for row in rows]
-
-    async def due_runs(
-        self, now: float, limit: int = 100, *, workflows: Collection[str] | None = None
-    ) -> list[RunRecord]:
-        """Runs due at ``now`` (``durable._lifecycle.is_due``), of ``workflows`` if given, oldest
-        first: one query on ``runs_live`` (the runs that may become due, kept by triggers), whose
-        cost does not grow with the finished runs the schema holds.
-
-        One clock: ``now`` is read on this store's ``clock`` and judged on the server's, that
-        many seconds from the server's ``now()`` (a worker passes ``time.time()``: the server's
-        now), so a worker whose clock is off resumes a run exactly when the server says its
-        lease expired. Rows that cannot be read are left out where the query can tell.
-        """
-        offset = float(now) - self.clock()
-        if workflows is None:
-            rows = await self._call("list due runs", lambda conn: conn.fetch(self._sql["due"], offset, limit))
-        elif not workflows:
-            return []
-        else:
-            names = sorted(workflows)
-            rows = await self._call(
-                "list due runs", lambda conn: conn.fetch(self._sql["due_of"], offset, limit, names)
-            )
-        return [self._run(row) for row in rows]
-
-    async def delete_run(self, run_id: str) -> bool:
-        tag = await self._call(
-            f"delete run {run_id!r}", lambda conn: conn.execute(self._sql["delete"], run_id)
-        )
-        deleted = _affected(tag) == 1
-        if deleted:
-            self._took_out(1)
-            self.wake_output_waiters(run_id)
-        return deleted
-
     def _took_out(self, count: int) -> None:
         """``count`` runs left ``runs_live`` through this store: every ``TIDY_EVERY``, vacuum it."""
         self._removed += count
@@ -763,112 +308,6 @@ class PostgresStore(Store):
             )
         except StoreError as exc:
             log.debug("durable-postgres: %r could not vacuum runs_live: %s", self, exc)
-
-    # -- steps -------------------------------------------------------------------
-
-    async def load_steps(self, run_id: str) -> list[StepRecord]:
-        rows = await self._call(
-            f"load the steps of run {run_id!r}", lambda conn: conn.fetch(self._sql["load_steps"], run_id)
-        )
-        return self._steps_of(run_id, rows)
-
-    async def _save_step(self, conn: Conn, lease: Lease, step: StepRecord) -> StepRecord:
-        values = step_row(lease, step)
-        for _ in range(3):
-            # The common case is this one statement: fencing check and first-writer-wins insert.
-            if _affected(await conn.execute(self._sql["save_step"], *values)) == 1:
-                return step
-            row = await conn.fetchrow(self._sql["stored_step"], lease.run_id, step.key)
-            assert row is not None
-            if row["token"] != lease.token:
-                raise await self._stale(conn, lease)
-            if row["key"] is not None:
-                return self._step(row[1:])
-            # The completed step vanished between the two statements (its run was deleted
-            # and created again): try again.
-        raise StoreError(f"{self!r}: step {step.key!r} of run {lease.run_id!r} kept changing while saved")
-
-    async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
-        steps = self._steps
-        if steps is None:  # not open: _call says so
-            return await self._save_alone(lease, step)
-        return await steps.submit((lease, step))
-
-    async def _save_alone(self, lease: Lease, step: StepRecord, conns: Conns = PER_CALL) -> StepRecord:
-        return await self._call(
-            f"save step {step.key!r} of run {lease.run_id!r}",
-            lambda conn: self._save_step(conn, lease, step),
-            conns=conns,
-        )
-
-    @staticmethod
-    def _steps_what(items: list[SaveItem]) -> str:
-        return f"save {len(items)} steps of {len({lease.run_id for lease, _ in items})} runs"
-
-    async def _save_batch(self, conn: Conn, items: list[SaveItem]) -> list[StepRecord | BaseException]:
-        """Insert the first item of each (run, key) in one statement; settle the rest in one more.
-
-        Idempotent, so ``_call`` may retry it after a lost connection: a row that the lost
-        attempt stored is found by ``_settle`` and returned, as a retried lone save returns it.
-        """
-        first = firsts(items, lambda item: (item[0].run_id, item[1].key))
-        batch = [step_row(*items[index]) for index in first.values()]
-        rows = await conn.fetch(self._sql["save_step_batch"], json_rows(batch))
-        outcomes: list[StepRecord | BaseException | None] = [None] * len(items)
-        for run_id, key in rows:
-            outcomes[first[(run_id, key)]] = items[first[(run_id, key)]][1]
-        rest = [index for index, outcome in enumerate(outcomes) if outcome is None]
-        if rest:
-            await self._settle(conn, items, rest, outcomes)
-        return [outcome for outcome in outcomes if outcome is not None]
-
-    async def _settle(
-        self,
-        conn: Conn,
-        items: list[SaveItem],
-        rest: list[int],
-        outcomes: list[StepRecord | BaseException | None],
-    ) -> None:
-        """Give the items at ``rest`` (not inserted) what ``_save_step`` would give each, in order.
-
-        One statement reads their runs' tokens and stored steps: a stale token is that item's
-        ``LeaseLost``, a completed step is returned (first writer wins). Anything else (a failed
-        step to replace, a step that vanished) is rare and goes through ``_save_step``.
-        """
-        wanted = list(dict.fromkeys((items[index][0].run_id, items[index][1].key) for index in rest))
-        rows = await conn.fetch(
-            self._sql["stored_steps"], [run_id for run_id, _ in wanted], [key for _, key in wanted]
-        )
-        stored: dict[tuple[str, str], tuple[int | None, StepRecord | None]] = {}
-        unreadable: dict[tuple[str, str], StoreError] = {}
-        for row in rows:
-            found = None
-            try:
-                found = None if row[4] is None else self._step(row[3:])
-            except StoreError as exc:
-                unreadable[(row[0], row[1])] = exc
-            stored[(row[0], row[1])] = (row[2], found)
-        for index in rest:
-            lease, step = items[index]
-            token, found = stored[(lease.run_id, step.key)]
-            if token != lease.token:
-                outcomes[index] = LeaseLost.stale(lease.run_id, lease.token, token)
-            elif (lease.run_id, step.key) in unreadable:
-                outcomes[index] = unreadable[(lease.run_id, step.key)]
-            elif found is not None and found.status is StepStatus.COMPLETED:
-                outcomes[index] = found
-            else:
-                outcomes[index] = await outcome_of(self._save_step(conn, lease, step))
-
-    async def save_steps(self, lease: Lease, steps: Iterable[StepRecord]) -> list[StepRecord]:
-        """Several checkpoints in one transaction: all are fenced, or none is written."""
-        batch = list(steps)
-
-        async def op(conn: Conn) -> list[StepRecord]:
-            async with conn.transaction():
-                return [await self._save_step(conn, lease, step) for step in batch]
-
-        return await self._call(f"save {len(batch)} steps of run {lease.run_id!r}", op)
 
     # -- batching ----------------------------------------------------------------
 
@@ -944,97 +383,3 @@ class PostgresStore(Store):
     async def watch_output(self, run_id: str) -> AsyncIterator[OutputWatch]:
         async with super().watch_output(run_id) as local, self._outputs.listening(run_id, local) as watch:
             yield watch
-
-    # -- signals -----------------------------------------------------------------
-
-    async def send_signal(self, run_id: str, name: str, delivery_id: str, payload: str) -> bool:
-        sender = secrets.token_hex(8)
-        key = wake_key(run_id, name)
-        args = (run_id, name, delivery_id, payload, sender, _sql.SIGNAL_LOCK_SPACE, self._channel, key)
-
-        async def op(conn: Conn) -> bool:
-            return bool(await conn.fetchval(self._sql["send_signal"], *args))
-
-        async def retry(conn: Conn) -> bool:
-            if await op(conn):
-                return True
-            # A duplicate carrying this call's sender id is the lost first attempt's own row.
-            return bool(await conn.fetchval(self._sql["sent_by"], run_id, name, delivery_id, sender))
-
-        recorded = await self._call(f"send signal {name!r} to run {run_id!r}", op, retry)
-        if recorded and self._listener is not None:
-            self._listener.wake(key)  # waiters in this process need not wait for the NOTIFY
-        return recorded
-
-    async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
-        if name is None:
-            rows = await self._call(
-                f"list the signals of run {run_id!r}", lambda conn: conn.fetch(self._sql["signals"], run_id)
-            )
-        else:
-            rows = await self._call(
-                f"list signal {name!r} of run {run_id!r}",
-                lambda conn: conn.fetch(self._sql["signals_named"], run_id, name),
-            )
-        return [_signal(row) for row in rows]
-
-    async def wait_for_signal(
-        self, run_id: str, name: str, index: int, timeout: float | None
-    ) -> SignalRecord | None:
-        """Wait on the store's LISTEN connection; while that is down, poll every ``poll_interval``.
-
-        An outage does not end the wait: it re-reads at the polling pace until its deadline, where
-        the last ``StoreUnavailable`` is raised (the heartbeat stops the run meanwhile if its lease
-        is lost)."""
-        listener = self._listener
-        if listener is None:
-            raise StoreUnavailable(f"{self!r} is not open (call open(), or use it through a Workflow)")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        interval = 0.005
-        with listener.waiting(wake_key(run_id, name)) as event:
-            while True:
-                # LISTEN before looking, so a delivery between the look and the wait still wakes us.
-                listening = await listener.ensure()
-                event.clear()
-                failure: StoreUnavailable | None = None
-                try:
-                    row = await self._call(
-                        f"read signal {name!r} of run {run_id!r}",
-                        lambda conn: conn.fetchrow(self._sql["nth_signal"], run_id, name, index),
-                    )
-                except StoreUnavailable as exc:
-                    failure, row = exc, None
-                if row is not None:
-                    return _signal(row)
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    if failure is not None:
-                        raise failure
-                    return None
-                if listening and failure is None:
-                    wait = SAFETY_POLL
-                else:
-                    wait, interval = interval, min(interval * 2, self.poll_interval)
-                if remaining is not None:
-                    wait = min(wait, remaining)
-                try:
-                    await asyncio.wait_for(event.wait(), wait)
-                except TimeoutError:
-                    pass
-
-
-_STEP_STATUSES = frozenset(status.value for status in StepStatus)
-
-
-def _as_granted(run: RunRecord, granted: float | None) -> RunRecord:
-    """The created run as stored: its lease expiry is the one the server granted (``_sql.granted``)."""
-    return run if granted == run.lease_expires_at else replace(run, lease_expires_at=granted)
-
-
-def _same_creation(stored: RunRecord, run: RunRecord) -> bool:
-    """Whether ``stored`` is ``run`` as its creation wrote it (the lease expiry may be the server's)."""
-    return replace(stored, lease_expires_at=run.lease_expires_at) == run
-
-
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """Pool reset hook: nothing to undo (see ``_create_pool``)."""
