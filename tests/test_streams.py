@@ -287,3 +287,28 @@ async def test_the_timeline_names_the_body_s_writes_by_kind() -> None:
         ("load", "task"), ("durable:event@progress", "event"), ("durable:stream@log", "stream"),
         ("durable:close@log", "close"),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("db", ["memory", "sqlite"])
+async def test_a_reader_of_a_run_that_failed_ends_after_its_last_item(db: str, tmp_path: Any) -> None:
+    wf = Workflow("fails", db=InMemoryStore() if db == "memory" else f"sqlite:///{tmp_path / 'f.db'}")
+
+    @wf.task(retries=0)
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    @wf.workflow(id="fails-{n}")
+    async def fails(n: int) -> None:
+        await wf.write_stream("log", "before")
+        await boom()
+
+    async with wf:
+        with pytest.raises(RuntimeError):
+            await fails(1)
+
+        async def read() -> list[tuple[int, Any]]:
+            return [item async for item in wf.read_stream("fails-1", "log")]  # no timeout
+
+        # Before: a reader of a failed run with no timeout waited for ever.
+        assert await asyncio.wait_for(read(), 10) == [(0, "before")]
+        assert await wf.get_event("fails-1", "never", default="none") == "none"

@@ -22,7 +22,7 @@ from durable._decode import decode_failure
 from durable._engine import StepPolicy, execute_step
 from durable.context import RunContext, _scope, current_run
 from durable.errors import ConfigurationError, SerializationError, UnknownRunError
-from durable.store import Capability, Store
+from durable.store import Capability, RunStatus, Store
 
 EVENT_TASK = "durable:event"
 STREAM_TASK = "durable:stream"
@@ -134,11 +134,15 @@ def _interval(store: Store) -> float:
 
 
 async def _known(store: Store, run_id: str, what: str) -> bool:
-    """Whether the run is final (``UnknownRunError`` if there is no such run)."""
+    """Whether the run has ended: completed, cancelled, or failed (``UnknownRunError`` if there is
+    no such run). A failed run writes nothing more unless someone resumes it, and a reader waiting
+    on it (a web page relaying an agent whose run failed) should end rather than hang; a reader
+    of a resumed run starts again from its last offset. A store that wakes readers only on the
+    first two (docs/STREAMS.md) lets them learn of a failure at their next re-read (``_interval``)."""
     run = await store.get_run(run_id)
     if run is None:
         raise UnknownRunError(f"{what}: no run {run_id!r} in {store!r}", run_id=run_id)
-    return run.status.is_final
+    return run.status.is_final or run.status is RunStatus.FAILED
 
 
 async def get_events(store: Store, run_id: str) -> dict[str, Any]:

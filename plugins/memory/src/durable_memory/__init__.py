@@ -108,7 +108,8 @@ class InMemoryStore(Store):
             self._live.discard(run.run_id)
             if is_parked(run) and run.wake_at is not None:
                 self._parked.park(run)
-        if run.status.is_final and (previous is None or not previous.status.is_final):
+        ended = run.status.is_final or run.status is RunStatus.FAILED
+        if ended and (previous is None or previous.status is not run.status):
             self.wake_output_waiters(run.run_id)  # readers of its streams end
         entry = self._queued.get(run.run_id)
         if entry is None:
