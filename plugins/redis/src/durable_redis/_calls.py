@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis import exceptions as rx
 from redis.commands.core import AsyncScript
 
 
@@ -62,3 +63,8 @@ def copy_error(error: Exception) -> Exception:
         return error
     copy.__cause__ = error.__cause__
     return copy
+
+
+def wrong_type(error: Exception) -> bool:
+    """Whether ``error`` is a WRONGTYPE reply, also from inside a script."""
+    return isinstance(error, rx.ResponseError) and "WRONGTYPE" in str(error)

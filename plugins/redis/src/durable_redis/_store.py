@@ -1,12 +1,16 @@
-"""``RedisStore``: the Store contract on redis.asyncio, one Lua script per atomic operation."""
+"""``RedisStore``: the Store contract on redis.asyncio, one Lua script per atomic operation.
+
+This module assembles the store from its parts (base classes, each a module: ``_runs``, ``_due``,
+``_steps``, ``_signals``, ``_outputs``, ``_queues``, ``_transport``) and holds what they share:
+opening and closing, the server's persistence and data-loss marker, and reading records.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -17,7 +21,6 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from durable._decode import decode_failure, run_from_text
-from durable._lifecycle import is_due
 from durable.batching import WriteBatcher
 from durable.errors import (
     ConfigurationError,
@@ -27,26 +30,25 @@ from durable.errors import (
     StoreUnavailable,
 )
 from durable.store import (
-    DEFAULT_QUEUE,
     Capability,
     Lease,
     RunQuery,
     RunRecord,
-    RunStatus,
-    SignalRecord,
-    StepRecord,
     Store,
 )
 from durable.store import redact_url as redact
 from durable_redis import _keys as k
 from durable_redis import _layout, _listing
-from durable_redis._calls import Call
-from durable_redis._checkpoints import checkpoint, stored_steps
+from durable_redis._calls import Call, wrong_type
+from durable_redis._due import DueMethods
 from durable_redis._notify import Notifier
 from durable_redis._outputs import OutputMethods
 from durable_redis._persistence import SETTINGS, Persistence, RedisDataLost, log
 from durable_redis._queues import QueueMethods
+from durable_redis._runs import RunMethods
 from durable_redis._scripts import LAYOUT_CHECK, SOURCES
+from durable_redis._signals import SignalMethods
+from durable_redis._steps import StepMethods
 from durable_redis._transport import Transport
 from durable_redis._wire import Command, Wires
 
@@ -70,11 +72,6 @@ _BATCH_IN_FLIGHT = 2
 Two let this process make one wave of checkpoints while Redis stores the other (see
 ``WriteBatcher``); a third was slower, measured in scenario B."""
 
-_SWEEP = 100
-"""Most expired runs whose index entries one poll removes."""
-_SAFETY_RECHECK = 30.0
-"""Even with a healthy subscription, a waiter re-reads its deliveries this often."""
-
 
 _OWN_OPTIONS = ("prefix", "ttl", "require_persistence", "operation_timeout")
 """Query options of a store URL that are durable's, not redis-py's."""
@@ -94,7 +91,9 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit(parts._replace(query=urlencode(theirs))), ours
 
 
-class RedisStore(OutputMethods, QueueMethods, Transport, Store):
+class RedisStore(
+    RunMethods, DueMethods, StepMethods, SignalMethods, OutputMethods, QueueMethods, Transport, Store
+):
     """A store in Redis (``redis://`` or ``rediss://``), shared by any number of processes and hosts.
 
     ``ttl`` (seconds) is how long a run's keys live after it completes or is cancelled;
@@ -371,7 +370,7 @@ class RedisStore(OutputMethods, QueueMethods, Transport, Store):
 
     def unreadable_run(self, run_id: str, error: Exception) -> RunRecord:
         """The corrupt run whose key holds another type than a hash (``error``: its WRONGTYPE)."""
-        if not _wrong_type(error):
+        if not wrong_type(error):
             raise error
         return run_from_text(self.label, {"run_id": run_id, "workflow": _NotAHash()}, run_id)  # type: ignore[dict-item]
 
@@ -381,7 +380,7 @@ class RedisStore(OutputMethods, QueueMethods, Transport, Store):
     def _corrupted(self, error: BaseException, run_id: str, field: str) -> BaseException:
         """``StoreCorrupted`` naming the run and ``field`` for a WRONGTYPE reply (a key of the run
         that holds another type), else ``error`` itself."""
-        if isinstance(error, Exception) and _wrong_type(error):
+        if isinstance(error, Exception) and wrong_type(error):
             return decode_failure(self.label, run_id, field, error)
         return error
 
@@ -405,39 +404,6 @@ class RedisStore(OutputMethods, QueueMethods, Transport, Store):
         args = [run_id, workflow or "", "0" if workflow is None else "1"]
         return Call(f"indexing run {run_id!r}", names, args, script="index_run")
 
-    # -- runs --------------------------------------------------------------------
-
-    async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
-        # A run created with a lease (a direct call owns it): how long it lasts by this process's
-        # clock, which the script counts from the server's now where the two clocks disagree.
-        given = run.lease_expires_at if run.owner is not None else None
-        lease = ("", "") if given is None else (k.fmt_float(given - self.clock()), k.fmt_float(given))
-        created_at = k.fmt_float(run.created_at)
-        args: list[Any] = [self._ttl_ms() if run.status.is_final else 0, *lease, run.run_id, created_at]
-        for field, value in k.run_fields(run).items():
-            args += [field, value]
-        keys = self.keys.changing(run.run_id)
-        keys += (self.keys.index, self.keys.ids, self.keys.workflow(run.workflow))
-        call = Call(f"creating run {run.run_id!r}", keys, args, script="create_run")
-        if self._marker is None:  # the prefix was emptied by drop_all: its markers come back with it
-            reply = (await self._run_together(call, *self._markers()))[0]
-            self._marker = await self._run(Call.plain("reading the marker", "GET", self.keys.alive))
-        else:
-            reply = await self._run(call)
-        if reply == 1:
-            if run.status is RunStatus.PENDING and run.owner is None:
-                self.wake_queue_waiters(DEFAULT_QUEUE)  # this process's idle workers (the script publishes)
-            return run, True
-        if isinstance(reply, str):  # the expiry of the new run's lease, on the server's clock
-            return replace(run, lease_expires_at=float(reply)), True
-        if reply == -1:  # the run's key holds another type than a hash
-            return self.unreadable_run(run.run_id, rx.ResponseError("WRONGTYPE")), False
-        stored = self._record(run.run_id, k.pairs(reply))
-        # This very call, sent again after its reply was lost, finds its own record (its lease's
-        # expiry is the server's).
-        created = call.retried and replace(stored, lease_expires_at=run.lease_expires_at) == run
-        return stored, created
-
     def _markers(self) -> list[Call]:
         """The calls writing this prefix's layout version and data-loss marker, unless present."""
         what = "writing the prefix's markers"
@@ -446,19 +412,6 @@ class RedisStore(OutputMethods, QueueMethods, Transport, Store):
             Call.plain(what, "SET", self.keys.alive, secrets.token_hex(8), "NX"),
         ]
 
-    async def get_run(self, run_id: str) -> RunRecord | None:
-        key = self.keys.run_keys(run_id)[0]
-        try:
-            fields = await self._run(Call.plain(f"reading run {run_id!r}", "HGETALL", key))
-        except rx.ResponseError as exc:
-            return self.unreadable_run(run_id, exc)
-        if fields:
-            return self._record(run_id, fields)
-        lost = await self._data_lost(run_id)
-        if lost is not None:
-            raise lost
-        return None
-
     async def _script(self, call: Call, run_id: str, field: str = "run") -> Any:
         """``call``'s reply; a WRONGTYPE reply (a key of the run holds another type) raises
         ``StoreCorrupted`` naming the run and ``field``."""
@@ -466,14 +419,6 @@ class RedisStore(OutputMethods, QueueMethods, Transport, Store):
             return await self._run(call)
         except rx.ResponseError as exc:
             raise self._corrupted(exc, run_id, field) from exc
-
-    async def claim_run(self, run_id: str, owner: str, lease_seconds: float) -> Lease | None:
-        # The server's clock judges the lease and sets the expiry; the nonce tells a retry of this
-        # very call (see the script).
-        args = [owner, k.fmt_float(lease_seconds), secrets.token_hex(8)]
-        call = Call(f"claiming run {run_id!r}", self.keys.changing(run_id), args, script="claim_run")
-        reply = await self._script(call, run_id)
-        return None if reply is None else Lease(run_id, owner, int(reply[0]), float(reply[1]))
 
     async def _lost(self, lease: Lease, current: Any) -> StoreError:
         """The error of a fenced write refused with ``current`` as the run's token (-1: the run is
@@ -516,271 +461,14 @@ class RedisStore(OutputMethods, QueueMethods, Transport, Store):
             *self._markers(), Call.plain("reading the marker", "GET", self.keys.alive)
         )
 
-    async def renew_lease(
-        self, lease: Lease, lease_seconds: float, *, activity: str | None = None
-    ) -> RunRecord:
-        keys = self.keys.changing(lease.run_id)
-        # lease_seconds=0: the lease expires now (owner kept), and claim_run sees it expired.
-        args = [str(lease.token), lease.owner, k.fmt_float(lease_seconds)]
-        if activity is not None:
-            args.append(activity)
-        what = f"renewing the lease of run {lease.run_id!r}"
-        reply = await self._script(Call(what, keys, args, script="renew_lease"), lease.run_id)
-        if reply[0] == 0:
-            raise await self._lost(lease, reply[1])
-        return self._record(lease.run_id, k.pairs(reply[1]))
+    def _workflow_source(self, workflow: str) -> _listing.Source:
+        return _listing.Source(self.keys.workflow(workflow), workflow=workflow)
 
-    async def update_run(
-        self,
-        lease: Lease,
-        status: RunStatus,
-        *,
-        result: str | None = None,
-        error: str | None = None,
-        wake_at: float | None = None,
-        release: bool = False,
-        activity: str | None = None,
-    ) -> None:
-        keys = self.keys.changing(lease.run_id)
-        optional = [result, error, None if wake_at is None else k.fmt_float(wake_at), activity]
-        mask = "".join("0" if value is None else "1" for value in optional)
-        args = [
-            str(lease.token),
-            self._ttl_ms() if status.is_final else 0,
-            "1" if release else "0",
-            status.value,
-            mask,
-            *(value or "" for value in optional),
-        ]
-        call = Call(f"updating run {lease.run_id!r}", keys, args, script="update_run")
-        reply = await self._script(call, lease.run_id)
-        if reply != 1:
-            raise await self._lost(lease, reply[1])
-        if status.is_final:
-            self.wake_output_waiters(lease.run_id)  # its readers end (the script tells other processes)
-
-    async def request_cancel(self, run_id: str) -> RunRecord | None:
-        keys = self.keys.changing(run_id)
-        args = [self._ttl_ms()]
-        call = Call(f"cancelling run {run_id!r}", keys, args, script="request_cancel")
-        reply = await self._script(call, run_id)
-        if reply is None:
-            return None
-        run = self._record(run_id, k.pairs(reply))
-        if run.status.is_final:
-            self.wake_output_waiters(run_id)
-        return run
-
-    async def reset_run(self, run_id: str) -> RunRecord | None:
-        call = Call(f"resetting run {run_id!r}", self.keys.changing(run_id), [], script="reset_run")
-        reply = await self._script(call, run_id)
-        return None if reply is None else self._record(run_id, k.pairs(reply))
+    # -- listing (_listing) ------------------------------------------------------
 
     async def list_runs(self, query: RunQuery) -> list[RunRecord]:
         """Runs matching ``query`` through the index that narrows it most (``_listing``)."""
         return await self._call("listing runs", lambda _: _listing.list_runs(self, query), bounded=False)
-
-    async def due_runs(
-        self, now: float, limit: int = 100, *, workflows: Collection[str] | None = None
-    ) -> list[RunRecord]:
-        """Runs due at ``now`` (``durable._lifecycle.is_due``), oldest created first, at most ``limit``,
-        of ``workflows`` only if given (the live index does not know workflows: runs of others are
-        read and skipped, so they cost a read each but never crowd the asked-for ones out).
-
-        Read from the index of live runs, whose entries are scored by the time each run becomes
-        due (``_scripts``): the entries scored up to ``now``, then only the runs they name, so a
-        poll costs the same however many runs are parked or finished. When more are due than
-        ``limit``, the run index's scores (``created_at``) choose the oldest before any is read. A
-        record that cannot be read (corrupt) is not returned: its entry stays, so a record an
-        operator repairs is due again at once.
-
-        One clock: ``now`` is read as a time on this process's ``clock`` and judged on the
-        server's, ``now - clock()`` seconds after the server's ``TIME`` (a worker passes its
-        ``time.time()``: the server's now), so a worker whose clock is off resumes a run exactly
-        when the server's clock says its lease expired. The same script reads ``<prefix>:alive``:
-        a poll notices (and logs) a loss of the server's data. It also returns the runs whose
-        keys expired (``<prefix>:expiring``): the poll removes their index entries.
-        """
-        if limit <= 0:
-            return []
-        what = "listing due runs"
-        offset = k.fmt_float(now - self.clock())
-        keys = [self.keys.live, self.keys.alive, self.keys.expiring]
-        judged, marker, due_ids, expired = await self._run(
-            Call(what, keys, [offset, _SWEEP], script="due_runs")
-        )
-        now = float(judged)
-        if self._marker is not None and marker != self._marker:
-            await self._noticed_loss(marker)
-        if len(due_ids) > limit:
-            created = await self._run(Call.plain(what, "ZMSCORE", self.keys.index, *due_ids))
-            # A run whose run-index entry is missing still counts, read among the first.
-            order = sorted(zip((0.0 if c is None else float(c) for c in created), due_ids, strict=True))
-            due_ids = [run_id for _, run_id in order]
-        found: list[RunRecord] = []
-        repairs = [self._expired_call(member) for member in expired]
-        start = 0
-        while start < len(due_ids) and len(found) < limit:
-            ids = due_ids[start : start + limit - len(found)]
-            start += len(ids)
-            calls = [Call.plain(what, "HGETALL", self.keys.run_keys(run_id)[0]) for run_id in ids]
-            for run_id, fields in zip(ids, await self._open_batcher().submit_all(calls), strict=True):
-                if isinstance(fields, BaseException):
-                    if not (isinstance(fields, Exception) and _wrong_type(fields)):
-                        raise fields
-                    self.unreadable_run(run_id, fields)  # reported once; never returned
-                    continue
-                if not fields:
-                    repairs.append(self.prune_call(run_id))
-                    continue
-                run = self._record(run_id, fields)
-                if run.status is RunStatus.CORRUPT:
-                    continue
-                if not is_due(run, now) or "queue" in fields:  # an entry that disagrees with its run
-                    repairs.append(self.index_call(run_id, run.workflow))  # (queue claims serve a queued run)
-                elif workflows is None or run.workflow in workflows:
-                    found.append(run)
-        if repairs:
-            await self._run_together(*repairs)
-        found.sort(key=lambda run: (run.created_at, run.run_id))
-        return found
-
-    def _expired_call(self, member: str) -> Call:
-        """The prune of a run whose keys expired, from its expiry schedule ``member``
-        (``<byte length of id>:<id><workflow>``)."""
-        raw = member.encode()
-        length, _, rest = raw.partition(b":")
-        size = int(length)
-        run_id, workflow = rest[:size].decode(), rest[size:].decode()
-        return self.prune_call(run_id, self._workflow_source(workflow), member)
-
-    def _workflow_source(self, workflow: str) -> _listing.Source:
-        return _listing.Source(self.keys.workflow(workflow), workflow=workflow)
-
-    async def delete_run(self, run_id: str) -> bool:
-        what = f"deleting run {run_id!r}"
-        keys = self.keys.changing(run_id)
-        keys += (self.keys.index, self.keys.ids)
-        existed, workflow = await self._script(Call(what, keys, [run_id], script="delete_run"), run_id)
-        if existed:
-            self.wake_output_waiters(run_id)
-            # Its workflow's index, which the script could not name: gone unless created again since.
-            await self._run(self.prune_call(run_id, self._workflow_source(workflow)))
-        return bool(existed)
-
-    # -- steps -------------------------------------------------------------------
-
-    async def load_steps(self, run_id: str) -> list[StepRecord]:
-        key = self.keys.run_keys(run_id)[1]
-        call = Call.plain(f"loading the steps of run {run_id!r}", "HGETALL", key)
-        fields = await self._script(call, run_id, "steps")
-        steps = [self._step(run_id, step_key, value) for step_key, value in fields.items()]
-        return sorted(steps, key=lambda step: step.finished_at)
-
-    def _step(self, run_id: str, key: str, value: str) -> StepRecord:
-        try:
-            return k.decode_step(run_id, key, value)
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
-            raise decode_failure(self.label, run_id, f"step {key!r}", exc) from exc
-
-    async def save_step(self, lease: Lease, step: StepRecord) -> StepRecord:
-        batch = (step,)  # save_steps of one step, without its frame: every checkpoint comes here
-        reply = await self._script(self._checkpoint(lease, batch), lease.run_id, "steps")
-        if reply == 1:
-            return step
-        return (await self._saved(lease, batch, reply))[0]
-
-    async def save_steps(self, lease: Lease, steps: Iterable[StepRecord]) -> list[StepRecord]:
-        batch = tuple(steps)
-        if not batch:
-            return []
-        reply = await self._script(self._checkpoint(lease, batch), lease.run_id, "steps")
-        return await self._saved(lease, batch, reply)
-
-    def _checkpoint(self, lease: Lease, batch: tuple[StepRecord, ...]) -> Call:
-        for step in batch:
-            if step.run_id != lease.run_id:
-                raise ValueError(f"step {step.key!r} belongs to run {step.run_id!r}, not {lease.run_id!r}")
-        return checkpoint(self.keys, lease, batch)
-
-    async def _saved(self, lease: Lease, batch: tuple[StepRecord, ...], reply: Any) -> list[StepRecord]:
-        """What is stored after the checkpoint script answered ``reply`` (see ``checkpoint``)."""
-        if reply == 1:
-            return list(batch)
-        if reply[0] == 0:
-            raise await self._lost(lease, reply[1])
-        try:
-            return stored_steps(batch, reply[1:])
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
-            raise decode_failure(self.label, lease.run_id, "steps", exc) from exc
-
-    # -- signals -----------------------------------------------------------------
-
-    async def send_signal(self, run_id: str, name: str, delivery_id: str, payload: str) -> bool:
-        keys = self.keys.run_keys(run_id)
-        keys.append(self.keys.live)
-        args = [
-            k.delivery_field(name, delivery_id),
-            secrets.token_hex(8),
-            # sent_at is the sender's clock; the waiting run's wake time is the server's (script).
-            k.encode_signal_body(name, delivery_id, payload, self.clock()),
-            self._ttl_ms(),
-            self.keys.channel,
-            k.notice(run_id, name),
-        ]
-        what = f"sending signal {name!r} to run {run_id!r}"
-        recorded = await self._script(Call(what, keys, args, script="send_signal"), run_id, "signals")
-        return bool(recorded)
-
-    async def list_signals(self, run_id: str, name: str | None = None) -> list[SignalRecord]:
-        key = self.keys.run_keys(run_id)[2]
-        what = f"listing the signals of run {run_id!r}"
-        entries: list[str] = await self._script(Call.plain(what, "LRANGE", key, 0, -1), run_id, "signals")
-        deliveries = [self._signal(run_id, position, entry) for position, entry in enumerate(entries)]
-        return [d for d in deliveries if name is None or d.name == name]
-
-    def _signal(self, run_id: str, position: int, entry: str) -> SignalRecord:
-        try:
-            return k.decode_signal(run_id, entry)
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
-            raise decode_failure(self.label, run_id, f"signals[{position}]", exc) from exc
-
-    async def wait_for_signal(
-        self, run_id: str, name: str, index: int, timeout: float | None
-    ) -> SignalRecord | None:
-        self.client  # noqa: B018 - raises a clear error when the store is not open
-        notifier = self._notifier
-        assert notifier is not None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        event = await notifier.register(run_id, name)
-        try:
-            while True:
-                # Cleared before reading: a delivery published during the read still wakes us.
-                event.clear()
-                try:
-                    deliveries = await self.list_signals(run_id, name)
-                except StoreUnavailable as exc:
-                    # An outage: the wait goes on, re-reading at the polling pace (the heartbeat
-                    # stops the run if its lease is lost meanwhile); at the deadline it is raised.
-                    failure: StoreUnavailable | None = exc
-                else:
-                    failure = None
-                    if len(deliveries) > index:
-                        return deliveries[index]
-                pause = _SAFETY_RECHECK if notifier.healthy and failure is None else self.poll_interval
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        if failure is not None:
-                            raise failure
-                        return None
-                    pause = min(pause, remaining)
-                try:
-                    await asyncio.wait_for(event.wait(), pause)
-                except TimeoutError:
-                    pass
-        finally:
-            notifier.unregister(run_id, name, event)
 
     # -- maintenance -------------------------------------------------------------
 
@@ -821,8 +509,3 @@ class _NotAHash:
 
     def __repr__(self) -> str:
         return "<the run's key is not a hash (WRONGTYPE)>"  # durable._decode shows 60 characters
-
-
-def _wrong_type(error: Exception) -> bool:
-    """Whether ``error`` is a WRONGTYPE reply, also from inside a script."""
-    return isinstance(error, rx.ResponseError) and "WRONGTYPE" in str(error)
