@@ -189,8 +189,8 @@ def statements(s: str) -> dict[str, str]:
         "due": _due_query(s, ""),
         # due with workflows=: only runs of those workflows ($3), still read from runs_live.
         "due_of": _due_query(s, " AND l.workflow = ANY($3::text[])"),
-        # Keeps runs_live small where autovacuum is off or slow (see PostgresStore._tidy).
-        "tidy": f"VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON, TRUNCATE OFF) {s}.runs_live",
+        # Keeps runs_live and queue_open small where autovacuum is off or slow (PostgresStore._tidy).
+        "tidy": f"VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON, TRUNCATE OFF) {s}.runs_live, {s}.queue_open",
         "delete": (
             f"WITH steps AS (DELETE FROM {s}.steps WHERE run_id = $1), "
             f"signals AS (DELETE FROM {s}.signals WHERE run_id = $1) "
