@@ -133,6 +133,7 @@ class Notifier:
             self._wake_all()
 
     async def _listen(self) -> None:
+        me = asyncio.current_task()
         delay = 0.05
         while True:
             pubsub = self._client.pubsub()
@@ -143,6 +144,10 @@ class Notifier:
                 pinged: float | None = None
                 while True:
                     message: dict[str, Any] | None = await pubsub.get_message(timeout=min(1.0, PING_IDLE))
+                    if me is not None and me.cancelling():
+                        # A client whose read swallowed our cancellation (fakeredis's does) would
+                        # keep this loop, and whoever cancels it (an event loop closing), waiting.
+                        raise asyncio.CancelledError
                     now = asyncio.get_running_loop().time()
                     if message is None:
                         if pinged is not None and now - pinged > self._timeout:
