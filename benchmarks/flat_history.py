@@ -173,39 +173,56 @@ async def bench_store(name: str, finished: int, rounds: int, ops: int) -> list[d
     return results
 
 
-def print_table(results: list[dict[str, Any]], finished: int) -> None:
+def print_table(
+    results: list[dict[str, Any]], finished: int, *, op_width: int = 20, fill: bool = False
+) -> None:
+    """The results as a table; ``fill``: with the seconds the history took to write."""
     columns = f"{'µs, 0 finished':>16}{f'µs, {finished:,}':>16}{'ratio':>8}{'(minimums)':>12}"
-    print(f"{'store':<10}{'operation':<20}{columns}")
+    print(f"{'store':<10}{'operation':<{op_width}}{columns}" + (f"{'fill s':>8}" if fill else ""))
     for r in results:
         mark = "" if r["ratio"] < GOAL else "  above the goal"
         print(
-            f"{r['store']:<10}{r['op']:<20}{r['empty_us']:>16,.1f}{r['full_us']:>16,.1f}"
-            f"{r['ratio']:>8.2f}{r['ratio_of_minimums']:>12.2f}{mark}"
+            f"{r['store']:<10}{r['op']:<{op_width}}{r['empty_us']:>16,.1f}{r['full_us']:>16,.1f}"
+            f"{r['ratio']:>8.2f}{r['ratio_of_minimums']:>12.2f}"
+            + (f"{r['fill_seconds']:>8}" if fill else "")
+            + mark
         )
     print(f"ratio: median of the full store's rounds over the empty store's (goal below {GOAL})")
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+Bench = Callable[[str, int, int, int], Awaitable[list[dict[str, Any]]]]
+"""``bench_store(name, finished, rounds, ops)``: one store's results."""
+
+
+async def run_command(
+    doc: str, bench: Bench, *, ops: int, doing: str, op_width: int = 20, fill: bool = False
+) -> None:
+    """The command line of a flat-history benchmark: ``bench`` each of ``--stores``, print the
+    table, write ``--json``. ``doing`` (with ``{finished}``) is announced per store."""
+    parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0])
     parser.add_argument("--stores", default=",".join(STORES))
     parser.add_argument("--finished", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--ops", type=int, default=100)
+    parser.add_argument("--ops", type=int, default=ops)
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     results = []
     for name in args.stores.split(","):
-        print(
-            f"{name}: measuring, then adding {args.finished:,} finished runs ...", file=sys.stderr, flush=True
-        )
+        print(f"{name}: {doing.format(finished=args.finished)}", file=sys.stderr, flush=True)
         try:
-            results.extend(await bench_store(name.strip(), args.finished, args.rounds, args.ops))
+            results.extend(await bench(name.strip(), args.finished, args.rounds, args.ops))
         except (ImportError, OSError) as exc:
             print(f"{name}: skipped ({type(exc).__name__}: {exc})", file=sys.stderr)
-    print_table(results, args.finished)
+    print_table(results, args.finished, op_width=op_width, fill=fill)
     if args.json:
         report = json.dumps({"machine": machine(), "command": sys.argv, "results": results}, indent=2)
-        await asyncio.to_thread(Path(args.json).write_text, report, encoding="utf-8")
+        await asyncio.to_thread(Path(args.json).write_text, report + "\n", encoding="utf-8")
+
+
+async def main() -> None:
+    await run_command(
+        __doc__, bench_store, ops=100, doing="measuring, then adding {finished:,} finished runs ..."
+    )
 
 
 if __name__ == "__main__":

@@ -24,17 +24,14 @@ Stores are fresh and removed afterwards (``_stores.fresh_store``). Nothing is as
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-from _stores import STORES, fresh_store, machine
-from flat_history import GOAL, compare_calls, pending, summary
+from _stores import fresh_store
+from flat_history import compare_calls, pending, run_command, summary
 
 from durable.store import Capability, Lease, QueuedRun, QueueLimits, RunRecord, RunStatus, Store
 
@@ -104,37 +101,15 @@ async def bench_store(name: str, finished: int, rounds: int, ops: int) -> list[d
     return results
 
 
-def print_table(results: list[dict[str, Any]], finished: int) -> None:
-    columns = f"{'µs, 0 finished':>16}{f'µs, {finished:,}':>16}{'ratio':>8}{'(minimums)':>12}"
-    print(f"{'store':<10}{'operation':<12}{columns}{'fill s':>8}")
-    for r in results:
-        mark = "" if r["ratio"] < GOAL else "  above the goal"
-        print(
-            f"{r['store']:<10}{r['op']:<12}{r['empty_us']:>16,.1f}{r['full_us']:>16,.1f}"
-            f"{r['ratio']:>8.2f}{r['ratio_of_minimums']:>12.2f}{r['fill_seconds']:>8}{mark}"
-        )
-    print(f"ratio: median of the full store's rounds over the empty store's (goal below {GOAL})")
-
-
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--stores", default=",".join(STORES))
-    parser.add_argument("--finished", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--ops", type=int, default=50)
-    parser.add_argument("--json", metavar="FILE")
-    args = parser.parse_args()
-    results = []
-    for name in args.stores.split(","):
-        print(f"{name}: adding {args.finished:,} finished queued runs ...", file=sys.stderr, flush=True)
-        try:
-            results.extend(await bench_store(name.strip(), args.finished, args.rounds, args.ops))
-        except (ImportError, OSError) as exc:
-            print(f"{name}: skipped ({type(exc).__name__}: {exc})", file=sys.stderr)
-    print_table(results, args.finished)
-    if args.json:
-        report = json.dumps({"machine": machine(), "command": sys.argv, "results": results}, indent=2)
-        await asyncio.to_thread(Path(args.json).write_text, report + "\n", encoding="utf-8")
+    await run_command(
+        __doc__,
+        bench_store,
+        ops=50,
+        doing="adding {finished:,} finished queued runs ...",
+        op_width=12,
+        fill=True,
+    )
 
 
 if __name__ == "__main__":
