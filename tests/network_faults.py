@@ -1,5 +1,6 @@
 """Network faults for tests of the server stores: a TCP proxy that partitions, forgets and drops
-connections, and a timer for operations that must fail within their bound."""
+connections, a timer for operations that must fail within their bound, and the stores a test
+opened through it."""
 
 from __future__ import annotations
 
@@ -7,9 +8,29 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["Proxy", "timed"]
+from durable.store import Store
+
+__all__ = ["OpenedStores", "Proxy", "timed"]
+
+S = TypeVar("S", bound=Store)
+
+
+class OpenedStores:
+    """The stores a test opened (``await stores.open(SomeStore(url))``), closed by ``close``."""
+
+    def __init__(self) -> None:
+        self._opened: list[Store] = []
+
+    async def open(self, store: S) -> S:
+        await store.open()
+        self._opened.append(store)
+        return store
+
+    async def close(self) -> None:
+        for store in self._opened:
+            await store.close()
 
 
 async def timed(operation: Awaitable[Any]) -> tuple[float, BaseException | None]:

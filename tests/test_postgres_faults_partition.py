@@ -19,12 +19,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from network_faults import Proxy, timed
+from network_faults import OpenedStores, Proxy, timed
+from postgres_test_kit import owned
 from servers import PostgresServer
 
 from durable import Workflow
 from durable.errors import StoreUnavailable
-from durable.store import Lease, RunQuery, RunRecord, RunStatus, StepRecord, StepStatus
+from durable.store import Lease, RunQuery, RunStatus, StepRecord, StepStatus
 from durable_postgres import PostgresStore
 
 pytestmark = pytest.mark.slow
@@ -57,34 +58,14 @@ def through(proxy: Proxy, **options: object) -> str:
 
 
 @pytest.fixture
-async def stores() -> AsyncIterator[list[PostgresStore]]:
-    opened: list[PostgresStore] = []
+async def stores() -> AsyncIterator[OpenedStores]:
+    opened = OpenedStores()
     yield opened
-    for store in opened:
-        await store.close()
+    await opened.close()
 
 
-async def opened(stores: list[PostgresStore], url: str, **options: Any) -> PostgresStore:
-    store = PostgresStore(url, **options)
-    await store.open()
-    stores.append(store)
-    return store
-
-
-def owned(run_id: str) -> RunRecord:
-    now = time.time()
-    return RunRecord(
-        run_id,
-        "wf",
-        RunStatus.RUNNING,
-        "{}",
-        "d",
-        now,
-        now,
-        owner="me",
-        lease_token=1,
-        lease_expires_at=now + 60,
-    )
+async def opened(stores: OpenedStores, url: str, **options: Any) -> PostgresStore:
+    return await stores.open(PostgresStore(url, **options))
 
 
 def step(run_id: str, key: str) -> StepRecord:
@@ -96,7 +77,7 @@ def step(run_id: str, key: str) -> StepRecord:
 
 
 async def test_every_operation_across_a_partition_fails_within_its_timeout_and_works_after_healing(
-    proxy: Proxy, stores: list[PostgresStore]
+    proxy: Proxy, stores: OpenedStores
 ) -> None:
     store = await opened(stores, through(proxy, operation_timeout=1.0, schema="cut"))
     await store.create_run(owned("cut-off"))
@@ -128,7 +109,7 @@ async def test_every_operation_across_a_partition_fails_within_its_timeout_and_w
     assert raised is None and took < 0.5, (took, raised)
 
 
-async def test_the_default_bound_is_ten_seconds(proxy: Proxy, stores: list[PostgresStore]) -> None:
+async def test_the_default_bound_is_ten_seconds(proxy: Proxy, stores: OpenedStores) -> None:
     store = await opened(stores, through(proxy, schema="default_bound"))
     await store.create_run(owned("default"))
     proxy.cut()
@@ -137,7 +118,7 @@ async def test_the_default_bound_is_ten_seconds(proxy: Proxy, stores: list[Postg
 
 
 async def test_connections_that_died_silently_are_replaced_within_one_operation(
-    proxy: Proxy, stores: list[PostgresStore]
+    proxy: Proxy, stores: OpenedStores
 ) -> None:
     store = await opened(stores, through(proxy, operation_timeout=2.0, schema="quiet"), min_size=3)
     await store.create_run(owned("quiet"))
@@ -162,7 +143,7 @@ async def test_connections_that_died_silently_are_replaced_within_one_operation(
 
 
 async def test_a_waiter_gets_its_signal_when_its_listen_connection_died_silently(
-    server: PostgresServer, proxy: Proxy, stores: list[PostgresStore]
+    server: PostgresServer, proxy: Proxy, stores: OpenedStores
 ) -> None:
     waiter_store = await opened(stores, through(proxy, operation_timeout=2.0, schema="listen"))
     sender = await opened(stores, f"{server.url}?schema=listen")
@@ -188,7 +169,7 @@ async def test_a_waiter_gets_its_signal_when_its_listen_connection_died_silently
 
 
 async def test_a_waiter_rides_out_a_partition_and_gets_a_signal_sent_meanwhile(
-    server: PostgresServer, proxy: Proxy, stores: list[PostgresStore]
+    server: PostgresServer, proxy: Proxy, stores: OpenedStores
 ) -> None:
     waiter_store = await opened(stores, through(proxy, operation_timeout=1.0, schema="ride"))
     sender = await opened(stores, f"{server.url}?schema=ride")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import redis
-from network_faults import timed
+from network_faults import OpenedStores, timed
 from redis_test_kit import Proxy, lease_of, new_run, step
 from servers import RedisServer
 
@@ -50,25 +50,21 @@ async def proxy(server: RedisServer) -> AsyncIterator[Proxy]:
 
 
 @pytest.fixture
-async def stores() -> AsyncIterator[list[RedisStore]]:
-    opened: list[RedisStore] = []
+async def stores() -> AsyncIterator[OpenedStores]:
+    opened = OpenedStores()
     yield opened
-    for store in opened:
-        await store.close()
+    await opened.close()
 
 
-async def opened(stores: list[RedisStore], url: str, **options: Any) -> RedisStore:
-    store = RedisStore(url, **options)
-    await store.open()
-    stores.append(store)
-    return store
+async def opened(stores: OpenedStores, url: str, **options: Any) -> RedisStore:
+    return await stores.open(RedisStore(url, **options))
 
 
 # -- every round trip has a timeout -------------------------------------------------------------
 
 
 async def test_every_operation_across_a_partition_fails_within_its_timeout_and_works_after_healing(
-    proxy: Proxy, stores: list[RedisStore]
+    proxy: Proxy, stores: OpenedStores
 ) -> None:
     store = await opened(stores, proxy.url, operation_timeout=1.0)
     run = new_run("cut-off")
@@ -93,7 +89,7 @@ async def test_every_operation_across_a_partition_fails_within_its_timeout_and_w
     assert raised is None and took < 0.5  # a fresh connection; the ones cut were dropped
 
 
-async def test_the_default_bound_is_five_seconds(proxy: Proxy, stores: list[RedisStore]) -> None:
+async def test_the_default_bound_is_five_seconds(proxy: Proxy, stores: OpenedStores) -> None:
     store = await opened(stores, proxy.url)
     await store.create_run(new_run("default"))
     proxy.cut()
@@ -102,7 +98,7 @@ async def test_the_default_bound_is_five_seconds(proxy: Proxy, stores: list[Redi
 
 
 async def test_connections_that_died_silently_are_replaced_within_one_operation(
-    proxy: Proxy, stores: list[RedisStore]
+    proxy: Proxy, stores: OpenedStores
 ) -> None:
     store = await opened(stores, proxy.url, operation_timeout=2.0)
     await store.create_run(new_run("quiet"))
@@ -161,7 +157,7 @@ async def test_a_partitioned_owner_logs_its_failing_renewals_and_starts_no_step_
 
 
 async def test_a_waiting_run_gets_its_signal_after_its_subscription_is_killed(
-    server: RedisServer, stores: list[RedisStore]
+    server: RedisServer, stores: OpenedStores
 ) -> None:
     wf = Workflow("notified", db=server.url)
     waiting = asyncio.Event()
@@ -185,7 +181,7 @@ async def test_a_waiting_run_gets_its_signal_after_its_subscription_is_killed(
 
 
 async def test_a_waiter_gets_its_signal_when_its_subscription_died_silently(
-    server: RedisServer, proxy: Proxy, stores: list[RedisStore]
+    server: RedisServer, proxy: Proxy, stores: OpenedStores
 ) -> None:
     waiter_store = await opened(stores, proxy.url, operation_timeout=2.0)
     sender = await opened(stores, server.url)
@@ -201,7 +197,7 @@ async def test_a_waiter_gets_its_signal_when_its_subscription_died_silently(
 
 
 async def test_a_waiter_rides_out_a_partition_and_gets_a_signal_sent_meanwhile(
-    server: RedisServer, proxy: Proxy, stores: list[RedisStore]
+    server: RedisServer, proxy: Proxy, stores: OpenedStores
 ) -> None:
     waiter_store = await opened(stores, proxy.url, operation_timeout=1.0)
     sender = await opened(stores, server.url)
