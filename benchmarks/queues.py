@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from _stores import machine
+from adapters._processes import WorkerProcesses, percentile
 from flat_history import pending
 from run import ADAPTERS, durable_stores, fresh_store, make_venv
 
@@ -105,37 +106,16 @@ def worker_main(url: str, limited: bool) -> None:
     asyncio.run(go())
 
 
-class Workers:
-    def __init__(self, url: str, count: int, limited: bool = False) -> None:
-        command = [sys.executable, __file__, "--worker", url, *(["--limited"] if limited else [])]
-        self.procs = [
-            subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            for _ in range(count)
-        ]
-        for proc in self.procs:
-            assert proc.stdout is not None
-            if proc.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"worker exited with {proc.wait()}")
+class Workers(WorkerProcesses):
+    """Worker processes of this benchmark's app (``--worker``), stopped with SIGTERM."""
 
-    def go(self) -> None:
-        for proc in self.procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
+    def __init__(self, url: str, count: int, limited: bool = False) -> None:
+        super().__init__(
+            [sys.executable, __file__, "--worker", url, *(["--limited"] if limited else [])], count
+        )
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+        self.terminate()
 
 
 # -- enqueue to first step ---------------------------------------------------------------------

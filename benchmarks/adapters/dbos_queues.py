@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import threading
 import time
 from typing import Any
 
+from _processes import WorkerProcesses, percentile  # this file's folder is on sys.path: a script
 from dbos import DBOS, DBOSClient, DBOSConfig, EnqueueOptions
 
 QUEUE = "bench"
@@ -81,33 +81,14 @@ def options(name: str, run_id: str) -> EnqueueOptions:
     return {"workflow_name": name, "queue_name": QUEUE, "workflow_id": run_id, "app_version": "qbench"}
 
 
-class Workers:
-    def __init__(self, url: str, count: int, poll: float, limited: bool = False) -> None:
-        command = [sys.executable, __file__, "worker", url, str(poll), "1" if limited else "0"]
-        self.procs = [
-            subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            for _ in range(count)
-        ]
-        for proc in self.procs:
-            assert proc.stdout is not None
-            if proc.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"worker exited with {proc.wait()}")
+class Workers(WorkerProcesses):
+    """DBOS worker processes of this adapter (``worker``), stopped with SIGKILL."""
 
-    def go(self) -> None:
-        for proc in self.procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
+    def __init__(self, url: str, count: int, poll: float, limited: bool = False) -> None:
+        super().__init__([sys.executable, __file__, "worker", url, str(poll), "1" if limited else "0"], count)
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.kill()
-            proc.wait(timeout=20)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+        self.kill()
 
 
 def latency(url: str, plan: dict[str, int]) -> dict[str, Any]:
