@@ -21,7 +21,6 @@ import asyncpg
 from durable.batching import WriteBatcher
 from durable.errors import ConfigurationError, StoreError, StoreNotFound
 from durable.store import (
-    Capability,
     Enqueued,
     Lease,
     OutputWatch,
@@ -32,7 +31,7 @@ from durable.store import (
     StepRecord,
     StreamItems,
 )
-from durable_postgres import _sql
+from durable_postgres import CAPABILITIES, _sql
 from durable_postgres._batching import (
     BATCH,
     FLUSHES_IN_FLIGHT,
@@ -107,16 +106,7 @@ class PostgresStore(PostgresRuns, PostgresSteps, PostgresSignals, PostgresListin
     """
 
     name = "postgres"
-    capabilities = frozenset(
-        {
-            Capability.PERSISTENT,
-            Capability.MULTI_PROCESS,
-            Capability.NOTIFY,
-            Capability.MULTI_HOST,
-            Capability.STREAMS,
-            Capability.QUEUES,
-        }
-    )
+    capabilities = CAPABILITIES  # declared in the package, which lists backends without the driver
     poll_interval = 0.25
 
     def __init__(

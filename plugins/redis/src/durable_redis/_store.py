@@ -30,15 +30,14 @@ from durable.errors import (
     StoreUnavailable,
 )
 from durable.store import (
-    Capability,
     Lease,
     RunQuery,
     RunRecord,
     Store,
 )
 from durable.store import redact_url as redact
+from durable_redis import CAPABILITIES, _layout, _listing
 from durable_redis import _keys as k
-from durable_redis import _layout, _listing
 from durable_redis._calls import Call, wrong_type
 from durable_redis._due import DueMethods
 from durable_redis._notify import Notifier
@@ -118,16 +117,7 @@ class RedisStore(
     """
 
     name = "redis"
-    capabilities = frozenset(
-        {
-            Capability.PERSISTENT,
-            Capability.MULTI_PROCESS,
-            Capability.NOTIFY,
-            Capability.MULTI_HOST,
-            Capability.QUEUES,
-            Capability.STREAMS,
-        }
-    )
+    capabilities = CAPABILITIES  # declared in the package, which lists backends without the driver
     loop_bound: ClassVar[bool] = True
 
     def __init__(

@@ -16,7 +16,6 @@ from durable._decode import RUN_FIELDS, run_from_row
 from durable.errors import ConfigurationError, LeaseLost, StoreError, StoreNotFound, StoreUnavailable
 from durable.store import (
     DEFAULT_QUEUE,
-    Capability,
     Enqueued,
     Lease,
     OutputWatch,
@@ -31,7 +30,7 @@ from durable.store import (
     Store,
     StreamItems,
 )
-from durable_sqlite import _outputs, _queues
+from durable_sqlite import CAPABILITIES, _outputs, _queues
 from durable_sqlite._connection import SQLITE_CANTOPEN, SQLITE_READONLY, Connection, Op, is_busy, primary_code
 from durable_sqlite._queries import (
     CLAIM_RUN,
@@ -89,15 +88,7 @@ class SQLiteStore(Store):
     """
 
     name = "sqlite"
-    capabilities = frozenset(
-        {
-            Capability.PERSISTENT,
-            Capability.MULTI_PROCESS,
-            Capability.NOTIFY,
-            Capability.QUEUES,
-            Capability.STREAMS,
-        }
-    )
+    capabilities = CAPABILITIES  # declared in the package, which lists backends without the driver
     poll_interval = 1.0
 
     def __init__(
