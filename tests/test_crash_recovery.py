@@ -17,36 +17,19 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from isolated_stores import isolated_url
 
 from durable import RunStatus, Workflow
-from durable._plugins import get_plugin_manager
-from durable_contract_tests import server_url
 
 APP = str(Path(__file__).with_name("crash_app.py"))
 STEPS = 5
 pytestmark = pytest.mark.slow
-
-
-SERVERS = {"postgres": "postgresql://postgres@127.0.0.1:5432/test", "redis": "redis://127.0.0.1:6379/0"}
-
-
-def _server_url(name: str) -> str:
-    url = server_url(name, SERVERS[name])
-    try:
-        backend = get_plugin_manager().backend_named(name)
-    except Exception as exc:
-        if os.environ.get("DURABLE_TEST_STRICT") == "1":
-            raise
-        pytest.skip(f"the {name} store is not installed: {exc}")
-    token = "crash_" + uuid.uuid4().hex[:10]
-    return backend.isolated_url(url, token) if backend.isolated_url else url
 
 
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
@@ -54,11 +37,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'shared.db'}"
         return
-    url = _server_url(request.param)
-    yield url
-    drop = get_plugin_manager().backend_named(request.param).drop_isolated
-    if drop is not None:
-        asyncio.run(drop(url))
+    with isolated_url(request.param, "crash") as url:
+        yield url
 
 
 class Cluster:

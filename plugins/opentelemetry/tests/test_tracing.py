@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -331,33 +330,17 @@ def test_a_run_that_dies_in_one_process_is_traced_as_a_second_attempt_in_another
     assert step["context"]["trace_id"] == by_name["durable.run job"]["context"]["trace_id"]
 
 
-SERVERS = {"postgres": "postgresql://postgres@127.0.0.1:5432/test", "redis": "redis://127.0.0.1:6379/0"}
-
-
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
 def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh store two processes share: a SQLite file, or an isolated Postgres schema or Redis
-    key prefix (the backend's own ``isolated_url``, dropped after)."""
-    name = request.param
-    if name == "sqlite":
+    key prefix (``isolated_stores.isolated_url``, dropped after)."""
+    from isolated_stores import isolated_url
+
+    if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'app.db'}"
         return
-    from durable._plugins import get_plugin_manager
-    from durable_contract_tests import server_url
-
-    backend = get_plugin_manager().backend_named(name)
-    base = server_url(name, SERVERS[name])
-    url = backend.isolated_url(base, f"otel_{uuid.uuid4().hex[:10]}") if backend.isolated_url else base
-    try:
+    with isolated_url(request.param, "otel") as url:
         yield url
-    finally:
-        drop = backend.drop_isolated
-        if drop is not None:
-
-            async def dropped() -> None:
-                await drop(url)
-
-            asyncio.run(dropped())
 
 
 @pytest.mark.slow
