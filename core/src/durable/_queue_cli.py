@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from durable import _term
+from durable._cli_base import json_option, store_option
 from durable._queues import DEFAULT_QUEUE, Queue, queues_of
 from durable.errors import DurableError
 from durable.store import Capability, Store
@@ -18,16 +19,8 @@ from durable.workflow import Workflow
 
 __all__ = ["register"]
 
-# As durable.cli's store_option and json_option: durable.cli imports this module as it loads, so
-# this one reaches durable.cli only inside its commands.
-store_option = click.option(
-    "--store",
-    "store_url",
-    envvar="DURABLE_STORE",
-    metavar="URL",
-    help="Store URL (sqlite:///durable.db, memory://, ...); default $DURABLE_STORE.",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+# durable.cli imports this module as it loads, so this one reaches durable.cli's helpers only
+# inside its commands; the options come from _cli_base, which imports neither.
 
 
 def _limits(queue: Queue | None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from durable import _inspect, _term
+from durable._cli_base import store_option
 from durable.errors import UnknownRunError
 from durable.store import Store
 
@@ -26,15 +27,8 @@ __all__ = ["register"]
 PAGE = 1000
 """Items per read when printing what a stream holds (without ``--follow``)."""
 
-# As durable.cli's store_option and json_option: durable.cli imports this module as it loads, so
-# this one reaches durable.cli only inside its commands.
-store_option = click.option(
-    "--store",
-    "store_url",
-    envvar="DURABLE_STORE",
-    metavar="URL",
-    help="Store URL (sqlite:///durable.db, memory://, ...); default $DURABLE_STORE.",
-)
+# durable.cli imports this module as it loads, so this one reaches durable.cli's helpers only
+# inside its commands; the options come from _cli_base, which imports neither.
 json_option = click.option(
     "--json", "as_json", is_flag=True, help='One JSON object a line: {"offset": N, "value": ...}.'
 )
