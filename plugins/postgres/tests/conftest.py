@@ -56,6 +56,22 @@ async def store(pg_url: str, schema_prefix: str) -> AsyncIterator[PostgresStore]
         await opened.close()
 
 
+@pytest_asyncio.fixture
+async def fresh(
+    pg_url: str, schema_prefix: str, unique: str, request: pytest.FixtureRequest
+) -> AsyncIterator[PostgresStore]:
+    """A store on a schema of its own (named after the test module), dropped after: due runs,
+    listings and queues see only this test's runs."""
+    module = request.module.__name__.rpartition(".")[2].removeprefix("test_")
+    opened = PostgresStore(pg_url, schema=f"{schema_prefix}_{module[:12]}_{unique}")
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.drop_schema()
+        await opened.close()
+
+
 Terminate = Callable[[str], Awaitable[int]]
 
 

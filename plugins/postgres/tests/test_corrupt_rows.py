@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from click.testing import CliRunner
 
 from durable import Workflow
@@ -35,17 +33,6 @@ DAMAGE = {
     "infinite-wake": ("waiting", "wake_at", "Infinity"),
     "nan-lease": ("running", "lease_expires_at", "NaN"),
 }
-
-
-@pytest_asyncio.fixture
-async def fresh(pg_url: str, schema_prefix: str, unique: str) -> AsyncIterator[PostgresStore]:
-    opened = PostgresStore(pg_url, schema=f"{schema_prefix}_corrupt_{unique}")
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.drop_schema()
-        await opened.close()
 
 
 def pending(run_id: str, created_at: float) -> RunRecord:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 import durable_postgres._store as store_module
 from durable._lifecycle import is_due
@@ -22,17 +20,6 @@ from durable.store import Lease, RunRecord, RunStatus
 from durable_postgres import PostgresStore
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest_asyncio.fixture
-async def fresh(pg_url: str, schema_prefix: str, unique: str) -> AsyncIterator[PostgresStore]:
-    opened = PostgresStore(pg_url, schema=f"{schema_prefix}_live_{unique}")
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.drop_schema()
-        await opened.close()
 
 
 def listed(run: RunRecord) -> tuple[str, float | None] | None:

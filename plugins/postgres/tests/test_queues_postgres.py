@@ -11,12 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from postgres_test_kit import pending, recording
 
 from durable.store import DEFAULT_QUEUE, QueuedRun, QueueLimits, RunRecord, RunStatus
@@ -27,17 +25,6 @@ pytestmark = pytest.mark.asyncio
 
 WOKEN_WITHIN = 5.0
 """A wait with a 60 s timeout that returns sooner than this was woken, not timed out."""
-
-
-@pytest_asyncio.fixture
-async def fresh(pg_url: str, schema_prefix: str, unique: str) -> AsyncIterator[PostgresStore]:
-    opened = PostgresStore(pg_url, schema=f"{schema_prefix}_q_{unique}")
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.drop_schema()
-        await opened.close()
 
 
 async def enqueue(

@@ -6,12 +6,10 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from durable._lifecycle import is_due
 from durable.store import Lease, RunQuery, RunRecord, RunStatus
@@ -23,18 +21,6 @@ pytestmark = pytest.mark.asyncio
 
 V3_RUN_COLUMNS = RUN_COLUMNS.removesuffix(", version, context")
 V1_RUN_COLUMNS = V3_RUN_COLUMNS.removesuffix(", activity")
-
-
-@pytest_asyncio.fixture
-async def fresh(pg_url: str, schema_prefix: str, unique: str) -> AsyncIterator[PostgresStore]:
-    """A store on a schema of its own: due_runs sees only this test's runs."""
-    opened = PostgresStore(pg_url, schema=f"{schema_prefix}_runs_{unique}")
-    await opened.open()
-    try:
-        yield opened
-    finally:
-        await opened.drop_schema()
-        await opened.close()
 
 
 def run(
