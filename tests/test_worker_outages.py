@@ -86,7 +86,9 @@ def test_a_worker_survives_a_store_outage_and_executes_every_run_once(
         start(server.url, [2])
         wait_for_log(log, ["1", "2"])
         assert worker.poll() is None
-        assert completed(server.url) == {"job-1": 1, "job-2": 4}
+        # The log line is written by the task body, before its checkpoint and the run's
+        # completion commit, and job-1's commit may still be in its write retry's backoff.
+        wait_for_completed(server.url, {"job-1": 1, "job-2": 4})
     finally:
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=20)
@@ -118,6 +120,13 @@ def completed(url: str) -> dict[str, int]:
         return {run.run_id: int(run.result or "0") for run in runs}
 
     return asyncio.run(main())
+
+
+def wait_for_completed(url: str, expected: dict[str, int], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (runs := completed(url)) != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert runs == expected
 
 
 def wait_for_log(log: Path, expected: list[str], timeout: float = 30.0) -> None:
