@@ -21,7 +21,7 @@ pytest.importorskip("click", reason="the CLI extra (durable-core[cli]) is not in
 
 from click.testing import CliRunner, Result
 
-from durable import Workflow, _inspect, _term
+from durable import Workflow, _display, _inspect, _term
 from durable._records import ErrorInfo, RunRecord, RunStatus, StepRecord, StepStatus
 from durable.cli import cli
 from durable.store import redact_text, redact_url
@@ -237,16 +237,16 @@ def test_runs_show_cuts_large_values_and_gives_their_size(
     big_run: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     decoded: list[int] = []
-    real = _inspect._decode
+    real = _display._decode
 
     def spy(text: str | None) -> Any:
         decoded.append(len(text or ""))
         return real(text)
 
-    monkeypatch.setattr(_inspect, "_decode", spy)
+    monkeypatch.setattr(_display, "_decode", spy)
     result = durable("runs", "show", "big-1")
     assert result.exit_code == 0, result.output
-    assert max(decoded) <= _inspect.DISPLAY_LIMIT  # nothing large was decoded to be shown
+    assert max(decoded) <= _display.DISPLAY_LIMIT  # nothing large was decoded to be shown
     lines = result.stdout.splitlines()
     assert len(result.stdout) < 5000
     inputs = next(line for line in lines if line.startswith("inputs"))
@@ -271,7 +271,7 @@ def test_load_timeline_leaves_out_values_over_the_limit(big_run: str) -> None:
         store = SQLiteStore(big_run.removeprefix("sqlite:///"))
         await store.open()
         try:
-            return await _inspect.load_timeline(store, "big-1", max_value=_inspect.DISPLAY_LIMIT)
+            return await _inspect.load_timeline(store, "big-1", max_value=_display.DISPLAY_LIMIT)
         finally:
             await store.close()
 

@@ -60,6 +60,7 @@ from durable.errors import LifecycleError
 __all__ = [
     "CLAIMABLE",
     "DUE_STATUSES",
+    "FINISHED",
     "TRANSITIONS",
     "Actor",
     "LifecycleError",
@@ -132,6 +133,9 @@ CLAIMABLE = frozenset({P, R, W, F})
 
 DUE_STATUSES = frozenset({P, R, W})
 """Statuses a worker looks at for due runs (``is_due`` says which of them are due)."""
+
+FINISHED = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+"""Statuses a run never leaves by itself: the only ones ``prune`` deletes."""
 
 
 def allowed(source: RunStatus | None, target: RunStatus, actor: Actor) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from durable._inspect import _value, preview
+from durable._display import _value, preview
 from durable._records import StepRecord
 from durable._streams import CLOSE_TASK, STREAM_TASK
 from durable.store import Capability, Store

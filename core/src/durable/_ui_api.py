@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from durable import _inspect
+from durable import _inspect, _listing
 from durable._records import RunQuery, RunStatus
 from durable.errors import UnknownRunError
 from durable.store import Store
@@ -87,7 +87,7 @@ async def runs_page(store: Store, query: RunQuery) -> dict[str, Any]:
 
     A filter on a reported status such as ``interrupted`` may read several stored pages for one
     page of answers: ``_inspect.iter_runs`` reads them by keyset from ``query.after`` on."""
-    if _inspect._reads_exactly(query.statuses):
+    if _listing._reads_exactly(query.statuses):
         runs = await _inspect.list_reported(store, replace(query, limit=query.limit + 1))
     else:
         runs = [run async for run in _inspect.iter_runs(store, query, limit=query.limit + 1)]

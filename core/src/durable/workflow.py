@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, Self, TypeVar, overload
 
 from durable import _codec, _keys, _queues, _runner, _sync, _waits
-from durable._engine import (
-    StepPolicy,
-    call_with_retries,
-    execute_step,
-    observe,
-    unreadable_step,
-)
+from durable._engine import StepPolicy, observe
 from durable._executor import Executor
 from durable._lifecycle import Actor, reported, require
 from durable._owner import is_dead_local_owner, new_owner_id
@@ -33,12 +26,13 @@ from durable._records import (
     RunStatus,
     SignalRecord,
     StepRecord,
-    StepStatus,
 )
+from durable._task_function import TaskFunction
 from durable._versions import check_version
 from durable._worker import Worker
+from durable._workflow_function import WorkflowFunction
 from durable.backoff import BackoffStrategy, exponential
-from durable.context import RunContext, _current, _scope, current_run
+from durable.context import RunContext, _current, current_run
 from durable.errors import (
     ConfigurationError,
     RunCancelled,
@@ -50,306 +44,12 @@ from durable.store import Capability, Store, redact_url
 
 if TYPE_CHECKING:
     from durable._replay import ReplayReport
-    from durable._schedules import Schedule
 
 __all__ = ["TaskFunction", "Workflow", "WorkflowFunction"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
-
-MAX_RUN_ID_LENGTH = 1024
-
-
-def _check_run_id(run_id: object, workflow: str) -> str:
-    if not isinstance(run_id, str) or not run_id:
-        raise ConfigurationError(f"workflow {workflow!r}: run id must be a non-empty str, got {run_id!r}")
-    problem = _keys.id_problem(run_id, MAX_RUN_ID_LENGTH)
-    if problem is not None:
-        raise ConfigurationError(f"workflow {workflow!r}: run id {_keys.shown(run_id)} {problem}")
-    return run_id
-
-
-class TaskFunction(Generic[P, R]):
-    """A function decorated with ``@wf.task``: checkpointed inside a run, plain outside. A plain
-    ``def`` runs in the Workflow's thread pool (``durable._sync``); calling it gives an awaitable
-    either way."""
-
-    def __init__(self, workflow: Workflow, fn: Callable[P, Any], name: str, policy: StepPolicy):
-        self.is_async = _sync.check_function(fn, f"@task {name!r}")
-        self.workflow = workflow
-        self.fn = fn
-        self._body: Callable[..., Awaitable[R]] = fn if self.is_async else workflow.threads.body(fn)
-        self.name = _keys.check_task_name(name)
-        self.policy = policy
-        self._annotation: Any = None
-        self._parameters: tuple[tuple[str, ...], frozenset[str]] | None = None
-        functools.update_wrapper(self, fn)
-
-    @property
-    def return_annotation(self) -> Any:
-        if self._annotation is None:  # resolved late: forward references may be defined after the task
-            self._annotation = _codec.return_annotation(self.fn)
-        return self._annotation
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-        step_id = kwargs.pop("step_id", None) if kwargs else None
-        ctx = _current.get()
-        if ctx is None:
-            return self._call_plain(args, kwargs)
-        # The key is taken now, at call time, so asyncio.gather replays in call order.
-        base = self.name if step_id is None else _keys.task_base(self.name, step_id)  # type: ignore[arg-type]
-        key = ctx.keys.next_key(_scope.get(), base)  # ctx.next_key, inlined: every call takes a key
-        return self._call_in_run(ctx, key, args, kwargs)
-
-    def with_step_id(self, step_id: str) -> Callable[P, Coroutine[Any, Any, R]]:
-        """``task.with_step_id("item-3")(x)`` is ``task(x, step_id="item-3")``, fully typed
-        (type checkers reject the ``step_id=`` keyword on the task's own signature)."""
-
-        def call(*args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-            return self(*args, **kwargs, step_id=step_id)  # type: ignore[arg-type]
-
-        return call
-
-    async def _call_plain(self, args: Any, kwargs: Any) -> R:
-        return await call_with_retries(lambda: self._body(*args, **kwargs), self.policy, self.name)
-
-    async def _call_in_run(self, ctx: RunContext, key: str, args: Any, kwargs: Any) -> R:
-        annotation = self._annotation or self.return_annotation
-        try:
-            args_digest = (
-                self._bound_digest(args, kwargs) if kwargs else _codec.digest_call(args, kwargs, self.name)
-            )
-        except SerializationError as exc:  # refused before the body runs
-            raise SerializationError(
-                f"task {self.name!r} (run {ctx.run_id!r}, step {key!r}): its arguments cannot be "
-                f"digested: {exc}",
-                run_id=ctx.run_id,
-                step_key=key,
-            ) from exc
-        recorded = ctx.journal.get(key)
-        if recorded is not None:
-            if recorded.args_digest != args_digest:  # other arguments, or a call the last release recorded
-                args_digest = _codec.recorded_digest(recorded.args_digest, args_digest, args, kwargs)
-            elif recorded.task == self.name and recorded.status is StepStatus.COMPLETED:
-                # The common case of a resumed run, kept short; execute_step checks every other case.
-                try:
-                    result: R = _codec.loads(recorded.result, annotation)  # type: ignore[arg-type]
-                except _codec.Unreadable as exc:
-                    raise unreadable_step(ctx, key, exc) from exc
-                except SerializationError as exc:
-                    raise self._unreadable(ctx, key, exc) from exc
-                return result
-        try:
-            return await execute_step(
-                ctx,
-                key,
-                self.name,
-                args_digest,
-                lambda: self._body(*args, **kwargs),
-                self.policy,
-                lambda value: _codec.dumps(value, annotation),
-                lambda text: _codec.loads(text, annotation),
-            )
-        except _codec.WrongType as exc:  # a recorded result the annotation refuses
-            raise self._unreadable(ctx, key, exc) from exc
-
-    def _bound_digest(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        """The digest of a call with keyword arguments, bound to the parameters first: ``f(1)`` and
-        ``f(x=1)`` are one call. As ``Signature.bind`` gives them (defaults are not filled in: the
-        arguments passed are digested), but without its cost where every parameter can be named."""
-        if self._parameters is None:
-            parameters = inspect.signature(self.fn).parameters.values()
-            nameable = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in parameters)
-            self._parameters = (
-                tuple(p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD) if nameable else (),
-                frozenset(p.name for p in parameters) if nameable else frozenset(),
-            )
-        positional, names = self._parameters
-        if names and len(args) <= len(positional) and kwargs.keys() <= names:
-            bound, rest = list(args), dict(kwargs)
-            if not any(name in rest for name in positional[: len(args)]):
-                for name in positional[len(args) :]:
-                    if name not in rest:
-                        break
-                    bound.append(rest.pop(name))
-                return _codec.digest_call(tuple(bound), rest, self.name)
-        try:
-            call = inspect.signature(self.fn).bind(*args, **kwargs)
-        except TypeError:  # the call itself raises it, when the body is called
-            return _codec.digest_call(args, kwargs, self.name)
-        return _codec.digest_call(call.args, call.kwargs, self.name)
-
-    def _unreadable(self, ctx: RunContext, key: str, exc: SerializationError) -> SerializationError:
-        return SerializationError(
-            f"task {self.name!r} (run {ctx.run_id!r}, step {key!r}): its recorded result cannot be read "
-            f"as {_codec._type_name(self._annotation)}: {exc}",
-            run_id=ctx.run_id,
-            step_key=key,
-        )
-
-    def __repr__(self) -> str:
-        return f"<durable task {self.name!r}>"
-
-
-class WorkflowFunction(Generic[P, R]):
-    """A function decorated with ``@wf.workflow``: each call runs or resumes one durable run."""
-
-    queue: str | None = None
-    """The queue its started runs are enqueued on (``queue=``; ``None``: ``default``)."""
-    schedule: Schedule | None = None
-    """Its cron schedule (``schedule=``): workers start one run per tick."""
-
-    def __init__(
-        self,
-        workflow: Workflow,
-        fn: Callable[P, Awaitable[R]],
-        name: str,
-        id_template: str | None,
-        timeout: float | None = None,
-    ):
-        if not inspect.iscoroutinefunction(fn):
-            raise ConfigurationError(
-                f"@workflow {name!r}: {fn!r} must be an 'async def' function (it awaits its steps; "
-                "its tasks may be plain 'def' functions, run in threads, and sync code calls it with "
-                f"{name}.run_sync(...))"
-            )
-        if timeout is not None and timeout <= 0:
-            raise ConfigurationError(f"@workflow {name!r}: timeout must be > 0, got {timeout}")
-        self.workflow = workflow
-        self.fn = fn
-        self.name = _keys.check_task_name(name)
-        self.id_template = id_template
-        self.timeout = timeout
-        self.signature = inspect.signature(fn)
-        parameters = self.signature.parameters.values()
-        self._positional_names: tuple[str, ...] | None = (
-            tuple(p.name for p in parameters)
-            if all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in parameters)
-            else None
-        )
-        """The parameter names, where every argument passed by position is all ``_bind`` needs to
-        know: no defaults, no keyword-only, positional-only or variadic parameters."""
-        functools.update_wrapper(self, fn)
-
-    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return await self.call(None, args, kwargs)
-
-    async def run(self, run_id: str, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run (or resume) the workflow under an explicit run id."""
-        return await self.call(run_id, args, kwargs)
-
-    async def start(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """Record a pending run for a worker to execute and return its id at once.
-
-        Idempotent: starting the same run id with the same inputs again is a no-op.
-        ``await wf.wait_for(run_id)`` gets the result. On a queue (``queue=``), the run waits
-        for the queue's limits to let a worker claim it.
-        """
-        return await _queues.start(self, args, kwargs)
-
-    def options(
-        self,
-        *,
-        priority: int = 0,
-        delay: float = 0.0,
-        partition_key: str | None = None,
-        debounce: float | None = None,
-        debounce_key: str | None = None,
-    ) -> _queues.StartOptions[P]:
-        """``fn.options(...).start(...)``: a start on the workflow's queue with ``priority`` (lower
-        first, FIFO within one), ``delay`` (seconds before it may start), ``partition_key`` (what
-        ``partition_concurrency`` counts), or ``debounce`` (seconds; starts with the same
-        ``debounce_key``, the run id by default, collapse into one run with the last inputs)."""
-        options = _queues.Options(priority, delay, partition_key, debounce, debounce_key)
-        return _queues.StartOptions(self, options)
-
-    def run_sync(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run (or resume) the workflow from synchronous code and return its result: the call
-        ``await my_workflow(...)`` makes, on the Workflow's own event loop (``Workflow.run_sync``)."""
-        return self.workflow.run_sync(self.call(None, args, kwargs))
-
-    def run_id_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """The run id a call with these arguments would use."""
-        return self._run_id(self._bind(args, kwargs))
-
-    def invoke(self, arguments: dict[str, Any]) -> Awaitable[R]:
-        """Call the function with bound arguments (as ``_bind`` returns or stored inputs decode to)."""
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        hints = _codec._type_hints(self.fn)
-        for name, param in self.signature.parameters.items():
-            if name not in arguments:
-                continue
-            value = _codec.coerce(arguments[name], hints.get(name, Any))
-            if param.kind is param.VAR_POSITIONAL:
-                args.extend(value)
-            elif param.kind is param.VAR_KEYWORD:
-                kwargs.update(value)
-            elif param.kind is param.POSITIONAL_ONLY:
-                args.append(value)
-            else:
-                kwargs[name] = value
-        return self.fn(*args, **kwargs)
-
-    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        names = self._positional_names
-        if names is not None and not kwargs and len(args) == len(names):
-            return dict(zip(names, args, strict=True))  # what Signature.bind gives, for a fifth of its cost
-        try:
-            bound = self.signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"workflow {self.name!r}: {exc}") from None
-        bound.apply_defaults()
-        return dict(bound.arguments)
-
-    def _run_id(self, arguments: dict[str, Any]) -> str:
-        if self.id_template is None:
-            try:
-                return f"{self.name}-{_codec.digest(arguments)}"
-            except SerializationError as exc:
-                raise SerializationError(
-                    f"workflow {self.name!r}: its arguments cannot be digested into a run id: {exc}"
-                ) from exc
-        try:
-            # Only the bound parameters fill the template: a dict argument cannot inject fields.
-            run_id = self.id_template.format_map(arguments)
-        except (KeyError, IndexError, AttributeError) as exc:
-            raise ConfigurationError(
-                f"workflow {self.name!r}: id template {self.id_template!r} refers to {exc} which is not "
-                f"a parameter of {self.name}{self.signature}"
-            ) from None
-        return _check_run_id(run_id, self.name)
-
-    async def call(
-        self,
-        run_id: str | None,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        *,
-        wait: bool = True,
-        timeout: float | None = None,
-    ) -> R:
-        """Run or resume a run; the full form of ``__call__`` and ``run``.
-
-        If another live executor owns the run, wait up to ``timeout`` seconds for its
-        outcome (``wait=True``) or raise ``RunInProgress`` at once (``wait=False``).
-        """
-        arguments = self._bind(args, kwargs or {})
-        parent = current_run()
-        if parent is not None and run_id is None:
-            # Called from a workflow: a child run, checkpointed as a step of the parent.
-            result: R = await _runner.run_child(parent, self, arguments)
-            return result
-        run_id = self._run_id(arguments) if run_id is None else _check_run_id(run_id, self.name)
-        run_id = _runner.caller_run_id(run_id, self.name)
-        value: R = await _runner.start_or_resume(
-            self.workflow.executor, self, run_id, arguments, wait=wait, timeout=timeout
-        )
-        return value
-
-    def __repr__(self) -> str:
-        return f"<durable workflow {self.name!r}>"
 
 
 class Workflow:

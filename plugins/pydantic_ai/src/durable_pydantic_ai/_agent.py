@@ -326,10 +326,10 @@ class DurableAgent(WrapperAgent[AgentDepsT, OutputDataT]):
                 "deps); run it with run(...) instead"
             )
         from durable import _runner
-        from durable.workflow import _check_run_id
+        from durable._workflow_function import check_run_id
 
         wfn = self._run_workflow
-        run_id = _runner.caller_run_id(_check_run_id(run_id or self.run_id_for_new_run(), wfn.name), wfn.name)
+        run_id = _runner.caller_run_id(check_run_id(run_id or self.run_id_for_new_run(), wfn.name), wfn.name)
         return await _runner.enqueue(self.workflow.executor, wfn, run_id, call.inputs)
 
     async def resume(self, run_id: str) -> AgentRunResult[Any]:
