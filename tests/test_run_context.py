@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from durable import Workflow, hookimpl
 from durable._plugins import get_plugin_manager
+from durable.cli import cli
 from durable.store import RunRecord
 
 
@@ -105,3 +109,36 @@ async def test_no_headers_no_context_and_a_resume_keeps_the_stored_one(register:
     assert run is not None and run.context is None
     assert plugin.started == [None]
     await wf.close()
+
+
+def test_a_fork_made_by_the_cli_stores_the_plugins_headers(register: Any, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ctx.db'}"
+
+    async def record() -> None:
+        wf = Workflow("ctx", db=url)
+
+        @wf.task
+        async def double(n: int) -> int:
+            return 2 * n
+
+        @wf.workflow(id="job-{n}")
+        async def job(n: int) -> int:
+            return await double(n)
+
+        await job(5)
+        await wf.close()
+
+    async def forked_context() -> str | None:
+        wf = Workflow("ctx", db=url)
+        run = await wf.get_run("job-5.cli")
+        await wf.close()
+        assert run is not None
+        return run.context
+
+    asyncio.run(record())
+    plugin = register(Headers({"traceparent": "00-cli-01"}), "ctx-cli")
+    args = ["runs", "fork", "job-5", "--from-step", "double", "--new-run-id", "job-5.cli", "--store", url]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert plugin.asked == [("job", "job-5.cli")]
+    assert json.loads(asyncio.run(forked_context()) or "") == {"traceparent": "00-cli-01"}

@@ -262,7 +262,7 @@ def runs_fork(
         async with open_workflow(store_url) as (wf, store):
             forked = await fork(
                 store, run_id, from_step=from_step, new_run_id=new_run_id, owner=wf.owner,
-                lease_seconds=wf.lease_seconds,
+                lease_seconds=wf.lease_seconds, plugins=wf.plugins,
             )  # fmt: skip
             copied = [s for s in await store.load_steps(forked.run_id) if s.task != "durable:fork"]
             return RunSummary.of(forked), (
