@@ -48,3 +48,16 @@ def isolated_url(name: str, label: str) -> Iterator[str]:
                 await drop(url)
 
             asyncio.run(dropped())
+
+
+@contextlib.contextmanager
+def store_url(name: str, directory: os.PathLike[str] | str, label: str) -> Iterator[str]:
+    """A fresh URL of backend ``name``: ``memory://``, an SQLite file in ``directory``, or an
+    ``isolated_url`` of a server backend (dropped after)."""
+    if name == "memory":
+        yield "memory://"
+    elif name == "sqlite":
+        yield f"sqlite:///{os.path.join(directory, label + '.db')}"
+    else:
+        with isolated_url(name, label) as url:
+            yield url

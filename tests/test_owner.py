@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import isolated_stores
 import pytest
 
 from durable import RunInProgress, Workflow
@@ -58,8 +60,14 @@ def test_a_reused_pid_is_dead_and_a_live_process_is_alive() -> None:
     assert is_dead_local_owner(f"{HOST}:{_machine()}:{parent}.{int(start) + 1}:abcd1234")
 
 
-async def test_a_live_run_of_a_same_named_host_is_not_taken_over(tmp_path: object) -> None:
-    wf = Workflow("owners", db="memory://")
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres", "redis"])
+def test_a_live_run_of_a_same_named_host_is_not_taken_over(tmp_path: Path, backend: str) -> None:
+    with isolated_stores.store_url(backend, tmp_path, "owners") as url:
+        asyncio.run(same_named_host_keeps_its_run(url))
+
+
+async def same_named_host_keeps_its_run(url: str) -> None:
+    wf = Workflow("owners", db=url)
 
     @wf.workflow(id="shared")
     async def shared() -> None:

@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import isolated_stores
 import pytest
-from isolated_stores import isolated_url
 
 from durable import LeaseLost, RunStatus, Workflow
 
@@ -62,10 +62,7 @@ def lines(log: Path) -> list[str]:
 
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'paused.db'}"
-        return
-    with isolated_url(request.param, "paused") as url:
+    with isolated_stores.store_url(request.param, tmp_path, "paused") as url:
         yield url
 
 
